@@ -1,0 +1,103 @@
+//! End-to-end replay benchmark: generated contact-centre captures (half the calls in scope)
+//! through the whole pipeline — parse, scope, decode, mix, encrypt, write — measuring RTP
+//! packets per CPU-second, wall-clock rate and peak memory per recorded call.
+//!
+//! `cargo bench --bench replay` runs the standard set (200 and 1,000 concurrent calls, 60 s).
+//! `cargo bench --bench replay -- CALLS SECONDS` runs one size. Captures are generated into
+//! `target/bench-captures/` once and reused.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
+use callvault::io_util::{cpu_time, peak_rss};
+use callvault::replay::{self, ReplayOptions};
+use callvault::synth::{Scenario, write_capture};
+use callvault::vault::generate_keypair_files;
+
+fn capture(calls: usize, seconds: u64) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-captures");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("mix-{calls}x{seconds}s.pcap"));
+    if !path.exists() {
+        let t = Instant::now();
+        let scenario = Scenario::contact_centre_mix(calls, seconds * 1000, 42);
+        let tmp = path.with_extension("tmp");
+        let file = std::fs::File::create(&tmp).unwrap();
+        let stats =
+            write_capture(&scenario, std::io::BufWriter::with_capacity(1 << 20, file)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        eprintln!(
+            "generated {} ({} frames, {:.0} MB) in {:.1} s",
+            path.display(),
+            stats.frames,
+            stats.bytes as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    path
+}
+
+fn rss_now() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+fn run(calls: usize, seconds: u64) {
+    let path = capture(calls, seconds);
+    let work = tempfile::tempdir().unwrap();
+    let (public, _) = generate_keypair_files(&work.path().join("keys")).unwrap();
+    let cfg = AgentConfig::from_toml(EXAMPLE_AGENT_TOML, "example").unwrap();
+    let base_rss = rss_now();
+    let cpu0 = cpu_time().unwrap_or_default();
+    let t = Instant::now();
+    let report = replay::run(ReplayOptions {
+        config: cfg,
+        spool: work.path().join("spool"),
+        public_key: public,
+        files: vec![path],
+        progress: false,
+    })
+    .unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = (cpu_time().unwrap_or_default() - cpu0).as_secs_f64();
+    let peak = peak_rss().unwrap_or(0);
+    let s = &report.summary;
+    let rtp = s.routes.rtp_recorded + s.routes.rtp_out_of_scope + s.routes.rtp_unmatched;
+    let recorded = s.calls.calls_recorded.max(1);
+    println!(
+        "{calls:>5} calls x {seconds} s: {:>9} RTP pkts, {:>5} recorded calls | {:>10.0} RTP pkts/CPU-s | {:>10.0} frames/s wall | CPU {:.2} s | peak RSS {:.1} MiB, {:.1} KiB per recorded call | {:.0} s audio",
+        rtp,
+        s.calls.calls_recorded,
+        rtp as f64 / cpu.max(1e-9),
+        s.net.frames as f64 / wall,
+        cpu,
+        peak as f64 / 1048576.0,
+        peak.saturating_sub(base_rss) as f64 / 1024.0 / recorded as f64,
+        s.media.audio_ms_written as f64 / 1000.0,
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if let [calls, seconds] = &args[..] {
+        run(
+            calls.parse().expect("CALLS"),
+            seconds.parse().expect("SECONDS"),
+        );
+        return;
+    }
+    for (calls, seconds) in [(200, 60), (1000, 60)] {
+        run(calls, seconds);
+    }
+}

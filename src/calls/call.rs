@@ -1,0 +1,61 @@
+//! A call: one conversation as the member of the public experiences it, made of one or more
+//! legs, with the scope decision taken on its first leg.
+
+use uuid::Uuid;
+
+use super::CallKey;
+use super::leg::Leg;
+use crate::policy::Decision;
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub key: CallKey,
+    /// The identifier the catalogue knows the call by (UUIDv7: sortable by start time).
+    pub call_id: Uuid,
+    pub decision: Decision,
+    /// Dialled number as E.164 when it could be read, and as seen on the wire.
+    pub dialled: Option<String>,
+    pub dialled_raw: String,
+    /// Calling party (P-Asserted-Identity, else From), E.164 when it could be read.
+    pub caller: String,
+    pub legs: Vec<Leg>,
+    pub started_at: Timestamp,
+    pub ended: bool,
+}
+
+impl Call {
+    pub fn record(&self) -> bool {
+        self.decision.record
+    }
+
+    pub fn answered_at(&self) -> Option<Timestamp> {
+        self.legs.iter().filter_map(|l| l.answered_at).min()
+    }
+
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        self.legs.iter().filter_map(|l| l.ended_at).max()
+    }
+
+    /// The reason the last leg ended.
+    pub fn end_reason(&self) -> Option<&str> {
+        self.legs
+            .iter()
+            .filter(|l| l.ended_at.is_some())
+            .max_by_key(|l| l.ended_at)
+            .and_then(|l| l.end_reason.as_deref())
+    }
+
+    /// Latest SIP activity on any leg.
+    pub fn last_signal(&self) -> Timestamp {
+        self.legs
+            .iter()
+            .map(|l| l.last_signal)
+            .max()
+            .unwrap_or(self.started_at)
+    }
+
+    pub fn all_legs_over(&self) -> bool {
+        self.legs.iter().all(|l| l.is_over())
+    }
+}

@@ -1,0 +1,122 @@
+//! A leg: one SIP dialog (Call-ID and tags) with its offer/answer media endpoints.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use super::Side;
+use crate::time::Timestamp;
+
+/// The two ends of a dialog: A sent the initial INVITE, B answered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Party {
+    A,
+    B,
+}
+
+impl Party {
+    pub fn other(self) -> Party {
+        match self {
+            Party::A => Party::B,
+            Party::B => Party::A,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegState {
+    /// INVITE sent, no dialog yet.
+    Calling,
+    /// A provisional response with a To tag (ringing, early media).
+    Early,
+    /// 2xx received: the conversation is on.
+    Confirmed,
+    Terminated,
+}
+
+/// How a leg came to belong to its call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinedBy {
+    /// The leg that created the call.
+    Initial,
+    /// The agent started after the call began: only in-dialog messages were seen.
+    MidCall,
+}
+
+/// Bound on media endpoints remembered per leg (hostile SDP cannot grow it).
+pub const MAX_ENDPOINTS: usize = 16;
+
+#[derive(Clone, Debug)]
+pub struct Leg {
+    pub sip_call_id: String,
+    /// Request-URI user of the initial INVITE (what was dialled).
+    pub dialled: String,
+    pub from_user: String,
+    pub to_user: String,
+    /// From tag of the initial INVITE: identifies party A's requests.
+    pub a_tag: String,
+    /// To tag of the dialog that answered.
+    pub b_tag: Option<String>,
+    pub state: LegState,
+    /// Which side of the recording party A is.
+    pub a_side: Side,
+    pub invite_cseq: u32,
+    pub joined_by: JoinedBy,
+    pub started_at: Timestamp,
+    pub answered_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub end_reason: Option<String>,
+    pub last_signal: Timestamp,
+    /// Where each party receives media, from every SDP seen (latest first wins on lookup).
+    pub endpoints: Vec<(SocketAddr, Party)>,
+    /// A CANCEL was seen: the failure response that follows is the caller giving up.
+    pub cancelled: bool,
+}
+
+impl Leg {
+    /// The party that sent a request with this From tag.
+    pub fn sender_of_request(&self, from_tag: Option<&str>) -> Party {
+        match from_tag {
+            Some(t) if t == self.a_tag => Party::A,
+            Some(_) => Party::B,
+            None => Party::A,
+        }
+    }
+
+    /// The party that sent a response (From/To are those of the request it answers).
+    pub fn sender_of_response(&self, from_tag: Option<&str>) -> Party {
+        self.sender_of_request(from_tag).other()
+    }
+
+    pub fn side_of(&self, party: Party) -> Side {
+        match party {
+            Party::A => self.a_side,
+            Party::B => self.a_side.other(),
+        }
+    }
+
+    pub fn remember_endpoint(&mut self, addr: SocketAddr, party: Party) {
+        if let Some(e) = self.endpoints.iter_mut().find(|(a, _)| *a == addr) {
+            e.1 = party;
+            return;
+        }
+        if self.endpoints.len() >= MAX_ENDPOINTS {
+            self.endpoints.remove(0);
+        }
+        self.endpoints.push((addr, party));
+    }
+
+    pub fn end(&mut self, at: Timestamp, reason: &str) {
+        if self.state != LegState::Terminated {
+            self.state = LegState::Terminated;
+            self.ended_at = Some(at);
+            self.end_reason = Some(reason.to_owned());
+        }
+    }
+
+    pub fn is_over(&self) -> bool {
+        self.state == LegState::Terminated
+    }
+}

@@ -1,0 +1,69 @@
+//! Calls: SIP dialogs (legs) grouped into calls as the member of the public experiences them,
+//! and the scope decision of each call.
+//!
+//! This stage is the single owner of call state. It receives parsed SIP messages with their
+//! capture time and addresses, and emits [`CallEvent`]s: start recording a call, where each
+//! party of a call receives media (so the stream table can route or drop RTP), and call end.
+//! It never sees RTP payloads and never starts recording a call the policy did not accept:
+//! a leg that is not part of an in-scope call has `record = false` on every event.
+
+pub mod call;
+pub mod leg;
+pub mod tracker;
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::decode::PayloadMap;
+
+pub use call::Call;
+pub use leg::{JoinedBy, Leg, LegState, Party};
+pub use tracker::{CallCounters, CallTracker};
+
+/// The two channels of a recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The outside party: left channel.
+    Caller,
+    /// The contact centre (agent, then whoever the call is transferred to): right channel.
+    Organisation,
+}
+
+impl Side {
+    pub fn channel(self) -> usize {
+        match self {
+            Side::Caller => 0,
+            Side::Organisation => 1,
+        }
+    }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Caller => Side::Organisation,
+            Side::Organisation => Side::Caller,
+        }
+    }
+}
+
+/// Internal handle of a call inside one agent process (never reused).
+pub type CallKey = u64;
+
+/// What the rest of the pipeline must do after a SIP message or a tick.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallEvent {
+    /// The call is in scope: open its recording.
+    Record { call: CallKey },
+    /// A party of `call` receives media at `addr` (its SDP said so). RTP sent *to* `addr` is
+    /// the other side's voice; with symmetric RTP, RTP sent *from* `addr` is `owner`'s.
+    Endpoint {
+        call: CallKey,
+        addr: SocketAddr,
+        owner: Side,
+        codecs: PayloadMap,
+        record: bool,
+    },
+    /// The call is over: finish its recording (if any) and write its metadata.
+    Ended { call: CallKey, record: bool },
+}

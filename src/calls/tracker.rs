@@ -1,0 +1,550 @@
+//! The call tracker: SIP messages in, call events out.
+//!
+//! Dialog rules followed (RFC 3261, 3264, 3311, 6026):
+//! - an INVITE without a To tag and with a new Call-ID creates a leg and a call, decided at
+//!   once by the scope policy from its Request-URI (so no packet of an out-of-scope call is ever
+//!   decoded, not even early media);
+//! - the same INVITE again (retransmission, or a retry after a 401/407 challenge) updates the
+//!   offer; an INVITE with a To tag on a known Call-ID is a re-INVITE (hold, media move);
+//! - SDP in INVITE, 18x, 2xx, ACK, PRACK, UPDATE and their answers update where the sending
+//!   party receives media; `c=0.0.0.0` (old-style hold) keeps the previous address;
+//! - a 2xx to the initial INVITE confirms the leg; a final failure ends it (401/407 excepted:
+//!   the caller retries), CANCEL ends an unanswered leg, BYE ends any;
+//! - a leg seen only from the middle (no initial INVITE) cannot be decided and is never
+//!   recorded: it is tracked just enough to drop its media and count it;
+//! - calls that never see a BYE end on media inactivity, an unanswered INVITE on the setup
+//!   timeout, and every call at `max_call_seconds`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::call::Call;
+use super::leg::{JoinedBy, Leg, LegState};
+use super::{CallEvent, CallKey, Side};
+use crate::config::CallsSection;
+use crate::decode::{Codec, PayloadMap};
+use crate::policy::{CallParties, Decision, Number, Rule, ScopePolicy};
+use crate::sip::{Message, Method, Sdp};
+use crate::time::Timestamp;
+
+/// What the tracker saw and decided, for the summary and `/metrics`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CallCounters {
+    pub sip_requests: u64,
+    pub sip_responses: u64,
+    pub without_call_id: u64,
+    pub out_of_dialog: u64,
+    pub calls_seen: u64,
+    pub calls_recorded: u64,
+    pub calls_not_recorded: u64,
+    /// Calls not recorded, by rule.
+    pub not_recorded_by_rule: BTreeMap<String, u64>,
+    pub calls_ended: u64,
+    pub dialogs_refused: u64,
+    pub reinvites: u64,
+    pub sdp_bodies: u64,
+    pub cancels: u64,
+}
+
+pub struct CallTracker {
+    policy: ScopePolicy,
+    limits: CallsSection,
+    by_sip_id: HashMap<String, CallKey>,
+    calls: HashMap<CallKey, Call>,
+    next_key: CallKey,
+    events: Vec<CallEvent>,
+    pub counters: CallCounters,
+}
+
+impl CallTracker {
+    pub fn new(policy: ScopePolicy, limits: CallsSection) -> Self {
+        CallTracker {
+            policy,
+            limits,
+            by_sip_id: HashMap::new(),
+            calls: HashMap::new(),
+            next_key: 1,
+            events: Vec::new(),
+            counters: CallCounters::default(),
+        }
+    }
+
+    pub fn policy(&self) -> &ScopePolicy {
+        &self.policy
+    }
+
+    /// Replaces the scope policy (SIGHUP); calls in progress keep their decision.
+    pub fn set_policy(&mut self, policy: ScopePolicy) {
+        self.policy = policy;
+    }
+
+    pub fn call(&self, key: CallKey) -> Option<&Call> {
+        self.calls.get(&key)
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Events produced since the last call; the caller must act on them in order.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, CallEvent> {
+        self.events.drain(..)
+    }
+
+    /// Removes an ended call (after its `Ended` event was handled) and returns it.
+    pub fn take_ended(&mut self, key: CallKey) -> Option<Call> {
+        let call = self.calls.remove(&key)?;
+        for leg in &call.legs {
+            if self.by_sip_id.get(&leg.sip_call_id) == Some(&key) {
+                self.by_sip_id.remove(&leg.sip_call_id);
+            }
+        }
+        Some(call)
+    }
+
+    /// Handles one SIP message.
+    pub fn on_message(&mut self, time: Timestamp, msg: &Message<'_>, src: SocketAddr) {
+        let Some(sip_id) = msg.call_id() else {
+            self.counters.without_call_id += 1;
+            return;
+        };
+        let sip_id = sip_id.trim();
+        if msg.status().is_some() {
+            self.counters.sip_responses += 1;
+        } else {
+            self.counters.sip_requests += 1;
+        }
+        match (msg.method(), self.by_sip_id.get(sip_id).copied()) {
+            (Some(Method::Invite), None) => {
+                let has_to_tag = msg.to().and_then(|t| t.tag().map(|_| ())).is_some();
+                if has_to_tag {
+                    self.start_mid_call(time, msg, sip_id, src);
+                } else {
+                    self.start_call(time, msg, sip_id, src);
+                }
+            }
+            (Some(_), None) => {
+                // A dialog-forming method we never saw start: BYE/ACK/UPDATE of a call in
+                // progress when capture began. Track it only if it carries media.
+                if msg.sdp().is_some() {
+                    self.start_mid_call(time, msg, sip_id, src);
+                } else {
+                    self.counters.out_of_dialog += 1;
+                }
+            }
+            (None, None) => self.counters.out_of_dialog += 1,
+            (_, Some(key)) => self.in_dialog(time, msg, key, sip_id),
+        }
+    }
+
+    fn allocate(&mut self) -> Option<CallKey> {
+        if self.by_sip_id.len() >= self.limits.max_dialogs {
+            self.counters.dialogs_refused += 1;
+            return None;
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        Some(key)
+    }
+
+    fn start_call(&mut self, time: Timestamp, msg: &Message<'_>, sip_id: &str, src: SocketAddr) {
+        let Some(key) = self.allocate() else { return };
+        let dialled = msg
+            .request_uri()
+            .and_then(|u| u.user_unescaped_opt())
+            .unwrap_or_default();
+        let from = msg.from();
+        let from_user = from
+            .as_ref()
+            .and_then(|f| f.uri.user_unescaped_opt())
+            .unwrap_or_default();
+        let to_user = msg
+            .to()
+            .and_then(|t| t.uri.user_unescaped_opt())
+            .unwrap_or_default();
+        let caller_raw = msg
+            .p_asserted_identity()
+            .iter()
+            .find_map(|p| p.uri.user_unescaped_opt())
+            .unwrap_or_else(|| from_user.clone());
+        let original_called = original_called_numbers(msg);
+        let decision = self.policy.decide(&CallParties {
+            dialled: &dialled,
+            caller: &caller_raw,
+            original_called: &original_called,
+        });
+        let leg = Leg {
+            sip_call_id: sip_id.to_owned(),
+            dialled: dialled.clone(),
+            from_user,
+            to_user,
+            a_tag: from
+                .as_ref()
+                .and_then(|f| f.tag().map(str::to_owned))
+                .unwrap_or_default(),
+            b_tag: None,
+            state: LegState::Calling,
+            a_side: Side::Caller,
+            invite_cseq: msg.cseq().map(|c| c.seq).unwrap_or(0),
+            joined_by: JoinedBy::Initial,
+            started_at: time,
+            answered_at: None,
+            ended_at: None,
+            end_reason: None,
+            last_signal: time,
+            endpoints: Vec::new(),
+            cancelled: false,
+        };
+        self.admit(key, decision, dialled, caller_raw, leg, time);
+        self.media_from_message(time, msg, key, sip_id, src);
+    }
+
+    fn start_mid_call(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        sip_id: &str,
+        src: SocketAddr,
+    ) {
+        let Some(key) = self.allocate() else { return };
+        let what = match msg.method() {
+            Some(m) => format!("{m}"),
+            None => format!("{} response", msg.status().unwrap_or(0)),
+        };
+        let decision = ScopePolicy::undecidable(&what);
+        let from = msg.from();
+        let leg = Leg {
+            sip_call_id: sip_id.to_owned(),
+            dialled: String::new(),
+            from_user: from
+                .as_ref()
+                .and_then(|f| f.uri.user_unescaped_opt())
+                .unwrap_or_default(),
+            to_user: msg
+                .to()
+                .and_then(|t| t.uri.user_unescaped_opt())
+                .unwrap_or_default(),
+            a_tag: from
+                .as_ref()
+                .and_then(|f| f.tag().map(str::to_owned))
+                .unwrap_or_default(),
+            b_tag: msg.to().and_then(|t| t.tag().map(str::to_owned)),
+            state: LegState::Confirmed,
+            a_side: Side::Caller,
+            invite_cseq: 0,
+            joined_by: JoinedBy::MidCall,
+            started_at: time,
+            answered_at: None,
+            ended_at: None,
+            end_reason: None,
+            last_signal: time,
+            endpoints: Vec::new(),
+            cancelled: false,
+        };
+        self.admit(key, decision, String::new(), String::new(), leg, time);
+        self.media_from_message(time, msg, key, sip_id, src);
+    }
+
+    fn admit(
+        &mut self,
+        key: CallKey,
+        decision: Decision,
+        dialled_raw: String,
+        caller_raw: String,
+        leg: Leg,
+        time: Timestamp,
+    ) {
+        self.counters.calls_seen += 1;
+        if decision.record {
+            self.counters.calls_recorded += 1;
+        } else {
+            self.counters.calls_not_recorded += 1;
+            *self
+                .counters
+                .not_recorded_by_rule
+                .entry(decision.rule.as_str().to_owned())
+                .or_default() += 1;
+        }
+        let dialled = self.policy.normalise(&dialled_raw);
+        let caller = self.policy.normalise(&caller_raw);
+        let record = decision.record;
+        self.by_sip_id.insert(leg.sip_call_id.clone(), key);
+        self.calls.insert(
+            key,
+            Call {
+                key,
+                call_id: Uuid::now_v7(),
+                decision,
+                dialled: dialled.e164().map(str::to_owned),
+                dialled_raw,
+                caller: number_for_metadata(&caller),
+                legs: vec![leg],
+                started_at: time,
+                ended: false,
+            },
+        );
+        if record {
+            self.events.push(CallEvent::Record { call: key });
+        }
+    }
+
+    fn in_dialog(&mut self, time: Timestamp, msg: &Message<'_>, key: CallKey, sip_id: &str) {
+        let from_tag = msg.from().and_then(|f| f.tag().map(str::to_owned));
+        let to_tag = msg.to().and_then(|t| t.tag().map(str::to_owned));
+        let cseq = msg.cseq();
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.ended {
+            return;
+        }
+        let Some(leg) = call.legs.iter_mut().find(|l| l.sip_call_id == sip_id) else {
+            return;
+        };
+        leg.last_signal = time;
+        let mut ended = false;
+        match (msg.method(), msg.status()) {
+            (Some(Method::Invite), _) => {
+                if to_tag.is_some() {
+                    self.counters.reinvites += 1;
+                } else if let Some(c) = &cseq {
+                    // auth retry of the initial INVITE: later responses answer this CSeq
+                    leg.invite_cseq = leg.invite_cseq.max(c.seq);
+                }
+            }
+            (Some(Method::Bye), _) => {
+                let by = leg.side_of(leg.sender_of_request(from_tag.as_deref()));
+                let reason = match by {
+                    Side::Caller => "caller_hangup",
+                    Side::Organisation => "organisation_hangup",
+                };
+                leg.end(time, reason);
+                ended = true;
+            }
+            (Some(Method::Cancel), _) => {
+                self.counters.cancels += 1;
+                if leg.answered_at.is_none() {
+                    leg.cancelled = true;
+                    leg.end(time, "cancelled");
+                    ended = true;
+                }
+            }
+            (None, Some(status)) => {
+                let is_invite = cseq
+                    .as_ref()
+                    .map(|c| matches!(c.method, Method::Invite))
+                    .unwrap_or(false);
+                let initial = cseq.as_ref().map(|c| c.seq) == Some(leg.invite_cseq);
+                if is_invite && initial && leg.answered_at.is_none() {
+                    match status {
+                        101..=199 if to_tag.is_some() => {
+                            if leg.state == LegState::Calling {
+                                leg.state = LegState::Early;
+                            }
+                        }
+                        200..=299 => {
+                            leg.state = LegState::Confirmed;
+                            leg.answered_at = Some(time);
+                            leg.b_tag = to_tag.clone();
+                        }
+                        401 | 407 => {}
+                        300..=699 => {
+                            let reason = if leg.cancelled || status == 487 {
+                                "cancelled".to_owned()
+                            } else {
+                                format!("rejected_{status}")
+                            };
+                            leg.end(time, &reason);
+                            ended = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if !ended {
+            self.media_from_message(time, msg, key, sip_id, SocketAddr::from(([0, 0, 0, 0], 0)));
+        }
+        if ended {
+            self.finish_if_over(key, time);
+        }
+    }
+
+    /// Ends the call when all its legs are over.
+    fn finish_if_over(&mut self, key: CallKey, _time: Timestamp) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.ended || !call.all_legs_over() {
+            return;
+        }
+        call.ended = true;
+        self.counters.calls_ended += 1;
+        self.events.push(CallEvent::Ended {
+            call: key,
+            record: call.decision.record,
+        });
+    }
+
+    /// Ends a whole call now (timeouts, capture end, shutdown).
+    pub fn end_call(&mut self, key: CallKey, at: Timestamp, reason: &str) {
+        if let Some(call) = self.calls.get_mut(&key) {
+            for leg in &mut call.legs {
+                leg.end(at, reason);
+            }
+        }
+        self.finish_if_over(key, at);
+    }
+
+    /// Applies timeouts. `last_media` tells when a recorded call last had RTP.
+    pub fn tick(&mut self, now: Timestamp, last_media: &dyn Fn(CallKey) -> Option<Timestamp>) {
+        let setup = Duration::from_secs(self.limits.setup_timeout_seconds as u64);
+        let idle = Duration::from_secs(self.limits.rtp_timeout_seconds as u64);
+        let max = Duration::from_secs(self.limits.max_call_seconds as u64);
+        let mut to_end: Vec<(CallKey, Timestamp, &'static str)> = Vec::new();
+        for (key, call) in &self.calls {
+            if call.ended {
+                continue;
+            }
+            let last_signal = call.last_signal();
+            let last = last_media(*key).map_or(last_signal, |m| m.max(last_signal));
+            if now.saturating_since(call.started_at) > max {
+                to_end.push((*key, now, "max_length"));
+            } else if call.answered_at().is_none()
+                && call.legs.iter().all(|l| l.joined_by == JoinedBy::Initial)
+            {
+                if now.saturating_since(call.started_at) > setup.max(idle)
+                    || (now.saturating_since(call.started_at) > setup
+                        && now.saturating_since(last) > idle)
+                {
+                    to_end.push((*key, last, "setup_timeout"));
+                }
+            } else if now.saturating_since(last) > idle {
+                to_end.push((*key, last, "rtp_timeout"));
+            }
+        }
+        to_end.sort_by_key(|(k, _, _)| *k);
+        for (key, at, reason) in to_end {
+            self.end_call(key, at, reason);
+        }
+    }
+
+    /// Ends every call still open (end of a capture file, shutdown).
+    pub fn end_all(&mut self, at: Timestamp, reason: &str) {
+        let mut keys: Vec<CallKey> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| !c.ended)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.sort_unstable();
+        for key in keys {
+            let last = self.calls.get(&key).map(|c| c.last_signal()).unwrap_or(at);
+            self.end_call(key, at.max(last), reason);
+        }
+    }
+
+    /// Emits endpoint events for the SDP a message carries, if any.
+    fn media_from_message(
+        &mut self,
+        _time: Timestamp,
+        msg: &Message<'_>,
+        key: CallKey,
+        sip_id: &str,
+        src: SocketAddr,
+    ) {
+        let Some(sdp) = msg.sdp() else { return };
+        self.counters.sdp_bodies += 1;
+        let from_tag = msg.from().and_then(|f| f.tag().map(str::to_owned));
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let record = call.decision.record;
+        let Some(leg) = call.legs.iter_mut().find(|l| l.sip_call_id == sip_id) else {
+            return;
+        };
+        let party = if msg.status().is_some() {
+            leg.sender_of_response(from_tag.as_deref())
+        } else {
+            leg.sender_of_request(from_tag.as_deref())
+        };
+        let owner = leg.side_of(party);
+        for (addr, codecs) in audio_endpoints(&sdp, src) {
+            leg.remember_endpoint(addr, party);
+            self.events.push(CallEvent::Endpoint {
+                call: key,
+                addr,
+                owner,
+                codecs,
+                record,
+            });
+        }
+    }
+}
+
+/// Where an SDP body says its sender receives audio, with its payload map. Hold addresses
+/// (0.0.0.0, ::) and disabled streams (port 0) yield nothing.
+fn audio_endpoints(sdp: &Sdp, src: SocketAddr) -> Vec<(SocketAddr, PayloadMap)> {
+    let mut out = Vec::new();
+    for m in &sdp.media {
+        if !matches!(m.kind, crate::sip::MediaKind::Audio) || m.port == 0 {
+            continue;
+        }
+        if m.is_hold_address(sdp) {
+            continue;
+        }
+        let ip: IpAddr = match m.effective_connection(sdp) {
+            Some(ip) => ip,
+            None if !src.ip().is_unspecified() => src.ip(),
+            None => continue,
+        };
+        let mut codecs = PayloadMap::default();
+        for &pt in &m.formats {
+            if let Some((name, rate)) = m.codec_for(pt) {
+                codecs.insert(pt, Codec::new(&name, rate));
+            }
+        }
+        out.push((SocketAddr::new(ip, m.port), codecs));
+        if out.len() >= 4 {
+            break;
+        }
+    }
+    out
+}
+
+/// Original called numbers (oldest first): History-Info entries before the current target,
+/// then Diversion entries from the bottom (oldest) up.
+fn original_called_numbers(msg: &Message<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    let hi = msg.history_info();
+    if hi.len() > 1 {
+        for h in &hi[..hi.len() - 1] {
+            if let Some(u) = h.addr.uri.user_unescaped_opt() {
+                out.push(u);
+            }
+        }
+    }
+    for d in msg.diversion().iter().rev() {
+        if let Some(u) = d.uri.user_unescaped_opt() {
+            out.push(u);
+        }
+    }
+    out.truncate(16);
+    out
+}
+
+fn number_for_metadata(n: &Number) -> String {
+    n.to_string()
+}
+
+impl Rule {
+    /// Undecidable calls are reported but never recorded.
+    pub fn is_undecidable(self) -> bool {
+        self == Rule::Undecidable
+    }
+}

@@ -1,0 +1,441 @@
+//! Agent configuration: the TOML file (with `CALLVAULT_` environment overrides) and its checks.
+//!
+//! Owns loading and validating `agent.toml`. Every error names the file, the key and what to do
+//! about it, because the person reading it is a telephony admin at a console, not a developer.
+//! It must never silently fall back to a default for a key that is present but wrong.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::policy::number::{Country, NumberError, parse_listed_number};
+
+/// Everything the agent and `replay` read from `agent.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    #[serde(default)]
+    pub agent: AgentSection,
+    pub scope: ScopeSection,
+    #[serde(default)]
+    pub media: MediaSection,
+    #[serde(default)]
+    pub calls: CallsSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Name of this recording server, written into call metadata.
+    #[serde(default = "default_agent_name")]
+    pub name: String,
+    /// Where segments (`segments/`) and call metadata (`calls/`) are written.
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    /// The catalogue's public key (`callvault keys generate`): segments are sealed to it.
+    #[serde(default = "default_public_key")]
+    pub catalogue_public_key: PathBuf,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            name: default_agent_name(),
+            spool_dir: default_spool_dir(),
+            catalogue_public_key: default_public_key(),
+        }
+    }
+}
+
+fn default_agent_name() -> String {
+    "callvault-agent".to_owned()
+}
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("/var/spool/callvault")
+}
+fn default_public_key() -> PathBuf {
+    PathBuf::from("/etc/callvault/catalogue.pub")
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSection {
+    /// ISO 3166 country used to read national numbers ("020 8748 3020" in GB).
+    pub country: String,
+    /// Numbers of at most this many digits are internal extensions.
+    #[serde(default = "default_extension_max_digits")]
+    pub extension_max_digits: usize,
+    /// The published contact-centre numbers: calls dialled to these are recorded.
+    pub numbers: Vec<ListedNumber>,
+    /// Numbers that are never recorded, even if listed above.
+    #[serde(default)]
+    pub never_record: Vec<String>,
+    /// Also use the original called number from Diversion / History-Info when the
+    /// Request-URI is not listed (a call forwarded from a listed number is recorded).
+    #[serde(default = "default_true")]
+    pub use_original_called_number: bool,
+}
+
+fn default_extension_max_digits() -> usize {
+    6
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedNumber {
+    pub number: String,
+    pub service: String,
+    /// Retention in days for this service, passed to the catalogue (default 183).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    /// A segment file is closed and a new one started after this many seconds of audio.
+    #[serde(default = "default_segment_seconds")]
+    pub segment_seconds: u32,
+    /// How long audio is held to put reordered and jittered packets in place before it is
+    /// encrypted and written. Packets later than this are counted as late and dropped.
+    #[serde(default = "default_playout_delay_ms")]
+    pub playout_delay_ms: u32,
+    /// Accept RTP from a party's SDP address even when it is sent to an address the SDP did not
+    /// name (symmetric RTP latching behind NAT).
+    #[serde(default = "default_true")]
+    pub symmetric_rtp: bool,
+    /// Sync to disk at least this often (seconds of capture time) while a segment is open.
+    #[serde(default = "default_fsync_seconds")]
+    pub fsync_seconds: u32,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            segment_seconds: default_segment_seconds(),
+            playout_delay_ms: default_playout_delay_ms(),
+            symmetric_rtp: true,
+            fsync_seconds: default_fsync_seconds(),
+        }
+    }
+}
+
+fn default_segment_seconds() -> u32 {
+    300
+}
+fn default_playout_delay_ms() -> u32 {
+    300
+}
+fn default_fsync_seconds() -> u32 {
+    5
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallsSection {
+    /// A call with no RTP and no SIP for this long is closed (`end_reason = "rtp_timeout"`).
+    #[serde(default = "default_rtp_timeout")]
+    pub rtp_timeout_seconds: u32,
+    /// A call longer than this is closed (`end_reason = "max_length"`).
+    #[serde(default = "default_max_call")]
+    pub max_call_seconds: u32,
+    /// An INVITE with no final answer is forgotten after this long.
+    #[serde(default = "default_setup_timeout")]
+    pub setup_timeout_seconds: u32,
+    /// Upper bound on dialogs tracked at once; beyond it new calls are counted, not tracked.
+    #[serde(default = "default_max_dialogs")]
+    pub max_dialogs: usize,
+}
+
+impl Default for CallsSection {
+    fn default() -> Self {
+        CallsSection {
+            rtp_timeout_seconds: default_rtp_timeout(),
+            max_call_seconds: default_max_call(),
+            setup_timeout_seconds: default_setup_timeout(),
+            max_dialogs: default_max_dialogs(),
+        }
+    }
+}
+
+fn default_rtp_timeout() -> u32 {
+    120
+}
+fn default_max_call() -> u32 {
+    4 * 3600
+}
+fn default_setup_timeout() -> u32 {
+    300
+}
+fn default_max_dialogs() -> usize {
+    200_000
+}
+
+/// A configuration problem, said so that the admin can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the configuration: {reason}")]
+    Load { file: String, reason: String },
+    #[error("{file}: {key} = {value:?}: {problem}; fix: {fix}")]
+    Invalid {
+        file: String,
+        key: String,
+        value: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+impl AgentConfig {
+    /// Reads `path`, applies `CALLVAULT_SECTION__KEY=value` environment overrides
+    /// (e.g. `CALLVAULT_MEDIA__SEGMENT_SECONDS=60`) and checks every value.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let file = path.display().to_string();
+        if !path.is_file() {
+            return Err(ConfigError::Load {
+                file,
+                reason: "no such file (copy config/agent.toml from the distribution and edit it)"
+                    .into(),
+            });
+        }
+        let built = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("CALLVAULT")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(|e| ConfigError::Load {
+                file: file.clone(),
+                reason: e.to_string(),
+            })?;
+        let cfg: AgentConfig = built.try_deserialize().map_err(|e| ConfigError::Load {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        cfg.validate(&file)?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML document (tests, embedded defaults) without environment overrides.
+    pub fn from_toml(text: &str, origin: &str) -> Result<AgentConfig, ConfigError> {
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| ConfigError::Load {
+                file: origin.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let cfg: AgentConfig = built.try_deserialize().map_err(|e| ConfigError::Load {
+            file: origin.to_owned(),
+            reason: e.to_string(),
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    pub fn country(&self) -> Country {
+        // validate() has checked it
+        Country::from_iso(&self.scope.country).unwrap_or(Country::GB)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, value: String, problem: String, fix: &str| {
+            Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                key,
+                value,
+                problem,
+                fix: fix.to_owned(),
+            })
+        };
+        let Some(country) = Country::from_iso(&self.scope.country) else {
+            return invalid(
+                "scope.country".into(),
+                self.scope.country.clone(),
+                "unknown country".into(),
+                &format!("use one of {}", Country::supported_list()),
+            );
+        };
+        if !(2..=8).contains(&self.scope.extension_max_digits) {
+            return invalid(
+                "scope.extension_max_digits".into(),
+                self.scope.extension_max_digits.to_string(),
+                "must be between 2 and 8".into(),
+                "set it to the length of your longest internal extension (often 4 or 5)",
+            );
+        }
+        if self.scope.numbers.is_empty() {
+            return invalid(
+                "scope.numbers".into(),
+                "[]".into(),
+                "no contact-centre numbers are listed, so nothing would ever be recorded".into(),
+                "add [[scope.numbers]] entries with number and service",
+            );
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (i, n) in self.scope.numbers.iter().enumerate() {
+            let key = format!("scope.numbers[{i}].number");
+            match parse_listed_number(&n.number, country) {
+                Ok(e164) => {
+                    if let Some(prev) = seen.insert(e164.clone(), i) {
+                        return invalid(
+                            key,
+                            n.number.clone(),
+                            format!("is the same number as scope.numbers[{prev}] ({e164})"),
+                            "list each number once",
+                        );
+                    }
+                }
+                Err(e) => return invalid(key, n.number.clone(), e.to_string(), number_fix(&e)),
+            }
+            if n.service.trim().is_empty() {
+                return invalid(
+                    format!("scope.numbers[{i}].service"),
+                    n.service.clone(),
+                    "empty service label".into(),
+                    "name the service, e.g. \"Parking\"",
+                );
+            }
+            if n.retention_days == Some(0) {
+                return invalid(
+                    format!("scope.numbers[{i}].retention_days"),
+                    "0".into(),
+                    "recordings would be destroyed at once".into(),
+                    "remove the key for the default (183 days) or give a number of days",
+                );
+            }
+        }
+        for (i, n) in self.scope.never_record.iter().enumerate() {
+            if let Err(e) = parse_listed_number(n, country) {
+                return invalid(
+                    format!("scope.never_record[{i}]"),
+                    n.clone(),
+                    e.to_string(),
+                    number_fix(&e),
+                );
+            }
+        }
+        let m = &self.media;
+        if !(10..=3600).contains(&m.segment_seconds) {
+            return invalid(
+                "media.segment_seconds".into(),
+                m.segment_seconds.to_string(),
+                "must be between 10 and 3600".into(),
+                "use 300 (five minutes) unless you have a reason",
+            );
+        }
+        if !(20..=2000).contains(&m.playout_delay_ms) {
+            return invalid(
+                "media.playout_delay_ms".into(),
+                m.playout_delay_ms.to_string(),
+                "must be between 20 and 2000".into(),
+                "use 300; raise it only if the report shows many late packets",
+            );
+        }
+        if m.fsync_seconds == 0 {
+            return invalid(
+                "media.fsync_seconds".into(),
+                "0".into(),
+                "must be at least 1".into(),
+                "use 5",
+            );
+        }
+        let c = &self.calls;
+        if c.rtp_timeout_seconds < 5 {
+            return invalid(
+                "calls.rtp_timeout_seconds".into(),
+                c.rtp_timeout_seconds.to_string(),
+                "shorter than a normal silence or hold".into(),
+                "use 120",
+            );
+        }
+        if c.max_call_seconds < 60 {
+            return invalid(
+                "calls.max_call_seconds".into(),
+                c.max_call_seconds.to_string(),
+                "would cut ordinary calls short".into(),
+                "use 14400 (four hours)",
+            );
+        }
+        if c.max_dialogs == 0 {
+            return invalid(
+                "calls.max_dialogs".into(),
+                "0".into(),
+                "no call could be tracked".into(),
+                "use 200000",
+            );
+        }
+        Ok(())
+    }
+}
+
+fn number_fix(e: &NumberError) -> &'static str {
+    match e {
+        NumberError::Empty => "write the number as people dial it, e.g. \"020 8748 3020\"",
+        NumberError::BadCharacter(_) => {
+            "use digits, spaces, a leading + and optional ( ) - . separators only"
+        }
+        NumberError::WrongLength { .. } => "check the number of digits",
+        NumberError::Extension => {
+            "list the public number that reaches this service, not an internal extension"
+        }
+    }
+}
+
+/// The example configuration shipped in `config/agent.toml`, embedded for `callvault demo`
+/// and tests so that they use exactly what an admin would start from.
+pub const EXAMPLE_AGENT_TOML: &str = include_str!("../config/agent.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_valid_and_lists_the_published_numbers() {
+        let cfg = AgentConfig::from_toml(EXAMPLE_AGENT_TOML, "config/agent.toml").unwrap();
+        assert_eq!(cfg.scope.country, "GB");
+        assert_eq!(cfg.scope.numbers.len(), 19);
+        assert!(
+            cfg.scope
+                .numbers
+                .iter()
+                .any(|n| n.service == "Parking" && n.number == "020 7371 5678")
+        );
+        assert_eq!(cfg.media.segment_seconds, 300);
+    }
+
+    #[test]
+    fn bad_number_names_file_key_and_fix() {
+        let text = EXAMPLE_AGENT_TOML.replace("020 7371 5678", "020 7371 56");
+        let err = AgentConfig::from_toml(&text, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("agent.toml: scope.numbers["), "{err}");
+        assert!(err.contains("020 7371 56"), "{err}");
+        assert!(err.contains("fix:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let text = format!("{EXAMPLE_AGENT_TOML}\n[media2]\nx = 1\n");
+        let err = AgentConfig::from_toml(&text, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("media2"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_number_in_another_spelling_is_rejected() {
+        let text = EXAMPLE_AGENT_TOML.replace("020 8753 1100", "+44 20 8748 3020");
+        let err = AgentConfig::from_toml(&text, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("same number"), "{err}");
+    }
+}

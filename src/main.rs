@@ -1,0 +1,291 @@
+//! The `callvault` command line: one binary, one subcommand per job.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
+use callvault::export;
+use callvault::replay::{self, ReplayOptions};
+use callvault::synth;
+use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
+
+#[derive(Parser)]
+#[command(
+    name = "callvault",
+    version,
+    about = "Passive, scope-limited, encrypted call recording for contact centres"
+)]
+struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. "info" or "callvault=debug".
+    #[arg(long, global = true, env = "CALLVAULT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Catalogue keys: the catalogue keeps the private key, agents get the public key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Run the agent's pipeline over capture files (pcap, pcapng).
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Spool directory (overrides agent.spool_dir).
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        /// Catalogue public key (overrides agent.catalogue_public_key).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true)]
+        captures: Vec<PathBuf>,
+    },
+    /// Decrypt a whole recorded call (all its segments) to one WAV file.
+    Export {
+        #[arg(long)]
+        key: PathBuf,
+        /// The call's metadata document, SPOOL/calls/<call_id>.json.
+        call: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Decrypt one segment to a WAV file (a `.partial` segment is recovered up to its last
+    /// sealed chunk).
+    Decrypt {
+        #[arg(long)]
+        key: PathBuf,
+        segment: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Show the main job working: generate a sample contact-centre capture, record it through
+    /// the real pipeline with the example configuration, and export the recordings.
+    Demo {
+        /// Where to put keys, capture, spool and exported WAV files.
+        #[arg(long, default_value = "callvault-demo")]
+        dir: PathBuf,
+    },
+    /// Write a synthetic contact-centre capture (for tests, benchmarks and trials).
+    Generate {
+        /// Concurrent calls.
+        #[arg(long, default_value_t = 10)]
+        calls: usize,
+        /// Talk time of each call, seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create catalogue.pub and catalogue.key (mode 0600) in a directory.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Err(e) = run(cli.command) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Keys {
+            command: KeysCommand::Generate { out },
+        } => {
+            let (public, private) = generate_keypair_files(&out)?;
+            println!(
+                "public key:  {}  (give this to every agent)",
+                public.display()
+            );
+            println!(
+                "private key: {}  (catalogue only; mode 0600)",
+                private.display()
+            );
+            Ok(())
+        }
+        Command::Replay {
+            config,
+            spool,
+            public_key,
+            json,
+            captures,
+        } => {
+            let cfg = AgentConfig::load(&config)?;
+            let spool = spool.unwrap_or_else(|| cfg.agent.spool_dir.clone());
+            let public_key = public_key.unwrap_or_else(|| cfg.agent.catalogue_public_key.clone());
+            let report = replay::run(ReplayOptions {
+                config: cfg,
+                spool,
+                public_key,
+                files: captures,
+                progress: !json,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.summary)?);
+            } else {
+                print_report(&report);
+            }
+            if !report.file_errors.is_empty() {
+                for e in &report.file_errors {
+                    eprintln!("warning: {e}");
+                }
+            }
+            Ok(())
+        }
+        Command::Export { key, call, out } => {
+            let key = CataloguePrivateKey::load(&key)?;
+            let exported = export::export_call(&call, &key)?;
+            export::write_wav(&out, exported.rate, &exported.samples)?;
+            println!(
+                "{}: {:.1} s stereo at {} Hz (left = caller, right = organisation) from {} segment(s)",
+                out.display(),
+                exported.samples.len() as f64 / 2.0 / exported.rate as f64,
+                exported.rate,
+                exported.record.segments.len()
+            );
+            Ok(())
+        }
+        Command::Decrypt { key, segment, out } => {
+            let key = CataloguePrivateKey::load(&key)?;
+            let opened = export::open_segment(&segment, &key)?;
+            fs::write(&out, &opened.wav)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            if !opened.complete {
+                eprintln!(
+                    "warning: {} was not finished (agent crash?): recovered up to its last sealed chunk",
+                    segment.display()
+                );
+            }
+            println!("{}: {} Hz stereo", out.display(), opened.format.rate);
+            Ok(())
+        }
+        Command::Demo { dir } => demo(&dir),
+        Command::Generate {
+            calls,
+            seconds,
+            seed,
+            out,
+        } => {
+            let scenario = synth::Scenario::contact_centre_mix(calls, seconds * 1000, seed);
+            let file = fs::File::create(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let stats = synth::write_capture(&scenario, std::io::BufWriter::new(file))?;
+            println!(
+                "{}: {} frames, {} bytes, {} RTP packets, {} SIP messages",
+                out.display(),
+                stats.frames,
+                stats.bytes,
+                stats.rtp_packets,
+                stats.sip_messages
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_report(report: &replay::ReplayReport) {
+    println!("{}", report.summary);
+    let cpu = report
+        .cpu
+        .map(|c| format!(", {:.2} s CPU", c.as_secs_f64()))
+        .unwrap_or_default();
+    println!(
+        "throughput          {:.0} packets/s ({:.2} s{cpu})",
+        report.packets_per_second(),
+        report.elapsed.as_secs_f64()
+    );
+    println!("spool               {}", report.spool.display());
+}
+
+fn demo(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let keys = dir.join("keys");
+    let public = keys.join("catalogue.pub");
+    let private = keys.join("catalogue.key");
+    if !public.exists() {
+        generate_keypair_files(&keys)?;
+    }
+    let capture = dir.join("contact-centre.pcap");
+    let scenario = synth::Scenario::contact_centre_mix(8, 20_000, 2026);
+    let file = fs::File::create(&capture)?;
+    let stats = synth::write_capture(&scenario, std::io::BufWriter::new(file))?;
+    println!(
+        "1. generated {} ({} calls, {} frames): calls to listed council numbers, direct dials to staff extensions, internal calls",
+        capture.display(),
+        scenario.calls.len(),
+        stats.frames
+    );
+    let spool = dir.join("spool");
+    if spool.exists() {
+        fs::remove_dir_all(&spool)?;
+    }
+    let cfg = AgentConfig::from_toml(EXAMPLE_AGENT_TOML, "config/agent.toml (embedded)")?;
+    let report = replay::run(ReplayOptions {
+        config: cfg,
+        spool: spool.clone(),
+        public_key: public.clone(),
+        files: vec![capture],
+        progress: false,
+    })?;
+    println!("2. recorded it through the pipeline with config/agent.toml:\n");
+    println!("{}", report.summary);
+    let wav_dir = dir.join("wav");
+    fs::create_dir_all(&wav_dir)?;
+    let key = CataloguePrivateKey::load(&private)?;
+    println!(
+        "3. recorded calls (decision and reason from the scope policy), exported with the catalogue key:"
+    );
+    let mut calls: Vec<_> = report.recorded.iter().collect();
+    calls.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    for rec in calls {
+        let json = spool.join("calls").join(format!("{}.json", rec.call_id));
+        let exported = export::export_call(&json, &key)?;
+        let out = wav_dir.join(format!("{}.wav", rec.call_id));
+        export::write_wav(&out, exported.rate, &exported.samples)?;
+        println!(
+            "   {}  {:<14} {:>5.1} s  {}  -> {}",
+            rec.started_at,
+            rec.service.as_deref().unwrap_or("-"),
+            rec.audio_ms as f64 / 1000.0,
+            rec.decision.reason,
+            out.display()
+        );
+    }
+    if report.summary.calls.calls_not_recorded > 0 {
+        println!(
+            "   {} calls out of scope (direct dials, internal calls) left no audio and no metadata",
+            report.summary.calls.calls_not_recorded
+        );
+    }
+    println!(
+        "\nencrypted segments and call metadata are in {}",
+        spool.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! Media: the per-call recording of RTP, from matched packet to encrypted segment.
+//!
+//! Owns, for each recorded call, its RTP streams, decoders, stereo timeline and segment
+//! writer. It receives RTP packets that the stream table has matched to a recorded call (with
+//! the side that is speaking and the payload map from SDP) and capture-time ticks; it emits
+//! segment bytes through the [`SegmentStore`] and, when a call closes, a [`MediaSummary`]
+//! for its metadata. It is a synchronous state machine: no clock, no threads, and no
+//! allocation per packet (streams, decoders and timelines are created once per stream/call).
+//! It never sees packets of calls out of scope: the router drops them before they get here.
+//!
+//! Timing: within a stream, a packet's place comes from its RTP timestamp relative to the
+//! stream's anchor; the anchor comes from capture time when the stream starts and again when
+//! the RTP clock and the capture clock disagree by more than the playout delay (a new SSRC, a
+//! sequence restart, timestamps that did not advance during a hold). Audio is held for
+//! `playout_delay_ms` so that jittered and reordered packets land in place, then drained to
+//! the segment writer in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rtp_rs::RtpReader;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::calls::{CallKey, Side};
+use crate::config::MediaSection;
+use crate::decode::{CodecKind, Decoder, MAX_PACKET_SAMPLES, PayloadMap};
+use crate::mixer::Timeline;
+use crate::rtp::{Anchor, SeqVerdict, Stream};
+use crate::segment::{SegmentInfo, SegmentStore, SegmentWriter};
+use crate::time::Timestamp;
+use crate::vault::CataloguePublicKey;
+
+/// Streams kept per call (SSRC changes, transfers, music on hold); more are counted, not kept.
+pub const MAX_STREAMS_PER_CALL: usize = 32;
+/// Capture time and RTP time may disagree by this much before a stream is re-anchored
+/// when the packet claims to be *ahead* of capture time.
+const MAX_AHEAD: Duration = Duration::from_millis(250);
+
+/// Counters of the media stage.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MediaCounters {
+    pub rtp_packets: u64,
+    pub rtp_malformed: u64,
+    pub rtp_duplicates: u64,
+    pub rtp_late: u64,
+    pub rtp_events: u64,
+    pub rtp_undecodable: u64,
+    pub streams_refused: u64,
+    pub resyncs: u64,
+    pub rate_mismatch_packets: u64,
+    pub write_errors: u64,
+    pub calls_opened: u64,
+    pub calls_closed: u64,
+    pub segments_written: u64,
+    pub audio_ms_written: u64,
+}
+
+/// One stream as the call's metadata lists it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StreamSummary {
+    /// Who is speaking on this stream: `from_caller` (left) or `from_organisation` (right).
+    pub direction: String,
+    pub codec: String,
+    pub decoded: bool,
+    pub ssrc: String,
+    pub packets: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub events: u64,
+    pub resyncs: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// What a closed call's recording produced.
+#[derive(Clone, Debug, Default)]
+pub struct MediaSummary {
+    pub streams: Vec<StreamSummary>,
+    pub segments: Vec<SegmentInfo>,
+    pub audio_ms: u64,
+    pub write_failed: bool,
+}
+
+struct CallMedia<F: std::io::Write> {
+    call_id: Uuid,
+    streams: Vec<Stream>,
+    origin: Option<Timestamp>,
+    timeline: Option<Timeline>,
+    writer: Option<SegmentWriter<F>>,
+    last_packet: Option<Timestamp>,
+}
+
+/// Handle of an open call recording inside the media stage.
+pub type MediaSlot = u32;
+
+pub struct MediaStage<S: SegmentStore> {
+    slots: Vec<Option<CallMedia<S::File>>>,
+    free: Vec<MediaSlot>,
+    store: S,
+    key: Arc<CataloguePublicKey>,
+    cfg: MediaSection,
+    scratch: Box<[i16; MAX_PACKET_SAMPLES]>,
+    half: Box<[i16; MAX_PACKET_SAMPLES]>,
+    pub counters: MediaCounters,
+}
+
+impl<S: SegmentStore> MediaStage<S> {
+    pub fn new(store: S, key: Arc<CataloguePublicKey>, cfg: MediaSection) -> Self {
+        MediaStage {
+            slots: Vec::new(),
+            free: Vec::new(),
+            store,
+            key,
+            cfg,
+            scratch: Box::new([0; MAX_PACKET_SAMPLES]),
+            half: Box::new([0; MAX_PACKET_SAMPLES]),
+            counters: MediaCounters::default(),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    pub fn open_calls(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Starts the recording of a call. Nothing is written until its first audio packet.
+    pub fn open(&mut self, _call: CallKey, call_id: Uuid) -> MediaSlot {
+        self.counters.calls_opened += 1;
+        let media = CallMedia {
+            call_id,
+            streams: Vec::new(),
+            origin: None,
+            timeline: None,
+            writer: None,
+            last_packet: None,
+        };
+        if let Some(slot) = self.free.pop() {
+            self.slots[slot as usize] = Some(media);
+            slot
+        } else {
+            self.slots.push(Some(media));
+            (self.slots.len() - 1) as MediaSlot
+        }
+    }
+
+    pub fn last_activity(&self, slot: MediaSlot) -> Option<Timestamp> {
+        self.slots.get(slot as usize)?.as_ref()?.last_packet
+    }
+
+    /// Places one RTP packet of a recorded call. `side` is who is speaking.
+    pub fn packet(
+        &mut self,
+        slot: MediaSlot,
+        side: Side,
+        time: Timestamp,
+        payload: &[u8],
+        codecs: &PayloadMap,
+    ) {
+        let Some(Some(cm)) = self.slots.get_mut(slot as usize) else {
+            return;
+        };
+        self.counters.rtp_packets += 1;
+        let Ok(rtp) = RtpReader::new(payload) else {
+            self.counters.rtp_malformed += 1;
+            return;
+        };
+        let ssrc = rtp.ssrc();
+        let idx = match cm
+            .streams
+            .iter()
+            .position(|s| s.ssrc == ssrc && s.side == side)
+        {
+            Some(i) => i,
+            None if cm.streams.len() < MAX_STREAMS_PER_CALL => {
+                cm.streams.push(Stream::new(side, ssrc, time));
+                cm.streams.len() - 1
+            }
+            None => {
+                self.counters.streams_refused += 1;
+                return;
+            }
+        };
+        let stream = &mut cm.streams[idx];
+        stream.last_seen = time;
+        stream.stats.packets += 1;
+        stream.stats.bytes += payload.len() as u64;
+        cm.last_packet = Some(time);
+
+        let pt = rtp.payload_type();
+        if stream.pt != Some(pt) {
+            stream.pt = Some(pt);
+            match codecs.lookup(pt) {
+                Some(codec) => {
+                    if stream.kind != Some(codec.kind) {
+                        stream.decoder = Decoder::for_kind(codec.kind);
+                    }
+                    if codec.kind.is_audio() || stream.codec_name.is_empty() {
+                        stream.codec_name = codec.name.clone();
+                        stream.clock_rate = codec.clock_rate;
+                    }
+                    stream.kind = Some(codec.kind);
+                }
+                None => {
+                    stream.kind = Some(CodecKind::Other);
+                    stream.decoder = None;
+                    if stream.codec_name.is_empty() {
+                        stream.codec_name = format!("dynamic-{pt}");
+                    }
+                }
+            }
+        }
+        let verdict = stream.seq.accept(u16::from(rtp.sequence_number()));
+        let newest = match verdict {
+            SeqVerdict::Duplicate => {
+                self.counters.rtp_duplicates += 1;
+                return;
+            }
+            SeqVerdict::TooOld => {
+                stream.stats.late += 1;
+                self.counters.rtp_late += 1;
+                return;
+            }
+            SeqVerdict::Accept { newest, .. } => newest,
+            SeqVerdict::Restart { .. } => {
+                stream.anchor = None;
+                true
+            }
+        };
+        let ext_ts = stream.extend_timestamp(rtp.timestamp());
+        match stream.kind {
+            Some(CodecKind::TelephoneEvent) => {
+                stream.stats.events += 1;
+                self.counters.rtp_events += 1;
+                return;
+            }
+            Some(CodecKind::ComfortNoise) => {
+                stream.stats.comfort_noise += 1;
+                return;
+            }
+            _ => {}
+        }
+        let Some(decoder) = stream.decoder.as_mut() else {
+            stream.stats.undecodable += 1;
+            self.counters.rtp_undecodable += 1;
+            return;
+        };
+        let packet_rate = decoder.sample_rate();
+        let n = decoder.decode(rtp.payload(), &mut self.scratch[..]);
+        if n == 0 {
+            return;
+        }
+
+        // The call's timeline starts at its first audio packet, at that codec's rate.
+        let origin = *cm.origin.get_or_insert(time);
+        let delay_ms = self.cfg.playout_delay_ms;
+        let timeline = cm
+            .timeline
+            .get_or_insert_with(|| Timeline::new(packet_rate, delay_ms * 2 + 200));
+        let rate = timeline.rate();
+        let writer = cm.writer.get_or_insert_with(|| {
+            SegmentWriter::new(
+                cm.call_id,
+                self.key.clone(),
+                rate,
+                origin,
+                self.cfg.segment_seconds,
+                self.cfg.fsync_seconds,
+            )
+        });
+
+        let wall = samples_since(origin, time, rate);
+        let behind = rate as i64 * (delay_ms as i64 * 3 / 4) / 1000;
+        let ahead = rate as i64 * MAX_AHEAD.as_millis() as i64 / 1000;
+        match stream.position(ext_ts, rate) {
+            Some(pos) if !newest || (pos - wall >= -behind && pos - wall <= ahead) => {}
+            Some(_) => {
+                stream.stats.resyncs += 1;
+                self.counters.resyncs += 1;
+                stream.anchor = Some(Anchor {
+                    rtp_ts: ext_ts,
+                    pos: wall as u64,
+                });
+            }
+            None => {
+                stream.anchor = Some(Anchor {
+                    rtp_ts: ext_ts,
+                    pos: wall as u64,
+                });
+            }
+        }
+        let Some(pos) = stream.position(ext_ts, rate) else {
+            return;
+        };
+
+        // Fit the decoded samples to the timeline's rate.
+        let (samples, repeat): (&[i16], usize) = if packet_rate == rate {
+            (&self.scratch[..n], 1)
+        } else if packet_rate * 2 == rate {
+            (&self.scratch[..n], 2)
+        } else {
+            self.counters.rate_mismatch_packets += 1;
+            let m = n / 2;
+            for i in 0..m {
+                self.half[i] =
+                    ((self.scratch[2 * i] as i32 + self.scratch[2 * i + 1] as i32) / 2) as i16;
+            }
+            (&self.half[..m], 1)
+        };
+        if pos < 0 {
+            stream.stats.late += 1;
+            self.counters.rtp_late += 1;
+            return;
+        }
+        let pos = pos as u64;
+        let end = pos + (samples.len() * repeat) as u64;
+        let store = &mut self.store;
+        let counters = &mut self.counters;
+        if end > timeline.limit() {
+            drain(timeline, writer, store, counters, end - timeline.capacity());
+        }
+        let out = timeline.add(side, pos, samples, repeat);
+        if out.late > 0 {
+            stream.stats.late += 1;
+            counters.rtp_late += 1;
+        }
+        let hold = rate as u64 * delay_ms as u64 / 1000;
+        if wall as u64 > hold {
+            drain(timeline, writer, store, counters, wall as u64 - hold);
+        }
+    }
+
+    /// Drains every call's audio older than the playout delay (capture time has advanced).
+    pub fn tick(&mut self, now: Timestamp) {
+        let delay_ms = self.cfg.playout_delay_ms as u64;
+        for cm in self.slots.iter_mut().flatten() {
+            let (Some(origin), Some(timeline), Some(writer)) =
+                (cm.origin, cm.timeline.as_mut(), cm.writer.as_mut())
+            else {
+                continue;
+            };
+            let rate = timeline.rate();
+            let wall = samples_since(origin, now, rate).max(0) as u64;
+            let hold = rate as u64 * delay_ms / 1000;
+            if wall > hold {
+                drain(
+                    timeline,
+                    writer,
+                    &mut self.store,
+                    &mut self.counters,
+                    wall - hold,
+                );
+            }
+        }
+    }
+
+    /// Finishes a call's recording: drains what is left, seals and commits its last segment.
+    pub fn close(&mut self, slot: MediaSlot, ended_at: Timestamp) -> MediaSummary {
+        let Some(cm) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return MediaSummary::default();
+        };
+        self.free.push(slot);
+        self.counters.calls_closed += 1;
+        let mut cm = cm;
+        let mut summary = MediaSummary {
+            streams: cm.streams.iter().map(stream_summary).collect(),
+            ..Default::default()
+        };
+        if let (Some(origin), Some(timeline), Some(writer)) =
+            (cm.origin, cm.timeline.as_mut(), cm.writer.as_mut())
+        {
+            let rate = timeline.rate();
+            let wall_end = samples_since(origin, ended_at, rate).max(0) as u64;
+            // Trailing silence up to the hang-up is kept, but never more than a minute of it
+            // past what was drained (a bogus end time must not write hours of zeros).
+            let cap = timeline.drained().max(timeline.high()) + rate as u64 * 60;
+            let end = timeline.high().max(wall_end.min(cap));
+            drain(timeline, writer, &mut self.store, &mut self.counters, end);
+            if let Err(e) = writer.finish(&mut self.store) {
+                self.counters.write_errors += 1;
+                tracing::error!(call_id = %cm.call_id, "closing segment failed: {e}");
+            }
+            summary.segments = writer.segments().to_vec();
+            summary.audio_ms = summary.segments.iter().map(|s| s.duration_ms).sum();
+            summary.write_failed = writer.failed();
+            self.counters.segments_written += summary.segments.len() as u64;
+            self.counters.audio_ms_written += summary.audio_ms;
+        }
+        summary
+    }
+}
+
+fn samples_since(origin: Timestamp, time: Timestamp, rate: u32) -> i64 {
+    let ns = time.as_nanos() as i128 - origin.as_nanos() as i128;
+    (ns * rate as i128 / 1_000_000_000) as i64
+}
+
+fn drain<S: SegmentStore>(
+    timeline: &mut Timeline,
+    writer: &mut SegmentWriter<S::File>,
+    store: &mut S,
+    counters: &mut MediaCounters,
+    until: u64,
+) {
+    timeline.drain_to(until, &mut |frames| {
+        if let Err(e) = writer.write_frames(store, frames) {
+            counters.write_errors += 1;
+            tracing::error!("writing segment failed, the rest of this call is not recorded: {e}");
+        }
+    });
+}
+
+fn stream_summary(s: &Stream) -> StreamSummary {
+    StreamSummary {
+        direction: match s.side {
+            Side::Caller => "from_caller".into(),
+            Side::Organisation => "from_organisation".into(),
+        },
+        codec: if s.codec_name.is_empty() {
+            "unknown".into()
+        } else {
+            s.codec_name.clone()
+        },
+        decoded: s.decoder.is_some(),
+        ssrc: format!("0x{:08X}", s.ssrc),
+        packets: s.stats.packets,
+        lost: s.seq.lost(),
+        duplicates: s.seq.duplicates(),
+        late: s.stats.late,
+        events: s.stats.events,
+        resyncs: s.stats.resyncs,
+        first_seen: s.first_seen.rfc3339(),
+        last_seen: s.last_seen.rfc3339(),
+    }
+}

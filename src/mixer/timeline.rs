@@ -1,0 +1,169 @@
+//! The ring buffer behind a call's stereo timeline.
+
+use crate::calls::Side;
+
+/// Result of placing samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub written: usize,
+    /// Samples whose place had already been drained (too late) and were dropped.
+    pub late: usize,
+}
+
+/// Stereo samples from position `drained` (inclusive) onwards, up to `capacity` ahead.
+#[derive(Debug)]
+pub struct Timeline {
+    rate: u32,
+    ring: Vec<[i16; 2]>,
+    mask: u64,
+    drained: u64,
+    /// One past the furthest position written.
+    high: u64,
+}
+
+impl Timeline {
+    /// A timeline at `rate` Hz able to hold `hold_ms` of audio not yet drained.
+    pub fn new(rate: u32, hold_ms: u32) -> Timeline {
+        let want = (rate as u64 * hold_ms as u64 / 1000).max(256);
+        let cap = want.next_power_of_two();
+        Timeline {
+            rate,
+            ring: vec![[0, 0]; cap as usize],
+            mask: cap - 1,
+            drained: 0,
+            high: 0,
+        }
+    }
+
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+    pub fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+    /// Everything before this position has been handed out.
+    pub fn drained(&self) -> u64 {
+        self.drained
+    }
+    /// One past the furthest position ever written.
+    pub fn high(&self) -> u64 {
+        self.high
+    }
+
+    /// The furthest position (exclusive) that can be written without draining first.
+    pub fn limit(&self) -> u64 {
+        self.drained + self.capacity()
+    }
+
+    /// Adds `samples` to `side` starting at `pos`, each repeated `repeat` times (2 when an
+    /// 8 kHz stream plays on a 16 kHz timeline). Positions already drained are dropped and
+    /// counted; the caller must have drained far enough that `pos + len*repeat <= limit()`,
+    /// anything beyond is dropped too.
+    pub fn add(&mut self, side: Side, pos: u64, samples: &[i16], repeat: usize) -> WriteOutcome {
+        let ch = side.channel();
+        let repeat = repeat.max(1);
+        let mut out = WriteOutcome::default();
+        let limit = self.limit();
+        let mut p = pos;
+        for &s in samples {
+            for _ in 0..repeat {
+                if p < self.drained || p >= limit {
+                    out.late += 1;
+                } else {
+                    let slot = &mut self.ring[(p & self.mask) as usize][ch];
+                    *slot = slot.saturating_add(s);
+                    out.written += 1;
+                }
+                p += 1;
+            }
+        }
+        if out.written > 0 {
+            self.high = self.high.max(p.min(limit));
+        }
+        out
+    }
+
+    /// Hands out every position in `[drained, until)` in order, in contiguous slices,
+    /// and clears them for reuse.
+    pub fn drain_to(&mut self, until: u64, sink: &mut dyn FnMut(&[[i16; 2]])) {
+        while self.drained < until {
+            let start = (self.drained & self.mask) as usize;
+            let n = ((until - self.drained) as usize).min(self.ring.len() - start);
+            let slice = &mut self.ring[start..start + n];
+            sink(slice);
+            slice.fill([0, 0]);
+            self.drained += n as u64;
+        }
+        self.high = self.high.max(self.drained);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain_all(t: &mut Timeline, until: u64) -> Vec<[i16; 2]> {
+        let mut v = Vec::new();
+        t.drain_to(until, &mut |s| v.extend_from_slice(s));
+        v
+    }
+
+    #[test]
+    fn places_by_position_in_any_order_and_fills_gaps_with_silence() {
+        let mut t = Timeline::new(8000, 100);
+        t.add(Side::Organisation, 20, &[5, 6], 1);
+        t.add(Side::Caller, 10, &[1, 2], 1);
+        let v = drain_all(&mut t, 25);
+        assert_eq!(v.len(), 25);
+        assert_eq!(v[10], [1, 0]);
+        assert_eq!(v[11], [2, 0]);
+        assert_eq!(v[20], [0, 5]);
+        assert_eq!(v[21], [0, 6]);
+        assert_eq!(v[0], [0, 0]);
+    }
+
+    #[test]
+    fn late_samples_are_dropped_and_counted() {
+        let mut t = Timeline::new(8000, 100);
+        drain_all(&mut t, 100);
+        let out = t.add(Side::Caller, 98, &[1, 2, 3, 4], 1);
+        assert_eq!(
+            out,
+            WriteOutcome {
+                written: 2,
+                late: 2
+            }
+        );
+        let v = drain_all(&mut t, 102);
+        assert_eq!(v, vec![[3, 0], [4, 0]]);
+    }
+
+    #[test]
+    fn overlapping_streams_on_one_side_are_summed_with_saturation() {
+        let mut t = Timeline::new(8000, 100);
+        t.add(Side::Caller, 0, &[30000, 10], 1);
+        t.add(Side::Caller, 0, &[30000, 10], 1);
+        assert_eq!(drain_all(&mut t, 2), vec![[32767, 0], [20, 0]]);
+    }
+
+    #[test]
+    fn upsampling_repeats_samples() {
+        let mut t = Timeline::new(16000, 100);
+        t.add(Side::Organisation, 0, &[1, 2], 2);
+        assert_eq!(drain_all(&mut t, 4), vec![[0, 1], [0, 1], [0, 2], [0, 2]]);
+    }
+
+    #[test]
+    fn ring_wraps_without_mixing_old_audio_in() {
+        let mut t = Timeline::new(8000, 10); // 256 slots
+        let cap = t.capacity();
+        for round in 0..5u64 {
+            let base = round * cap;
+            t.add(Side::Caller, base, &[round as i16 + 1; 8], 1);
+            let v = drain_all(&mut t, base + cap);
+            assert_eq!(v[0], [round as i16 + 1, 0]);
+            assert_eq!(v[8], [0, 0]);
+        }
+        assert_eq!(t.add(Side::Caller, t.limit(), &[1], 1).late, 1);
+    }
+}

@@ -1,0 +1,352 @@
+//! The agent's pipeline: frames in, encrypted recordings and call metadata out.
+//!
+//! Composes the stages of DESIGN.md's data flow (net → sip → calls → policy → stream table →
+//! rtp → decode → mixer → segment writer) into one synchronous state machine fed with
+//! `(capture time, frame)` and capture-time ticks. `replay` drives it from capture files and
+//! the live agent from sockets; both see exactly the same behaviour. It does no I/O of its
+//! own: segments go to a [`SegmentStore`], finished calls to a [`CallSink`].
+
+pub mod stream_table;
+pub mod summary;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::calls::{Call, CallEvent, CallKey, CallTracker};
+use crate::config::AgentConfig;
+use crate::media::{MediaCounters, MediaSlot, MediaStage, MediaSummary};
+use crate::net::{Datagram, LinkType, NetConfig, NetDecoder, Transport};
+use crate::policy::ScopePolicy;
+use crate::rtp::{looks_like_rtcp, looks_like_rtp};
+use crate::segment::SegmentStore;
+use crate::sip;
+use crate::spool::{CallRecord, DecisionRecord, LegRecord, record::SCHEMA_VERSION};
+use crate::time::Timestamp;
+use crate::vault::CataloguePublicKey;
+
+pub use stream_table::{Route, StreamTable};
+pub use summary::Summary;
+
+/// Where finished calls go.
+pub trait CallSink {
+    /// A recorded call ended: its metadata document.
+    fn recorded(&mut self, record: &CallRecord) -> io::Result<()>;
+    /// Every call that ends, recorded or not (for `policy check`). Default: nothing.
+    fn decided(&mut self, _call: &Call) {}
+}
+
+/// Routing counters (what was dropped where, and why).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RouteCounters {
+    pub sip_messages: u64,
+    pub sip_rejected: u64,
+    pub rtp_recorded: u64,
+    /// RTP of calls out of scope: dropped at the stream table, never decoded.
+    pub rtp_out_of_scope: u64,
+    /// RTP no SDP announced: never recorded (it cannot be tied to a call in scope).
+    pub rtp_unmatched: u64,
+    pub rtcp: u64,
+    pub other_udp: u64,
+    pub metadata_errors: u64,
+}
+
+pub struct Pipeline<S: SegmentStore, K: CallSink> {
+    net: NetDecoder,
+    core: Core<S, K>,
+}
+
+struct Core<S: SegmentStore, K: CallSink> {
+    agent: String,
+    tracker: CallTracker,
+    table: StreamTable,
+    media: MediaStage<S>,
+    sink: K,
+    slots: HashMap<CallKey, MediaSlot>,
+    symmetric_rtp: bool,
+    counters: RouteCounters,
+    first_time: Option<Timestamp>,
+    now: Timestamp,
+    next_drain: Timestamp,
+    next_tick: Timestamp,
+}
+
+/// How often audio is drained and timeouts checked, in capture time.
+const DRAIN_EVERY: Duration = Duration::from_millis(100);
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
+    pub fn new(cfg: &AgentConfig, key: Arc<CataloguePublicKey>, store: S, sink: K) -> Self {
+        let policy = ScopePolicy::new(&cfg.scope, cfg.country());
+        Pipeline {
+            net: NetDecoder::new(NetConfig::default()),
+            core: Core {
+                agent: cfg.agent.name.clone(),
+                tracker: CallTracker::new(policy, cfg.calls.clone()),
+                table: StreamTable::default(),
+                media: MediaStage::new(store, key, cfg.media.clone()),
+                sink,
+                slots: HashMap::new(),
+                symmetric_rtp: cfg.media.symmetric_rtp,
+                counters: RouteCounters::default(),
+                first_time: None,
+                now: Timestamp::ZERO,
+                next_drain: Timestamp::ZERO,
+                next_tick: Timestamp::ZERO,
+            },
+        }
+    }
+
+    /// One captured frame.
+    pub fn frame(&mut self, time: Timestamp, link: LinkType, frame: &[u8]) {
+        let core = &mut self.core;
+        core.advance(time);
+        self.net
+            .frame(time, link, frame, &mut |dg| core.datagram(dg));
+        if time >= core.next_tick {
+            self.net.tick(time);
+        }
+        core.maybe_tick(time);
+    }
+
+    /// One HEP packet received on a HEP socket.
+    pub fn hep(&mut self, packet: &[u8]) {
+        let core = &mut self.core;
+        self.net.hep(packet, &mut |dg| {
+            core.advance(dg.time);
+            core.datagram(dg);
+        });
+        let now = core.now;
+        core.maybe_tick(now);
+    }
+
+    /// Capture time moved on without packets (live agent idle).
+    pub fn tick(&mut self, now: Timestamp) {
+        self.core.advance(now);
+        self.net.tick(now);
+        self.core.maybe_tick(now);
+    }
+
+    /// Ends every call still open (end of capture, shutdown) and flushes everything.
+    pub fn finish(&mut self, reason: &str) {
+        let now = self.core.now;
+        self.core.tracker.end_all(now, reason);
+        self.core.apply_events();
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            net: self.net.counters.clone(),
+            calls: self.core.tracker.counters.clone(),
+            media: self.core.media.counters.clone(),
+            routes: self.core.counters.clone(),
+            capture_span: match self.core.first_time {
+                Some(t) => self.core.now.saturating_since(t),
+                None => Duration::ZERO,
+            },
+        }
+    }
+
+    pub fn media_counters(&self) -> &MediaCounters {
+        &self.core.media.counters
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.core.tracker.active_calls()
+    }
+
+    pub fn sink(&self) -> &K {
+        &self.core.sink
+    }
+
+    pub fn sink_mut(&mut self) -> &mut K {
+        &mut self.core.sink
+    }
+
+    pub fn store(&self) -> &S {
+        self.core.media.store()
+    }
+}
+
+impl<S: SegmentStore, K: CallSink> Core<S, K> {
+    fn advance(&mut self, time: Timestamp) {
+        if self.first_time.is_none() {
+            self.first_time = Some(time);
+            self.next_drain = time + DRAIN_EVERY;
+            self.next_tick = time + TICK_EVERY;
+        }
+        // Merged captures are not always in order: time only moves forward.
+        if time > self.now {
+            self.now = time;
+        }
+    }
+
+    fn maybe_tick(&mut self, _time: Timestamp) {
+        let now = self.now;
+        if now >= self.next_drain {
+            self.next_drain = now + DRAIN_EVERY;
+            self.media.tick(now);
+        }
+        if now >= self.next_tick {
+            self.next_tick = now + TICK_EVERY;
+            let media = &self.media;
+            let slots = &self.slots;
+            self.tracker.tick(now, &|key| {
+                slots.get(&key).and_then(|s| media.last_activity(*s))
+            });
+            self.apply_events();
+        }
+    }
+
+    fn datagram(&mut self, dg: &Datagram<'_>) {
+        let p = dg.payload;
+        match dg.transport {
+            Transport::Udp if looks_like_rtp(p) => self.rtp(dg),
+            Transport::Udp if looks_like_rtcp(p) => self.counters.rtcp += 1,
+            _ if sip::looks_like_sip(p) => self.sip(dg),
+            Transport::Udp => self.counters.other_udp += 1,
+            Transport::Tcp => self.counters.sip_rejected += 1,
+        }
+    }
+
+    #[inline]
+    fn rtp(&mut self, dg: &Datagram<'_>) {
+        let (route, side) = match self.table.get(&dg.dst) {
+            Some(r) => (r, r.owner.other()),
+            None => match self
+                .symmetric_rtp
+                .then(|| self.table.get(&dg.src))
+                .flatten()
+            {
+                Some(r) => (r, r.owner),
+                None => {
+                    self.counters.rtp_unmatched += 1;
+                    return;
+                }
+            },
+        };
+        let Some(slot) = route.slot.filter(|_| route.record) else {
+            self.counters.rtp_out_of_scope += 1;
+            return;
+        };
+        self.counters.rtp_recorded += 1;
+        self.media
+            .packet(slot, side, dg.time, dg.payload, &route.codecs);
+    }
+
+    fn sip(&mut self, dg: &Datagram<'_>) {
+        match sip::parse(dg.payload) {
+            Ok(msg) => {
+                self.counters.sip_messages += 1;
+                self.tracker.on_message(dg.time, &msg, dg.src);
+                self.apply_events();
+            }
+            Err(_) => self.counters.sip_rejected += 1,
+        }
+    }
+
+    fn apply_events(&mut self) {
+        let events: Vec<CallEvent> = self.tracker.drain_events().collect();
+        for ev in events {
+            match ev {
+                CallEvent::Record { call } => {
+                    let Some(c) = self.tracker.call(call) else {
+                        continue;
+                    };
+                    let slot = self.media.open(call, c.call_id);
+                    self.slots.insert(call, slot);
+                }
+                CallEvent::Endpoint {
+                    call,
+                    addr,
+                    owner,
+                    codecs,
+                    record,
+                } => {
+                    let slot = self.slots.get(&call).copied();
+                    self.table.insert(
+                        addr,
+                        Route {
+                            call,
+                            slot,
+                            owner,
+                            codecs,
+                            record: record && slot.is_some(),
+                        },
+                    );
+                }
+                CallEvent::Ended { call, record } => self.end(call, record),
+            }
+        }
+    }
+
+    fn end(&mut self, key: CallKey, record: bool) {
+        self.table.remove_call(key);
+        let Some(call) = self.tracker.take_ended(key) else {
+            return;
+        };
+        let ended_at = call.ended_at().unwrap_or(self.now);
+        let media = match self.slots.remove(&key) {
+            Some(slot) => self.media.close(slot, ended_at),
+            None => MediaSummary::default(),
+        };
+        self.sink.decided(&call);
+        if record {
+            let doc = call_record(&self.agent, &call, media);
+            if let Err(e) = self.sink.recorded(&doc) {
+                self.counters.metadata_errors += 1;
+                tracing::error!(call_id = %doc.call_id, "writing call metadata failed: {e}");
+            }
+        }
+    }
+}
+
+/// The metadata document of a recorded call.
+pub fn call_record(agent: &str, call: &Call, media: MediaSummary) -> CallRecord {
+    let ts = |t: Option<Timestamp>| t.map(Timestamp::rfc3339);
+    CallRecord {
+        schema: SCHEMA_VERSION,
+        call_id: call.call_id.to_string(),
+        agent: agent.to_owned(),
+        sip_call_ids: call.legs.iter().map(|l| l.sip_call_id.clone()).collect(),
+        dialled: call.dialled.clone(),
+        dialled_raw: call.dialled_raw.clone(),
+        service: call.decision.service.clone(),
+        retention_days: call.decision.retention_days,
+        caller: call.caller.clone(),
+        started_at: call.started_at.rfc3339(),
+        answered_at: ts(call.answered_at()),
+        ended_at: ts(call.ended_at()),
+        end_reason: call.end_reason().map(str::to_owned),
+        decision: DecisionRecord {
+            record: call.decision.record,
+            reason: call.decision.reason.clone(),
+            rule: call.decision.rule.as_str().to_owned(),
+        },
+        legs: call
+            .legs
+            .iter()
+            .map(|l| LegRecord {
+                sip_call_id: l.sip_call_id.clone(),
+                from: l.from_user.clone(),
+                to: l.to_user.clone(),
+                dialled: l.dialled.clone(),
+                started_at: l.started_at.rfc3339(),
+                answered_at: ts(l.answered_at),
+                ended_at: ts(l.ended_at),
+                end_reason: l.end_reason.clone(),
+                joined_by: match l.joined_by {
+                    crate::calls::JoinedBy::Initial => "initial".into(),
+                    crate::calls::JoinedBy::MidCall => "mid_call".into(),
+                },
+            })
+            .collect(),
+        streams: media.streams,
+        segments: media.segments,
+        audio_ms: media.audio_ms,
+        write_failed: media.write_failed,
+    }
+}

@@ -1,0 +1,132 @@
+//! The stream table: media address → the call and side it belongs to.
+//!
+//! Filled from SDP by the calls stage; looked up for every RTP packet. This is where packets of
+//! out-of-scope calls are dropped (their routes carry `record = false`), before any decoding.
+//! Lookups use a small multiplicative hash instead of SipHash: the keys are addresses taken
+//! from SDP we parsed ourselves, the table is bounded by the dialog limit, and the lookup is the
+//! one hash operation on the per-packet path.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::SocketAddr;
+
+use crate::calls::{CallKey, Side};
+use crate::decode::PayloadMap;
+use crate::media::MediaSlot;
+
+/// Where RTP sent to an address goes.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub call: CallKey,
+    /// The call's recording, if it is recorded.
+    pub slot: Option<MediaSlot>,
+    /// Whose SDP announced the address (who receives there).
+    pub owner: Side,
+    pub codecs: PayloadMap,
+    pub record: bool,
+}
+
+#[derive(Default, Debug)]
+pub struct StreamTable {
+    routes: HashMap<SocketAddr, Route, BuildHasherDefault<AddrHasher>>,
+}
+
+impl StreamTable {
+    #[inline]
+    pub fn get(&self, addr: &SocketAddr) -> Option<&Route> {
+        self.routes.get(addr)
+    }
+
+    /// Latest SDP wins: media ports are reused by consecutive calls.
+    pub fn insert(&mut self, addr: SocketAddr, route: Route) {
+        self.routes.insert(addr, route);
+    }
+
+    /// Forgets every address of an ended call.
+    pub fn remove_call(&mut self, call: CallKey) {
+        self.routes.retain(|_, r| r.call != call);
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// FxHash-style word hasher for socket addresses.
+#[derive(Default, Clone, Copy)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        // fold the high bits down: hashbrown uses the top 7 bits for control bytes
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+impl AddrHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(call: CallKey) -> Route {
+        Route {
+            call,
+            slot: None,
+            owner: Side::Caller,
+            codecs: PayloadMap::default(),
+            record: false,
+        }
+    }
+
+    #[test]
+    fn latest_sdp_wins_and_removal_is_per_call() {
+        let mut t = StreamTable::default();
+        let a: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
+        t.insert(a, route(1));
+        t.insert(b, route(1));
+        t.insert(a, route(2));
+        t.remove_call(1);
+        assert_eq!(t.get(&a).unwrap().call, 2);
+        assert!(t.get(&b).is_none());
+    }
+}

@@ -1,0 +1,308 @@
+//! The scope decision for a call, from the numbers of its first leg.
+//!
+//! Rules (DESIGN.md, call model), in the order they are applied:
+//! 1. a caller that is an internal extension makes the call internal: not recorded
+//!    (staff-to-staff calls are outside the published scope, even to a listed number);
+//! 2. a dialled number (Request-URI user, normalised to E.164) in `never_record`: not recorded;
+//! 3. a dialled number that is listed: recorded, under that number's service;
+//! 4. otherwise, if enabled, the original called number from Diversion / History-Info: a call
+//!    forwarded *from* a listed number is recorded (unless that number is in `never_record`);
+//! 5. anything else (an extension, an unlisted DDI, an unreadable number): not recorded.
+//!
+//! Transfers never come here: a leg created by transferring a recorded call joins that call
+//! (see `calls`), and a leg that joins nothing is decided by these rules as a new call.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::number::{Country, Number, normalise, parse_listed_number};
+use crate::config::ScopeSection;
+
+/// Which rule decided: used for counters and for the `policy check` report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    ListedNumber,
+    ForwardedFromListedNumber,
+    NeverRecord,
+    InternalCall,
+    DirectDialExtension,
+    UnlistedNumber,
+    UnreadableNumber,
+    /// The call's start was not seen (agent started mid-call), so its scope cannot be known.
+    Undecidable,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::ListedNumber => "listed_number",
+            Rule::ForwardedFromListedNumber => "forwarded_from_listed_number",
+            Rule::NeverRecord => "never_record",
+            Rule::InternalCall => "internal_call",
+            Rule::DirectDialExtension => "direct_dial_extension",
+            Rule::UnlistedNumber => "unlisted_number",
+            Rule::UnreadableNumber => "unreadable_number",
+            Rule::Undecidable => "undecidable",
+        }
+    }
+}
+
+/// The outcome, with the words that go into metadata and reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub record: bool,
+    pub reason: String,
+    pub rule: Rule,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The listed number (E.164) that put the call in scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+}
+
+/// The numbers of a call's first leg, as seen on the wire.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallParties<'a> {
+    /// Request-URI user of the initial INVITE.
+    pub dialled: &'a str,
+    /// Calling party: P-Asserted-Identity user if present, else From user.
+    pub caller: &'a str,
+    /// Original called numbers from Diversion / History-Info, oldest first.
+    pub original_called: &'a [String],
+}
+
+#[derive(Clone, Debug)]
+struct Service {
+    name: String,
+    retention_days: Option<u32>,
+}
+
+/// The configured lists, ready for lookups.
+#[derive(Clone, Debug)]
+pub struct ScopePolicy {
+    country: Country,
+    extension_max_digits: usize,
+    listed: HashMap<String, Service>,
+    never: HashSet<String>,
+    use_original_called: bool,
+}
+
+impl ScopePolicy {
+    /// Builds the policy from a validated configuration section.
+    pub fn new(scope: &ScopeSection, country: Country) -> ScopePolicy {
+        let listed = scope
+            .numbers
+            .iter()
+            .filter_map(|n| {
+                let e164 = parse_listed_number(&n.number, country).ok()?;
+                Some((
+                    e164,
+                    Service {
+                        name: n.service.clone(),
+                        retention_days: n.retention_days,
+                    },
+                ))
+            })
+            .collect();
+        let never = scope
+            .never_record
+            .iter()
+            .filter_map(|n| parse_listed_number(n, country).ok())
+            .collect();
+        ScopePolicy {
+            country,
+            extension_max_digits: scope.extension_max_digits,
+            listed,
+            never,
+            use_original_called: scope.use_original_called_number,
+        }
+    }
+
+    pub fn normalise(&self, raw: &str) -> Number {
+        normalise(raw, self.country, self.extension_max_digits)
+    }
+
+    pub fn listed_count(&self) -> usize {
+        self.listed.len()
+    }
+
+    /// Service name of a listed number, if it is one.
+    pub fn service_of(&self, number: &Number) -> Option<&str> {
+        number
+            .e164()
+            .and_then(|e| self.listed.get(e))
+            .map(|s| s.name.as_str())
+    }
+
+    /// Applies the rules of the module documentation.
+    pub fn decide(&self, parties: &CallParties<'_>) -> Decision {
+        let dialled = self.normalise(parties.dialled);
+        let caller = self.normalise(parties.caller);
+        let shown = super::number::user_part(parties.dialled);
+        let skip = |rule: Rule, reason: String| Decision {
+            record: false,
+            reason,
+            rule,
+            service: None,
+            matched_number: None,
+            retention_days: None,
+        };
+        if let Number::Extension(ext) = &caller {
+            return skip(
+                Rule::InternalCall,
+                format!(
+                    "internal call from extension {ext} to {shown}: staff-to-staff calls are not recorded"
+                ),
+            );
+        }
+        if let Some(e) = dialled.e164() {
+            if self.never.contains(e) {
+                return skip(
+                    Rule::NeverRecord,
+                    format!("dialled {shown} is in never_record"),
+                );
+            }
+            if let Some(service) = self.listed.get(e) {
+                return Decision {
+                    record: true,
+                    reason: format!("dialled {shown} = {}", service.name),
+                    rule: Rule::ListedNumber,
+                    service: Some(service.name.clone()),
+                    matched_number: Some(e.to_owned()),
+                    retention_days: service.retention_days,
+                };
+            }
+        }
+        if self.use_original_called {
+            for original in parties.original_called {
+                let n = self.normalise(original);
+                let Some(e) = n.e164() else { continue };
+                if self.never.contains(e) {
+                    continue;
+                }
+                if let Some(service) = self.listed.get(e) {
+                    let orig = super::number::user_part(original);
+                    return Decision {
+                        record: true,
+                        reason: format!(
+                            "forwarded from {orig} = {} (dialled {shown})",
+                            service.name
+                        ),
+                        rule: Rule::ForwardedFromListedNumber,
+                        service: Some(service.name.clone()),
+                        matched_number: Some(e.to_owned()),
+                        retention_days: service.retention_days,
+                    };
+                }
+            }
+        }
+        match dialled {
+            Number::Extension(ext) => skip(
+                Rule::DirectDialExtension,
+                format!("direct dial to {ext}: not a recorded number"),
+            ),
+            Number::E164(_) => skip(
+                Rule::UnlistedNumber,
+                format!("dialled {shown}: not a recorded number"),
+            ),
+            Number::Unknown(_) => skip(
+                Rule::UnreadableNumber,
+                format!("dialled {shown:?}: not a readable number, not recorded"),
+            ),
+        }
+    }
+
+    /// The decision for a call whose initial INVITE was never seen.
+    pub fn undecidable(sip_call_id_seen_with: &str) -> Decision {
+        Decision {
+            record: false,
+            reason: format!(
+                "call start not seen (first message {sip_call_id_seen_with}): scope cannot be decided, not recorded"
+            ),
+            rule: Rule::Undecidable,
+            service: None,
+            matched_number: None,
+            retention_days: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AgentConfig, EXAMPLE_AGENT_TOML};
+
+    fn policy() -> ScopePolicy {
+        let mut cfg = AgentConfig::from_toml(EXAMPLE_AGENT_TOML, "example").unwrap();
+        cfg.scope.never_record = vec!["020 8753 4466".into()];
+        ScopePolicy::new(&cfg.scope, Country::GB)
+    }
+
+    fn decide(dialled: &str, caller: &str, original: &[&str]) -> Decision {
+        let original: Vec<String> = original.iter().map(|s| s.to_string()).collect();
+        policy().decide(&CallParties {
+            dialled,
+            caller,
+            original_called: &original,
+        })
+    }
+
+    #[test]
+    fn listed_number_is_recorded_with_its_service() {
+        let d = decide("02087483020", "+447700900123", &[]);
+        assert!(d.record);
+        assert_eq!(d.reason, "dialled 02087483020 = Switchboard");
+        assert_eq!(d.service.as_deref(), Some("Switchboard"));
+        assert_eq!(d.matched_number.as_deref(), Some("+442087483020"));
+        let d = decide("+442073715678", "07700900123", &[]);
+        assert!(d.record);
+        assert_eq!(d.service.as_deref(), Some("Parking"));
+    }
+
+    #[test]
+    fn direct_dial_and_unlisted_are_not_recorded() {
+        let d = decide("4711", "+447700900123", &[]);
+        assert!(!d.record);
+        assert_eq!(d.rule, Rule::DirectDialExtension);
+        assert_eq!(d.reason, "direct dial to 4711: not a recorded number");
+        let d = decide("02087530000", "+447700900123", &[]);
+        assert!(!d.record);
+        assert_eq!(d.rule, Rule::UnlistedNumber);
+    }
+
+    #[test]
+    fn internal_calls_are_not_recorded_even_to_a_listed_number() {
+        let d = decide("4712", "4711", &[]);
+        assert!(!d.record);
+        assert_eq!(d.rule, Rule::InternalCall);
+        let d = decide("02087483020", "4711", &[]);
+        assert!(!d.record);
+        assert_eq!(d.rule, Rule::InternalCall);
+    }
+
+    #[test]
+    fn never_record_wins_over_the_list() {
+        let d = decide("020 8753 4466", "+447700900123", &[]);
+        assert!(!d.record);
+        assert_eq!(d.rule, Rule::NeverRecord);
+    }
+
+    #[test]
+    fn forwarded_from_a_listed_number_is_recorded() {
+        let d = decide("07700900999", "+447700900123", &["sip:02073715678@pbx"]);
+        assert!(d.record);
+        assert_eq!(d.rule, Rule::ForwardedFromListedNumber);
+        assert_eq!(d.service.as_deref(), Some("Parking"));
+    }
+
+    #[test]
+    fn unreadable_numbers_are_not_recorded() {
+        let d = decide("anonymous", "+447700900123", &[]);
+        assert!(!d.record);
+        assert_eq!(d.rule, Rule::UnreadableNumber);
+    }
+}

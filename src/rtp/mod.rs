@@ -1,0 +1,44 @@
+//! RTP: recognising media packets and following each stream's sequence and timing.
+//!
+//! Owns the per-SSRC view of a stream: extended sequence numbers, duplicates, loss, and the
+//! mapping of RTP timestamps to positions on the call's timeline (the anchor). It receives
+//! packets that the stream table has already matched to a recorded call and emits placement
+//! decisions; it never decodes audio itself and never sees packets of calls out of scope.
+
+pub mod sequence;
+pub mod stream;
+
+pub use sequence::{SeqVerdict, SequenceTracker};
+pub use stream::{Anchor, Stream, StreamStats};
+
+/// Cheap first-byte test used to route a UDP payload: RTP version 2, and not RTCP
+/// (payload types 72–79 with the marker bit are RTCP packet types 200–207, RFC 5761).
+#[inline]
+pub fn looks_like_rtp(payload: &[u8]) -> bool {
+    payload.len() >= 12 && payload[0] >> 6 == 2 && !(72..=79).contains(&(payload[1] & 0x7f))
+}
+
+/// RTCP (SR, RR, SDES, BYE, APP, feedback, XR): counted, not recorded.
+#[inline]
+pub fn looks_like_rtcp(payload: &[u8]) -> bool {
+    payload.len() >= 8 && payload[0] >> 6 == 2 && (200..=207).contains(&payload[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtp_and_rtcp_are_told_apart() {
+        let mut p = [0u8; 12];
+        p[0] = 0x80;
+        p[1] = 0x08;
+        assert!(looks_like_rtp(&p));
+        assert!(!looks_like_rtcp(&p));
+        p[1] = 200; // SR
+        assert!(!looks_like_rtp(&p));
+        assert!(looks_like_rtcp(&p));
+        assert!(!looks_like_rtp(b"INVITE sip:1@x SIP/2.0"));
+        assert!(!looks_like_rtp(&[0x80; 11]));
+    }
+}

@@ -1,0 +1,130 @@
+//! One RTP stream (one SSRC from one side of a call): its codec, sequence, statistics and the
+//! anchor that maps its RTP timestamps onto the call's timeline.
+//!
+//! The anchor is set from capture time when the stream starts and again after a
+//! discontinuity, and is otherwise left alone: within a stream, samples are placed by RTP
+//! timestamp only, so network jitter moves nothing and causes no clicks or drift.
+
+use serde::Serialize;
+
+use super::sequence::SequenceTracker;
+use crate::calls::Side;
+use crate::decode::{CodecKind, Decoder};
+use crate::time::Timestamp;
+
+/// RTP timestamp `rtp_ts` (extended) is heard at timeline sample `pos`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub rtp_ts: u64,
+    pub pos: u64,
+}
+
+/// What the metadata says about a stream.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StreamStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// RFC 4733 event packets (DTMF): counted, never rendered, digits not kept.
+    pub events: u64,
+    pub comfort_noise: u64,
+    /// Packets of a codec callvault cannot decode (left as silence).
+    pub undecodable: u64,
+    /// Packets that arrived after their place on the timeline had been written.
+    pub late: u64,
+    /// Times the stream was re-anchored to capture time (timestamp jumps, long gaps).
+    pub resyncs: u64,
+}
+
+#[derive(Debug)]
+pub struct Stream {
+    pub side: Side,
+    pub ssrc: u32,
+    pub seq: SequenceTracker,
+    pub stats: StreamStats,
+    pub anchor: Option<Anchor>,
+    /// Payload type last seen and what it decodes to.
+    pub pt: Option<u8>,
+    pub kind: Option<CodecKind>,
+    pub codec_name: String,
+    pub clock_rate: u32,
+    pub decoder: Option<Decoder>,
+    ts_started: bool,
+    ts_highest: u64,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+impl Stream {
+    pub fn new(side: Side, ssrc: u32, now: Timestamp) -> Stream {
+        Stream {
+            side,
+            ssrc,
+            seq: SequenceTracker::default(),
+            stats: StreamStats::default(),
+            anchor: None,
+            pt: None,
+            kind: None,
+            codec_name: String::new(),
+            clock_rate: 8000,
+            decoder: None,
+            ts_started: false,
+            ts_highest: 0,
+            first_seen: now,
+            last_seen: now,
+        }
+    }
+
+    /// Extends a 32-bit RTP timestamp using the highest seen (wrap-around every 6 days at
+    /// 8 kHz, but senders start anywhere).
+    pub fn extend_timestamp(&mut self, ts: u32) -> u64 {
+        if !self.ts_started {
+            self.ts_started = true;
+            self.ts_highest = (1u64 << 40) + ts as u64;
+            return self.ts_highest;
+        }
+        let delta = ts.wrapping_sub(self.ts_highest as u32) as i32 as i64;
+        let ext = (self.ts_highest as i64 + delta) as u64;
+        if delta > 0 {
+            self.ts_highest = ext;
+        }
+        ext
+    }
+
+    /// Timeline position of an extended timestamp under the current anchor, at `rate` Hz.
+    pub fn position(&self, ext_ts: u64, rate: u32) -> Option<i64> {
+        let a = self.anchor?;
+        let dts = ext_ts as i64 - a.rtp_ts as i64;
+        let scaled = dts.checked_mul(rate as i64)? / self.clock_rate.max(1) as i64;
+        Some(a.pos as i64 + scaled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_extend_across_wrap() {
+        let mut s = Stream::new(Side::Caller, 1, Timestamp::ZERO);
+        let a = s.extend_timestamp(u32::MAX - 159);
+        let b = s.extend_timestamp(0);
+        let c = s.extend_timestamp(160);
+        assert_eq!(b - a, 160);
+        assert_eq!(c - b, 160);
+        // a reordered packet from before the wrap
+        assert_eq!(s.extend_timestamp(u32::MAX - 159), a);
+    }
+
+    #[test]
+    fn position_scales_rtp_clock_to_timeline_rate() {
+        let mut s = Stream::new(Side::Caller, 1, Timestamp::ZERO);
+        let t0 = s.extend_timestamp(1000);
+        s.anchor = Some(Anchor {
+            rtp_ts: t0,
+            pos: 400,
+        });
+        assert_eq!(s.position(t0 + 160, 8000), Some(560));
+        assert_eq!(s.position(t0 + 160, 16000), Some(720));
+        assert_eq!(s.position(t0 - 160, 8000), Some(240));
+    }
+}

@@ -1,0 +1,276 @@
+//! Rolling, encrypted segments of one call.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::wav;
+use crate::time::Timestamp;
+use crate::vault::{CataloguePublicKey, SegmentIds, SegmentSealer, VaultError};
+
+/// Where segment files live; implemented by the spool (files) and by tests (memory).
+pub trait SegmentStore {
+    type File: Write;
+    /// Creates `<name>.partial`, the file a segment is sealed into while it is open.
+    fn create(&mut self, name: &str) -> io::Result<Self::File>;
+    /// Makes what has been written so far durable.
+    fn sync(&mut self, file: &mut Self::File) -> io::Result<()>;
+    /// Syncs and renames `<name>.partial` to `<name>`: the segment is complete.
+    fn commit(&mut self, file: Self::File, name: &str) -> io::Result<()>;
+}
+
+/// A finished segment, as listed in the call's metadata.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Path relative to the spool directory.
+    pub file: String,
+    pub segment_id: String,
+    pub seq: u32,
+    /// Start of this segment relative to the start of the call's recording.
+    pub offset_ms: u64,
+    pub duration_ms: u64,
+    pub started_at: String,
+    pub sample_rate: u32,
+    /// Size of the encrypted file.
+    pub bytes: u64,
+    /// SHA-256 of the encrypted file, hex.
+    pub sha256: String,
+    pub key_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("segment {name}: {source}")]
+    Io { name: String, source: io::Error },
+    #[error("segment {name}: {source}")]
+    Vault { name: String, source: VaultError },
+}
+
+struct OpenSegment<F: Write> {
+    name: String,
+    segment_id: Uuid,
+    seq: u32,
+    first_frame: u64,
+    frames: u64,
+    frames_since_sync: u64,
+    sealer: SegmentSealer<F>,
+}
+
+/// The segments of one call: opens, fills, rolls and commits them.
+pub struct SegmentWriter<F: Write> {
+    call_id: Uuid,
+    key: Arc<CataloguePublicKey>,
+    rate: u32,
+    origin: Timestamp,
+    segment_frames: u64,
+    sync_frames: u64,
+    chunk_size: u32,
+    next_seq: u32,
+    /// Timeline position of the next frame to be written.
+    position: u64,
+    open: Option<OpenSegment<F>>,
+    finished: Vec<SegmentInfo>,
+    scratch: Vec<u8>,
+    failed: bool,
+}
+
+impl<F: Write> SegmentWriter<F> {
+    /// `origin` is the capture time of timeline position 0.
+    pub fn new(
+        call_id: Uuid,
+        key: Arc<CataloguePublicKey>,
+        rate: u32,
+        origin: Timestamp,
+        segment_seconds: u32,
+        fsync_seconds: u32,
+    ) -> Self {
+        // Half a second of audio per sealed chunk: a crash loses at most that much plus the
+        // playout delay, and each chunk is one write.
+        let chunk_size = rate * 4 / 2;
+        SegmentWriter {
+            call_id,
+            key,
+            rate,
+            origin,
+            segment_frames: rate as u64 * segment_seconds as u64,
+            sync_frames: rate as u64 * fsync_seconds as u64,
+            chunk_size,
+            next_seq: 0,
+            position: 0,
+            open: None,
+            finished: Vec::new(),
+            scratch: Vec::with_capacity(4096),
+            failed: false,
+        }
+    }
+
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// True once a write failed; the call's later audio is dropped (counted by the caller).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    pub fn segments(&self) -> &[SegmentInfo] {
+        &self.finished
+    }
+
+    /// Appends drained frames, rolling to a new segment at each `segment_seconds` boundary.
+    pub fn write_frames<S: SegmentStore<File = F>>(
+        &mut self,
+        store: &mut S,
+        mut frames: &[[i16; 2]],
+    ) -> Result<(), SegmentError> {
+        if self.failed {
+            return Ok(());
+        }
+        while !frames.is_empty() {
+            if self.open.is_none() {
+                self.open_next(store)?;
+            }
+            let Some(seg) = self.open.as_mut() else { break };
+            let room = (self.segment_frames - seg.frames) as usize;
+            let n = room.min(frames.len());
+            self.scratch.clear();
+            for f in &frames[..n] {
+                self.scratch.extend_from_slice(&f[0].to_le_bytes());
+                self.scratch.extend_from_slice(&f[1].to_le_bytes());
+            }
+            let name = &seg.name;
+            if let Err(source) = seg.sealer.write(&self.scratch) {
+                self.failed = true;
+                return Err(SegmentError::Vault {
+                    name: name.clone(),
+                    source,
+                });
+            }
+            seg.frames += n as u64;
+            seg.frames_since_sync += n as u64;
+            self.position += n as u64;
+            frames = &frames[n..];
+            if seg.frames_since_sync >= self.sync_frames {
+                seg.frames_since_sync = 0;
+                if let Err(source) = store.sync(seg.sealer.get_mut()) {
+                    self.failed = true;
+                    return Err(SegmentError::Io {
+                        name: name.clone(),
+                        source,
+                    });
+                }
+            }
+            if seg.frames >= self.segment_frames {
+                self.close_open(store)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals and commits the open segment; returns every segment of the call.
+    pub fn finish<S: SegmentStore<File = F>>(
+        &mut self,
+        store: &mut S,
+    ) -> Result<&[SegmentInfo], SegmentError> {
+        if self.open.is_some() {
+            self.close_open(store)?;
+        }
+        Ok(&self.finished)
+    }
+
+    fn open_next<S: SegmentStore<File = F>>(&mut self, store: &mut S) -> Result<(), SegmentError> {
+        let segment_id = Uuid::now_v7();
+        let name = format!("{segment_id}.cvseg");
+        let fail = |this: &mut Self, source| {
+            this.failed = true;
+            SegmentError::Io {
+                name: name.clone(),
+                source,
+            }
+        };
+        let file = store.create(&name).map_err(|e| fail(self, e))?;
+        let ids = SegmentIds {
+            segment_id,
+            call_id: self.call_id,
+            seq: self.next_seq,
+        };
+        let mut sealer =
+            SegmentSealer::new(file, &self.key, ids, self.chunk_size).map_err(|source| {
+                self.failed = true;
+                SegmentError::Vault {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
+        if let Err(source) = sealer.write(&wav::header(self.rate, None)) {
+            self.failed = true;
+            return Err(SegmentError::Vault { name, source });
+        }
+        self.open = Some(OpenSegment {
+            name,
+            segment_id,
+            seq: self.next_seq,
+            first_frame: self.position,
+            frames: 0,
+            frames_since_sync: 0,
+            sealer,
+        });
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    fn close_open<S: SegmentStore<File = F>>(&mut self, store: &mut S) -> Result<(), SegmentError> {
+        let Some(seg) = self.open.take() else {
+            return Ok(());
+        };
+        let name = seg.name.clone();
+        let (file, summary) = seg.sealer.finish().map_err(|source| {
+            self.failed = true;
+            SegmentError::Vault {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        store.commit(file, &name).map_err(|source| {
+            self.failed = true;
+            SegmentError::Io {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        let ms = |frames: u64| frames * 1000 / self.rate as u64;
+        let started = self.origin
+            + std::time::Duration::from_nanos(seg.first_frame * 1_000_000_000 / self.rate as u64);
+        self.finished.push(SegmentInfo {
+            file: format!("segments/{name}"),
+            segment_id: seg.segment_id.to_string(),
+            seq: seg.seq,
+            offset_ms: ms(seg.first_frame),
+            duration_ms: ms(seg.frames),
+            started_at: started.rfc3339(),
+            sample_rate: self.rate,
+            bytes: summary.file_bytes,
+            sha256: hex(&summary.sha256),
+            key_id: summary.key_id.to_string(),
+        });
+        Ok(())
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// SHA-256 of a file, hex (to check a segment against its metadata).
+pub fn sha256_file_hex(path: &std::path::Path) -> io::Result<String> {
+    use sha2::Digest;
+    let data = std::fs::read(path)?;
+    Ok(hex(&sha2::Sha256::digest(&data)))
+}

@@ -1,0 +1,10 @@
+//! Source: where frames come from. Capture files (pcap, pcapng) for `replay`; live capture and
+//! HEP sockets for the agent.
+//!
+//! Owns reading and timestamping frames and knowing each frame's link type. It emits
+//! `(capture time, link type, frame bytes)` and nothing else: no protocol parsing happens here.
+//! A damaged file is reported with its name and offset and never panics the reader.
+
+pub mod capture_file;
+
+pub use capture_file::{CaptureFile, SourceError};

@@ -1,0 +1,107 @@
+//! Spool: the agent's on-disk store of encrypted segments and call metadata, waiting for the
+//! catalogue.
+//!
+//! Owns the directory layout (`segments/<id>.cvseg`, `calls/<call_id>.json`) and the rules
+//! that keep it crash-safe: a segment is sealed into `<id>.cvseg.partial` and renamed only
+//! after it is complete and synced; metadata is written to a temporary file, synced and
+//! renamed. It never holds or writes plaintext audio: what it is given is already encrypted.
+
+pub mod record;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub use record::{CallRecord, DecisionRecord, LegRecord};
+
+use crate::segment::SegmentStore;
+
+pub const SEGMENTS_DIR: &str = "segments";
+pub const CALLS_DIR: &str = "calls";
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// A spool directory.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    /// Opens (creating if needed) a spool at `root`.
+    pub fn open(root: &Path) -> io::Result<Spool> {
+        for sub in [SEGMENTS_DIR, CALLS_DIR] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot create spool directory {}: {e}", dir.display()),
+                )
+            })?;
+        }
+        Ok(Spool {
+            root: root.to_owned(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn segment_path(&self, name: &str) -> PathBuf {
+        self.root.join(SEGMENTS_DIR).join(name)
+    }
+
+    pub fn call_path(&self, call_id: &str) -> PathBuf {
+        self.root.join(CALLS_DIR).join(format!("{call_id}.json"))
+    }
+
+    /// Writes a call's metadata document atomically (temporary file, sync, rename).
+    pub fn write_call(&mut self, record: &CallRecord) -> io::Result<PathBuf> {
+        let path = self.call_path(&record.call_id);
+        let tmp = path.with_extension("json.tmp");
+        let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        sync_dir(&self.root.join(CALLS_DIR));
+        Ok(path)
+    }
+}
+
+impl SegmentStore for Spool {
+    type File = File;
+
+    fn create(&mut self, name: &str) -> io::Result<File> {
+        let path = self.segment_path(&format!("{name}{PARTIAL_SUFFIX}"));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    }
+
+    fn sync(&mut self, file: &mut File) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    fn commit(&mut self, file: File, name: &str) -> io::Result<()> {
+        file.sync_all()?;
+        drop(file);
+        let from = self.segment_path(&format!("{name}{PARTIAL_SUFFIX}"));
+        let to = self.segment_path(name);
+        fs::rename(&from, &to)?;
+        sync_dir(&self.root.join(SEGMENTS_DIR));
+        Ok(())
+    }
+}
+
+/// Makes a rename durable. Best effort: some filesystems refuse to open directories.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}

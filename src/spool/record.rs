@@ -1,0 +1,56 @@
+//! The call metadata document written to `calls/<call_id>.json` (schema in README.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::media::StreamSummary;
+use crate::segment::SegmentInfo;
+
+/// Version of this document's layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallRecord {
+    pub schema: u32,
+    pub call_id: String,
+    pub agent: String,
+    pub sip_call_ids: Vec<String>,
+    /// Dialled number, E.164.
+    pub dialled: Option<String>,
+    /// Dialled number as the Request-URI carried it.
+    pub dialled_raw: String,
+    pub service: Option<String>,
+    pub retention_days: Option<u32>,
+    /// Calling party, E.164 when it could be read.
+    pub caller: String,
+    pub started_at: String,
+    pub answered_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub end_reason: Option<String>,
+    pub decision: DecisionRecord,
+    pub legs: Vec<LegRecord>,
+    pub streams: Vec<StreamSummary>,
+    pub segments: Vec<SegmentInfo>,
+    pub audio_ms: u64,
+    /// True when a disk error stopped the recording early.
+    pub write_failed: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DecisionRecord {
+    pub record: bool,
+    pub reason: String,
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LegRecord {
+    pub sip_call_id: String,
+    pub from: String,
+    pub to: String,
+    pub dialled: String,
+    pub started_at: String,
+    pub answered_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub end_reason: Option<String>,
+    pub joined_by: String,
+}

@@ -1,0 +1,166 @@
+//! The real captures of `../shared/corpus/pcaps/` (public projects' test files, with tshark's
+//! ground truth in truth.json) through the whole pipeline: nothing panics, every SIP call and
+//! every signalled RTP stream tshark sees is seen, and nothing out of scope is written.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use callvault::pipeline::Pipeline;
+use callvault::source::CaptureFile;
+use common::{CollectingSink, example_config, spool_files, test_keys};
+
+fn corpus_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"))
+}
+
+fn truth() -> serde_json::Value {
+    let text = std::fs::read_to_string(corpus_dir().join("truth.json")).expect("truth.json");
+    serde_json::from_str(&text).expect("truth.json parses")
+}
+
+struct FileRun {
+    summary: callvault::pipeline::Summary,
+    calls: BTreeSet<String>,
+    recorded: Vec<callvault::spool::CallRecord>,
+    spool: tempfile::TempDir,
+}
+
+fn replay_file(name: &str, cfg: &callvault::config::AgentConfig) -> FileRun {
+    let (_keys, public, _private) = test_keys();
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = callvault::spool::Spool::open(spool_dir.path()).unwrap();
+    let sink = CollectingSink::new(spool.clone());
+    let mut p = Pipeline::new(cfg, public, spool, sink);
+    let mut file = CaptureFile::open(&corpus_dir().join("pcaps").join(name)).expect(name);
+    loop {
+        match file.read(10_000, &mut |t, link, frame| p.frame(t, link, frame)) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                break;
+            }
+        }
+    }
+    p.finish("capture_end");
+    FileRun {
+        summary: p.summary(),
+        calls: p.sink().decided.iter().cloned().collect(),
+        recorded: p.sink().recorded.clone(),
+        spool: spool_dir,
+    }
+}
+
+#[test]
+fn every_corpus_file_replays_and_matches_tshark() {
+    let truth = truth();
+    let cfg = example_config();
+    let mut report = Vec::new();
+    for f in truth["files"].as_array().unwrap() {
+        let name = f["file"].as_str().unwrap();
+        let run = replay_file(name, &cfg);
+        let s = &run.summary;
+        // Calls: every Call-ID tshark saw start with an INVITE (or carry SDP) is a call we saw.
+        let sctp_or_ws = f["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "sip_sctp" || x == "sip_ws");
+        for c in f["calls"].as_array().unwrap() {
+            if c["first_method"] != "INVITE" || sctp_or_ws {
+                continue;
+            }
+            let id = c["call_id"].as_str().unwrap();
+            let id = id.split('\0').next().unwrap();
+            assert!(
+                run.calls
+                    .iter()
+                    .any(|seen| seen.trim_end_matches('\0') == id
+                        || seen.split('\0').next() == Some(id)),
+                "{name}: call {id:?} seen by tshark was not seen (seen: {:?})",
+                run.calls
+            );
+        }
+        // RTP: every packet of a stream whose address an SDP announced is routed to its call
+        // (and dropped there, since these numbers are not the council's).
+        let signalled: u64 = f["rtp_streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|st| st["signalled"] == true && !st["call_id"].is_null())
+            .map(|st| st["packets"].as_u64().unwrap())
+            .sum();
+        let routed = s.routes.rtp_recorded + s.routes.rtp_out_of_scope;
+        report.push(format!(
+            "{name}: calls {}/{} rtp routed {routed} (signalled {signalled}) unmatched {}",
+            s.calls.calls_seen,
+            f["calls"].as_array().unwrap().len(),
+            s.routes.rtp_unmatched
+        ));
+        assert!(
+            routed + 2 >= signalled,
+            "{name}: {routed} RTP packets routed, tshark saw {signalled} in signalled streams"
+        );
+        // Nothing in the corpus dials a council number: nothing may be written.
+        assert!(
+            run.recorded.is_empty(),
+            "{name}: recorded {:?}",
+            run.recorded
+        );
+        assert!(
+            spool_files(run.spool.path()).is_empty(),
+            "{name}: files left in the spool"
+        );
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+#[test]
+fn a_real_pcmu_call_is_recorded_when_its_number_is_listed() {
+    // MagicJack sample: +1 905 555 1212 dialled, PCMU both ways, 1268 packets.
+    let cfg = common::config_with("US", &[("905 555 1212", "Test line")]);
+    let run = replay_file("Red-Rabbit__examples_pcap_MagicJack+_short_call.pcap", &cfg);
+    assert_eq!(run.recorded.len(), 1, "{}", run.summary);
+    let rec = &run.recorded[0];
+    assert!(rec.decision.record);
+    assert_eq!(rec.service.as_deref(), Some("Test line"));
+    assert_eq!(rec.dialled.as_deref(), Some("+19055551212"));
+    let packets: u64 = rec.streams.iter().map(|s| s.packets).sum();
+    assert_eq!(packets, 1268, "{:?}", rec.streams);
+    assert!(rec.streams.iter().any(|s| s.direction == "from_caller"));
+    assert!(
+        rec.streams
+            .iter()
+            .any(|s| s.direction == "from_organisation")
+    );
+    assert!(rec.streams.iter().all(|s| s.codec == "PCMU" && s.decoded));
+    let (_k, _public, private) = test_keys();
+    let json = run
+        .spool
+        .path()
+        .join("calls")
+        .join(format!("{}.json", rec.call_id));
+    let call = callvault::export::export_call(&json, &private).unwrap();
+    assert_eq!(call.rate, 8000);
+    let left_energy: f64 = call
+        .samples
+        .iter()
+        .step_by(2)
+        .map(|&s| (s as f64).powi(2))
+        .sum();
+    let right_energy: f64 = call
+        .samples
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|&s| (s as f64).powi(2))
+        .sum();
+    assert!(
+        left_energy > 0.0 && right_energy > 0.0,
+        "both channels carry audio"
+    );
+    let secs = call.samples.len() as f64 / 2.0 / 8000.0;
+    assert!(secs > 10.0, "{secs} s");
+}
