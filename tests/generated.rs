@@ -270,7 +270,7 @@ fn lossless_calls_are_recorded_sample_for_sample_in_both_laws() {
     assert_eq!(run.report.recorded.len(), 2, "{}", run.report.summary);
     for t in &run.truth {
         let rec = check_call(&run, t, 1.0, 0.999);
-        assert_eq!(rec.decision.record, true);
+        assert!(rec.decision.record);
         assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
         assert!(rec.streams.iter().all(|s| s.lost == 0 && s.decoded));
     }

@@ -341,10 +341,8 @@ impl CallTracker {
                 let initial = cseq.as_ref().map(|c| c.seq) == Some(leg.invite_cseq);
                 if is_invite && initial && leg.answered_at.is_none() {
                     match status {
-                        101..=199 if to_tag.is_some() => {
-                            if leg.state == LegState::Calling {
-                                leg.state = LegState::Early;
-                            }
+                        101..=199 if to_tag.is_some() && leg.state == LegState::Calling => {
+                            leg.state = LegState::Early;
                         }
                         200..=299 => {
                             leg.state = LegState::Confirmed;

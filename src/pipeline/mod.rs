@@ -49,6 +49,8 @@ pub struct RouteCounters {
     pub rtp_out_of_scope: u64,
     /// RTP no SDP announced: never recorded (it cannot be tied to a call in scope).
     pub rtp_unmatched: u64,
+    /// RTP to or from the media address of a call that has ended: counted, not recorded.
+    pub rtp_after_end: u64,
     pub rtcp: u64,
     pub other_udp: u64,
     pub metadata_errors: u64,
@@ -72,11 +74,17 @@ struct Core<S: SegmentStore, K: CallSink> {
     now: Timestamp,
     next_drain: Timestamp,
     next_tick: Timestamp,
+    /// Ended calls whose media is still accepted until the deadline: packets in flight when
+    /// the BYE was sent are the caller's last words.
+    closing: Vec<(CallKey, bool, Timestamp)>,
+    linger: Duration,
 }
 
 /// How often audio is drained and timeouts checked, in capture time.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
 const TICK_EVERY: Duration = Duration::from_secs(1);
+/// How long the media addresses of an ended call are remembered (to count stragglers).
+const CLOSED_ROUTE_TTL: Duration = Duration::from_secs(10);
 
 impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
     pub fn new(cfg: &AgentConfig, key: Arc<CataloguePublicKey>, store: S, sink: K) -> Self {
@@ -96,6 +104,8 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
                 now: Timestamp::ZERO,
                 next_drain: Timestamp::ZERO,
                 next_tick: Timestamp::ZERO,
+                closing: Vec::new(),
+                linger: Duration::from_millis(cfg.media.playout_delay_ms as u64),
             },
         }
     }
@@ -135,6 +145,7 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
         let now = self.core.now;
         self.core.tracker.end_all(now, reason);
         self.core.apply_events();
+        self.core.close_lingering(None);
     }
 
     pub fn summary(&self) -> Summary {
@@ -188,6 +199,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
         let now = self.now;
         if now >= self.next_drain {
             self.next_drain = now + DRAIN_EVERY;
+            self.close_lingering(Some(now));
             self.media.tick(now);
         }
         if now >= self.next_tick {
@@ -197,6 +209,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
             self.tracker.tick(now, &|key| {
                 slots.get(&key).and_then(|s| media.last_activity(*s))
             });
+            self.table.expire_closed(now - CLOSED_ROUTE_TTL);
             self.apply_events();
         }
     }
@@ -229,7 +242,11 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
             },
         };
         let Some(slot) = route.slot.filter(|_| route.record) else {
-            self.counters.rtp_out_of_scope += 1;
+            if route.closed_at.is_some() {
+                self.counters.rtp_after_end += 1;
+            } else {
+                self.counters.rtp_out_of_scope += 1;
+            }
             return;
         };
         self.counters.rtp_recorded += 1;
@@ -238,7 +255,10 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
     }
 
     fn sip(&mut self, dg: &Datagram<'_>) {
-        match sip::parse(dg.payload) {
+        // An oversized message (a 65 kB body is an old evasion trick) is still a call: its
+        // headers are read and the body is cut at the parser's bound.
+        let bytes = &dg.payload[..dg.payload.len().min(sip::MAX_MESSAGE_LEN)];
+        match sip::parse(bytes) {
             Ok(msg) => {
                 self.counters.sip_messages += 1;
                 self.tracker.on_message(dg.time, &msg, dg.src);
@@ -275,16 +295,37 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                             owner,
                             codecs,
                             record: record && slot.is_some(),
+                            closed_at: None,
                         },
                     );
                 }
-                CallEvent::Ended { call, record } => self.end(call, record),
+                CallEvent::Ended { call, record } => {
+                    self.closing.push((call, record, self.now + self.linger));
+                }
             }
         }
     }
 
+    /// Closes ended calls whose linger has passed (all of them when `now` is None).
+    fn close_lingering(&mut self, now: Option<Timestamp>) {
+        let due: Vec<(CallKey, bool)> = self
+            .closing
+            .iter()
+            .filter(|(_, _, at)| now.is_none_or(|n| *at <= n))
+            .map(|(k, r, _)| (*k, *r))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.closing
+            .retain(|(_, _, at)| now.is_some_and(|n| *at > n));
+        for (key, record) in due {
+            self.end(key, record);
+        }
+    }
+
     fn end(&mut self, key: CallKey, record: bool) {
-        self.table.remove_call(key);
+        self.table.close_call(key, self.now);
         let Some(call) = self.tracker.take_ended(key) else {
             return;
         };

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use crate::calls::{CallKey, Side};
 use crate::decode::PayloadMap;
 use crate::media::MediaSlot;
+use crate::time::Timestamp;
 
 /// Where RTP sent to an address goes.
 #[derive(Clone, Debug)]
@@ -24,6 +25,9 @@ pub struct Route {
     pub owner: Side,
     pub codecs: PayloadMap,
     pub record: bool,
+    /// Set when the call has ended: packets still arriving are counted against it (not
+    /// recorded) until the route expires.
+    pub closed_at: Option<Timestamp>,
 }
 
 #[derive(Default, Debug)]
@@ -42,9 +46,19 @@ impl StreamTable {
         self.routes.insert(addr, route);
     }
 
-    /// Forgets every address of an ended call.
-    pub fn remove_call(&mut self, call: CallKey) {
-        self.routes.retain(|_, r| r.call != call);
+    /// Marks every address of an ended call as closed: nothing more is recorded through them.
+    pub fn close_call(&mut self, call: CallKey, at: Timestamp) {
+        for r in self.routes.values_mut().filter(|r| r.call == call) {
+            r.record = false;
+            r.slot = None;
+            r.closed_at = Some(at);
+        }
+    }
+
+    /// Forgets addresses of calls closed before `before`.
+    pub fn expire_closed(&mut self, before: Timestamp) {
+        self.routes
+            .retain(|_, r| r.closed_at.is_none_or(|at| at >= before));
     }
 
     pub fn len(&self) -> usize {
@@ -114,6 +128,7 @@ mod tests {
             owner: Side::Caller,
             codecs: PayloadMap::default(),
             record: false,
+            closed_at: None,
         }
     }
 
@@ -125,8 +140,15 @@ mod tests {
         t.insert(a, route(1));
         t.insert(b, route(1));
         t.insert(a, route(2));
-        t.remove_call(1);
+        t.close_call(1, Timestamp::from_millis(1000));
         assert_eq!(t.get(&a).unwrap().call, 2);
+        assert!(t.get(&a).unwrap().closed_at.is_none());
+        assert_eq!(
+            t.get(&b).unwrap().closed_at,
+            Some(Timestamp::from_millis(1000))
+        );
+        t.expire_closed(Timestamp::from_millis(1001));
         assert!(t.get(&b).is_none());
+        assert!(t.get(&a).is_some());
     }
 }

@@ -47,8 +47,8 @@ impl fmt::Display for Summary {
         }
         writeln!(
             f,
-            "RTP packets         {} recorded, {} dropped out of scope, {} unmatched, {} RTCP",
-            r.rtp_recorded, r.rtp_out_of_scope, r.rtp_unmatched, r.rtcp
+            "RTP packets         {} recorded, {} dropped out of scope, {} after call end, {} unmatched, {} RTCP",
+            r.rtp_recorded, r.rtp_out_of_scope, r.rtp_after_end, r.rtp_unmatched, r.rtcp
         )?;
         writeln!(
             f,

@@ -243,26 +243,26 @@ pub fn normalise(raw: &str, country: Country, extension_max_digits: usize) -> Nu
             Number::Unknown(digits)
         };
     }
-    if let Some(intl) = digits.strip_prefix(country.international_prefix) {
-        if (8..=15).contains(&intl.len()) {
-            return Number::E164(format!("+{intl}"));
-        }
+    if let Some(intl) = digits.strip_prefix(country.international_prefix)
+        && (8..=15).contains(&intl.len())
+    {
+        return Number::E164(format!("+{intl}"));
     }
     if digits.len() <= extension_max_digits {
         return Number::Extension(digits);
     }
-    if !country.trunk_prefix.is_empty() {
-        if let Some(national) = digits.strip_prefix(country.trunk_prefix) {
-            if nsn_ok(national) {
-                return e164(national);
-            }
-        }
+    if !country.trunk_prefix.is_empty()
+        && let Some(national) = digits.strip_prefix(country.trunk_prefix)
+        && nsn_ok(national)
+    {
+        return e164(national);
     }
     // Carriers often send the country code without the '+'.
-    if let Some(national) = digits.strip_prefix(country.calling_code) {
-        if nsn_ok(national) && !nsn_ok(&digits) {
-            return e164(national);
-        }
+    if let Some(national) = digits.strip_prefix(country.calling_code)
+        && nsn_ok(national)
+        && !nsn_ok(&digits)
+    {
+        return e164(national);
     }
     // Some PBXs strip the trunk prefix before routing.
     if nsn_ok(&digits) {

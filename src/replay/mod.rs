@@ -59,11 +59,9 @@ impl CallSink for SpoolSink {
 }
 
 pub fn run(opts: ReplayOptions) -> anyhow::Result<ReplayReport> {
-    let key = CataloguePublicKey::load(&opts.public_key).with_context(|| {
-        format!(
-            "cannot load the catalogue public key (make one with `callvault keys generate --out DIR`)"
-        )
-    })?;
+    let key = CataloguePublicKey::load(&opts.public_key).context(
+        "cannot load the catalogue public key (make one with `callvault keys generate --out DIR`)",
+    )?;
     let spool = Spool::open(&opts.spool)?;
     let sink = SpoolSink {
         spool: spool.clone(),
