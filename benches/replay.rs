@@ -2,7 +2,9 @@
 //! through the whole pipeline — parse, scope, decode, mix, encrypt, write — measuring RTP
 //! packets per CPU-second, wall-clock rate and peak memory per recorded call.
 //!
-//! `cargo bench --bench replay` runs the standard set (200 and 1,000 concurrent calls, 60 s).
+//! `cargo bench --bench replay` runs the standard set (200 and 1,000 concurrent calls, 60 s),
+//! each twice: with the spool on tmpfs (`/dev/shm`: the pipeline's own cost) and on the disk
+//! under `target/` (adds the filesystem's cost of creating, writing and syncing segments).
 //! `cargo bench --bench replay -- CALLS SECONDS` runs one size. Captures are generated into
 //! `target/bench-captures/` once and reused.
 
@@ -50,9 +52,36 @@ fn rss_now() -> u64 {
         * 1024
 }
 
+/// Runs one measurement in a child process, so that its peak memory is its own.
 fn run(calls: usize, seconds: u64) {
+    capture(calls, seconds);
+    let mut places = vec![];
+    if std::path::Path::new("/dev/shm").is_dir() {
+        places.push("tmpfs");
+    }
+    places.push("disk");
+    for place in places {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([calls.to_string(), seconds.to_string(), place.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+fn run_place(calls: usize, seconds: u64, place: &str) {
+    match place {
+        "tmpfs" => run_in(calls, seconds, std::path::Path::new("/dev/shm"), "tmpfs"),
+        _ => {
+            let disk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+            run_in(calls, seconds, &disk, "disk ")
+        }
+    }
+}
+
+fn run_in(calls: usize, seconds: u64, base: &std::path::Path, label: &str) {
     let path = capture(calls, seconds);
-    let work = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir_in(base).unwrap();
     let (public, _) = generate_keypair_files(&work.path().join("keys")).unwrap();
     let cfg = AgentConfig::from_toml(EXAMPLE_AGENT_TOML, "example").unwrap();
     let base_rss = rss_now();
@@ -73,7 +102,7 @@ fn run(calls: usize, seconds: u64) {
     let rtp = s.routes.rtp_recorded + s.routes.rtp_out_of_scope + s.routes.rtp_unmatched;
     let recorded = s.calls.calls_recorded.max(1);
     println!(
-        "{calls:>5} calls x {seconds} s: {:>9} RTP pkts, {:>5} recorded calls | {:>10.0} RTP pkts/CPU-s | {:>10.0} frames/s wall | CPU {:.2} s | peak RSS {:.1} MiB, {:.1} KiB per recorded call | {:.0} s audio",
+        "{label} {calls:>5} calls x {seconds} s: {:>9} RTP pkts, {:>5} recorded calls | {:>10.0} RTP pkts/CPU-s | {:>10.0} frames/s wall | CPU {:.2} s | peak RSS {:.1} MiB, {:.1} KiB per recorded call | {:.0} s audio",
         rtp,
         s.calls.calls_recorded,
         rtp as f64 / cpu.max(1e-9),

@@ -264,7 +264,7 @@ impl<S: SegmentStore> MediaStage<S> {
         let delay_ms = self.cfg.playout_delay_ms;
         let timeline = cm
             .timeline
-            .get_or_insert_with(|| Timeline::new(packet_rate, delay_ms * 2 + 200));
+            .get_or_insert_with(|| Timeline::new(packet_rate, delay_ms + 150));
         let rate = timeline.rate();
         let writer = cm.writer.get_or_insert_with(|| {
             SegmentWriter::new(
@@ -332,8 +332,9 @@ impl<S: SegmentStore> MediaStage<S> {
             stream.stats.late += 1;
             counters.rtp_late += 1;
         }
+        // Drain in batches of at least 100 ms: one sealer write per batch, not per packet.
         let hold = rate as u64 * delay_ms as u64 / 1000;
-        if wall as u64 > hold {
+        if wall as u64 > hold + timeline.drained() + rate as u64 / 10 {
             drain(timeline, writer, store, counters, wall as u64 - hold);
         }
     }
@@ -398,9 +399,14 @@ impl<S: SegmentStore> MediaStage<S> {
     }
 }
 
+/// Timeline position of capture time `time` (negative before the origin).
+#[inline]
 fn samples_since(origin: Timestamp, time: Timestamp, rate: u32) -> i64 {
-    let ns = time.as_nanos() as i128 - origin.as_nanos() as i128;
-    (ns * rate as i128 / 1_000_000_000) as i64
+    let ns = time.as_nanos() as i64 - origin.as_nanos() as i64;
+    match ns.checked_mul(rate as i64) {
+        Some(x) => x / 1_000_000_000,
+        None => (ns as i128 * rate as i128 / 1_000_000_000) as i64,
+    }
 }
 
 fn drain<S: SegmentStore>(
@@ -410,8 +416,8 @@ fn drain<S: SegmentStore>(
     counters: &mut MediaCounters,
     until: u64,
 ) {
-    timeline.drain_to(until, &mut |frames| {
-        if let Err(e) = writer.write_frames(store, frames) {
+    timeline.drain_to(until, &mut |left, right| {
+        if let Err(e) = writer.write_frames(store, left, right) {
             counters.write_errors += 1;
             tracing::error!("writing segment failed, the rest of this call is not recorded: {e}");
         }

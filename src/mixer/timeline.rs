@@ -11,10 +11,15 @@ pub struct WriteOutcome {
 }
 
 /// Stereo samples from position `drained` (inclusive) onwards, up to `capacity` ahead.
+///
+/// The two channels are kept in separate rings (planar) so that placing a packet is a
+/// contiguous saturating add the compiler vectorises; they are interleaved only on the way
+/// out, in the segment writer.
 #[derive(Debug)]
 pub struct Timeline {
     rate: u32,
-    ring: Vec<[i16; 2]>,
+    /// [left (caller), right (organisation)]
+    ring: [Vec<i16>; 2],
     mask: u64,
     drained: u64,
     /// One past the furthest position written.
@@ -28,7 +33,7 @@ impl Timeline {
         let cap = want.next_power_of_two();
         Timeline {
             rate,
-            ring: vec![[0, 0]; cap as usize],
+            ring: [vec![0; cap as usize], vec![0; cap as usize]],
             mask: cap - 1,
             drained: 0,
             high: 0,
@@ -62,36 +67,57 @@ impl Timeline {
     pub fn add(&mut self, side: Side, pos: u64, samples: &[i16], repeat: usize) -> WriteOutcome {
         let ch = side.channel();
         let repeat = repeat.max(1);
-        let mut out = WriteOutcome::default();
-        let limit = self.limit();
-        let mut p = pos;
-        for &s in samples {
-            for _ in 0..repeat {
-                if p < self.drained || p >= limit {
-                    out.late += 1;
-                } else {
-                    let slot = &mut self.ring[(p & self.mask) as usize][ch];
-                    *slot = slot.saturating_add(s);
-                    out.written += 1;
+        let total = (samples.len() * repeat) as u64;
+        let end = pos + total;
+        // The writable window is [drained, limit): clip once, then copy without per-sample
+        // bounds decisions (this loop is the mixer's hot path: measured 13% of replay before).
+        let start = pos.max(self.drained);
+        let stop = end.min(self.limit());
+        if start >= stop {
+            return WriteOutcome {
+                written: 0,
+                late: total as usize,
+            };
+        }
+        let written = (stop - start) as usize;
+        let ring = &mut self.ring[ch];
+        let mut p = start;
+        let mut i = (start - pos) as usize;
+        while p < stop {
+            let slot = (p & self.mask) as usize;
+            let run = ((stop - p) as usize).min(ring.len() - slot);
+            let dst = &mut ring[slot..slot + run];
+            if repeat == 1 {
+                for (d, &s) in dst.iter_mut().zip(&samples[i..i + run]) {
+                    *d = d.saturating_add(s);
                 }
-                p += 1;
+            } else {
+                for (k, d) in dst.iter_mut().enumerate() {
+                    *d = d.saturating_add(samples[(i + k) / repeat]);
+                }
             }
+            p += run as u64;
+            i += run;
         }
-        if out.written > 0 {
-            self.high = self.high.max(p.min(limit));
+        self.high = self.high.max(stop);
+        WriteOutcome {
+            written,
+            late: total as usize - written,
         }
-        out
     }
 
-    /// Hands out every position in `[drained, until)` in order, in contiguous slices,
-    /// and clears them for reuse.
-    pub fn drain_to(&mut self, until: u64, sink: &mut dyn FnMut(&[[i16; 2]])) {
+    /// Hands out every position in `[drained, until)` in order, as contiguous (left, right)
+    /// slices of equal length, and clears them for reuse.
+    pub fn drain_to(&mut self, until: u64, sink: &mut dyn FnMut(&[i16], &[i16])) {
+        let cap = self.ring[0].len();
         while self.drained < until {
             let start = (self.drained & self.mask) as usize;
-            let n = ((until - self.drained) as usize).min(self.ring.len() - start);
-            let slice = &mut self.ring[start..start + n];
-            sink(slice);
-            slice.fill([0, 0]);
+            let n = ((until - self.drained) as usize).min(cap - start);
+            let [left, right] = &mut self.ring;
+            let (l, r) = (&mut left[start..start + n], &mut right[start..start + n]);
+            sink(l, r);
+            l.fill(0);
+            r.fill(0);
             self.drained += n as u64;
         }
         self.high = self.high.max(self.drained);
@@ -104,7 +130,9 @@ mod tests {
 
     fn drain_all(t: &mut Timeline, until: u64) -> Vec<[i16; 2]> {
         let mut v = Vec::new();
-        t.drain_to(until, &mut |s| v.extend_from_slice(s));
+        t.drain_to(until, &mut |l, r| {
+            v.extend(l.iter().zip(r).map(|(&a, &b)| [a, b]))
+        });
         v
     }
 
