@@ -447,3 +447,174 @@ fn stream_summary(s: &Stream) -> StreamSummary {
         last_seen: s.last_seen.rfc3339(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Codec, g711};
+    use crate::vault::{CataloguePrivateKey, SegmentOpener};
+    use std::collections::HashMap;
+    use std::io;
+
+    /// Segment files in memory.
+    #[derive(Default)]
+    struct MemStore {
+        open: HashMap<String, ()>,
+        done: HashMap<String, Vec<u8>>,
+    }
+
+    impl SegmentStore for MemStore {
+        type File = Vec<u8>;
+        fn create(&mut self, name: &str) -> io::Result<Vec<u8>> {
+            self.open.insert(name.to_owned(), ());
+            Ok(Vec::new())
+        }
+        fn sync(&mut self, _file: &mut Vec<u8>) -> io::Result<()> {
+            Ok(())
+        }
+        fn commit(&mut self, file: Vec<u8>, name: &str) -> io::Result<()> {
+            self.open.remove(name);
+            self.done.insert(name.to_owned(), file);
+            Ok(())
+        }
+    }
+
+    fn stage() -> (MediaStage<MemStore>, CataloguePrivateKey) {
+        let (private, public) = CataloguePrivateKey::generate();
+        let stage = MediaStage::new(
+            MemStore::default(),
+            Arc::new(public),
+            MediaSection::default(),
+        );
+        (stage, private)
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn map(pt: u8, name: &str) -> PayloadMap {
+        let mut m = PayloadMap::default();
+        m.insert(pt, Codec::new(name, 8000));
+        m
+    }
+
+    fn decrypt(stage: &MediaStage<MemStore>, key: &CataloguePrivateKey) -> Vec<Vec<u8>> {
+        let mut names: Vec<_> = stage.store().done.keys().cloned().collect();
+        names.sort();
+        names
+            .iter()
+            .map(|n| {
+                SegmentOpener::decrypt_file(&stage.store().done[n], key)
+                    .unwrap()
+                    .1
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_undecodable_codec_is_named_and_left_silent() {
+        let (mut stage, _key) = stage();
+        let slot = stage.open(1, Uuid::now_v7());
+        let codecs = map(18, "G729");
+        for i in 0..50u16 {
+            let t = Timestamp::from_millis(1_000 + i as u64 * 20);
+            let p = rtp(18, i, i as u32 * 160, 7, &[0x55; 20]);
+            stage.packet(slot, Side::Caller, t, &p, &codecs);
+        }
+        let summary = stage.close(slot, Timestamp::from_millis(3_000));
+        assert_eq!(summary.streams.len(), 1);
+        assert_eq!(summary.streams[0].codec, "G729");
+        assert!(!summary.streams[0].decoded);
+        assert_eq!(stage.counters.rtp_undecodable, 50);
+        assert!(
+            summary.segments.is_empty(),
+            "nothing guessed, nothing written"
+        );
+    }
+
+    #[test]
+    fn narrowband_audio_joins_a_wideband_timeline_at_16_khz() {
+        let (mut stage, key) = stage();
+        let slot = stage.open(1, Uuid::now_v7());
+        let g722 = map(9, "G722");
+        let pcmu = map(0, "PCMU");
+        let tone: Vec<u8> = (0..160)
+            .map(|i| g711::linear_to_ulaw(((i % 16) as i16 - 8) * 1000))
+            .collect();
+        for i in 0..100u16 {
+            let t = Timestamp::from_millis(10_000 + i as u64 * 20);
+            stage.packet(
+                slot,
+                Side::Caller,
+                t,
+                &rtp(9, i, i as u32 * 160, 1, &[0x3c; 160]),
+                &g722,
+            );
+            stage.packet(
+                slot,
+                Side::Organisation,
+                t,
+                &rtp(0, i, i as u32 * 160, 2, &tone),
+                &pcmu,
+            );
+        }
+        let summary = stage.close(slot, Timestamp::from_millis(12_000));
+        assert_eq!(summary.segments.len(), 1);
+        assert_eq!(summary.segments[0].sample_rate, 16_000);
+        assert!(
+            (1_950..=2_050).contains(&summary.audio_ms),
+            "{}",
+            summary.audio_ms
+        );
+        let plain = &decrypt(&stage, &key)[0];
+        let fmt = crate::segment::wav::parse_header(plain).unwrap();
+        assert_eq!(fmt.rate, 16_000);
+        // the µ-law side is upsampled: each 8 kHz sample appears twice on the right channel
+        let right: Vec<i16> = plain[44..]
+            .chunks_exact(4)
+            .map(|f| i16::from_le_bytes([f[2], f[3]]))
+            .collect();
+        let start = right.iter().position(|&s| s != 0).unwrap();
+        assert_eq!(right[start], right[start + 1]);
+        assert_eq!(right[start + 2], right[start + 3]);
+    }
+
+    #[test]
+    fn a_segment_is_never_written_in_plaintext() {
+        let (mut stage, key) = stage();
+        let slot = stage.open(1, Uuid::now_v7());
+        let pcma = map(8, "PCMA");
+        let payload: Vec<u8> = (0..160u16).map(|i| (i * 7 % 251) as u8).collect();
+        for i in 0..200u16 {
+            let t = Timestamp::from_millis(i as u64 * 20);
+            stage.packet(
+                slot,
+                Side::Caller,
+                t,
+                &rtp(8, i, i as u32 * 160, 1, &payload),
+                &pcma,
+            );
+        }
+        stage.close(slot, Timestamp::from_millis(4_000));
+        let files: Vec<&Vec<u8>> = stage.store().done.values().collect();
+        assert_eq!(files.len(), 1);
+        // the caller's samples as a WAV writer lays them out (left, right = silence)
+        let pcm: Vec<u8> = payload[..8]
+            .iter()
+            .flat_map(|&b| {
+                let [lo, hi] = g711::alaw_to_linear(b).to_le_bytes();
+                [lo, hi, 0, 0]
+            })
+            .collect();
+        assert!(!files[0].windows(pcm.len()).any(|w| w == pcm.as_slice()));
+        assert!(!files[0].windows(16).any(|w| w == &payload[..16]));
+        let plain = &decrypt(&stage, &key)[0];
+        assert!(plain.windows(pcm.len()).any(|w| w == pcm.as_slice()));
+    }
+}
