@@ -53,6 +53,9 @@ pub struct RouteCounters {
     pub rtp_after_end: u64,
     pub rtcp: u64,
     pub other_udp: u64,
+    /// SDP of an unrecorded leg naming a media address a recorded call is using (kept by the
+    /// recorded call).
+    pub route_conflicts: u64,
     pub metadata_errors: u64,
 }
 
@@ -287,6 +290,17 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                     record,
                 } => {
                     let slot = self.slots.get(&call).copied();
+                    // A leg that is not recorded must not take over the media address of a
+                    // recorded call in progress (a PBX-made leg re-using the caller's media
+                    // endpoint): the recording would lose that side.
+                    if !record
+                        && let Some(existing) = self.table.get(&addr)
+                        && existing.record
+                        && existing.call != call
+                    {
+                        self.counters.route_conflicts += 1;
+                        continue;
+                    }
                     self.table.insert(
                         addr,
                         Route {

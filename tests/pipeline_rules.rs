@@ -1,0 +1,94 @@
+//! Pipeline rules that need hand-made SIP: what happens when legs and media addresses meet.
+
+mod common;
+
+use std::net::SocketAddrV4;
+
+use callvault::net::LinkType;
+use callvault::pipeline::Pipeline;
+use callvault::spool::Spool;
+use callvault::time::Timestamp;
+use common::{CollectingSink, example_config, rtp_packet, sip_with_sdp, test_keys, udp_frame};
+
+fn addr(s: &str) -> SocketAddrV4 {
+    s.parse().unwrap()
+}
+
+#[test]
+fn an_unrecorded_leg_cannot_take_over_a_recorded_calls_media_address() {
+    let (_, public, _private) = test_keys();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut p = Pipeline::new(
+        &example_config(),
+        public,
+        spool.clone(),
+        CollectingSink::new(spool),
+    );
+    let sbc = addr("192.0.2.10:5060");
+    let pbx = addr("10.20.0.5:5060");
+    let phone = addr("10.20.1.5:5060");
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let send = |p: &mut Pipeline<_, _>, ms: u64, src, dst, payload: &[u8]| {
+        p.frame(t(ms), LinkType::Ethernet, &udp_frame(src, dst, payload));
+    };
+    // the public calls the switchboard
+    let invite = sip_with_sdp(
+        "INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>\r\nCall-ID: leg1@sbc\r\nCSeq: 1 INVITE\r\n",
+        Some(("192.0.2.10", 20000)),
+    );
+    send(&mut p, 0, sbc, pbx, &invite);
+    let ok = sip_with_sdp(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>;tag=b1\r\nCall-ID: leg1@sbc\r\nCSeq: 1 INVITE\r\n",
+        Some(("10.20.1.5", 30000)),
+    );
+    send(&mut p, 500, pbx, sbc, &ok);
+    // the PBX makes its own leg to the agent's phone (dialled: extension 4711), offering the
+    // caller's media address for direct media
+    let leg2 = sip_with_sdp(
+        "INVITE sip:4711@10.20.1.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.20.0.5;branch=z9hG4bK2\r\nFrom: <sip:+447700900123@10.20.0.5>;tag=p1\r\nTo: <sip:4711@10.20.1.5>\r\nCall-ID: leg2@pbx\r\nCSeq: 1 INVITE\r\n",
+        Some(("192.0.2.10", 20000)),
+    );
+    send(&mut p, 100, pbx, phone, &leg2);
+    // media both ways for 2 s
+    for i in 0..100u16 {
+        let ms = 600 + i as u64 * 20;
+        send(
+            &mut p,
+            ms,
+            addr("192.0.2.10:20000"),
+            addr("10.20.1.5:30000"),
+            &rtp_packet(i, i as u32 * 160, 1, 0x55),
+        );
+        send(
+            &mut p,
+            ms,
+            addr("10.20.1.5:30000"),
+            addr("192.0.2.10:20000"),
+            &rtp_packet(i, i as u32 * 160, 2, 0xd5),
+        );
+    }
+    let bye = sip_with_sdp(
+        "BYE sip:02087483020@10.20.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK3\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>;tag=b1\r\nCall-ID: leg1@sbc\r\nCSeq: 2 BYE\r\n",
+        None,
+    );
+    send(&mut p, 2_700, sbc, pbx, &bye);
+    p.finish("capture_end");
+    let s = p.summary();
+    assert_eq!(s.routes.route_conflicts, 1, "{s}");
+    let rec = &p.sink().recorded;
+    assert_eq!(rec.len(), 1);
+    let streams = &rec[0].streams;
+    let from_org: u64 = streams
+        .iter()
+        .filter(|s| s.direction == "from_organisation")
+        .map(|s| s.packets)
+        .sum();
+    let from_caller: u64 = streams
+        .iter()
+        .filter(|s| s.direction == "from_caller")
+        .map(|s| s.packets)
+        .sum();
+    assert_eq!((from_caller, from_org), (100, 100), "{streams:?}");
+    assert_eq!(rec[0].end_reason.as_deref(), Some("caller_hangup"));
+}
