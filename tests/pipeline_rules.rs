@@ -92,3 +92,54 @@ fn an_unrecorded_leg_cannot_take_over_a_recorded_calls_media_address() {
     assert_eq!((from_caller, from_org), (100, 100), "{streams:?}");
     assert_eq!(rec[0].end_reason.as_deref(), Some("caller_hangup"));
 }
+
+/// Replays hand-made SIP + RTP where the caller is behind NAT: its SDP names a private address,
+/// its RTP comes from a public one, and the agent sends back to that public address (which no
+/// SDP names). With symmetric RTP the agent's packets are still recorded (matched by source).
+fn nat_call(symmetric: bool) -> callvault::pipeline::Summary {
+    let (_, public, _private) = test_keys();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut cfg = example_config();
+    cfg.media.symmetric_rtp = symmetric;
+    let mut p = Pipeline::new(&cfg, public, spool.clone(), CollectingSink::new(spool));
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let sbc = addr("192.0.2.10:5060");
+    let pbx = addr("10.20.0.5:5060");
+    let invite = sip_with_sdp(
+        "INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>\r\nCall-ID: nat@sbc\r\nCSeq: 1 INVITE\r\n",
+        Some(("10.0.0.99", 4000)),
+    );
+    p.frame(t(0), LinkType::Ethernet, &udp_frame(sbc, pbx, &invite));
+    let ok = sip_with_sdp(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>;tag=b1\r\nCall-ID: nat@sbc\r\nCSeq: 1 INVITE\r\n",
+        Some(("10.20.1.5", 30000)),
+    );
+    p.frame(t(100), LinkType::Ethernet, &udp_frame(pbx, sbc, &ok));
+    for i in 0..50u16 {
+        let ms = 200 + i as u64 * 20;
+        let caller = udp_frame(
+            addr("203.0.113.7:5000"),
+            addr("10.20.1.5:30000"),
+            &rtp_packet(i, i as u32 * 160, 1, 0x55),
+        );
+        let agent = udp_frame(
+            addr("10.20.1.5:30000"),
+            addr("203.0.113.7:5000"),
+            &rtp_packet(i, i as u32 * 160, 2, 0xd5),
+        );
+        p.frame(t(ms), LinkType::Ethernet, &caller);
+        p.frame(t(ms), LinkType::Ethernet, &agent);
+    }
+    p.finish("capture_end");
+    p.summary()
+}
+
+#[test]
+fn symmetric_rtp_latching_records_media_sent_to_an_address_no_sdp_named() {
+    let on = nat_call(true);
+    assert_eq!(on.routes.rtp_recorded, 100, "{on}");
+    let off = nat_call(false);
+    assert_eq!(off.routes.rtp_recorded, 50, "{off}");
+    assert_eq!(off.routes.rtp_unmatched, 50, "{off}");
+}

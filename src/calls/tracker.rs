@@ -27,7 +27,7 @@ use super::leg::{JoinedBy, Leg, LegState};
 use super::{CallEvent, CallKey, Side};
 use crate::config::CallsSection;
 use crate::decode::{Codec, PayloadMap};
-use crate::policy::{CallParties, Decision, Number, Rule, ScopePolicy};
+use crate::policy::{CallParties, Decision, ScopePolicy};
 use crate::sip::{Message, Method, Sdp};
 use crate::time::Timestamp;
 
@@ -200,7 +200,7 @@ impl CallTracker {
             cancelled: false,
         };
         self.admit(key, decision, dialled, caller_raw, leg, time);
-        self.media_from_message(time, msg, key, sip_id, src);
+        self.media_from_message(msg, key, sip_id, src);
     }
 
     fn start_mid_call(
@@ -246,7 +246,7 @@ impl CallTracker {
             cancelled: false,
         };
         self.admit(key, decision, String::new(), String::new(), leg, time);
-        self.media_from_message(time, msg, key, sip_id, src);
+        self.media_from_message(msg, key, sip_id, src);
     }
 
     fn admit(
@@ -281,7 +281,7 @@ impl CallTracker {
                 decision,
                 dialled: dialled.e164().map(str::to_owned),
                 dialled_raw,
-                caller: number_for_metadata(&caller),
+                caller: caller.to_string(),
                 legs: vec![leg],
                 started_at: time,
                 ended: false,
@@ -366,15 +366,15 @@ impl CallTracker {
             _ => {}
         }
         if !ended {
-            self.media_from_message(time, msg, key, sip_id, SocketAddr::from(([0, 0, 0, 0], 0)));
+            self.media_from_message(msg, key, sip_id, SocketAddr::from(([0, 0, 0, 0], 0)));
         }
         if ended {
-            self.finish_if_over(key, time);
+            self.finish_if_over(key);
         }
     }
 
     /// Ends the call when all its legs are over.
-    fn finish_if_over(&mut self, key: CallKey, _time: Timestamp) {
+    fn finish_if_over(&mut self, key: CallKey) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
@@ -396,7 +396,7 @@ impl CallTracker {
                 leg.end(at, reason);
             }
         }
-        self.finish_if_over(key, at);
+        self.finish_if_over(key);
     }
 
     /// Applies timeouts. `last_media` tells when a recorded call last had RTP.
@@ -450,7 +450,6 @@ impl CallTracker {
     /// Emits endpoint events for the SDP a message carries, if any.
     fn media_from_message(
         &mut self,
-        _time: Timestamp,
         msg: &Message<'_>,
         key: CallKey,
         sip_id: &str,
@@ -534,15 +533,4 @@ fn original_called_numbers(msg: &Message<'_>) -> Vec<String> {
     }
     out.truncate(16);
     out
-}
-
-fn number_for_metadata(n: &Number) -> String {
-    n.to_string()
-}
-
-impl Rule {
-    /// Undecidable calls are reported but never recorded.
-    pub fn is_undecidable(self) -> bool {
-        self == Rule::Undecidable
-    }
 }

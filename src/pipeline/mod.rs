@@ -122,7 +122,7 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
         if time >= core.next_tick {
             self.net.tick(time);
         }
-        core.maybe_tick(time);
+        core.maybe_tick();
     }
 
     /// One HEP packet received on a HEP socket.
@@ -132,15 +132,14 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
             core.advance(dg.time);
             core.datagram(dg);
         });
-        let now = core.now;
-        core.maybe_tick(now);
+        core.maybe_tick();
     }
 
     /// Capture time moved on without packets (live agent idle).
     pub fn tick(&mut self, now: Timestamp) {
         self.core.advance(now);
         self.net.tick(now);
-        self.core.maybe_tick(now);
+        self.core.maybe_tick();
     }
 
     /// Ends every call still open (end of capture, shutdown) and flushes everything.
@@ -198,7 +197,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
         }
     }
 
-    fn maybe_tick(&mut self, _time: Timestamp) {
+    fn maybe_tick(&mut self) {
         let now = self.now;
         if now >= self.next_drain {
             self.next_drain = now + DRAIN_EVERY;
