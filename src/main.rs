@@ -49,6 +49,11 @@ enum Command {
         #[arg(required = true)]
         captures: Vec<PathBuf>,
     },
+    /// The scope policy: prove what would be recorded, without recording anything.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Decrypt a whole recorded call (all its segments) to one WAV file.
     Export {
         #[arg(long)]
@@ -86,6 +91,24 @@ enum Command {
         seed: u64,
         #[arg(short, long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Dry run over captures: every call with its numbers, decision and reason, and totals
+    /// (what a DPO attaches to a data-protection impact assessment). Records nothing.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Show callers' numbers in full (masked by default).
+        #[arg(long)]
+        show_numbers: bool,
+        #[arg(required = true)]
+        captures: Vec<PathBuf>,
     },
 }
 
@@ -155,6 +178,24 @@ fn run(command: Command) -> anyhow::Result<()> {
                 for e in &report.file_errors {
                     eprintln!("warning: {e}");
                 }
+            }
+            Ok(())
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Check {
+                    config,
+                    json,
+                    show_numbers,
+                    captures,
+                },
+        } => {
+            let cfg = AgentConfig::load(&config)?;
+            let report = replay::check::check(&cfg, &captures, show_numbers, !json)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
             }
             Ok(())
         }

@@ -800,3 +800,36 @@ fn a_g722_call_is_recorded_at_16_khz() {
     assert!((4.8..=5.6).contains(&secs), "{secs} s");
     assert!(left.iter().any(|&s| s != 0) && right.iter().any(|&s| s != 0));
 }
+
+#[test]
+fn policy_check_gives_the_same_decisions_and_reasons_and_records_nothing() {
+    let scenario = Scenario::contact_centre_mix(12, 3_000, 31);
+    let run = run(&scenario, example_config());
+    let capture = run.dir.path().join("capture.pcap");
+    let before = spool_files(run.dir.path());
+    let report =
+        callvault::replay::check::check(&example_config(), &[capture], false, false).unwrap();
+    assert_eq!(
+        spool_files(run.dir.path()),
+        before,
+        "a dry run writes nothing"
+    );
+    assert_eq!(report.calls.len(), 12);
+    assert_eq!(report.recorded, 6);
+    assert_eq!(report.by_rule.get("listed_number"), Some(&6));
+    assert_eq!(report.by_rule.get("internal_call"), Some(&3));
+    assert_eq!(report.by_rule.get("unlisted_number"), Some(&3));
+    for rec in &run.report.recorded {
+        let checked = report
+            .calls
+            .iter()
+            .find(|c| c.sip_call_ids == rec.sip_call_ids)
+            .expect("every recorded call is in the report");
+        assert!(checked.record);
+        assert_eq!(checked.reason, rec.decision.reason);
+        assert!(
+            !checked.caller.contains(&rec.caller),
+            "caller numbers are masked"
+        );
+    }
+}

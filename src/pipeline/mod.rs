@@ -81,6 +81,8 @@ struct Core<S: SegmentStore, K: CallSink> {
     /// the BYE was sent are the caller's last words.
     closing: Vec<(CallKey, bool, Timestamp)>,
     linger: Duration,
+    /// `policy check`: decide every call, record none.
+    dry_run: bool,
 }
 
 /// How often audio is drained and timeouts checked, in capture time.
@@ -109,8 +111,15 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
                 next_tick: Timestamp::ZERO,
                 closing: Vec::new(),
                 linger: Duration::from_millis(cfg.media.playout_delay_ms as u64),
+                dry_run: false,
             },
         }
+    }
+
+    /// Decide every call but record nothing: no media is decoded, no segment or metadata is
+    /// written (the sink still sees every call through [`CallSink::decided`]).
+    pub fn set_dry_run(&mut self) {
+        self.core.dry_run = true;
     }
 
     /// One captured frame.
@@ -278,6 +287,9 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                     let Some(c) = self.tracker.call(call) else {
                         continue;
                     };
+                    if self.dry_run {
+                        continue;
+                    }
                     let slot = self.media.open(call, c.call_id);
                     self.slots.insert(call, slot);
                 }
@@ -348,7 +360,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
             None => MediaSummary::default(),
         };
         self.sink.decided(&call);
-        if record {
+        if record && !self.dry_run {
             let doc = call_record(&self.agent, &call, media);
             if let Err(e) = self.sink.recorded(&doc) {
                 self.counters.metadata_errors += 1;

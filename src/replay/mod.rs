@@ -15,9 +15,12 @@ use anyhow::Context;
 use crate::config::AgentConfig;
 use crate::io_util::cpu_time;
 use crate::pipeline::{CallSink, Pipeline, Summary};
+use crate::segment::SegmentStore;
 use crate::source::CaptureFile;
 use crate::spool::{CallRecord, Spool};
 use crate::vault::CataloguePublicKey;
+
+pub mod check;
 
 pub struct ReplayOptions {
     pub config: AgentConfig,
@@ -68,9 +71,37 @@ pub fn run(opts: ReplayOptions) -> anyhow::Result<ReplayReport> {
         recorded: Vec::new(),
     };
     let mut pipeline = Pipeline::new(&opts.config, Arc::new(key), spool, sink);
+    let started = Instant::now();
+    let cpu0 = cpu_time();
+    let file_errors = feed(&mut pipeline, &opts.files, opts.progress)?;
+    let elapsed = started.elapsed();
+    let cpu = match (cpu0, cpu_time()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let summary = pipeline.summary();
+    let recorded = std::mem::take(&mut pipeline.sink_mut().recorded);
+    Ok(ReplayReport {
+        summary,
+        elapsed,
+        cpu,
+        file_errors,
+        spool: opts.spool,
+        recorded,
+    })
+}
+
+/// Reads every file in order into the pipeline (as one continuous capture), with a progress
+/// bar on a terminal or a log line every 10 s otherwise, then ends the calls still open.
+/// Returns the problems with individual files; fails only when no file could be read.
+pub fn feed<S: SegmentStore, K: CallSink>(
+    pipeline: &mut Pipeline<S, K>,
+    paths: &[PathBuf],
+    progress: bool,
+) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
     let mut file_errors = Vec::new();
-    for path in &opts.files {
+    for path in paths {
         match CaptureFile::open(path) {
             Ok(f) => files.push(f),
             Err(e) => file_errors.push(e.to_string()),
@@ -87,7 +118,7 @@ pub fn run(opts: ReplayOptions) -> anyhow::Result<ReplayReport> {
         );
     }
     let total: u64 = files.iter().map(|f| f.size()).sum();
-    let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
+    let bar = (progress && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(
@@ -97,12 +128,10 @@ pub fn run(opts: ReplayOptions) -> anyhow::Result<ReplayReport> {
         );
         b
     });
-    let started = Instant::now();
-    let cpu0 = cpu_time();
     let mut done_bytes = 0u64;
     let mut last_log = Instant::now();
     for mut file in files {
-        tracing::info!(file = %file.path().display(), "replaying");
+        tracing::info!(file = %file.path().display(), "reading");
         loop {
             let more = file.read(65_536, &mut |t, link, frame| pipeline.frame(t, link, frame));
             let pos = done_bytes + file.consumed();
@@ -112,9 +141,7 @@ pub fn run(opts: ReplayOptions) -> anyhow::Result<ReplayReport> {
             } else if last_log.elapsed() > Duration::from_secs(10) {
                 last_log = Instant::now();
                 tracing::info!(
-                    "{} of {} bytes, {} calls open",
-                    pos,
-                    total,
+                    "{pos} of {total} bytes, {} calls open",
                     pipeline.active_calls()
                 );
             }
@@ -134,19 +161,5 @@ pub fn run(opts: ReplayOptions) -> anyhow::Result<ReplayReport> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let elapsed = started.elapsed();
-    let cpu = match (cpu0, cpu_time()) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
-        _ => None,
-    };
-    let summary = pipeline.summary();
-    let recorded = std::mem::take(&mut pipeline.sink_mut().recorded);
-    Ok(ReplayReport {
-        summary,
-        elapsed,
-        cpu,
-        file_errors,
-        spool: opts.spool,
-        recorded,
-    })
+    Ok(file_errors)
 }
