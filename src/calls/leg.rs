@@ -36,13 +36,33 @@ pub enum LegState {
 }
 
 /// How a leg came to belong to its call.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JoinedBy {
     /// The leg that created the call.
     Initial,
     /// The agent started after the call began: only in-dialog messages were seen.
     MidCall,
+    /// Created by a REFER inside one of the call's legs (blind transfer, or attended transfer
+    /// completed by the transferee's INVITE).
+    Refer,
+    /// An INVITE with a Replaces header naming one of the call's legs (attended transfer).
+    Replaces,
+    /// A new dialog carrying on the media endpoint of one of the call's parties (a PBX or
+    /// B2BUA leg, direct media after a transfer).
+    MediaEndpoint,
+}
+
+impl JoinedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinedBy::Initial => "initial",
+            JoinedBy::MidCall => "mid_call",
+            JoinedBy::Refer => "refer",
+            JoinedBy::Replaces => "replaces",
+            JoinedBy::MediaEndpoint => "media_endpoint",
+        }
+    }
 }
 
 /// Bound on media endpoints remembered per leg (hostile SDP cannot grow it).

@@ -10,6 +10,7 @@
 pub mod call;
 pub mod leg;
 pub mod tracker;
+pub mod transfer;
 
 use std::net::SocketAddr;
 

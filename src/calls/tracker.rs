@@ -23,7 +23,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::call::Call;
-use super::leg::{JoinedBy, Leg, LegState};
+use super::leg::{JoinedBy, Leg, LegState, Party};
+use super::transfer::{
+    InviteEvidence, Join, MAX_PENDING, MEDIA_JOIN_ACTIVITY, PendingTransfer, TRANSFER_WINDOW,
+    comparable, match_pending,
+};
 use super::{CallEvent, CallKey, Side};
 use crate::config::CallsSection;
 use crate::decode::{Codec, PayloadMap};
@@ -48,6 +52,9 @@ pub struct CallCounters {
     pub reinvites: u64,
     pub sdp_bodies: u64,
     pub cancels: u64,
+    pub refers: u64,
+    /// Legs that joined an existing call, by how.
+    pub legs_joined: BTreeMap<String, u64>,
 }
 
 pub struct CallTracker {
@@ -57,6 +64,10 @@ pub struct CallTracker {
     calls: HashMap<CallKey, Call>,
     next_key: CallKey,
     events: Vec<CallEvent>,
+    /// REFERs waiting for the INVITE they cause.
+    pending: Vec<PendingTransfer>,
+    /// Media endpoints announced by the legs of live calls: address → (call, owner side).
+    endpoints: HashMap<SocketAddr, (CallKey, Side)>,
     pub counters: CallCounters,
 }
 
@@ -69,6 +80,8 @@ impl CallTracker {
             calls: HashMap::new(),
             next_key: 1,
             events: Vec::new(),
+            pending: Vec::new(),
+            endpoints: HashMap::new(),
             counters: CallCounters::default(),
         }
     }
@@ -103,11 +116,20 @@ impl CallTracker {
                 self.by_sip_id.remove(&leg.sip_call_id);
             }
         }
+        self.endpoints.retain(|_, (k, _)| *k != key);
+        self.pending.retain(|p| p.call != key);
         Some(call)
     }
 
-    /// Handles one SIP message.
-    pub fn on_message(&mut self, time: Timestamp, msg: &Message<'_>, src: SocketAddr) {
+    /// Handles one SIP message. `activity` tells when a call last had media (for joins by
+    /// media endpoint).
+    pub fn on_message(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        activity: &dyn Fn(CallKey) -> Option<Timestamp>,
+    ) {
         let Some(sip_id) = msg.call_id() else {
             self.counters.without_call_id += 1;
             return;
@@ -123,6 +145,8 @@ impl CallTracker {
                 let has_to_tag = msg.to().and_then(|t| t.tag().map(|_| ())).is_some();
                 if has_to_tag {
                     self.start_mid_call(time, msg, sip_id, src);
+                } else if let Some(join) = self.find_join(time, msg, activity) {
+                    self.join_leg(time, msg, sip_id, src, join);
                 } else {
                     self.start_call(time, msg, sip_id, src);
                 }
@@ -201,6 +225,160 @@ impl CallTracker {
         };
         self.admit(key, decision, dialled, caller_raw, leg, time);
         self.media_from_message(msg, key, sip_id, src);
+    }
+
+    /// The existing call a new INVITE continues, if any (see `transfer`).
+    fn find_join(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        activity: &dyn Fn(CallKey) -> Option<Timestamp>,
+    ) -> Option<Join> {
+        let sdp = msg.sdp();
+        let evidence = InviteEvidence {
+            dialled: msg
+                .request_uri()
+                .and_then(|u| u.user_unescaped_opt())
+                .unwrap_or_default(),
+            replaces: msg.replaces(),
+            referred_by: msg.referred_by().and_then(|r| r.uri.user_unescaped_opt()),
+            callers: msg
+                .from()
+                .and_then(|f| f.uri.user_unescaped_opt())
+                .into_iter()
+                .chain(
+                    msg.p_asserted_identity()
+                        .iter()
+                        .filter_map(|p| p.uri.user_unescaped_opt()),
+                )
+                .collect(),
+            offered_endpoints: sdp
+                .as_ref()
+                .map(|s| audio_endpoints(s, SocketAddr::from(([0, 0, 0, 0], 0))))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(a, _)| a)
+                .collect(),
+        };
+        let live = |call: &Call| !call.ended;
+        // 1. the INVITE a REFER asked for
+        let calls = &self.calls;
+        let endpoints = &self.endpoints;
+        let found = match_pending(
+            &self.pending,
+            &evidence,
+            time,
+            &|k| calls.get(&k).map(|c| c.caller.clone()),
+            &|a| endpoints.get(a).map(|(k, _)| *k),
+        );
+        if let Some(i) = found {
+            let p = self.pending.remove(i);
+            if self.calls.get(&p.call).is_some_and(live) {
+                return Some(Join {
+                    call: p.call,
+                    by: JoinedBy::Refer,
+                    a_side: p.transferee_side,
+                });
+            }
+        }
+        // 2. Replaces naming a leg
+        if let Some(r) = &evidence.replaces
+            && let Some(&key) = self.by_sip_id.get(r.call_id.trim())
+            && let Some(call) = self.calls.get(&key).filter(|c| live(c))
+            && let Some(leg) = call.legs.iter().find(|l| l.sip_call_id == r.call_id.trim())
+        {
+            // Replaces tags are the recipient's view: to-tag is the recipient's own tag.
+            let recipient = if r.to_tag == leg.a_tag {
+                Party::A
+            } else if leg.b_tag.as_deref() == Some(r.to_tag.as_str()) {
+                Party::B
+            } else if comparable(&evidence.dialled) == comparable(&leg.from_user) {
+                Party::A
+            } else {
+                Party::B
+            };
+            return Some(Join {
+                call: key,
+                by: JoinedBy::Replaces,
+                a_side: leg.side_of(recipient).other(),
+            });
+        }
+        // 3. the caller's media endpoint carried on while the call is alive (only the
+        // caller's: an agent's phone offering its own port for a consultation call must not
+        // pull that organisation-internal conversation into the recording)
+        for addr in &evidence.offered_endpoints {
+            if let Some(&(key, side)) = self.endpoints.get(addr)
+                && side == Side::Caller
+                && let Some(call) = self.calls.get(&key).filter(|c| live(c))
+            {
+                let last = activity(key).map_or(call.last_signal(), |m| m.max(call.last_signal()));
+                if time.saturating_since(last) <= MEDIA_JOIN_ACTIVITY {
+                    return Some(Join {
+                        call: key,
+                        by: JoinedBy::MediaEndpoint,
+                        a_side: side,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Adds a new leg to an existing call: it inherits the call's decision.
+    fn join_leg(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        sip_id: &str,
+        src: SocketAddr,
+        join: Join,
+    ) {
+        if self.by_sip_id.len() >= self.limits.max_dialogs {
+            self.counters.dialogs_refused += 1;
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&join.call) else {
+            return;
+        };
+        let from = msg.from();
+        call.legs.push(Leg {
+            sip_call_id: sip_id.to_owned(),
+            dialled: msg
+                .request_uri()
+                .and_then(|u| u.user_unescaped_opt())
+                .unwrap_or_default(),
+            from_user: from
+                .as_ref()
+                .and_then(|f| f.uri.user_unescaped_opt())
+                .unwrap_or_default(),
+            to_user: msg
+                .to()
+                .and_then(|t| t.uri.user_unescaped_opt())
+                .unwrap_or_default(),
+            a_tag: from
+                .as_ref()
+                .and_then(|f| f.tag().map(str::to_owned))
+                .unwrap_or_default(),
+            b_tag: None,
+            state: LegState::Calling,
+            a_side: join.a_side,
+            invite_cseq: msg.cseq().map(|c| c.seq).unwrap_or(0),
+            joined_by: join.by,
+            started_at: time,
+            answered_at: None,
+            ended_at: None,
+            end_reason: None,
+            last_signal: time,
+            endpoints: Vec::new(),
+            cancelled: false,
+        });
+        *self
+            .counters
+            .legs_joined
+            .entry(join.by.as_str().to_owned())
+            .or_default() += 1;
+        self.by_sip_id.insert(sip_id.to_owned(), join.call);
+        self.media_from_message(msg, join.call, sip_id, src);
     }
 
     fn start_mid_call(
@@ -316,6 +494,28 @@ impl CallTracker {
                     leg.invite_cseq = leg.invite_cseq.max(c.seq);
                 }
             }
+            (Some(Method::Refer), _) => {
+                self.counters.refers += 1;
+                if let Some(target) = msg.refer_to() {
+                    let sender = leg.sender_of_request(from_tag.as_deref());
+                    let referred_by = msg
+                        .referred_by()
+                        .and_then(|r| r.uri.user_unescaped_opt())
+                        .or_else(|| msg.from().and_then(|f| f.uri.user_unescaped_opt()))
+                        .unwrap_or_default();
+                    if self.pending.len() >= MAX_PENDING {
+                        self.pending.remove(0);
+                    }
+                    self.pending.push(PendingTransfer {
+                        call: key,
+                        at: time,
+                        target: target.uri.user_unescaped_opt().unwrap_or_default(),
+                        replaces: target.uri.replaces(),
+                        referred_by,
+                        transferee_side: leg.side_of(sender.other()),
+                    });
+                }
+            }
             (Some(Method::Bye), _) => {
                 let by = leg.side_of(leg.sender_of_request(from_tag.as_deref()));
                 let reason = match by {
@@ -381,6 +581,11 @@ impl CallTracker {
         if call.ended || !call.all_legs_over() {
             return;
         }
+        // The transferor often hangs up before the transferee's INVITE arrives: the call
+        // goes on until the transfer completes or its window closes.
+        if self.pending.iter().any(|p| p.call == key) {
+            return;
+        }
         call.ended = true;
         self.counters.calls_ended += 1;
         self.events.push(CallEvent::Ended {
@@ -430,10 +635,24 @@ impl CallTracker {
         for (key, at, reason) in to_end {
             self.end_call(key, at, reason);
         }
+        let mut expired: Vec<CallKey> = Vec::new();
+        self.pending.retain(|p| {
+            let keep = now.saturating_since(p.at) <= TRANSFER_WINDOW;
+            if !keep {
+                expired.push(p.call);
+            }
+            keep
+        });
+        expired.sort_unstable();
+        expired.dedup();
+        for key in expired {
+            self.finish_if_over(key);
+        }
     }
 
     /// Ends every call still open (end of a capture file, shutdown).
     pub fn end_all(&mut self, at: Timestamp, reason: &str) {
+        self.pending.clear();
         let mut keys: Vec<CallKey> = self
             .calls
             .iter()
@@ -473,6 +692,11 @@ impl CallTracker {
         let owner = leg.side_of(party);
         for (addr, codecs) in audio_endpoints(&sdp, src) {
             leg.remember_endpoint(addr, party);
+            if self.endpoints.len() < self.limits.max_dialogs * 4
+                || self.endpoints.contains_key(&addr)
+            {
+                self.endpoints.insert(addr, (key, owner));
+            }
             self.events.push(CallEvent::Endpoint {
                 call: key,
                 addr,

@@ -272,7 +272,11 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
         match sip::parse(bytes) {
             Ok(msg) => {
                 self.counters.sip_messages += 1;
-                self.tracker.on_message(dg.time, &msg, dg.src);
+                let media = &self.media;
+                let slots = &self.slots;
+                self.tracker.on_message(dg.time, &msg, dg.src, &|key| {
+                    slots.get(&key).and_then(|s| media.last_activity(*s))
+                });
                 self.apply_events();
             }
             Err(_) => self.counters.sip_rejected += 1,
@@ -404,10 +408,7 @@ pub fn call_record(agent: &str, call: &Call, media: MediaSummary) -> CallRecord 
                 answered_at: ts(l.answered_at),
                 ended_at: ts(l.ended_at),
                 end_reason: l.end_reason.clone(),
-                joined_by: match l.joined_by {
-                    crate::calls::JoinedBy::Initial => "initial".into(),
-                    crate::calls::JoinedBy::MidCall => "mid_call".into(),
-                },
+                joined_by: l.joined_by.as_str().to_owned(),
             })
             .collect(),
         streams: media.streams,

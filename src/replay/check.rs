@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::calls::{Call, JoinedBy};
+use crate::calls::Call;
 use crate::config::AgentConfig;
 use crate::pipeline::{CallSink, Pipeline};
 use crate::segment::SegmentStore;
@@ -88,10 +88,7 @@ impl CallSink for DecisionSink {
                 .map(|l| CheckedLeg {
                     sip_call_id: l.sip_call_id.clone(),
                     dialled: l.dialled.clone(),
-                    joined_by: match l.joined_by {
-                        JoinedBy::Initial => "initial".into(),
-                        JoinedBy::MidCall => "mid_call".into(),
-                    },
+                    joined_by: l.joined_by.as_str().to_owned(),
                 })
                 .collect(),
         });

@@ -1,0 +1,219 @@
+//! Transfers: how a new dialog is recognised as the continuation of an existing call.
+//!
+//! A new INVITE joins an existing call, before any scope decision is taken on it, when:
+//! 1. it is the INVITE a REFER inside one of the call's legs asked for: its Replaces matches the
+//!    Replaces the REFER's Refer-To carried (attended transfer), or it is sent to the Refer-To
+//!    target *and* carries evidence of the transfer (Referred-By naming the transferor, the
+//!    caller's number, or one of the call's media endpoints), so that somebody else dialling the
+//!    same extension at the same moment is never swept into the recording;
+//! 2. its Replaces header names one of the call's legs (attended transfer completed by the
+//!    transfer target, or call pickup);
+//! 3. its SDP offer carries on the *caller's* media endpoint while that call is alive (a
+//!    PBX/B2BUA leg, direct media after a transfer); an agent's endpoint does not count, so an
+//!    agent's consultation call is never pulled into the recording.
+//!
+//! A joined leg inherits the call's decision: legs created by transferring an in-scope call are
+//! recorded, and legs created by transferring an out-of-scope call are not, whatever they dial.
+//! This module holds the pure matching rules; the tracker owns the state.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::leg::JoinedBy;
+use super::{CallKey, Side};
+use crate::sip::Replaces;
+use crate::time::Timestamp;
+
+/// A REFER waits this long for the INVITE it causes (Timer B-ish: 32 s, rounded up).
+pub const TRANSFER_WINDOW: Duration = Duration::from_secs(40);
+/// A call's media endpoint is carried on by a new leg only while the call was active this
+/// recently (a call whose BYE was lost must not capture a new call that reuses its port).
+pub const MEDIA_JOIN_ACTIVITY: Duration = Duration::from_secs(10);
+/// Pending transfers kept at most (hostile REFER floods cannot grow the list).
+pub const MAX_PENDING: usize = 4096;
+
+/// A REFER seen inside a leg, waiting for the INVITE it asks for.
+#[derive(Clone, Debug)]
+pub struct PendingTransfer {
+    pub call: CallKey,
+    pub at: Timestamp,
+    /// User part of the Refer-To URI, normalised for comparison.
+    pub target: String,
+    /// Replaces carried in the Refer-To URI (attended transfer).
+    pub replaces: Option<Replaces>,
+    /// User of Referred-By (or of the REFER's From).
+    pub referred_by: String,
+    /// The side of the party that received the REFER: it sends (or has sent on its behalf)
+    /// the new INVITE.
+    pub transferee_side: Side,
+}
+
+/// What a new INVITE brings to be matched.
+#[derive(Clone, Debug, Default)]
+pub struct InviteEvidence {
+    pub dialled: String,
+    pub replaces: Option<Replaces>,
+    pub referred_by: Option<String>,
+    /// From and P-Asserted-Identity users.
+    pub callers: Vec<String>,
+    pub offered_endpoints: Vec<SocketAddr>,
+}
+
+/// Digits and letters of a user part, for comparing numbers written differently.
+pub fn comparable(user: &str) -> String {
+    crate::policy::number::user_part(user)
+        .trim_start_matches('+')
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+/// Two numbers that are "the same" for transfer matching: equal, or one ends with the other
+/// (a PBX may add or strip a prefix: 4712 vs 02087484712).
+pub fn same_number(a: &str, b: &str) -> bool {
+    let (a, b) = (comparable(a), comparable(b));
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    a == b || (a.len() >= 3 && b.ends_with(&a)) || (b.len() >= 3 && a.ends_with(&b))
+}
+
+/// The pending transfer a new INVITE completes, if any (most recent first).
+/// `caller_of` gives a call's caller number, `endpoints_of` its known media endpoints.
+pub fn match_pending(
+    pending: &[PendingTransfer],
+    invite: &InviteEvidence,
+    now: Timestamp,
+    caller_of: &dyn Fn(CallKey) -> Option<String>,
+    endpoint_of: &dyn Fn(&SocketAddr) -> Option<CallKey>,
+) -> Option<usize> {
+    pending.iter().enumerate().rev().find_map(|(i, p)| {
+        if now.saturating_since(p.at) > TRANSFER_WINDOW {
+            return None;
+        }
+        let matched = match (&invite.replaces, &p.replaces) {
+            (Some(r), Some(q)) => r.call_id == q.call_id,
+            (None, None) => {
+                same_number(&invite.dialled, &p.target)
+                    && (invite
+                        .referred_by
+                        .as_deref()
+                        .is_some_and(|r| same_number(r, &p.referred_by))
+                        || caller_of(p.call)
+                            .is_some_and(|c| invite.callers.iter().any(|u| same_number(u, &c)))
+                        || invite
+                            .offered_endpoints
+                            .iter()
+                            .any(|e| endpoint_of(e) == Some(p.call)))
+            }
+            _ => false,
+        };
+        matched.then_some(i)
+    })
+}
+
+/// How a joined leg is labelled and which side its party A is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Join {
+    pub call: CallKey,
+    pub by: JoinedBy,
+    pub a_side: Side,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(target: &str, replaces: Option<&str>) -> PendingTransfer {
+        PendingTransfer {
+            call: 7,
+            at: Timestamp::from_millis(1_000),
+            target: target.into(),
+            replaces: replaces.map(|c| Replaces {
+                call_id: c.into(),
+                to_tag: "t".into(),
+                from_tag: "f".into(),
+                early_only: false,
+            }),
+            referred_by: "4711".into(),
+            transferee_side: Side::Caller,
+        }
+    }
+
+    fn none_caller(_: CallKey) -> Option<String> {
+        None
+    }
+    fn no_endpoint(_: &SocketAddr) -> Option<CallKey> {
+        None
+    }
+
+    #[test]
+    fn numbers_match_across_prefixes() {
+        assert!(same_number("sip:4712@pbx", "4712"));
+        assert!(same_number("02087484712", "4712"));
+        assert!(
+            same_number("+442087483020", "02087483020")
+                || same_number("442087483020", "2087483020")
+        );
+        assert!(!same_number("4712", "4713"));
+        assert!(!same_number("", "4712"));
+    }
+
+    #[test]
+    fn a_blind_transfer_needs_evidence_besides_the_target() {
+        let p = [pending("4712", None)];
+        let now = Timestamp::from_millis(2_000);
+        let bare = InviteEvidence {
+            dialled: "4712".into(),
+            callers: vec!["+447700900999".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            match_pending(&p, &bare, now, &none_caller, &no_endpoint),
+            None
+        );
+        let referred = InviteEvidence {
+            referred_by: Some("sip:4711@pbx".into()),
+            ..bare.clone()
+        };
+        assert_eq!(
+            match_pending(&p, &referred, now, &none_caller, &no_endpoint),
+            Some(0)
+        );
+        let same_caller = |_: CallKey| Some("+447700900999".to_owned());
+        assert_eq!(
+            match_pending(&p, &bare, now, &same_caller, &no_endpoint),
+            Some(0)
+        );
+        let late = Timestamp::from_millis(60_000);
+        assert_eq!(
+            match_pending(&p, &referred, late, &none_caller, &no_endpoint),
+            None
+        );
+    }
+
+    #[test]
+    fn an_attended_transfer_matches_on_replaces() {
+        let p = [pending("4712", Some("consult@pbx"))];
+        let inv = InviteEvidence {
+            dialled: "4712".into(),
+            replaces: Some(Replaces {
+                call_id: "consult@pbx".into(),
+                to_tag: "x".into(),
+                from_tag: "y".into(),
+                early_only: false,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            match_pending(
+                &p,
+                &inv,
+                Timestamp::from_millis(2_000),
+                &none_caller,
+                &no_endpoint
+            ),
+            Some(0)
+        );
+    }
+}
