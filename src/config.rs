@@ -74,6 +74,11 @@ pub struct ScopeSection {
     /// Request-URI is not listed (a call forwarded from a listed number is recorded).
     #[serde(default = "default_true")]
     pub use_original_called_number: bool,
+    /// Record a call that reaches a listed number only because it was forwarded there from a
+    /// number that is not listed (a staff member's line forwarding to the contact centre).
+    /// The caller dialled a staff line, outside the published scope, so this is off by default.
+    #[serde(default)]
+    pub record_forwarded_to_listed_numbers: bool,
 }
 
 fn default_extension_max_digits() -> usize {

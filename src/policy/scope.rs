@@ -4,7 +4,11 @@
 //! 1. a caller that is an internal extension makes the call internal: not recorded
 //!    (staff-to-staff calls are outside the published scope, even to a listed number);
 //! 2. a dialled number (Request-URI user, normalised to E.164) in `never_record`: not recorded;
-//! 3. a dialled number that is listed: recorded, under that number's service;
+//! 3. a dialled number that is listed: recorded, under that number's service — unless the call
+//!    got there by being forwarded from an unlisted number (the oldest original called number
+//!    in History-Info / Diversion is not listed): then only if
+//!    `record_forwarded_to_listed_numbers` is on (off by default: the caller dialled a staff
+//!    line, outside the published scope);
 //! 4. otherwise, if enabled, the original called number from Diversion / History-Info: a call
 //!    forwarded *from* a listed number is recorded (unless that number is in `never_record`);
 //! 5. anything else (an extension, an unlisted DDI, an unreadable number): not recorded.
@@ -25,6 +29,7 @@ use crate::config::ScopeSection;
 pub enum Rule {
     ListedNumber,
     ForwardedFromListedNumber,
+    ForwardedToListedNumber,
     NeverRecord,
     InternalCall,
     DirectDialExtension,
@@ -39,6 +44,7 @@ impl Rule {
         match self {
             Rule::ListedNumber => "listed_number",
             Rule::ForwardedFromListedNumber => "forwarded_from_listed_number",
+            Rule::ForwardedToListedNumber => "forwarded_to_listed_number",
             Rule::NeverRecord => "never_record",
             Rule::InternalCall => "internal_call",
             Rule::DirectDialExtension => "direct_dial_extension",
@@ -89,6 +95,7 @@ pub struct ScopePolicy {
     listed: HashMap<String, Service>,
     never: HashSet<String>,
     use_original_called: bool,
+    record_forwarded_to_listed: bool,
 }
 
 impl ScopePolicy {
@@ -119,6 +126,7 @@ impl ScopePolicy {
             listed,
             never,
             use_original_called: scope.use_original_called_number,
+            record_forwarded_to_listed: scope.record_forwarded_to_listed_numbers,
         }
     }
 
@@ -167,6 +175,22 @@ impl ScopePolicy {
                 );
             }
             if let Some(service) = self.listed.get(e) {
+                if !self.record_forwarded_to_listed
+                    && let Some(first) = parties.original_called.first()
+                {
+                    let orig = self.normalise(first);
+                    let listed = orig.e164().is_some_and(|o| self.listed.contains_key(o));
+                    if orig.e164() != Some(e) && !listed {
+                        return skip(
+                            Rule::ForwardedToListedNumber,
+                            format!(
+                                "forwarded to {shown} = {} from {}: the caller dialled a number that is not recorded (scope.record_forwarded_to_listed_numbers = false)",
+                                service.name,
+                                super::number::user_part(first)
+                            ),
+                        );
+                    }
+                }
                 return Decision {
                     record: true,
                     reason: format!("dialled {shown} = {}", service.name),
@@ -297,6 +321,35 @@ mod tests {
         assert!(d.record);
         assert_eq!(d.rule, Rule::ForwardedFromListedNumber);
         assert_eq!(d.service.as_deref(), Some("Parking"));
+    }
+
+    #[test]
+    fn forwarded_to_a_listed_number_from_a_staff_line_follows_the_switch() {
+        let d = decide("02087483020", "+447700900123", &["sip:02087484711@pbx"]);
+        assert!(!d.record);
+        assert_eq!(d.rule, Rule::ForwardedToListedNumber);
+        assert!(
+            d.reason
+                .starts_with("forwarded to 02087483020 = Switchboard from 02087484711"),
+            "{}",
+            d.reason
+        );
+        // History-Info naming the listed number itself is not a forward
+        let d = decide("02087483020", "+447700900123", &["sip:+442087483020@sbc"]);
+        assert!(d.record);
+        // forwarded between two listed numbers: recorded
+        let d = decide("02087483020", "+447700900123", &["02073715678"]);
+        assert!(d.record);
+        let mut cfg = AgentConfig::from_toml(EXAMPLE_AGENT_TOML, "example").unwrap();
+        cfg.scope.record_forwarded_to_listed_numbers = true;
+        let p = ScopePolicy::new(&cfg.scope, Country::GB);
+        let original = vec!["sip:02087484711@pbx".to_owned()];
+        let d = p.decide(&CallParties {
+            dialled: "02087483020",
+            caller: "+447700900123",
+            original_called: &original,
+        });
+        assert!(d.record);
     }
 
     #[test]
