@@ -43,13 +43,13 @@ fn an_unrecorded_leg_cannot_take_over_a_recorded_calls_media_address() {
         Some(("10.20.1.5", 30000)),
     );
     send(&mut p, 500, pbx, sbc, &ok);
-    // the PBX makes its own leg to the agent's phone (dialled: extension 4711), offering the
-    // caller's media address for direct media
+    // the agent's phone starts an internal call re-using its own media port (a consultation):
+    // it is not recorded, and it must not take that port away from the recorded call
     let leg2 = sip_with_sdp(
-        "INVITE sip:4711@10.20.1.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.20.0.5;branch=z9hG4bK2\r\nFrom: <sip:+447700900123@10.20.0.5>;tag=p1\r\nTo: <sip:4711@10.20.1.5>\r\nCall-ID: leg2@pbx\r\nCSeq: 1 INVITE\r\n",
-        Some(("192.0.2.10", 20000)),
+        "INVITE sip:4712@10.20.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.20.1.5;branch=z9hG4bK2\r\nFrom: <sip:4711@10.20.0.5>;tag=p1\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: leg2@phone\r\nCSeq: 1 INVITE\r\n",
+        Some(("10.20.1.5", 30000)),
     );
-    send(&mut p, 100, pbx, phone, &leg2);
+    send(&mut p, 550, phone, pbx, &leg2);
     // media both ways for 2 s
     for i in 0..100u16 {
         let ms = 600 + i as u64 * 20;

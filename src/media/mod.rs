@@ -44,6 +44,9 @@ pub struct MediaCounters {
     pub rtp_malformed: u64,
     pub rtp_duplicates: u64,
     pub rtp_late: u64,
+    /// Packets whose timestamp put them far in the future of capture time (and whose sequence
+    /// number said they were not the newest, so the stream was not re-anchored): dropped.
+    pub rtp_bogus_timestamp: u64,
     pub rtp_events: u64,
     pub rtp_undecodable: u64,
     pub streams_refused: u64,
@@ -103,11 +106,20 @@ pub struct MediaStage<S: SegmentStore> {
     cfg: MediaSection,
     scratch: Box<[i16; MAX_PACKET_SAMPLES]>,
     half: Box<[i16; MAX_PACKET_SAMPLES]>,
+    /// Silence is written at most this long past a call's last packet: a jump in capture time
+    /// (a bogus pcap timestamp, a clock step) must not fill the disk with zeros. The call
+    /// tracker ends a call that stays silent this long anyway.
+    max_silence: Duration,
     pub counters: MediaCounters,
 }
 
 impl<S: SegmentStore> MediaStage<S> {
-    pub fn new(store: S, key: Arc<CataloguePublicKey>, cfg: MediaSection) -> Self {
+    pub fn new(
+        store: S,
+        key: Arc<CataloguePublicKey>,
+        cfg: MediaSection,
+        max_silence: Duration,
+    ) -> Self {
         MediaStage {
             slots: Vec::new(),
             free: Vec::new(),
@@ -116,6 +128,7 @@ impl<S: SegmentStore> MediaStage<S> {
             cfg,
             scratch: Box::new([0; MAX_PACKET_SAMPLES]),
             half: Box::new([0; MAX_PACKET_SAMPLES]),
+            max_silence,
             counters: MediaCounters::default(),
         }
     }
@@ -320,6 +333,13 @@ impl<S: SegmentStore> MediaStage<S> {
             self.counters.rtp_late += 1;
             return;
         }
+        // Never place audio in the future of capture time, nor so far past the call's last
+        // audio that the gap would be written as a flood of silence (a jump in capture time).
+        let cap = silence_cap(timeline, self.max_silence);
+        if pos > wall + ahead || pos as u64 > cap {
+            self.counters.rtp_bogus_timestamp += 1;
+            return;
+        }
         let pos = pos as u64;
         let end = pos + (samples.len() * repeat) as u64;
         let store = &mut self.store;
@@ -334,8 +354,9 @@ impl<S: SegmentStore> MediaStage<S> {
         }
         // Drain in batches of at least 100 ms: one sealer write per batch, not per packet.
         let hold = rate as u64 * delay_ms as u64 / 1000;
-        if wall as u64 > hold + timeline.drained() + rate as u64 / 10 {
-            drain(timeline, writer, store, counters, wall as u64 - hold);
+        let until = (wall as u64).saturating_sub(hold).min(cap);
+        if until > timeline.drained() + rate as u64 / 10 {
+            drain(timeline, writer, store, counters, until);
         }
     }
 
@@ -351,14 +372,11 @@ impl<S: SegmentStore> MediaStage<S> {
             let rate = timeline.rate();
             let wall = samples_since(origin, now, rate).max(0) as u64;
             let hold = rate as u64 * delay_ms / 1000;
-            if wall > hold {
-                drain(
-                    timeline,
-                    writer,
-                    &mut self.store,
-                    &mut self.counters,
-                    wall - hold,
-                );
+            let until = wall
+                .saturating_sub(hold)
+                .min(silence_cap(timeline, self.max_silence));
+            if until > timeline.drained() {
+                drain(timeline, writer, &mut self.store, &mut self.counters, until);
             }
         }
     }
@@ -382,8 +400,9 @@ impl<S: SegmentStore> MediaStage<S> {
             let wall_end = samples_since(origin, ended_at, rate).max(0) as u64;
             // Trailing silence up to the hang-up is kept, but never more than a minute of it
             // past what was drained (a bogus end time must not write hours of zeros).
-            let cap = timeline.drained().max(timeline.high()) + rate as u64 * 60;
-            let end = timeline.high().max(wall_end.min(cap));
+            let end = timeline
+                .high()
+                .max(wall_end.min(silence_cap(timeline, self.max_silence)));
             drain(timeline, writer, &mut self.store, &mut self.counters, end);
             if let Err(e) = writer.finish(&mut self.store) {
                 self.counters.write_errors += 1;
@@ -397,6 +416,12 @@ impl<S: SegmentStore> MediaStage<S> {
         }
         summary
     }
+}
+
+/// How far silence may be written: `max_silence` past the call's last audio.
+fn silence_cap(timeline: &Timeline, max_silence: Duration) -> u64 {
+    let silence = timeline.rate() as u64 * max_silence.as_millis() as u64 / 1000;
+    timeline.high() + silence
 }
 
 /// Timeline position of capture time `time` (negative before the origin).
@@ -485,6 +510,7 @@ mod tests {
             MemStore::default(),
             Arc::new(public),
             MediaSection::default(),
+            Duration::from_secs(120),
         );
         (stage, private)
     }
@@ -583,6 +609,36 @@ mod tests {
         let start = right.iter().position(|&s| s != 0).unwrap();
         assert_eq!(right[start], right[start + 1]);
         assert_eq!(right[start + 2], right[start + 3]);
+    }
+
+    #[test]
+    fn capture_time_jumps_and_bogus_timestamps_write_bounded_silence() {
+        let (mut stage, _key) = stage();
+        let slot = stage.open(1, Uuid::now_v7());
+        let pcma = map(8, "PCMA");
+        for i in (0..50u16).filter(|&i| i != 30) {
+            let t = Timestamp::from_millis(i as u64 * 20);
+            let p = rtp(8, i + 10, i as u32 * 160, 1, &[0xd5; 160]);
+            stage.packet(slot, Side::Caller, t, &p, &pcma);
+        }
+        // the missing packet arrives late (not the newest), its timestamp claiming hours ahead
+        let bogus = rtp(8, 40, 0x7fff_0000, 1, &[0xd5; 160]);
+        stage.packet(
+            slot,
+            Side::Caller,
+            Timestamp::from_millis(1_000),
+            &bogus,
+            &pcma,
+        );
+        assert_eq!(stage.counters.rtp_bogus_timestamp, 1);
+        // capture time leaps forward by years (a broken pcap timestamp)
+        stage.tick(Timestamp::from_millis(86_400_000 * 365 * 30));
+        let summary = stage.close(slot, Timestamp::from_millis(86_400_000 * 365 * 30));
+        let written_ms: u64 = summary.segments.iter().map(|s| s.duration_ms).sum();
+        assert!(
+            written_ms <= 1_000 + 120_000 + 60_000,
+            "{written_ms} ms written"
+        );
     }
 
     #[test]

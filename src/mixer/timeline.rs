@@ -50,7 +50,8 @@ impl Timeline {
     pub fn drained(&self) -> u64 {
         self.drained
     }
-    /// One past the furthest position ever written.
+    /// One past the furthest position audio was ever written to (draining silence does not
+    /// move it).
     pub fn high(&self) -> u64 {
         self.high
     }
@@ -120,7 +121,6 @@ impl Timeline {
             r.fill(0);
             self.drained += n as u64;
         }
-        self.high = self.high.max(self.drained);
     }
 }
 

@@ -100,7 +100,12 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
                 agent: cfg.agent.name.clone(),
                 tracker: CallTracker::new(policy, cfg.calls.clone()),
                 table: StreamTable::default(),
-                media: MediaStage::new(store, key, cfg.media.clone()),
+                media: MediaStage::new(
+                    store,
+                    key,
+                    cfg.media.clone(),
+                    Duration::from_secs(cfg.calls.rtp_timeout_seconds as u64),
+                ),
                 sink,
                 slots: HashMap::new(),
                 symmetric_rtp: cfg.media.symmetric_rtp,
