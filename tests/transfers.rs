@@ -178,6 +178,14 @@ fn attended_transfer_records_the_conversation_but_not_the_consultation() {
     s.sip(2_200, A_SIP, X_SIP, &format!("REFER sip:{CALLER}@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=a1\r\nTo: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nCall-ID: leg1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:4712@10.20.0.5?Replaces=consult%3Bto-tag%3Dc2%3Bfrom-tag%3Dc1>\r\nReferred-By: <sip:4711@10.20.0.5>"), None);
     s.sip(2_300, X_SIP, B_SIP, &format!("INVITE sip:4712@10.20.1.9 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: leg3\r\nCSeq: 1 INVITE\r\nReplaces: consult;to-tag=c2;from-tag=c1"), Some(X_RTP));
     s.sip(2_400, B_SIP, X_SIP, &format!("SIP/2.0 200 OK\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>;tag=b3\r\nCall-ID: leg3\r\nCSeq: 1 INVITE"), Some(B_RTP));
+    let notify = format!(
+        "NOTIFY sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 3 NOTIFY\r\nEvent: refer\r\nSubscription-State: terminated;reason=noresource\r\nContent-Type: message/sipfrag\r\nContent-Length: 16\r\n\r\nSIP/2.0 200 OK\r\n"
+    );
+    s.p.frame(
+        Script::t(2_410),
+        LinkType::Ethernet,
+        &udp_frame(a(X_SIP), a(A_SIP), notify.as_bytes()),
+    );
     s.sip(2_450, B_SIP, A_SIP, "BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:4712@10.20.0.5>;tag=c2\r\nTo: <sip:4711@10.20.0.5>;tag=c1\r\nCall-ID: consult\r\nCSeq: 2 BYE", None);
     s.sip(2_460, X_SIP, A_SIP, &format!("BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 4 BYE"), None);
     s.both_ways(2_500, X_RTP, B_RTP, 3, 4, 50);
@@ -210,6 +218,12 @@ fn attended_transfer_records_the_conversation_but_not_the_consultation() {
         "the consultation's packets were dropped"
     );
     assert_eq!(rec.end_reason.as_deref(), Some("organisation_hangup"));
+    let t = &rec.legs[0].transfers;
+    assert_eq!(t.len(), 1, "{:?}", rec.legs);
+    assert_eq!(
+        (t[0].target.as_str(), t[0].attended, t[0].status),
+        ("4712", true, Some(200))
+    );
 }
 
 #[test]

@@ -65,6 +65,21 @@ impl JoinedBy {
     }
 }
 
+/// A REFER seen inside a leg, and how it went (NOTIFY with a sipfrag body).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferNote {
+    pub at: Timestamp,
+    /// User part of the Refer-To target.
+    pub target: String,
+    /// Refer-To carried Replaces (attended transfer).
+    pub attended: bool,
+    /// Last status line reported by NOTIFY (e.g. 100, 180, 200, 486).
+    pub status: Option<u16>,
+}
+
+/// Transfer notes kept per leg.
+pub const MAX_TRANSFER_NOTES: usize = 8;
+
 /// Bound on media endpoints remembered per leg (hostile SDP cannot grow it).
 pub const MAX_ENDPOINTS: usize = 16;
 
@@ -93,6 +108,8 @@ pub struct Leg {
     pub endpoints: Vec<(SocketAddr, Party)>,
     /// A CANCEL was seen: the failure response that follows is the caller giving up.
     pub cancelled: bool,
+    /// REFERs sent inside this leg.
+    pub transfers: Vec<TransferNote>,
 }
 
 impl Leg {

@@ -23,7 +23,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::call::Call;
-use super::leg::{JoinedBy, Leg, LegState, Party};
+use super::leg::{JoinedBy, Leg, LegState, MAX_TRANSFER_NOTES, Party, TransferNote};
 use super::transfer::{
     InviteEvidence, Join, MAX_PENDING, MEDIA_JOIN_ACTIVITY, PendingTransfer, TRANSFER_WINDOW,
     comparable, match_pending,
@@ -32,7 +32,7 @@ use super::{CallEvent, CallKey, Side};
 use crate::config::CallsSection;
 use crate::decode::{Codec, PayloadMap};
 use crate::policy::{CallParties, Decision, ScopePolicy};
-use crate::sip::{Message, Method, Sdp};
+use crate::sip::{HeaderName, Message, Method, Sdp};
 use crate::time::Timestamp;
 
 /// What the tracker saw and decided, for the summary and `/metrics`.
@@ -222,6 +222,7 @@ impl CallTracker {
             last_signal: time,
             endpoints: Vec::new(),
             cancelled: false,
+            transfers: Vec::new(),
         };
         self.admit(key, decision, dialled, caller_raw, leg, time);
         self.media_from_message(msg, key, sip_id, src);
@@ -371,6 +372,7 @@ impl CallTracker {
             last_signal: time,
             endpoints: Vec::new(),
             cancelled: false,
+            transfers: Vec::new(),
         });
         *self
             .counters
@@ -422,6 +424,7 @@ impl CallTracker {
             last_signal: time,
             endpoints: Vec::new(),
             cancelled: false,
+            transfers: Vec::new(),
         };
         self.admit(key, decision, String::new(), String::new(), leg, time);
         self.media_from_message(msg, key, sip_id, src);
@@ -506,6 +509,14 @@ impl CallTracker {
                     if self.pending.len() >= MAX_PENDING {
                         self.pending.remove(0);
                     }
+                    if leg.transfers.len() < MAX_TRANSFER_NOTES {
+                        leg.transfers.push(TransferNote {
+                            at: time,
+                            target: target.uri.user_unescaped_opt().unwrap_or_default(),
+                            attended: target.uri.replaces().is_some(),
+                            status: None,
+                        });
+                    }
                     self.pending.push(PendingTransfer {
                         call: key,
                         at: time,
@@ -514,6 +525,18 @@ impl CallTracker {
                         referred_by,
                         transferee_side: leg.side_of(sender.other()),
                     });
+                }
+            }
+            (Some(Method::Notify), _) => {
+                // RFC 3515: a refer subscription reports the transfer's progress as a sipfrag
+                let is_refer = msg
+                    .header(HeaderName::Event)
+                    .is_some_and(|e| e.trim_start().to_ascii_lowercase().starts_with("refer"));
+                if is_refer
+                    && let Some(status) = sipfrag_status(msg.body())
+                    && let Some(note) = leg.transfers.last_mut()
+                {
+                    note.status = Some(status);
                 }
             }
             (Some(Method::Bye), _) => {
@@ -736,6 +759,13 @@ fn audio_endpoints(sdp: &Sdp, src: SocketAddr) -> Vec<(SocketAddr, PayloadMap)> 
         }
     }
     out
+}
+
+/// Status code of a `message/sipfrag` body ("SIP/2.0 200 OK").
+fn sipfrag_status(body: &[u8]) -> Option<u16> {
+    let rest = body.strip_prefix(b"SIP/2.0 ")?;
+    let code = rest.get(..3)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
 }
 
 /// Original called numbers (oldest first): History-Info entries before the current target,

@@ -24,7 +24,7 @@ use crate::policy::ScopePolicy;
 use crate::rtp::{looks_like_rtcp, looks_like_rtp};
 use crate::segment::SegmentStore;
 use crate::sip;
-use crate::spool::{CallRecord, DecisionRecord, LegRecord, record::SCHEMA_VERSION};
+use crate::spool::{CallRecord, DecisionRecord, LegRecord, TransferRecord, record::SCHEMA_VERSION};
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
 
@@ -414,6 +414,16 @@ pub fn call_record(agent: &str, call: &Call, media: MediaSummary) -> CallRecord 
                 ended_at: ts(l.ended_at),
                 end_reason: l.end_reason.clone(),
                 joined_by: l.joined_by.as_str().to_owned(),
+                transfers: l
+                    .transfers
+                    .iter()
+                    .map(|t| TransferRecord {
+                        at: t.at.rfc3339(),
+                        target: t.target.clone(),
+                        attended: t.attended,
+                        status: t.status,
+                    })
+                    .collect(),
             })
             .collect(),
         streams: media.streams,

@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use record::{CallRecord, DecisionRecord, LegRecord};
+pub use record::{CallRecord, DecisionRecord, LegRecord, TransferRecord};
 
 use crate::segment::SegmentStore;
 

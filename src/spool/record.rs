@@ -53,4 +53,16 @@ pub struct LegRecord {
     pub ended_at: Option<String>,
     pub end_reason: Option<String>,
     pub joined_by: String,
+    /// REFERs sent inside this leg and how they went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<TransferRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TransferRecord {
+    pub at: String,
+    pub target: String,
+    pub attended: bool,
+    /// Last status the transferee reported (NOTIFY sipfrag), if any.
+    pub status: Option<u16>,
 }
