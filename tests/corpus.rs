@@ -176,3 +176,26 @@ fn a_real_pcmu_call_is_recorded_when_its_number_is_listed() {
     let secs = call.samples.len() as f64 / 2.0 / 8000.0;
     assert!(secs > 10.0, "{secs} s");
 }
+
+#[test]
+fn the_corpus_attended_transfer_is_followed_and_its_consultation_is_not_recorded() {
+    // 20008777 calls 20008909, who holds, consults 20008910 and sends REFER with Replaces; the
+    // PBX completes it with re-INVITEs (no INVITE with Replaces on the wire).
+    let cfg = common::config_with("DE", &[("20008909", "Test queue")]);
+    let run = replay_file("heplify__example_pcap_erspan_sip_ipv4_udp.pcapng", &cfg);
+    assert_eq!(run.recorded.len(), 1, "{}", run.summary);
+    let rec = &run.recorded[0];
+    assert!(rec.sip_call_ids[0].starts_with("ddd141f1d982d8989fb73db754a8fbb7"));
+    let transfers: Vec<_> = rec.legs.iter().flat_map(|l| &l.transfers).collect();
+    assert!(!transfers.is_empty(), "{:?}", rec.legs);
+    assert!(
+        transfers
+            .iter()
+            .all(|t| t.target == "20008910" && t.attended)
+    );
+    assert!(run.summary.calls.calls_not_recorded >= 2, "{}", run.summary);
+    // each REFER is on the wire four times (both sides of the proxy, retransmitted): the
+    // notes keep one per transfer
+    assert_eq!(run.summary.calls.refers, 4);
+    assert_eq!(transfers.len(), 1, "{transfers:?}");
+}

@@ -75,6 +75,9 @@ pub struct TransferNote {
     pub attended: bool,
     /// Last status line reported by NOTIFY (e.g. 100, 180, 200, 486).
     pub status: Option<u16>,
+    /// CSeq of the REFER: a retransmission (or the copy seen on the other side of a proxy)
+    /// is the same transfer.
+    pub cseq: u32,
 }
 
 /// Transfer notes kept per leg.

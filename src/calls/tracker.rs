@@ -499,7 +499,16 @@ impl CallTracker {
             }
             (Some(Method::Refer), _) => {
                 self.counters.refers += 1;
-                if let Some(target) = msg.refer_to() {
+                let refer_cseq = cseq.as_ref().map_or(0, |c| c.seq);
+                let target_user = msg.refer_to().and_then(|t| t.uri.user_unescaped_opt());
+                // The same transfer again: a retransmission, the copy seen on the other side
+                // of a proxy, or the retry after a 401/407 challenge.
+                let repeated = leg.transfers.iter().any(|t| {
+                    Some(t.target.as_str()) == target_user.as_deref()
+                        && (t.cseq == refer_cseq
+                            || time.saturating_since(t.at) < Duration::from_secs(5))
+                });
+                if let Some(target) = msg.refer_to().filter(|_| !repeated) {
                     let sender = leg.sender_of_request(from_tag.as_deref());
                     let referred_by = msg
                         .referred_by()
@@ -515,6 +524,7 @@ impl CallTracker {
                             target: target.uri.user_unescaped_opt().unwrap_or_default(),
                             attended: target.uri.replaces().is_some(),
                             status: None,
+                            cseq: refer_cseq,
                         });
                     }
                     self.pending.push(PendingTransfer {
