@@ -833,3 +833,26 @@ fn policy_check_gives_the_same_decisions_and_reasons_and_records_nothing() {
         );
     }
 }
+
+#[test]
+fn early_media_before_the_answer_is_recorded_on_the_organisation_side() {
+    let spec = CallSpec {
+        early_media: true,
+        ring_ms: 3_000,
+        talk_ms: 4_000,
+        ..call("early")
+    };
+    let run = run(&Scenario::new(14, vec![spec]), example_config());
+    let t = &run.truth[0];
+    let answered = t.answered_at.unwrap();
+    assert!(
+        t.agent_audio.iter().any(|(at, _)| *at < answered),
+        "the truth has early media"
+    );
+    let rec = check_call(&run, t, 1.0, 0.999);
+    let origin = origin_of(&rec);
+    assert!(
+        origin < answered,
+        "the recording starts with the early media"
+    );
+}

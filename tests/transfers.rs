@@ -324,3 +324,25 @@ fn a_transfer_to_another_listed_queue_stays_one_call() {
         "the call keeps its first decision"
     );
 }
+
+#[test]
+fn a_forked_invite_is_one_call_answered_by_one_fork() {
+    let mut s = Script::new();
+    s.sip(0, X_SIP, PBX, &format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>\r\nCall-ID: fork\r\nCSeq: 1 INVITE"), Some(X_RTP));
+    // two phones of the hunt group ring; one sends early media
+    s.sip(100, PBX, X_SIP, &format!("SIP/2.0 180 Ringing\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=f1\r\nCall-ID: fork\r\nCSeq: 1 INVITE"), None);
+    s.sip(120, PBX, X_SIP, &format!("SIP/2.0 183 Session Progress\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=f2\r\nCall-ID: fork\r\nCSeq: 1 INVITE"), Some(B_RTP));
+    s.rtp(140, B_RTP, X_RTP, 9, 0xaa, 20);
+    // the first fork answers
+    s.sip(600, PBX, X_SIP, &format!("SIP/2.0 200 OK\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=f1\r\nCall-ID: fork\r\nCSeq: 1 INVITE"), Some(A_RTP));
+    s.both_ways(620, X_RTP, A_RTP, 1, 2, 50);
+    s.sip(1_700, X_SIP, PBX, &format!("BYE sip:x@10.20.0.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=f1\r\nCall-ID: fork\r\nCSeq: 2 BYE"), None);
+    let (summary, recorded, _dir, _key) = s.finish();
+    assert_eq!(recorded.len(), 1, "{summary}");
+    let rec = &recorded[0];
+    assert_eq!(rec.legs.len(), 1);
+    assert!(rec.answered_at.is_some());
+    assert_eq!(packets(rec, "from_caller"), 50);
+    // the early media of the fork that did not answer, then the answering phone
+    assert_eq!(packets(rec, "from_organisation"), 70, "{:?}", rec.streams);
+}
