@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
+need_apt=(sip-tester tcpdump)
 # (later stages add packages here: sip-tester for SIPp, postgresql, chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

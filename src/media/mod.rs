@@ -15,6 +15,7 @@
 //! `playout_delay_ms` so that jittered and reordered packets land in place, then drained to
 //! the segment writer in order.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,6 +175,7 @@ impl<S: SegmentStore> MediaStage<S> {
         &mut self,
         slot: MediaSlot,
         side: Side,
+        source: SocketAddr,
         time: Timestamp,
         payload: &[u8],
         codecs: &PayloadMap,
@@ -190,11 +192,11 @@ impl<S: SegmentStore> MediaStage<S> {
         let idx = match cm
             .streams
             .iter()
-            .position(|s| s.ssrc == ssrc && s.side == side)
+            .position(|s| s.ssrc == ssrc && s.side == side && s.source == source)
         {
             Some(i) => i,
             None if cm.streams.len() < MAX_STREAMS_PER_CALL => {
-                cm.streams.push(Stream::new(side, ssrc, time));
+                cm.streams.push(Stream::new(side, ssrc, source, time));
                 cm.streams.len() - 1
             }
             None => {
@@ -245,6 +247,8 @@ impl<S: SegmentStore> MediaStage<S> {
             SeqVerdict::Accept { newest, .. } => newest,
             SeqVerdict::Restart { .. } => {
                 stream.anchor = None;
+                stream.stats.resyncs += 1;
+                self.counters.resyncs += 1;
                 true
             }
         };
@@ -524,6 +528,11 @@ mod tests {
         p
     }
 
+    const SRC: SocketAddr = SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10)),
+        20000,
+    );
+
     fn map(pt: u8, name: &str) -> PayloadMap {
         let mut m = PayloadMap::default();
         m.insert(pt, Codec::new(name, 8000));
@@ -551,7 +560,7 @@ mod tests {
         for i in 0..50u16 {
             let t = Timestamp::from_millis(1_000 + i as u64 * 20);
             let p = rtp(18, i, i as u32 * 160, 7, &[0x55; 20]);
-            stage.packet(slot, Side::Caller, t, &p, &codecs);
+            stage.packet(slot, Side::Caller, SRC, t, &p, &codecs);
         }
         let summary = stage.close(slot, Timestamp::from_millis(3_000));
         assert_eq!(summary.streams.len(), 1);
@@ -578,6 +587,7 @@ mod tests {
             stage.packet(
                 slot,
                 Side::Caller,
+                SRC,
                 t,
                 &rtp(9, i, i as u32 * 160, 1, &[0x3c; 160]),
                 &g722,
@@ -585,6 +595,7 @@ mod tests {
             stage.packet(
                 slot,
                 Side::Organisation,
+                SRC,
                 t,
                 &rtp(0, i, i as u32 * 160, 2, &tone),
                 &pcmu,
@@ -619,13 +630,14 @@ mod tests {
         for i in (0..50u16).filter(|&i| i != 30) {
             let t = Timestamp::from_millis(i as u64 * 20);
             let p = rtp(8, i + 10, i as u32 * 160, 1, &[0xd5; 160]);
-            stage.packet(slot, Side::Caller, t, &p, &pcma);
+            stage.packet(slot, Side::Caller, SRC, t, &p, &pcma);
         }
         // the missing packet arrives late (not the newest), its timestamp claiming hours ahead
         let bogus = rtp(8, 40, 0x7fff_0000, 1, &[0xd5; 160]);
         stage.packet(
             slot,
             Side::Caller,
+            SRC,
             Timestamp::from_millis(1_000),
             &bogus,
             &pcma,
@@ -652,6 +664,7 @@ mod tests {
             stage.packet(
                 slot,
                 Side::Caller,
+                SRC,
                 t,
                 &rtp(8, i, i as u32 * 160, 1, &payload),
                 &pcma,

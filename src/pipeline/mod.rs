@@ -267,7 +267,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
         };
         self.counters.rtp_recorded += 1;
         self.media
-            .packet(slot, side, dg.time, dg.payload, &route.codecs);
+            .packet(slot, side, dg.src, dg.time, dg.payload, &route.codecs);
     }
 
     fn sip(&mut self, dg: &Datagram<'_>) {

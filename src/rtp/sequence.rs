@@ -19,6 +19,9 @@ pub enum SeqVerdict {
 const MAX_DROPOUT: i32 = 3000;
 /// Packets older than this relative to the newest are not placed.
 const WINDOW: u64 = 64;
+/// Further behind than this, a packet may be the start of a restarted sequence (RFC 3550
+/// MAX_MISORDER).
+const MAX_MISORDER: u64 = 100;
 
 #[derive(Clone, Debug, Default)]
 pub struct SequenceTracker {
@@ -35,6 +38,8 @@ pub struct SequenceTracker {
     duplicates: u64,
     too_old: u64,
     restarts: u64,
+    /// A packet far behind the newest, waiting for its successor to confirm a restart.
+    probation: Option<u16>,
 }
 
 impl SequenceTracker {
@@ -75,6 +80,26 @@ impl SequenceTracker {
         if back == 0 {
             self.duplicates += 1;
             return SeqVerdict::Duplicate;
+        }
+        if back >= MAX_MISORDER {
+            // Far behind: either a very late packet or the sender restarted its sequence
+            // (a new call from a device that reuses its SSRC). Two consecutive packets there
+            // mean a restart (RFC 3550 A.1 probation).
+            if self.probation == Some(seq.wrapping_sub(1)) {
+                self.probation = None;
+                // a fresh cycle above everything seen, whose low 16 bits are this seq
+                let ext = (((self.highest >> 16) + 2) << 16) | seq as u64;
+                self.expected_before += self.highest + 1 - self.run_base;
+                self.run_base = ext;
+                self.restarts += 1;
+                self.highest = ext;
+                self.window = 1;
+                self.received += 1;
+                return SeqVerdict::Restart { ext };
+            }
+            self.probation = Some(seq);
+            self.too_old += 1;
+            return SeqVerdict::TooOld;
         }
         if back >= WINDOW || self.highest - back < self.run_base {
             self.too_old += 1;
@@ -180,6 +205,27 @@ mod tests {
         assert!(matches!(v[2], SeqVerdict::Restart { .. }));
         assert_eq!(t.lost(), 0);
         assert_eq!(t.restarts(), 1);
+    }
+
+    #[test]
+    fn a_sequence_that_starts_again_from_zero_is_a_restart() {
+        // a device reusing its SSRC for a new call: 0..=149, then 0, 1, 2...
+        let mut seqs: Vec<u16> = (0..150).collect();
+        seqs.extend(0..10);
+        let (t, v) = run(&seqs);
+        assert_eq!(
+            v[150],
+            SeqVerdict::TooOld,
+            "one packet far behind may just be late"
+        );
+        assert!(matches!(v[151], SeqVerdict::Restart { .. }));
+        assert!(
+            v[152..]
+                .iter()
+                .all(|v| matches!(v, SeqVerdict::Accept { newest: true, .. }))
+        );
+        assert_eq!(t.restarts(), 1);
+        assert_eq!(t.lost(), 0);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! discontinuity, and is otherwise left alone: within a stream, samples are placed by RTP
 //! timestamp only, so network jitter moves nothing and causes no clicks or drift.
 
+use std::net::SocketAddr;
+
 use serde::Serialize;
 
 use super::sequence::SequenceTracker;
@@ -39,6 +41,9 @@ pub struct StreamStats {
 pub struct Stream {
     pub side: Side,
     pub ssrc: u32,
+    /// Where the packets come from: two devices (or one device in two calls) may use the
+    /// same SSRC, and must not share a sequence tracker.
+    pub source: SocketAddr,
     pub seq: SequenceTracker,
     pub stats: StreamStats,
     pub anchor: Option<Anchor>,
@@ -55,10 +60,11 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(side: Side, ssrc: u32, now: Timestamp) -> Stream {
+    pub fn new(side: Side, ssrc: u32, source: SocketAddr, now: Timestamp) -> Stream {
         Stream {
             side,
             ssrc,
+            source,
             seq: SequenceTracker::default(),
             stats: StreamStats::default(),
             anchor: None,
@@ -105,7 +111,12 @@ mod tests {
 
     #[test]
     fn timestamps_extend_across_wrap() {
-        let mut s = Stream::new(Side::Caller, 1, Timestamp::ZERO);
+        let mut s = Stream::new(
+            Side::Caller,
+            1,
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            Timestamp::ZERO,
+        );
         let a = s.extend_timestamp(u32::MAX - 159);
         let b = s.extend_timestamp(0);
         let c = s.extend_timestamp(160);
@@ -117,7 +128,12 @@ mod tests {
 
     #[test]
     fn position_scales_rtp_clock_to_timeline_rate() {
-        let mut s = Stream::new(Side::Caller, 1, Timestamp::ZERO);
+        let mut s = Stream::new(
+            Side::Caller,
+            1,
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            Timestamp::ZERO,
+        );
         let t0 = s.extend_timestamp(1000);
         s.anchor = Some(Anchor {
             rtp_ts: t0,

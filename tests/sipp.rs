@@ -1,0 +1,1145 @@
+//! Real SIP user agents on loopback: SIPp (Debian's sip-tester) plays the caller, the agent's
+//! phone and the back office, each streaming its own A-law signal; tcpdump captures the
+//! traffic; the capture is replayed through callvault with the example configuration; the
+//! recording is decrypted and each channel is compared with what the matching endpoint sent.
+//!
+//! Scenario files live in `tests/sipp/`. Every test uses its own loopback network
+//! (127.0.N.0/24), so the tests run in parallel. They need root (tcpdump), `sipp` and
+//! `tcpdump` (`tests/run.sh` installs them); without those they print why and pass.
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use callvault::config::AgentConfig;
+use callvault::decode::g711;
+use callvault::replay::{self, ReplayOptions, ReplayReport};
+use callvault::spool::CallRecord;
+use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
+
+/// A member of the public, calling from a UK mobile.
+const CALLER: &str = "+447700900123";
+/// The Switchboard: a listed number in `config/agent.toml`.
+const SWITCHBOARD: &str = "02087483020";
+/// A staff member's direct line: a public number that is not listed.
+const STAFF_DDI: &str = "02087484711";
+
+/// A SIPp process that has not finished after this long is killed and the test fails.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(90);
+
+// ---------------------------------------------------------------------------------------
+// Signals: one per endpoint, deterministic noise, as the raw A-law SIPp streams.
+
+/// Samples in one loop of a signal file (SIPp loops the file): 1 s at 8 kHz, 50 packets.
+const PERIOD: usize = 8000;
+/// Samples per comparison window: 100 ms.
+const WINDOW: usize = 800;
+/// A window is silence below this RMS (the signals are around 4,600).
+const SILENCE_RMS: f32 = 300.0;
+/// A window is a party's audio when it correlates at least this much with its signal.
+const MIN_CORRELATION: f32 = 0.5;
+
+struct Signal {
+    name: &'static str,
+    /// How its windows show in a printed timeline.
+    mark: char,
+    /// What SIPp plays: one period of A-law bytes.
+    alaw: Vec<u8>,
+    /// The decoded period, followed by its first WINDOW samples again (circular lags).
+    ext: Vec<f32>,
+    /// Prefix sums of ext², for the energy under every lag.
+    energy: Vec<f64>,
+}
+
+impl Signal {
+    fn noise(name: &'static str, mark: char, seed: u64) -> Signal {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let alaw: Vec<u8> = (0..PERIOD)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let s = ((x >> 48) as i64 % 16_001 - 8_000) as i16;
+                g711::linear_to_alaw(s)
+            })
+            .collect();
+        let mut pcm = vec![0i16; PERIOD];
+        g711::decode_alaw(&alaw, &mut pcm);
+        let ext: Vec<f32> = pcm
+            .iter()
+            .chain(&pcm[..WINDOW])
+            .map(|&s| s as f32)
+            .collect();
+        let mut energy = Vec::with_capacity(ext.len() + 1);
+        energy.push(0.0);
+        for &v in &ext {
+            energy.push(energy.last().unwrap() + (v as f64) * (v as f64));
+        }
+        Signal {
+            name,
+            mark,
+            alaw,
+            ext,
+            energy,
+        }
+    }
+
+    /// The best normalised cross-correlation of `w` (WINDOW samples, norm `w_norm`) with this
+    /// signal over every lag.
+    fn best_correlation(&self, w: &[f32], w_norm: f64) -> f32 {
+        let mut best = f32::MIN;
+        for lag in 0..PERIOD {
+            let dot = dot(&self.ext[lag..lag + WINDOW], w) as f64;
+            let e = self.energy[lag + WINDOW] - self.energy[lag];
+            if e > 0.0 {
+                best = best.max((dot / (w_norm * e.sqrt())) as f32);
+            }
+        }
+        best
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    acc.iter().sum()
+}
+
+/// What one 100 ms window of a channel holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Heard {
+    Silence,
+    /// Sound that matches no endpoint (best correlation given).
+    Unclear(f32),
+    Party(&'static str, char),
+}
+
+/// Every window of `channel`, matched against the signals of every endpoint of the test;
+/// prints the timeline (one character per window: `.` silence, `?` unclear, else the mark
+/// of the party heard).
+fn listen(name: &str, channel: &[i16], signals: &[&Signal]) -> Vec<Heard> {
+    let heard: Vec<Heard> = channel
+        .chunks_exact(WINDOW)
+        .map(|w| {
+            let w: Vec<f32> = w.iter().map(|&s| s as f32).collect();
+            let e: f64 = w.iter().map(|&v| (v as f64) * (v as f64)).sum();
+            if ((e / WINDOW as f64).sqrt() as f32) < SILENCE_RMS {
+                return Heard::Silence;
+            }
+            let (name, mark, c) = signals
+                .iter()
+                .map(|s| (s.name, s.mark, s.best_correlation(&w, e.sqrt())))
+                .fold(("", '?', f32::MIN), |a, b| if b.2 > a.2 { b } else { a });
+            if c >= MIN_CORRELATION {
+                Heard::Party(name, mark)
+            } else {
+                Heard::Unclear(c)
+            }
+        })
+        .collect();
+    let timeline: String = heard
+        .iter()
+        .map(|h| match h {
+            Heard::Silence => '.',
+            Heard::Unclear(_) => '?',
+            Heard::Party(_, mark) => *mark,
+        })
+        .collect();
+    let legend: Vec<String> = signals
+        .iter()
+        .map(|s| format!("{}={}", s.mark, s.name))
+        .collect();
+    println!("  {name:>5} {timeline}  ({})", legend.join(" "));
+    heard
+}
+
+/// The parties heard in order, with how many windows each (silence and unclear windows
+/// left out).
+fn runs(heard: &[Heard]) -> Vec<(&'static str, usize)> {
+    let mut out: Vec<(&'static str, usize)> = Vec::new();
+    for h in heard {
+        if let Heard::Party(p, _) = h {
+            match out.last_mut() {
+                Some((q, n)) if q == p => *n += 1,
+                _ => out.push((p, 1)),
+            }
+        }
+    }
+    out
+}
+
+/// Checks that a channel holds exactly `expected` parties in that order, each for at least
+/// `min_windows` windows, and that hardly any sound in it is unaccounted for.
+fn assert_heard(channel: &str, heard: &[Heard], expected: &[&str], min_windows: usize) {
+    let runs = runs(heard);
+    let unclear: Vec<f32> = heard
+        .iter()
+        .filter_map(|h| match h {
+            Heard::Unclear(c) => Some(*c),
+            _ => None,
+        })
+        .collect();
+    let sound = heard.iter().filter(|h| **h != Heard::Silence).count();
+    println!(
+        "  {channel}: {} windows of 100 ms, {sound} with sound: heard {runs:?}, {} unclear",
+        heard.len(),
+        unclear.len()
+    );
+    let names: Vec<&str> = runs.iter().map(|r| r.0).collect();
+    assert_eq!(
+        names, expected,
+        "{channel}: parties heard in order (windows each: {runs:?})"
+    );
+    for (p, n) in &runs {
+        assert!(
+            *n >= min_windows,
+            "{channel}: {p} heard in only {n} windows of 100 ms ({runs:?})"
+        );
+    }
+    // windows straddling the start of a stream or a transfer may match nothing
+    assert!(
+        unclear.len() <= 3 + sound / 20,
+        "{channel}: {} of {sound} windows with sound match no endpoint (correlations {unclear:?})",
+        unclear.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The lab: tcpdump and SIPp processes on one loopback network, killed when it is dropped.
+
+fn missing_tools() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0");
+    if !root {
+        return Some("not running as root (tcpdump needs it; CI runs as root)".into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in ["sipp", "tcpdump"] {
+        if !std::env::split_paths(&path).any(|d| d.join(tool).is_file()) {
+            return Some(format!(
+                "`{tool}` is not installed (apt-get install sip-tester tcpdump; tests/run.sh \
+                 installs them when run as root)"
+            ));
+        }
+    }
+    None
+}
+
+struct Process {
+    name: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    net: u8,
+    tcpdump: Option<Child>,
+    tcpdump_log: Arc<Mutex<String>>,
+    processes: Vec<Process>,
+}
+
+/// What callvault made of the capture.
+struct Outcome {
+    report: ReplayReport,
+    key: CataloguePrivateKey,
+    spool: PathBuf,
+}
+
+impl Lab {
+    /// A lab on 127.0.`net`.0/24, or None (after saying why) when the tools are missing.
+    fn new(test: &str, net: u8) -> Option<Lab> {
+        if let Some(why) = missing_tools() {
+            println!("SKIPPED sipp test {test}: {why}");
+            eprintln!("SKIPPED sipp test {test}: {why}");
+            return None;
+        }
+        let mut dir = tempfile::Builder::new()
+            .prefix(&format!("callvault-sipp-{test}-"))
+            .tempdir()
+            .unwrap();
+        // SIPP_TEST_KEEP=1 keeps the capture, the SIPp logs and the spool for a look
+        let keep = std::env::var_os("SIPP_TEST_KEEP").is_some();
+        dir.disable_cleanup(keep);
+        println!(
+            "sipp test {test} on 127.0.{net}.0/24{}",
+            if keep {
+                format!(", kept in {}", dir.path().display())
+            } else {
+                String::new()
+            }
+        );
+        Some(Lab {
+            dir,
+            net,
+            tcpdump: None,
+            tcpdump_log: Arc::default(),
+            processes: Vec::new(),
+        })
+    }
+
+    fn ip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.net, host)
+    }
+
+    fn addr(&self, host: u8, port: u16) -> String {
+        format!("{}:{port}", self.ip(host))
+    }
+
+    fn pcap(&self) -> PathBuf {
+        self.dir.path().join("capture.pcap")
+    }
+
+    /// Starts tcpdump on the lab's network and returns once it is capturing.
+    fn capture(&mut self) {
+        let mut child = Command::new("tcpdump")
+            .args([
+                "-i",
+                "lo",
+                "-U",
+                "--immediate-mode",
+                "-s",
+                "0",
+                "-Z",
+                "root",
+                "-w",
+            ])
+            .arg(self.pcap())
+            .args(["udp", "and", "net", &format!("127.0.{}.0/24", self.net)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tcpdump");
+        let stderr = child.stderr.take().unwrap();
+        self.tcpdump = Some(child);
+        let (tx, rx) = mpsc::channel();
+        let log = self.tcpdump_log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            panic!(
+                "tcpdump did not start capturing:\n{}",
+                self.tcpdump_log.lock().unwrap()
+            );
+        }
+    }
+
+    /// Starts a SIPp process `name` at 127.0.net.`host`:`port` with media on `media_port`,
+    /// streaming `signal`, running `scenario` (a file in tests/sipp/) with `args` (the
+    /// remote address for a client, -s, -d, -set ...). Returns once its SIP socket is bound.
+    #[allow(clippy::too_many_arguments)]
+    fn sipp(
+        &mut self,
+        name: &str,
+        scenario: &str,
+        host: u8,
+        port: u16,
+        media_port: u16,
+        signal: &Signal,
+        args: &[&str],
+    ) {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("send.al"), &signal.alaw).unwrap();
+        let scenario_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(scenario);
+        let ip = self.ip(host).to_string();
+        let child = Command::new("sipp")
+            .args(args)
+            .arg("-sf")
+            .arg(&scenario_path)
+            .args(["-i", &ip, "-p", &port.to_string()])
+            .args(["-mi", &ip, "-mp", &media_port.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout", "60s", "-timeout_error"])
+            .args(["-trace_msg", "-message_file"])
+            .arg(dir.join("messages.log"))
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.join("errors.log"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+            .spawn()
+            .expect("start sipp");
+        self.processes.push(Process {
+            name: name.to_owned(),
+            dir,
+            child,
+        });
+        let started = Instant::now();
+        while !udp_bound(self.ip(host), port) {
+            if started.elapsed() > Duration::from_secs(20) {
+                panic!("{name}: sipp never bound {ip}:{port}{}", self.logs(name));
+            }
+            if let Some(status) = self.process(name).child.try_wait().unwrap() {
+                panic!("{name}: sipp exited at once ({status}){}", self.logs(name));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn process(&mut self, name: &str) -> &mut Process {
+        self.processes
+            .iter_mut()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no process {name}"))
+    }
+
+    /// The tail of a SIPp process's logs, for failure messages.
+    fn logs(&self, name: &str) -> String {
+        let Some(p) = self.processes.iter().find(|p| p.name == name) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for f in ["errors.log", "stderr.log", "messages.log", "stdout.log"] {
+            let text = std::fs::read_to_string(p.dir.join(f)).unwrap_or_default();
+            let tail: String = {
+                let chars: Vec<char> = text.chars().collect();
+                chars[chars.len().saturating_sub(4000)..].iter().collect()
+            };
+            out.push_str(&format!("\n--- {name} {f} (tail) ---\n{tail}"));
+        }
+        out
+    }
+
+    /// Waits for a SIPp process to end (killing it after PROCESS_TIMEOUT); it must succeed.
+    fn wait(&mut self, name: &str) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.process(name).child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > PROCESS_TIMEOUT {
+                let p = self.process(name);
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+                panic!("{name}: sipp did not finish, killed{}", self.logs(name));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "{name}: sipp failed ({status}){}",
+            self.logs(name)
+        );
+    }
+
+    /// Stops the capture (SIGTERM) and replays it through callvault.
+    fn replay(&mut self) -> Outcome {
+        // let the last packets (the final 200 OK) reach the capture
+        std::thread::sleep(Duration::from_millis(300));
+        let mut child = self.tcpdump.take().expect("capture running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -TERM tcpdump failed");
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tcpdump did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // its statistics are the last lines it writes
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.tcpdump_log.lock().unwrap().clone();
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("dropped by kernel") && !l.starts_with("0 ")),
+            "tcpdump lost packets:\n{log}"
+        );
+        println!("  tcpdump: {}", log.trim().replace('\n', "; "));
+
+        let config =
+            AgentConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml"))
+                .expect("config/agent.toml");
+        let (public, private) = generate_keypair_files(&self.dir.path().join("keys")).unwrap();
+        let spool = self.dir.path().join("spool");
+        let report = replay::run(ReplayOptions {
+            config,
+            spool: spool.clone(),
+            public_key: public,
+            files: vec![self.pcap()],
+            progress: false,
+        })
+        .expect("replay");
+        assert!(report.file_errors.is_empty(), "{:?}", report.file_errors);
+        Outcome {
+            report,
+            key: CataloguePrivateKey::load(&private).unwrap(),
+            spool,
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for p in &mut self.processes {
+            if let Ok(None) = p.child.try_wait() {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+        }
+        if let Some(mut t) = self.tcpdump.take() {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
+    }
+}
+
+/// Whether a UDP socket is bound to ip:port (from /proc/net/udp).
+fn udp_bound(ip: Ipv4Addr, port: u16) -> bool {
+    let want = format!("{:08X}:{port:04X}", u32::from_ne_bytes(ip.octets()));
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+impl Outcome {
+    fn print(&self) {
+        let s = &self.report.summary;
+        println!(
+            "  callvault: {} calls seen, {} recorded, not recorded by rule {:?}, legs joined \
+             {:?}; RTP {} recorded, {} out of scope, {} unmatched",
+            s.calls.calls_seen,
+            s.calls.calls_recorded,
+            s.calls.not_recorded_by_rule,
+            s.calls.legs_joined,
+            s.routes.rtp_recorded,
+            s.routes.rtp_out_of_scope,
+            s.routes.rtp_unmatched
+        );
+        for rec in &self.report.recorded {
+            let legs: Vec<(&str, &str, &str)> = rec
+                .legs
+                .iter()
+                .map(|l| {
+                    (
+                        l.dialled.as_str(),
+                        l.joined_by.as_str(),
+                        l.sip_call_id.as_str(),
+                    )
+                })
+                .collect();
+            println!(
+                "  recorded {}: {:?} {:?}, legs {legs:?}, {} ms",
+                rec.call_id, rec.service, rec.decision.reason, rec.audio_ms
+            );
+            for st in &rec.streams {
+                println!(
+                    "    stream {} {} ssrc {} packets {} lost {} duplicates {} late {} resyncs {} {}..{}",
+                    st.direction,
+                    st.codec,
+                    st.ssrc,
+                    st.packets,
+                    st.lost,
+                    st.duplicates,
+                    st.late,
+                    st.resyncs,
+                    st.first_seen,
+                    st.last_seen
+                );
+            }
+        }
+    }
+
+    /// The only recorded call.
+    fn the_call(&self) -> &CallRecord {
+        assert_eq!(
+            self.report.recorded.len(),
+            1,
+            "one recorded call expected:\n{}",
+            self.report.summary
+        );
+        &self.report.recorded[0]
+    }
+
+    /// The decrypted recording: (left = caller, right = organisation).
+    fn audio(&self, rec: &CallRecord) -> (Vec<i16>, Vec<i16>) {
+        let json = self
+            .spool
+            .join("calls")
+            .join(format!("{}.json", rec.call_id));
+        let call = callvault::export::export_call(&json, &self.key).expect("export");
+        assert_eq!(call.rate, 8000);
+        let left = call.samples.iter().step_by(2).copied().collect();
+        let right = call.samples.iter().skip(1).step_by(2).copied().collect();
+        (left, right)
+    }
+
+    /// Nothing at all was written: no metadata, no segment, not even a partial one.
+    fn assert_spool_empty(&self) {
+        let files = files_under(&self.spool);
+        assert!(
+            files.is_empty(),
+            "out-of-scope call left files behind: {files:?}"
+        );
+    }
+
+    /// No file in the spool holds any of `signals` in the clear, as A-law bytes on the wire
+    /// or as 16-bit PCM.
+    fn assert_no_plaintext(&self, signals: &[&Signal]) {
+        let mut needles: Vec<(&str, Vec<u8>)> = Vec::new();
+        for s in signals {
+            let mut pcm = vec![0i16; PERIOD];
+            g711::decode_alaw(&s.alaw, &mut pcm);
+            for at in (0..PERIOD - 16).step_by(PERIOD / 8) {
+                needles.push((s.name, s.alaw[at..at + 16].to_vec()));
+                let bytes = pcm[at..at + 12]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                needles.push((s.name, bytes));
+            }
+        }
+        for f in files_under(&self.spool) {
+            let data = std::fs::read(&f).unwrap();
+            for (name, n) in &needles {
+                assert!(
+                    !data.windows(n.len()).any(|w| w == n.as_slice()),
+                    "{} holds {name}'s audio in the clear",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
+/// A loopback capture neither loses, duplicates nor delays packets: every packet callvault
+/// counts as a duplicate or as late is audio it dropped. The one exception: when a device
+/// restarts the sequence of an SSRC (SIPp does, in every new call), the first packet of the
+/// new run is held as "late" until its successor confirms the restart (RFC 3550 probation).
+fn assert_no_packet_dropped(rec: &CallRecord) {
+    for st in &rec.streams {
+        assert!(
+            st.duplicates == 0 && st.late <= st.resyncs,
+            "{} stream (SSRC {}): {} of {} packets dropped as duplicates and {} as late on a \
+             loopback capture (every SIPp process sends SSRC 0xCA110000 from sequence 0, so \
+             the transferred leg restarts the sequence of an SSRC already seen): {:?}",
+            st.direction,
+            st.ssrc,
+            st.duplicates,
+            st.packets,
+            st.late,
+            rec.streams
+        );
+    }
+}
+
+fn joined(rec: &CallRecord) -> Vec<&str> {
+    rec.legs.iter().map(|l| l.joined_by.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+
+/// A caller rings the Switchboard (a listed number); the agent (extension 4711) answers;
+/// both talk for 3 s and the caller hangs up.
+#[test]
+fn a_call_to_the_switchboard_is_recorded_with_each_side_on_its_channel() {
+    let Some(mut lab) = Lab::new("switchboard", 1) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 1);
+    let agent = Signal::noise("agent", 'A', 2);
+    lab.capture();
+    lab.sipp(
+        "agent",
+        "uas.xml",
+        2,
+        5060,
+        17000,
+        &agent,
+        &["-set", "user", "4711", "-set", "tag", "ag1"],
+    );
+    let agent_addr = lab.addr(2, 5060);
+    lab.sipp(
+        "caller",
+        "uac.xml",
+        1,
+        5060,
+        16000,
+        &caller,
+        &[
+            &agent_addr,
+            "-s",
+            SWITCHBOARD,
+            "-set",
+            "caller",
+            CALLER,
+            "-set",
+            "tag",
+            "cl1",
+            "-d",
+            "3000",
+        ],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    let out = lab.replay();
+    out.print();
+
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(rec.decision.rule, "listed_number");
+    assert_eq!(rec.caller, CALLER);
+    assert_eq!(joined(rec), ["initial"]);
+    assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+    for direction in ["from_caller", "from_organisation"] {
+        assert!(
+            rec.streams
+                .iter()
+                .any(|s| s.direction == direction && s.decoded && s.packets > 50),
+            "{direction}: {:?}",
+            rec.streams
+        );
+    }
+    let (left, right) = out.audio(rec);
+    let everyone = [&caller, &agent];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    assert_no_packet_dropped(rec);
+    assert_heard("left", &left_heard, &["caller"], 20);
+    assert_heard("right", &right_heard, &["agent"], 20);
+    out.assert_no_plaintext(&everyone);
+}
+
+/// The same caller direct-dials a staff member's DDI, which is not a listed number.
+#[test]
+fn a_direct_dial_to_a_staff_ddi_leaves_nothing_on_disk() {
+    let Some(mut lab) = Lab::new("staff_ddi", 2) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 11);
+    let staff = Signal::noise("staff", 'S', 12);
+    lab.capture();
+    lab.sipp(
+        "staff",
+        "uas.xml",
+        2,
+        5060,
+        17000,
+        &staff,
+        &["-set", "user", "4711", "-set", "tag", "st1"],
+    );
+    let staff_addr = lab.addr(2, 5060);
+    lab.sipp(
+        "caller",
+        "uac.xml",
+        1,
+        5060,
+        16000,
+        &caller,
+        &[
+            &staff_addr,
+            "-s",
+            STAFF_DDI,
+            "-set",
+            "caller",
+            CALLER,
+            "-set",
+            "tag",
+            "cl1",
+            "-d",
+            "2000",
+        ],
+    );
+    lab.wait("caller");
+    lab.wait("staff");
+    let out = lab.replay();
+    out.print();
+
+    let s = &out.report.summary;
+    assert!(out.report.recorded.is_empty(), "{s}");
+    assert_eq!(s.calls.calls_seen, 1, "{s}");
+    assert_eq!(
+        s.calls.not_recorded_by_rule.get("unlisted_number"),
+        Some(&1)
+    );
+    assert_eq!(s.routes.rtp_recorded, 0, "{s}");
+    assert!(
+        s.routes.rtp_out_of_scope > 100,
+        "the call's RTP was seen and dropped: {s}"
+    );
+    out.assert_spool_empty();
+}
+
+/// Extension 4711 calls extension 4712: staff to staff.
+#[test]
+fn an_internal_call_between_extensions_leaves_nothing_on_disk() {
+    let Some(mut lab) = Lab::new("internal", 3) else {
+        return;
+    };
+    let a = Signal::noise("4711", '1', 21);
+    let b = Signal::noise("4712", '2', 22);
+    lab.capture();
+    lab.sipp(
+        "ext4712",
+        "uas.xml",
+        2,
+        5060,
+        17000,
+        &b,
+        &["-set", "user", "4712", "-set", "tag", "b1"],
+    );
+    let b_addr = lab.addr(2, 5060);
+    lab.sipp(
+        "ext4711",
+        "uac.xml",
+        1,
+        5060,
+        16000,
+        &a,
+        &[
+            &b_addr, "-s", "4712", "-set", "caller", "4711", "-set", "tag", "a1", "-d", "2000",
+        ],
+    );
+    lab.wait("ext4711");
+    lab.wait("ext4712");
+    let out = lab.replay();
+    out.print();
+
+    let s = &out.report.summary;
+    assert!(out.report.recorded.is_empty(), "{s}");
+    assert_eq!(s.calls.calls_seen, 1, "{s}");
+    assert_eq!(s.calls.not_recorded_by_rule.get("internal_call"), Some(&1));
+    assert_eq!(s.routes.rtp_recorded, 0, "{s}");
+    assert!(s.routes.rtp_out_of_scope > 100, "{s}");
+    out.assert_spool_empty();
+}
+
+/// Blind transfer: the agent answers the Switchboard call, talks, REFERs the caller to the
+/// back office (4712) and hangs up; the caller's phone (a second SIPp process on the same
+/// address and media port, new Call-ID) INVITEs 4712 with Referred-By; the back office
+/// answers and talks; the caller hangs up.
+#[test]
+fn a_blind_transfer_to_the_back_office_is_one_recording_of_the_whole_conversation() {
+    let Some(mut lab) = Lab::new("blind_transfer", 4) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 31);
+    let agent = Signal::noise("agent", 'A', 32);
+    let back_office = Signal::noise("back_office", 'B', 33);
+    let back_office_addr = lab.addr(3, 5060);
+    let agent_addr = lab.addr(2, 5060);
+    let refer_to = format!("sip:4712@{back_office_addr}");
+    let referred_by = format!("sip:4711@{}", lab.ip(2));
+    lab.capture();
+    lab.sipp(
+        "back_office",
+        "uas.xml",
+        3,
+        5060,
+        18000,
+        &back_office,
+        &["-set", "user", "4712", "-set", "tag", "bo1"],
+    );
+    lab.sipp(
+        "agent",
+        "agent_refer.xml",
+        2,
+        5060,
+        17000,
+        &agent,
+        &[
+            "-set", "user", "4711", "-set", "tag", "ag1", "-set", "target", &refer_to, "-d", "3000",
+        ],
+    );
+    lab.sipp(
+        "caller",
+        "caller_referred.xml",
+        1,
+        5060,
+        16000,
+        &caller,
+        &[
+            &agent_addr,
+            "-s",
+            SWITCHBOARD,
+            "-set",
+            "caller",
+            CALLER,
+            "-set",
+            "tag",
+            "cl1",
+        ],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    lab.sipp(
+        "transferee",
+        "transferee.xml",
+        1,
+        5062,
+        16000,
+        &caller,
+        &[
+            &back_office_addr,
+            "-s",
+            "4712",
+            "-set",
+            "caller",
+            CALLER,
+            "-set",
+            "tag",
+            "cl2",
+            "-set",
+            "referred_by",
+            &referred_by,
+            "-set",
+            "extra_header",
+            "Subject",
+            "-set",
+            "extra_value",
+            "blind transfer",
+            "-d",
+            "3000",
+        ],
+    );
+    lab.wait("transferee");
+    lab.wait("back_office");
+    let out = lab.replay();
+    out.print();
+
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(joined(rec), ["initial", "refer"]);
+    assert_eq!(rec.sip_call_ids.len(), 2);
+    assert_eq!(rec.legs[1].dialled, "4712");
+    assert_eq!(out.report.summary.calls.calls_seen, 1, "one conversation");
+    assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+    let (left, right) = out.audio(rec);
+    let everyone = [&caller, &agent, &back_office];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    out.assert_no_plaintext(&everyone);
+    assert_no_packet_dropped(rec);
+    assert_heard("left", &left_heard, &["caller"], 40);
+    assert_heard("right", &right_heard, &["agent", "back_office"], 20);
+}
+
+/// Attended transfer: while the caller talks to the agent, the agent's phone consults the
+/// back office (4711 -> 4712, an internal call on another port of the agent's phone and of
+/// the back office's phone), then REFERs the caller with Refer-To carrying Replaces naming
+/// the consultation; the caller's phone INVITEs the back office with that Replaces.
+#[test]
+fn an_attended_transfer_records_the_conversation_but_not_the_consultation() {
+    let Some(mut lab) = Lab::new("attended_transfer", 5) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 41);
+    let agent = Signal::noise("agent", 'A', 42);
+    let agent_consulting = Signal::noise("agent_consulting", 'a', 43);
+    let back_office_consulted = Signal::noise("back_office_consulted", 'b', 44);
+    let back_office = Signal::noise("back_office", 'B', 45);
+    let consult_call_id = format!("consult-1@{}", lab.ip(2));
+    let replaces = format!("{consult_call_id};to-tag=bo1;from-tag=ag2");
+    let escaped = replaces
+        .replace('@', "%40")
+        .replace(';', "%3B")
+        .replace('=', "%3D");
+    let refer_to = format!("sip:4712@{}?Replaces={escaped}", lab.addr(3, 5062));
+    let referred_by = format!("sip:4711@{}", lab.ip(2));
+    let agent_addr = lab.addr(2, 5060);
+    let consulted_addr = lab.addr(3, 5060);
+    let back_office_addr = lab.addr(3, 5062);
+    lab.capture();
+    lab.sipp(
+        "back_office_consulted",
+        "uas.xml",
+        3,
+        5060,
+        18000,
+        &back_office_consulted,
+        &["-set", "user", "4712", "-set", "tag", "bo1"],
+    );
+    lab.sipp(
+        "back_office",
+        "uas.xml",
+        3,
+        5062,
+        18010,
+        &back_office,
+        &["-set", "user", "4712", "-set", "tag", "bo2"],
+    );
+    lab.sipp(
+        "agent",
+        "agent_refer.xml",
+        2,
+        5060,
+        17000,
+        &agent,
+        &[
+            "-set", "user", "4711", "-set", "tag", "ag1", "-set", "target", &refer_to, "-d", "4000",
+        ],
+    );
+    lab.sipp(
+        "caller",
+        "caller_referred.xml",
+        1,
+        5060,
+        16000,
+        &caller,
+        &[
+            &agent_addr,
+            "-s",
+            SWITCHBOARD,
+            "-set",
+            "caller",
+            CALLER,
+            "-set",
+            "tag",
+            "cl1",
+        ],
+    );
+    // the consultation starts a second into the conversation
+    std::thread::sleep(Duration::from_millis(1000));
+    lab.sipp(
+        "agent_consulting",
+        "uac.xml",
+        2,
+        5062,
+        17010,
+        &agent_consulting,
+        &[
+            &consulted_addr,
+            "-s",
+            "4712",
+            "-set",
+            "caller",
+            "4711",
+            "-set",
+            "tag",
+            "ag2",
+            "-cid_str",
+            &consult_call_id,
+            "-d",
+            "4000",
+        ],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    lab.sipp(
+        "transferee",
+        "transferee.xml",
+        1,
+        5062,
+        16000,
+        &caller,
+        &[
+            &back_office_addr,
+            "-s",
+            "4712",
+            "-set",
+            "caller",
+            CALLER,
+            "-set",
+            "tag",
+            "cl2",
+            "-set",
+            "referred_by",
+            &referred_by,
+            "-set",
+            "extra_header",
+            "Replaces",
+            "-set",
+            "extra_value",
+            &replaces,
+            "-d",
+            "3000",
+        ],
+    );
+    lab.wait("agent_consulting");
+    lab.wait("back_office_consulted");
+    lab.wait("transferee");
+    lab.wait("back_office");
+    let out = lab.replay();
+    out.print();
+
+    let s = &out.report.summary;
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(joined(rec), ["initial", "refer"]);
+    assert!(
+        !rec.sip_call_ids.contains(&consult_call_id),
+        "{:?}",
+        rec.sip_call_ids
+    );
+    assert_eq!(s.calls.not_recorded_by_rule.get("internal_call"), Some(&1));
+    assert!(
+        s.routes.rtp_out_of_scope > 100,
+        "the consultation's RTP was dropped: {s}"
+    );
+    let (left, right) = out.audio(rec);
+    let everyone = [
+        &caller,
+        &agent,
+        &agent_consulting,
+        &back_office_consulted,
+        &back_office,
+    ];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    for (channel, heard) in [("left", &left_heard), ("right", &right_heard)] {
+        assert!(
+            !heard.iter().any(|h| matches!(
+                h,
+                Heard::Party("agent_consulting" | "back_office_consulted", _)
+            )),
+            "{channel}: the consultation is in the recording"
+        );
+    }
+    out.assert_no_plaintext(&everyone);
+    assert_no_packet_dropped(rec);
+    assert_heard("left", &left_heard, &["caller"], 40);
+    assert_heard("right", &right_heard, &["agent", "back_office"], 20);
+}
