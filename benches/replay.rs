@@ -119,12 +119,23 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    if let [calls, seconds] = &args[..] {
-        run(
-            calls.parse().expect("CALLS"),
-            seconds.parse().expect("SECONDS"),
-        );
-        return;
+    match &args[..] {
+        [calls, seconds] => {
+            run(
+                calls.parse().expect("CALLS"),
+                seconds.parse().expect("SECONDS"),
+            );
+            return;
+        }
+        [calls, seconds, place] => {
+            run_place(
+                calls.parse().expect("CALLS"),
+                seconds.parse().expect("SECONDS"),
+                place,
+            );
+            return;
+        }
+        _ => {}
     }
     for (calls, seconds) in [(200, 60), (1000, 60)] {
         run(calls, seconds);

@@ -212,7 +212,8 @@ impl AgentConfig {
                 config::Environment::with_prefix("CALLVAULT")
                     .prefix_separator("_")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(Some(config_overrides())),
             )
             .build()
             .map_err(|e| ConfigError::Load {
@@ -378,6 +379,14 @@ impl AgentConfig {
         }
         Ok(())
     }
+}
+
+/// The environment variables that override configuration keys: `CALLVAULT_<SECTION>__<KEY>`.
+/// Other `CALLVAULT_*` variables (`CALLVAULT_LOG`) belong to the command line, not the file.
+fn config_overrides() -> config::Map<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("CALLVAULT_") && k.contains("__"))
+        .collect()
 }
 
 fn number_fix(e: &NumberError) -> &'static str {

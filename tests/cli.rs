@@ -53,8 +53,9 @@ fn fails(cmd: &mut Command) -> String {
         stdout(&out),
         stderr(&out)
     );
-    assert!(
-        !out.status.code().is_some_and(|c| c == 101),
+    assert_ne!(
+        out.status.code(),
+        Some(101),
         "{cmd:?} panicked:\n{}",
         stderr(&out)
     );
@@ -470,4 +471,19 @@ fn demo_records_and_exports_the_sample_calls() {
         files_with_extension(&d.join("spool/calls"), "json").len(),
         4
     );
+}
+
+/// Known bug (reported, not fixed here): `--log` takes its default from `CALLVAULT_LOG`
+/// (src/main.rs), but the configuration loader reads every `CALLVAULT_*` variable as a
+/// configuration key (src/config.rs, `Environment::with_prefix("CALLVAULT")`), so setting the
+/// documented log variable makes `replay` refuse the configuration: "unknown field `log`".
+#[test]
+fn callvault_log_does_not_break_the_configuration() {
+    let ws = Workspace::new(2, 1);
+    let out = ok(ws
+        .replay()
+        .env("CALLVAULT_LOG", "warn")
+        .args(["--json", "cap.pcap"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["calls"]["calls_seen"], 2, "{v}");
 }

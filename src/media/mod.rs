@@ -294,7 +294,9 @@ impl<S: SegmentStore> MediaStage<S> {
             )
         });
 
-        let wall = samples_since(origin, time, rate);
+        // A packet stamped before the call's first audio (merged captures, two mirror ports
+        // with slightly different clocks) counts as arriving at the start, never before it.
+        let wall = samples_since(origin, time, rate).max(0);
         let behind = rate as i64 * (delay_ms as i64 * 3 / 4) / 1000;
         let ahead = rate as i64 * MAX_AHEAD.as_millis() as i64 / 1000;
         match stream.position(ext_ts, rate) {

@@ -131,6 +131,9 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
     pub fn frame(&mut self, time: Timestamp, link: LinkType, frame: &[u8]) {
         let core = &mut self.core;
         core.advance(time);
+        // Calls whose linger has passed close before this frame is routed, however long the
+        // capture was quiet: a late packet never lands in an ended call.
+        core.close_lingering(Some(core.now));
         self.net
             .frame(time, link, frame, &mut |dg| core.datagram(dg));
         if time >= core.next_tick {
@@ -144,6 +147,7 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
         let core = &mut self.core;
         self.net.hep(packet, &mut |dg| {
             core.advance(dg.time);
+            core.close_lingering(Some(core.now));
             core.datagram(dg);
         });
         core.maybe_tick();
@@ -342,6 +346,9 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
 
     /// Closes ended calls whose linger has passed (all of them when `now` is None).
     fn close_lingering(&mut self, now: Option<Timestamp>) {
+        if self.closing.is_empty() {
+            return;
+        }
         let due: Vec<(CallKey, bool)> = self
             .closing
             .iter()
