@@ -7,6 +7,8 @@
 //! (127.0.N.0/24), so the tests run in parallel. They need root (tcpdump), `sipp` and
 //! `tcpdump` (`tests/run.sh` installs them); without those they print why and pass.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -523,27 +525,6 @@ fn udp_bound(ip: Ipv4Addr, port: u16) -> bool {
         .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 impl Outcome {
     fn print(&self) {
         let s = &self.report.summary;
@@ -618,7 +599,7 @@ impl Outcome {
 
     /// Nothing at all was written: no metadata, no segment, not even a partial one.
     fn assert_spool_empty(&self) {
-        let files = files_under(&self.spool);
+        let files = common::spool_files(&self.spool);
         assert!(
             files.is_empty(),
             "out-of-scope call left files behind: {files:?}"
@@ -641,7 +622,7 @@ impl Outcome {
                 needles.push((s.name, bytes));
             }
         }
-        for f in files_under(&self.spool) {
+        for f in common::spool_files(&self.spool) {
             let data = std::fs::read(&f).unwrap();
             for (name, n) in &needles {
                 assert!(

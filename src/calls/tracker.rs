@@ -181,14 +181,9 @@ impl CallTracker {
             .request_uri()
             .and_then(|u| u.user_unescaped_opt())
             .unwrap_or_default();
-        let from = msg.from();
-        let from_user = from
-            .as_ref()
+        let from_user = msg
+            .from()
             .and_then(|f| f.uri.user_unescaped_opt())
-            .unwrap_or_default();
-        let to_user = msg
-            .to()
-            .and_then(|t| t.uri.user_unescaped_opt())
             .unwrap_or_default();
         let caller_raw = msg
             .p_asserted_identity()
@@ -201,29 +196,7 @@ impl CallTracker {
             caller: &caller_raw,
             original_called: &original_called,
         });
-        let leg = Leg {
-            sip_call_id: sip_id.to_owned(),
-            dialled: dialled.clone(),
-            from_user,
-            to_user,
-            a_tag: from
-                .as_ref()
-                .and_then(|f| f.tag().map(str::to_owned))
-                .unwrap_or_default(),
-            b_tag: None,
-            state: LegState::Calling,
-            a_side: Side::Caller,
-            invite_cseq: msg.cseq().map(|c| c.seq).unwrap_or(0),
-            joined_by: JoinedBy::Initial,
-            started_at: time,
-            answered_at: None,
-            ended_at: None,
-            end_reason: None,
-            last_signal: time,
-            endpoints: Vec::new(),
-            cancelled: false,
-            transfers: Vec::new(),
-        };
+        let leg = new_leg(sip_id, msg, time, Side::Caller, JoinedBy::Initial);
         self.admit(key, decision, dialled, caller_raw, leg, time);
         self.media_from_message(msg, key, sip_id, src);
     }
@@ -341,39 +314,8 @@ impl CallTracker {
         let Some(call) = self.calls.get_mut(&join.call) else {
             return;
         };
-        let from = msg.from();
-        call.legs.push(Leg {
-            sip_call_id: sip_id.to_owned(),
-            dialled: msg
-                .request_uri()
-                .and_then(|u| u.user_unescaped_opt())
-                .unwrap_or_default(),
-            from_user: from
-                .as_ref()
-                .and_then(|f| f.uri.user_unescaped_opt())
-                .unwrap_or_default(),
-            to_user: msg
-                .to()
-                .and_then(|t| t.uri.user_unescaped_opt())
-                .unwrap_or_default(),
-            a_tag: from
-                .as_ref()
-                .and_then(|f| f.tag().map(str::to_owned))
-                .unwrap_or_default(),
-            b_tag: None,
-            state: LegState::Calling,
-            a_side: join.a_side,
-            invite_cseq: msg.cseq().map(|c| c.seq).unwrap_or(0),
-            joined_by: join.by,
-            started_at: time,
-            answered_at: None,
-            ended_at: None,
-            end_reason: None,
-            last_signal: time,
-            endpoints: Vec::new(),
-            cancelled: false,
-            transfers: Vec::new(),
-        });
+        call.legs
+            .push(new_leg(sip_id, msg, time, join.a_side, join.by));
         *self
             .counters
             .legs_joined
@@ -396,35 +338,13 @@ impl CallTracker {
             None => format!("{} response", msg.status().unwrap_or(0)),
         };
         let decision = ScopePolicy::undecidable(&what);
-        let from = msg.from();
-        let leg = Leg {
-            sip_call_id: sip_id.to_owned(),
-            dialled: String::new(),
-            from_user: from
-                .as_ref()
-                .and_then(|f| f.uri.user_unescaped_opt())
-                .unwrap_or_default(),
-            to_user: msg
-                .to()
-                .and_then(|t| t.uri.user_unescaped_opt())
-                .unwrap_or_default(),
-            a_tag: from
-                .as_ref()
-                .and_then(|f| f.tag().map(str::to_owned))
-                .unwrap_or_default(),
-            b_tag: msg.to().and_then(|t| t.tag().map(str::to_owned)),
-            state: LegState::Confirmed,
-            a_side: Side::Caller,
-            invite_cseq: 0,
-            joined_by: JoinedBy::MidCall,
-            started_at: time,
-            answered_at: None,
-            ended_at: None,
-            end_reason: None,
-            last_signal: time,
-            endpoints: Vec::new(),
-            cancelled: false,
-            transfers: Vec::new(),
+        let leg = {
+            let mut leg = new_leg(sip_id, msg, time, Side::Caller, JoinedBy::MidCall);
+            leg.dialled = String::new();
+            leg.b_tag = msg.to().and_then(|t| t.tag().map(str::to_owned));
+            leg.state = LegState::Confirmed;
+            leg.invite_cseq = 0;
+            leg
         };
         self.admit(key, decision, String::new(), String::new(), leg, time);
         self.media_from_message(msg, key, sip_id, src);
@@ -769,6 +689,38 @@ fn audio_endpoints(sdp: &Sdp, src: SocketAddr) -> Vec<(SocketAddr, PayloadMap)> 
         }
     }
     out
+}
+
+/// A leg for the dialog an INVITE starts.
+fn new_leg(
+    sip_id: &str,
+    msg: &Message<'_>,
+    time: Timestamp,
+    a_side: Side,
+    joined_by: JoinedBy,
+) -> Leg {
+    let from = msg.from();
+    let user = |u: Option<String>| u.unwrap_or_default();
+    Leg {
+        sip_call_id: sip_id.to_owned(),
+        dialled: user(msg.request_uri().and_then(|u| u.user_unescaped_opt())),
+        from_user: user(from.as_ref().and_then(|f| f.uri.user_unescaped_opt())),
+        to_user: user(msg.to().and_then(|t| t.uri.user_unescaped_opt())),
+        a_tag: user(from.as_ref().and_then(|f| f.tag().map(str::to_owned))),
+        b_tag: None,
+        state: LegState::Calling,
+        a_side,
+        invite_cseq: msg.cseq().map(|c| c.seq).unwrap_or(0),
+        joined_by,
+        started_at: time,
+        answered_at: None,
+        ended_at: None,
+        end_reason: None,
+        last_signal: time,
+        endpoints: Vec::new(),
+        cancelled: false,
+        transfers: Vec::new(),
+    }
 }
 
 /// Status code of a `message/sipfrag` body ("SIP/2.0 200 OK").

@@ -59,13 +59,7 @@ impl SequenceTracker {
         if delta > 0 {
             let ext = self.highest + delta as u64;
             if delta > MAX_DROPOUT {
-                self.expected_before += self.highest + 1 - self.run_base;
-                self.run_base = ext;
-                self.restarts += 1;
-                self.highest = ext;
-                self.window = 1;
-                self.received += 1;
-                return SeqVerdict::Restart { ext };
+                return self.restart(ext);
             }
             self.window = if delta as u64 >= WINDOW {
                 1
@@ -89,13 +83,7 @@ impl SequenceTracker {
                 self.probation = None;
                 // a fresh cycle above everything seen, whose low 16 bits are this seq
                 let ext = (((self.highest >> 16) + 2) << 16) | seq as u64;
-                self.expected_before += self.highest + 1 - self.run_base;
-                self.run_base = ext;
-                self.restarts += 1;
-                self.highest = ext;
-                self.window = 1;
-                self.received += 1;
-                return SeqVerdict::Restart { ext };
+                return self.restart(ext);
             }
             self.probation = Some(seq);
             self.too_old += 1;
@@ -116,6 +104,17 @@ impl SequenceTracker {
             ext: self.highest - back,
             newest: false,
         }
+    }
+
+    /// Closes the current run (its loss stays counted) and starts a new one at `ext`.
+    fn restart(&mut self, ext: u64) -> SeqVerdict {
+        self.expected_before += self.highest + 1 - self.run_base;
+        self.run_base = ext;
+        self.restarts += 1;
+        self.highest = ext;
+        self.window = 1;
+        self.received += 1;
+        SeqVerdict::Restart { ext }
     }
 
     /// Packets never received (expected minus received; never negative).
