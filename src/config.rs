@@ -79,6 +79,11 @@ pub struct ScopeSection {
     /// The caller dialled a staff line, outside the published scope, so this is off by default.
     #[serde(default)]
     pub record_forwarded_to_listed_numbers: bool,
+    /// Record an agent's consultation call (to a colleague, during an attended transfer of a
+    /// recorded call) as part of that call, on the organisation channel. Off: it is
+    /// organisation-internal, like any staff-to-staff call.
+    #[serde(default)]
+    pub record_consultation_calls: bool,
 }
 
 fn default_extension_max_digits() -> usize {

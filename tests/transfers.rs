@@ -42,15 +42,14 @@ struct Script {
 
 impl Script {
     fn new() -> Script {
+        Script::with_config(example_config())
+    }
+
+    fn with_config(cfg: callvault::config::AgentConfig) -> Script {
         let (_, public, key) = test_keys();
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let p = Pipeline::new(
-            &example_config(),
-            public,
-            spool.clone(),
-            CollectingSink::new(spool),
-        );
+        let p = Pipeline::new(&cfg, public, spool.clone(), CollectingSink::new(spool));
         Script {
             p,
             dir,
@@ -117,7 +116,7 @@ impl Script {
     /// Caller X rings the switchboard and agent A (4711) answers; 1 s of conversation.
     fn answered_call(&mut self) {
         self.sip(0, X_SIP, A_SIP, &format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>\r\nCall-ID: leg1\r\nCSeq: 1 INVITE"), Some(X_RTP));
-        self.sip(300, A_SIP, X_SIP, &format!("SIP/2.0 200 OK\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 1 INVITE"), Some(A_RTP));
+        self.sip(300, A_SIP, X_SIP, &format!("SIP/2.0 200 OK\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 1 INVITE\r\nContact: <sip:4711@10.20.1.5>"), Some(A_RTP));
         self.sip(310, X_SIP, A_SIP, &format!("ACK sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 1 ACK"), None);
         self.both_ways(320, X_RTP, A_RTP, 1, 2, 50);
     }
@@ -224,6 +223,53 @@ fn attended_transfer_records_the_conversation_but_not_the_consultation() {
         (t[0].target.as_str(), t[0].attended, t[0].status),
         ("4712", true, Some(200))
     );
+}
+
+#[test]
+fn with_the_switch_on_the_consultation_is_kept_with_the_call_on_the_organisation_channel() {
+    let mut cfg = example_config();
+    cfg.scope.record_consultation_calls = true;
+    let mut s = Script::with_config(cfg);
+    s.answered_call();
+    // agent consults the back office (internal call, a new port on the agent's phone)
+    s.sip(1_400, A_SIP, B_SIP, "INVITE sip:4712@10.20.0.5 SIP/2.0\r\nFrom: <sip:4711@10.20.0.5>;tag=c1\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: consult\r\nCSeq: 1 INVITE", Some(A_RTP2));
+    s.sip(1_600, B_SIP, A_SIP, "SIP/2.0 200 OK\r\nFrom: <sip:4711@10.20.0.5>;tag=c1\r\nTo: <sip:4712@10.20.0.5>;tag=c2\r\nCall-ID: consult\r\nCSeq: 1 INVITE", Some(B_RTP));
+    s.both_ways(1_620, A_RTP2, B_RTP, 5, 6, 25);
+    // the agent refers the caller to the officer, replacing the consultation
+    s.sip(2_200, A_SIP, X_SIP, &format!("REFER sip:{CALLER}@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=a1\r\nTo: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nCall-ID: leg1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:4712@10.20.0.5?Replaces=consult%3Bto-tag%3Dc2%3Bfrom-tag%3Dc1>\r\nReferred-By: <sip:4711@10.20.0.5>"), None);
+    s.sip(2_300, X_SIP, B_SIP, &format!("INVITE sip:4712@10.20.1.9 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: leg3\r\nCSeq: 1 INVITE\r\nReplaces: consult;to-tag=c2;from-tag=c1"), Some(X_RTP));
+    s.sip(2_400, B_SIP, X_SIP, &format!("SIP/2.0 200 OK\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>;tag=b3\r\nCall-ID: leg3\r\nCSeq: 1 INVITE"), Some(B_RTP));
+    let notify = format!(
+        "NOTIFY sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 3 NOTIFY\r\nEvent: refer\r\nSubscription-State: terminated;reason=noresource\r\nContent-Type: message/sipfrag\r\nContent-Length: 16\r\n\r\nSIP/2.0 200 OK\r\n"
+    );
+    s.p.frame(
+        Script::t(2_410),
+        LinkType::Ethernet,
+        &udp_frame(a(X_SIP), a(A_SIP), notify.as_bytes()),
+    );
+    s.sip(2_450, B_SIP, A_SIP, "BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:4712@10.20.0.5>;tag=c2\r\nTo: <sip:4711@10.20.0.5>;tag=c1\r\nCall-ID: consult\r\nCSeq: 2 BYE", None);
+    s.sip(2_460, X_SIP, A_SIP, &format!("BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 4 BYE"), None);
+    s.both_ways(2_500, X_RTP, B_RTP, 3, 4, 50);
+    s.sip(3_600, B_SIP, X_SIP, &format!("BYE sip:{CALLER}@192.0.2.10 SIP/2.0\r\nFrom: <sip:4712@10.20.0.5>;tag=b3\r\nTo: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nCall-ID: leg3\r\nCSeq: 2 BYE"), None);
+    let (summary, recorded, _dir, _key) = s.finish();
+    assert_eq!(recorded.len(), 1, "{summary}");
+    let rec = &recorded[0];
+    assert_eq!(joined(rec), ["initial", "consultation", "refer"]);
+    assert_eq!(
+        summary.calls.calls_seen, 1,
+        "the consultation is not a call of its own"
+    );
+    // caller: 50 + 50; organisation: agent 50, consultation 25 + 25, back office 50
+    assert_eq!(
+        (
+            packets(rec, "from_caller"),
+            packets(rec, "from_organisation")
+        ),
+        (100, 150),
+        "{:?}",
+        rec.streams
+    );
+    assert_eq!(summary.routes.rtp_out_of_scope, 0);
 }
 
 #[test]

@@ -51,6 +51,9 @@ pub enum JoinedBy {
     /// A new dialog carrying on the media endpoint of one of the call's parties (a PBX or
     /// B2BUA leg, direct media after a transfer).
     MediaEndpoint,
+    /// The agent's consultation call during a transfer, recorded only when
+    /// `scope.record_consultation_calls` is on; both its parties are the organisation side.
+    Consultation,
 }
 
 impl JoinedBy {
@@ -61,6 +64,7 @@ impl JoinedBy {
             JoinedBy::Refer => "refer",
             JoinedBy::Replaces => "replaces",
             JoinedBy::MediaEndpoint => "media_endpoint",
+            JoinedBy::Consultation => "consultation",
         }
     }
 }
@@ -80,6 +84,9 @@ pub struct TransferNote {
     pub cseq: u32,
 }
 
+/// Organisation identities kept per leg.
+pub const MAX_ORG_IDENTITIES: usize = 8;
+
 /// Transfer notes kept per leg.
 pub const MAX_TRANSFER_NOTES: usize = 8;
 
@@ -98,8 +105,10 @@ pub struct Leg {
     /// To tag of the dialog that answered.
     pub b_tag: Option<String>,
     pub state: LegState,
-    /// Which side of the recording party A is.
+    /// Which side of the recording party A is, and party B (the other one, except in a
+    /// recorded consultation, where both are the organisation).
     pub a_side: Side,
+    pub b_side: Side,
     pub invite_cseq: u32,
     pub joined_by: JoinedBy,
     pub started_at: Timestamp,
@@ -113,6 +122,8 @@ pub struct Leg {
     pub cancelled: bool,
     /// REFERs sent inside this leg.
     pub transfers: Vec<TransferNote>,
+    /// Names the organisation's party of this leg is known by (see `note_org_identity`).
+    pub org_identities: Vec<String>,
 }
 
 impl Leg {
@@ -133,7 +144,19 @@ impl Leg {
     pub fn side_of(&self, party: Party) -> Side {
         match party {
             Party::A => self.a_side,
-            Party::B => self.a_side.other(),
+            Party::B => self.b_side,
+        }
+    }
+
+    /// Remembers a user name the organisation's party of this leg is known by (its Contact or
+    /// P-Asserted-Identity in a response, the Referred-By of its REFER): how an agent's own
+    /// internal call is recognised as a consultation.
+    pub fn note_org_identity(&mut self, user: &str) {
+        if !user.is_empty()
+            && self.org_identities.len() < MAX_ORG_IDENTITIES
+            && !self.org_identities.iter().any(|u| u == user)
+        {
+            self.org_identities.push(user.to_owned());
         }
     }
 

@@ -57,11 +57,13 @@ pub enum CallEvent {
     /// The call is in scope: open its recording.
     Record { call: CallKey },
     /// A party of `call` receives media at `addr` (its SDP said so). RTP sent *to* `addr` is
-    /// the other side's voice; with symmetric RTP, RTP sent *from* `addr` is `owner`'s.
+    /// the voice of `peer` (the other party of that leg); with symmetric RTP, RTP sent *from*
+    /// `addr` is `owner`'s.
     Endpoint {
         call: CallKey,
         addr: SocketAddr,
         owner: Side,
+        peer: Side,
         codecs: PayloadMap,
         record: bool,
     },

@@ -26,7 +26,7 @@ use super::call::Call;
 use super::leg::{JoinedBy, Leg, LegState, MAX_TRANSFER_NOTES, Party, TransferNote};
 use super::transfer::{
     InviteEvidence, Join, MAX_PENDING, MEDIA_JOIN_ACTIVITY, PendingTransfer, TRANSFER_WINDOW,
-    comparable, match_pending,
+    comparable, match_pending, same_number,
 };
 use super::{CallEvent, CallKey, Side};
 use crate::config::CallsSection;
@@ -235,6 +235,30 @@ impl CallTracker {
                 .collect(),
         };
         let live = |call: &Call| !call.ended;
+        // 0. an agent's own internal call while a recorded call of theirs is live: its
+        // consultation (recorded only when the policy says so)
+        if self.policy.record_consultations()
+            && evidence
+                .callers
+                .iter()
+                .any(|c| self.policy.normalise(c).is_extension())
+            && let Some(call) = self.calls.values().find(|c| {
+                live(c)
+                    && c.record()
+                    && c.legs.iter().any(|l| {
+                        l.org_identities
+                            .iter()
+                            .any(|id| evidence.callers.iter().any(|u| same_number(u, id)))
+                    })
+            })
+        {
+            return Some(Join {
+                call: call.key,
+                by: JoinedBy::Consultation,
+                a_side: Side::Organisation,
+                b_side: Side::Organisation,
+            });
+        }
         // 1. the INVITE a REFER asked for
         let calls = &self.calls;
         let endpoints = &self.endpoints;
@@ -252,6 +276,7 @@ impl CallTracker {
                     call: p.call,
                     by: JoinedBy::Refer,
                     a_side: p.transferee_side,
+                    b_side: p.transferee_side.other(),
                 });
             }
         }
@@ -271,10 +296,12 @@ impl CallTracker {
             } else {
                 Party::B
             };
+            let a_side = leg.side_of(recipient).other();
             return Some(Join {
                 call: key,
                 by: JoinedBy::Replaces,
-                a_side: leg.side_of(recipient).other(),
+                a_side,
+                b_side: a_side.other(),
             });
         }
         // 3. the caller's media endpoint carried on while the call is alive (only the
@@ -291,6 +318,7 @@ impl CallTracker {
                         call: key,
                         by: JoinedBy::MediaEndpoint,
                         a_side: side,
+                        b_side: side.other(),
                     });
                 }
             }
@@ -314,8 +342,9 @@ impl CallTracker {
         let Some(call) = self.calls.get_mut(&join.call) else {
             return;
         };
-        call.legs
-            .push(new_leg(sip_id, msg, time, join.a_side, join.by));
+        let mut leg = new_leg(sip_id, msg, time, join.a_side, join.by);
+        leg.b_side = join.b_side;
+        call.legs.push(leg);
         *self
             .counters
             .legs_joined
@@ -435,6 +464,9 @@ impl CallTracker {
                         .and_then(|r| r.uri.user_unescaped_opt())
                         .or_else(|| msg.from().and_then(|f| f.uri.user_unescaped_opt()))
                         .unwrap_or_default();
+                    if leg.side_of(sender) == Side::Organisation {
+                        leg.note_org_identity(&referred_by);
+                    }
                     if self.pending.len() >= MAX_PENDING {
                         self.pending.remove(0);
                     }
@@ -487,6 +519,24 @@ impl CallTracker {
                 }
             }
             (None, Some(status)) => {
+                // who the organisation's party is (for recognising its consultation calls)
+                if (100..300).contains(&status)
+                    && leg.side_of(leg.sender_of_response(from_tag.as_deref()))
+                        == Side::Organisation
+                {
+                    for user in msg
+                        .contact()
+                        .and_then(|c| c.uri.user_unescaped_opt())
+                        .into_iter()
+                        .chain(
+                            msg.p_asserted_identity()
+                                .iter()
+                                .filter_map(|p| p.uri.user_unescaped_opt()),
+                        )
+                    {
+                        leg.note_org_identity(&user);
+                    }
+                }
                 let is_invite = cseq
                     .as_ref()
                     .map(|c| matches!(c.method, Method::Invite))
@@ -643,6 +693,7 @@ impl CallTracker {
             leg.sender_of_request(from_tag.as_deref())
         };
         let owner = leg.side_of(party);
+        let peer = leg.side_of(party.other());
         for (addr, codecs) in audio_endpoints(&sdp, src) {
             leg.remember_endpoint(addr, party);
             if self.endpoints.len() < self.limits.max_dialogs * 4
@@ -654,6 +705,7 @@ impl CallTracker {
                 call: key,
                 addr,
                 owner,
+                peer,
                 codecs,
                 record,
             });
@@ -710,6 +762,7 @@ fn new_leg(
         b_tag: None,
         state: LegState::Calling,
         a_side,
+        b_side: a_side.other(),
         invite_cseq: msg.cseq().map(|c| c.seq).unwrap_or(0),
         joined_by,
         started_at: time,
@@ -720,6 +773,7 @@ fn new_leg(
         endpoints: Vec::new(),
         cancelled: false,
         transfers: Vec::new(),
+        org_identities: Vec::new(),
     }
 }
 

@@ -118,6 +118,7 @@ pub struct Join {
     pub call: CallKey,
     pub by: JoinedBy,
     pub a_side: Side,
+    pub b_side: Side,
 }
 
 #[cfg(test)]

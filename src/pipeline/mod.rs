@@ -248,7 +248,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
     #[inline]
     fn rtp(&mut self, dg: &Datagram<'_>) {
         let (route, side) = match self.table.get(&dg.dst) {
-            Some(r) => (r, r.owner.other()),
+            Some(r) => (r, r.peer),
             None => match self
                 .symmetric_rtp
                 .then(|| self.table.get(&dg.src))
@@ -310,6 +310,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                     call,
                     addr,
                     owner,
+                    peer,
                     codecs,
                     record,
                 } => {
@@ -331,6 +332,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                             call,
                             slot,
                             owner,
+                            peer,
                             codecs,
                             record: record && slot.is_some(),
                             closed_at: None,

@@ -23,6 +23,8 @@ pub struct Route {
     pub slot: Option<MediaSlot>,
     /// Whose SDP announced the address (who receives there).
     pub owner: Side,
+    /// Who sends to the address (the other party of the leg).
+    pub peer: Side,
     pub codecs: PayloadMap,
     pub record: bool,
     /// Set when the call has ended: packets still arriving are counted against it (not
@@ -126,6 +128,7 @@ mod tests {
             call,
             slot: None,
             owner: Side::Caller,
+            peer: Side::Organisation,
             codecs: PayloadMap::default(),
             record: false,
             closed_at: None,

@@ -96,6 +96,7 @@ pub struct ScopePolicy {
     never: HashSet<String>,
     use_original_called: bool,
     record_forwarded_to_listed: bool,
+    record_consultations: bool,
 }
 
 impl ScopePolicy {
@@ -127,11 +128,17 @@ impl ScopePolicy {
             never,
             use_original_called: scope.use_original_called_number,
             record_forwarded_to_listed: scope.record_forwarded_to_listed_numbers,
+            record_consultations: scope.record_consultation_calls,
         }
     }
 
     pub fn normalise(&self, raw: &str) -> Number {
         normalise(raw, self.country, self.extension_max_digits)
+    }
+
+    /// Whether an agent's consultation call joins the recorded call it is about.
+    pub fn record_consultations(&self) -> bool {
+        self.record_consultations
     }
 
     pub fn listed_count(&self) -> usize {
