@@ -15,7 +15,7 @@ fn addr(s: &str) -> SocketAddrV4 {
 }
 
 #[test]
-fn an_unrecorded_leg_cannot_take_over_a_recorded_calls_media_address() {
+fn an_address_shared_with_an_unrecorded_dialog_stops_being_recorded() {
     let (_, public, _private) = test_keys();
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
@@ -44,7 +44,7 @@ fn an_unrecorded_leg_cannot_take_over_a_recorded_calls_media_address() {
     );
     send(&mut p, 500, pbx, sbc, &ok);
     // the agent's phone starts an internal call re-using its own media port (a consultation):
-    // it is not recorded, and it must not take that port away from the recorded call
+    // from then on nobody can tell whose voice arrives at that port, so it is not recorded
     let leg2 = sip_with_sdp(
         "INVITE sip:4712@10.20.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.20.1.5;branch=z9hG4bK2\r\nFrom: <sip:4711@10.20.0.5>;tag=p1\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: leg2@phone\r\nCSeq: 1 INVITE\r\n",
         Some(("10.20.1.5", 30000)),
@@ -89,7 +89,9 @@ fn an_unrecorded_leg_cannot_take_over_a_recorded_calls_media_address() {
         .filter(|s| s.direction == "from_caller")
         .map(|s| s.packets)
         .sum();
-    assert_eq!((from_caller, from_org), (100, 100), "{streams:?}");
+    // the caller's voice went to the shared port: privacy wins, it is dropped and counted
+    assert_eq!((from_caller, from_org), (0, 100), "{streams:?}");
+    assert_eq!(s.routes.rtp_out_of_scope, 100);
     assert_eq!(rec[0].end_reason.as_deref(), Some("caller_hangup"));
 }
 

@@ -1,7 +1,8 @@
 //! Real SIP user agents on loopback: SIPp (Debian's sip-tester) plays the caller, the agent's
 //! phone and the back office, each streaming its own A-law signal; tcpdump captures the
 //! traffic; the capture is replayed through callvault with the example configuration; the
-//! recording is decrypted and each channel is compared with what the matching endpoint sent.
+//! recording is decrypted and each channel is compared with what the matching endpoint sent,
+//! and window by window with when that endpoint streamed according to the capture.
 //!
 //! Scenario files live in `tests/sipp/`. Every test uses its own loopback network
 //! (127.0.N.0/24), so the tests run in parallel. They need root (tcpdump), `sipp` and
@@ -10,7 +11,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -402,6 +403,127 @@ impl Lab {
         }
     }
 
+    /// The answering side of a call: `scenario` at 127.0.net.`host`:5060 as extension
+    /// `user` (To tag `tag`), media on `media_port`, with `args` (-d, -set ...).
+    #[allow(clippy::too_many_arguments)]
+    fn phone(
+        &mut self,
+        name: &str,
+        scenario: &str,
+        host: u8,
+        media_port: u16,
+        signal: &Signal,
+        user: &str,
+        tag: &str,
+        args: &[&str],
+    ) {
+        let mut all = vec!["-set", "user", user, "-set", "tag", tag];
+        all.extend_from_slice(args);
+        self.sipp(name, scenario, host, 5060, media_port, signal, &all);
+    }
+
+    /// The calling side: `scenario` at 127.0.net.`host`:5060 as `caller` (From tag `tag`),
+    /// media on `media_port`, dialling `number` at the phone on 127.0.net.`to`:5060.
+    #[allow(clippy::too_many_arguments)]
+    fn dial(
+        &mut self,
+        name: &str,
+        scenario: &str,
+        host: u8,
+        media_port: u16,
+        signal: &Signal,
+        to: u8,
+        number: &str,
+        caller: &str,
+        tag: &str,
+        args: &[&str],
+    ) {
+        let remote = self.addr(to, 5060);
+        let mut all = vec![
+            remote.as_str(),
+            "-s",
+            number,
+            "-set",
+            "caller",
+            caller,
+            "-set",
+            "tag",
+            tag,
+        ];
+        all.extend_from_slice(args);
+        self.sipp(name, scenario, host, 5060, media_port, signal, &all);
+    }
+
+    /// Waits until SIPp process `name` has sent a message starting with `start` (its
+    /// message log shows what it sent).
+    fn wait_for_sent(&mut self, name: &str, start: &str) {
+        let log = self.process(name).dir.join("messages.log");
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text
+                .split("message sent")
+                .skip(1)
+                .any(|m| m.lines().skip(2).any(|l| l.starts_with(start)))
+            {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                panic!("{name}: never sent {start}{}", self.logs(name));
+            }
+            if let Some(status) = self.process(name).child.try_wait().unwrap() {
+                panic!(
+                    "{name}: ended ({status}) before sending {start}{}",
+                    self.logs(name)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn sock(&self, host: u8, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(self.ip(host), port)
+    }
+
+    /// Every UDP packet of the capture (after `replay` stopped it), read here independently
+    /// of callvault: the ground truth of what each endpoint sent and when.
+    fn captured(&self) -> Vec<Captured> {
+        let data = std::fs::read(self.pcap()).expect("read capture");
+        let u32_at = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+        let nanos = match u32_at(0) {
+            0xa1b2_c3d4 => false,
+            0xa1b2_3c4d => true,
+            magic => panic!("tcpdump wrote an unexpected pcap (magic {magic:#x})"),
+        };
+        assert_eq!(u32_at(20), 1, "link type Ethernet expected");
+        let mut out = Vec::new();
+        let mut at = 24;
+        while at + 16 <= data.len() {
+            let sub = u32_at(at + 4) as f64 / if nanos { 1e9 } else { 1e6 };
+            let time = u32_at(at) as f64 + sub;
+            let len = u32_at(at + 8) as usize;
+            let frame = &data[at + 16..(at + 16 + len).min(data.len())];
+            at += 16 + len;
+            if frame.len() < 42 || frame[12..14] != [0x08, 0x00] || frame[23] != 17 {
+                continue;
+            }
+            let ip = &frame[14..];
+            let udp = &ip[(ip[0] & 0x0f) as usize * 4..];
+            let addr = |a: &[u8], p: &[u8]| {
+                SocketAddrV4::new(
+                    Ipv4Addr::new(a[0], a[1], a[2], a[3]),
+                    u16::from_be_bytes([p[0], p[1]]),
+                )
+            };
+            out.push(Captured {
+                time,
+                src: addr(&ip[12..16], &udp[0..2]),
+                payload: udp[8..].to_vec(),
+            });
+        }
+        out
+    }
+
     fn process(&mut self, name: &str) -> &mut Process {
         self.processes
             .iter_mut()
@@ -658,6 +780,122 @@ fn assert_no_packet_dropped(rec: &CallRecord) {
 
 fn joined(rec: &CallRecord) -> Vec<&str> {
     rec.legs.iter().map(|l| l.joined_by.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Ground truth from the capture
+
+/// One UDP packet as tcpdump captured it; `time` in seconds since the epoch.
+struct Captured {
+    time: f64,
+    src: SocketAddrV4,
+    payload: Vec<u8>,
+}
+
+/// The SIP messages of the capture: (time, start line).
+fn sip_messages(cap: &[Captured]) -> Vec<(f64, String)> {
+    cap.iter()
+        .filter_map(|p| {
+            let text = String::from_utf8_lossy(&p.payload);
+            let line = text.lines().next()?;
+            (line.starts_with("SIP/2.0 ") || line.ends_with(" SIP/2.0"))
+                .then(|| (p.time, line.to_owned()))
+        })
+        .collect()
+}
+
+/// When the first SIP message whose start line begins with `start` was captured.
+fn first_sip(cap: &[Captured], start: &str) -> Option<f64> {
+    sip_messages(cap)
+        .into_iter()
+        .find(|(_, l)| l.starts_with(start))
+        .map(|(t, _)| t)
+}
+
+/// When each RTP packet (PCMA) sent from `from` was captured.
+fn rtp_times(cap: &[Captured], from: SocketAddrV4) -> Vec<f64> {
+    cap.iter()
+        .filter(|p| {
+            p.src == from
+                && p.payload.len() >= 12
+                && p.payload[0] >> 6 == 2
+                && p.payload[1] & 0x7f == 8
+        })
+        .map(|p| p.time)
+        .collect()
+}
+
+/// The longest pause between two consecutive packets: (last before it, first after it).
+fn longest_gap(times: &[f64]) -> (f64, f64) {
+    times
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .fold((0.0, 0.0), |a, b| if b.1 - b.0 > a.1 - a.0 { b } else { a })
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp from call metadata.
+fn epoch_seconds(rfc3339: &str) -> f64 {
+    humantime::parse_rfc3339(rfc3339)
+        .unwrap_or_else(|e| panic!("{rfc3339}: {e}"))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Where the recording's first sample lies in capture time.
+fn recording_start(rec: &CallRecord) -> f64 {
+    epoch_seconds(&rec.segments.first().expect("a segment").started_at)
+}
+
+/// Checks a channel window by window against what `party` sent according to the capture
+/// (`sent`: capture times of its RTP packets, 20 ms each; `start`: capture time of the
+/// recording's first sample). A window the party streamed all through must be the party; a
+/// window with none of its packets within 100 ms either side must be silence; windows at
+/// the edges of a stream are not judged (anchoring may shift audio by a packet or two).
+fn assert_follows_capture(channel: &str, heard: &[Heard], party: &str, sent: &[f64], start: f64) {
+    let count = |from: f64, to: f64| sent.iter().filter(|&&t| t >= from && t < to).count();
+    let mut wrong = Vec::new();
+    let (mut judged_sound, mut judged_silence) = (0, 0);
+    for (i, h) in heard.iter().enumerate() {
+        let from = start + i as f64 * 0.1;
+        if count(from - 0.01, from + 0.1) >= 5 {
+            judged_sound += 1;
+            if !matches!(h, Heard::Party(p, _) if *p == party) {
+                wrong.push((i, "sound of", h));
+            }
+        } else if count(from - 0.1, from + 0.2) == 0 {
+            judged_silence += 1;
+            if *h != Heard::Silence {
+                wrong.push((i, "silence", h));
+            }
+        }
+    }
+    println!(
+        "  {channel}: against the capture, {judged_sound} windows of {party} and \
+         {judged_silence} of silence judged, {} wrong",
+        wrong.len()
+    );
+    assert!(
+        wrong.is_empty(),
+        "{channel}: windows (index, expected, heard) that do not follow what {party} sent: \
+         {wrong:?}"
+    );
+    assert!(judged_sound >= 5, "{channel}: {party} hardly streamed");
+}
+
+/// The spool holds exactly the metadata and segment files of `recorded`.
+fn assert_spool_holds_only(out: &Outcome, recorded: &[&CallRecord]) {
+    let mut want: Vec<PathBuf> = Vec::new();
+    for rec in recorded {
+        want.push(
+            out.spool
+                .join("calls")
+                .join(format!("{}.json", rec.call_id)),
+        );
+        want.extend(rec.segments.iter().map(|s| out.spool.join(&s.file)));
+    }
+    want.sort();
+    assert_eq!(common::spool_files(&out.spool), want, "files in the spool");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1123,4 +1361,649 @@ fn an_attended_transfer_records_the_conversation_but_not_the_consultation() {
     assert_no_packet_dropped(rec);
     assert_heard("left", &left_heard, &["caller"], 40);
     assert_heard("right", &right_heard, &["agent", "back_office"], 20);
+}
+
+/// Hold: the agent answers a Switchboard call, talks, puts the caller on hold (re-INVITE
+/// a=sendonly, answered a=recvonly; both phones stop streaming), takes the caller off hold
+/// (re-INVITE a=sendrecv) and both talk again until the caller hangs up.
+#[test]
+fn a_call_put_on_hold_is_one_recording_with_the_hold_silent_on_both_channels() {
+    hold_call("hold", 6, "sendonly", "recvonly");
+}
+
+/// The same with the other way phones put calls on hold: a=inactive, answered a=inactive.
+#[test]
+fn a_call_put_on_hold_with_inactive_is_one_recording_with_the_hold_silent() {
+    hold_call("hold_inactive", 14, "inactive", "inactive");
+}
+
+/// A Switchboard call put on hold by the agent with re-INVITE a=`hold`, answered
+/// a=`answer`, and taken off hold with a=sendrecv (1.5 s of talk, hold, talk).
+fn hold_call(test: &str, net: u8, hold: &str, answer: &str) {
+    let Some(mut lab) = Lab::new(test, net) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 51);
+    let agent = Signal::noise("agent", 'A', 52);
+    lab.capture();
+    lab.phone(
+        "agent",
+        "agent_hold.xml",
+        2,
+        17000,
+        &agent,
+        "4711",
+        "ag1",
+        &["-set", "hold", hold, "-set", "held", "1500", "-d", "1500"],
+    );
+    lab.dial(
+        "caller",
+        "caller_held.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        SWITCHBOARD,
+        CALLER,
+        "cl1",
+        &["-set", "held_answer", answer, "-d", "1500"],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    let out = lab.replay();
+    out.print();
+    let cap = lab.captured();
+
+    let s = &out.report.summary;
+    assert_eq!(s.calls.calls_seen, 1, "{s}");
+    assert!(s.calls.reinvites >= 2, "both re-INVITEs seen: {s}");
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(joined(rec), ["initial"]);
+    assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+    assert_no_packet_dropped(rec);
+
+    // what the phones did, from the capture
+    let caller_sent = rtp_times(&cap, lab.sock(1, 16000));
+    let agent_sent = rtp_times(&cap, lab.sock(2, 17000));
+    for (who, sent) in [("caller", &caller_sent), ("agent", &agent_sent)] {
+        let (from, to) = longest_gap(sent);
+        println!(
+            "  {who} on hold from {from:.3} to {to:.3} ({:.2} s)",
+            to - from
+        );
+        assert!(
+            to - from > 1.0,
+            "{who} never stopped streaming for the hold"
+        );
+    }
+
+    let (left, right) = out.audio(rec);
+    let everyone = [&caller, &agent];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    out.assert_no_plaintext(&everyone);
+    assert_heard("left", &left_heard, &["caller"], 20);
+    assert_heard("right", &right_heard, &["agent"], 20);
+    let start = recording_start(rec);
+    assert_follows_capture("left", &left_heard, "caller", &caller_sent, start);
+    assert_follows_capture("right", &right_heard, "agent", &agent_sent, start);
+
+    // the recording is as long as the call: from the answer to the BYE
+    let answered = first_sip(&cap, "SIP/2.0 200").expect("200 OK captured");
+    let bye = first_sip(&cap, "BYE ").expect("BYE captured");
+    let wall = bye - answered;
+    let recorded = left.len() as f64 / 8000.0;
+    println!(
+        "  call {wall:.3} s from answer to BYE, recording {recorded:.3} s (audio_ms {})",
+        rec.audio_ms
+    );
+    assert!(
+        (recorded - wall).abs() <= 0.3,
+        "recording {recorded:.3} s, call {wall:.3} s"
+    );
+    assert!((rec.audio_ms as f64 / 1000.0 - wall).abs() <= 0.3);
+}
+
+/// Early media: the agent's side answers the Switchboard call with 183 Session Progress and
+/// SDP and streams (ringback, an announcement) for a second before its 200 OK; the caller
+/// streams from the answer on.
+#[test]
+fn early_media_before_the_answer_is_on_the_organisation_channel() {
+    let Some(mut lab) = Lab::new("early_media", 7) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 61);
+    let agent = Signal::noise("agent", 'A', 62);
+    lab.capture();
+    lab.phone(
+        "agent",
+        "uas_early_media.xml",
+        2,
+        17000,
+        &agent,
+        "4711",
+        "ag1",
+        &["-d", "1000"],
+    );
+    lab.dial(
+        "caller",
+        "uac.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        SWITCHBOARD,
+        CALLER,
+        "cl1",
+        &["-d", "2000"],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    let out = lab.replay();
+    out.print();
+    let cap = lab.captured();
+
+    let progress = first_sip(&cap, "SIP/2.0 183").expect("183 captured");
+    let answered = first_sip(&cap, "SIP/2.0 200").expect("200 OK captured");
+    let caller_sent = rtp_times(&cap, lab.sock(1, 16000));
+    let agent_sent = rtp_times(&cap, lab.sock(2, 17000));
+    let early = agent_sent.iter().filter(|&&t| t < answered).count();
+    println!(
+        "  183 to 200 OK: {:.3} s, {early} packets of early media",
+        answered - progress
+    );
+    assert!(early >= 40, "the agent's side streamed before the answer");
+    assert!(caller_sent.iter().all(|&t| t > answered));
+
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+    assert_no_packet_dropped(rec);
+    let org = rec
+        .streams
+        .iter()
+        .find(|s| s.direction == "from_organisation")
+        .expect("organisation stream");
+    let answered_at = epoch_seconds(rec.answered_at.as_deref().expect("answered_at"));
+    assert!(
+        epoch_seconds(&org.first_seen) < answered_at - 0.5,
+        "the organisation's stream starts before the answer: {org:?}, answered {:?}",
+        rec.answered_at
+    );
+    let (left, right) = out.audio(rec);
+    let everyone = [&caller, &agent];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    out.assert_no_plaintext(&everyone);
+    assert_heard("left", &left_heard, &["caller"], 15);
+    assert_heard("right", &right_heard, &["agent"], 25);
+    let start = recording_start(rec);
+    assert_follows_capture("left", &left_heard, "caller", &caller_sent, start);
+    assert_follows_capture("right", &right_heard, "agent", &agent_sent, start);
+    // before the answer: the agent's side on the right, silence on the left
+    let before = ((answered - start) / 0.1) as usize;
+    assert!(
+        before >= 8,
+        "the recording starts {before} windows before the answer"
+    );
+    for (i, (l, r)) in left_heard
+        .iter()
+        .zip(&right_heard)
+        .take(before - 1)
+        .enumerate()
+    {
+        assert!(
+            *l == Heard::Silence && matches!(r, Heard::Party("agent", _)),
+            "window {i} before the answer: left {l:?}, right {r:?}"
+        );
+    }
+}
+
+/// The caller rings the Switchboard and gives up before anyone answers (CANCEL, 487).
+#[test]
+fn a_cancelled_call_to_the_switchboard_has_metadata_and_no_audio() {
+    let Some(mut lab) = Lab::new("cancel", 8) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 71);
+    let agent = Signal::noise("agent", 'A', 72);
+    lab.capture();
+    lab.phone(
+        "agent",
+        "uas_ringing.xml",
+        2,
+        17000,
+        &agent,
+        "4711",
+        "ag1",
+        &[],
+    );
+    lab.dial(
+        "caller",
+        "uac_cancel.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        SWITCHBOARD,
+        CALLER,
+        "cl1",
+        &["-d", "1000"],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    let out = lab.replay();
+    out.print();
+    let cap = lab.captured();
+    assert!(first_sip(&cap, "CANCEL ").is_some() && first_sip(&cap, "SIP/2.0 487").is_some());
+
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(rec.decision.rule, "listed_number");
+    assert_eq!(rec.end_reason.as_deref(), Some("cancelled"));
+    assert_eq!(rec.answered_at, None);
+    assert!(rec.segments.is_empty(), "{:?}", rec.segments);
+    assert_eq!(rec.audio_ms, 0);
+    assert_spool_holds_only(&out, &[rec]);
+}
+
+/// The agent's phone is busy: 486 to the Switchboard call.
+#[test]
+fn a_call_rejected_busy_has_metadata_and_no_audio() {
+    let Some(mut lab) = Lab::new("busy", 9) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 81);
+    let agent = Signal::noise("agent", 'A', 82);
+    lab.capture();
+    lab.phone(
+        "agent",
+        "uas_busy.xml",
+        2,
+        17000,
+        &agent,
+        "4711",
+        "ag1",
+        &[],
+    );
+    lab.dial(
+        "caller",
+        "uac_busy.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        SWITCHBOARD,
+        CALLER,
+        "cl1",
+        &[],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    let out = lab.replay();
+    out.print();
+    let cap = lab.captured();
+    assert!(first_sip(&cap, "SIP/2.0 486").is_some());
+
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(rec.end_reason.as_deref(), Some("rejected_486"));
+    assert_eq!(rec.answered_at, None);
+    assert!(rec.segments.is_empty(), "{:?}", rec.segments);
+    assert_spool_holds_only(&out, &[rec]);
+}
+
+/// The Switchboard forwards unconditionally to a duty officer's mobile: the INVITE that
+/// reaches the mobile has the mobile as Request-URI and the Switchboard in Diversion.
+#[test]
+fn a_call_forwarded_from_the_switchboard_to_a_mobile_is_recorded() {
+    let Some(mut lab) = Lab::new("forwarded_from_listed", 10) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 91);
+    let officer = Signal::noise("duty_officer", 'D', 92);
+    let diversion = format!(
+        "Diversion: <sip:{SWITCHBOARD}@{}>;reason=unconditional;counter=1",
+        lab.ip(9)
+    );
+    lab.capture();
+    lab.phone(
+        "duty_officer",
+        "uas.xml",
+        2,
+        17000,
+        &officer,
+        "07700900999",
+        "do1",
+        &[],
+    );
+    lab.dial(
+        "caller",
+        "uac_forwarded.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        "07700900999",
+        CALLER,
+        "cl1",
+        &["-set", "forwarding", &diversion, "-d", "2000"],
+    );
+    lab.wait("caller");
+    lab.wait("duty_officer");
+    let out = lab.replay();
+    out.print();
+    let cap = lab.captured();
+
+    let rec = out.the_call();
+    assert_eq!(rec.decision.rule, "forwarded_from_listed_number");
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(rec.dialled_raw, "07700900999");
+    assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+    assert_no_packet_dropped(rec);
+    let (left, right) = out.audio(rec);
+    let everyone = [&caller, &officer];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    out.assert_no_plaintext(&everyone);
+    assert_heard("left", &left_heard, &["caller"], 15);
+    assert_heard("right", &right_heard, &["duty_officer"], 15);
+    let start = recording_start(rec);
+    let caller_sent = rtp_times(&cap, lab.sock(1, 16000));
+    let officer_sent = rtp_times(&cap, lab.sock(2, 17000));
+    assert_follows_capture("left", &left_heard, "caller", &caller_sent, start);
+    assert_follows_capture("right", &right_heard, "duty_officer", &officer_sent, start);
+}
+
+/// A staff member's DDI forwards to the Switchboard: the INVITE reaching the Switchboard
+/// carries History-Info with the DDI first. The caller dialled a staff line, outside scope.
+#[test]
+fn a_staff_ddi_forwarded_to_the_switchboard_leaves_nothing_on_disk() {
+    let Some(mut lab) = Lab::new("forwarded_to_listed", 11) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 101);
+    let agent = Signal::noise("agent", 'A', 102);
+    let pbx = lab.ip(9);
+    let history = format!(
+        "History-Info: <sip:{STAFF_DDI}@{pbx}>;index=1, <sip:{SWITCHBOARD}@{pbx};cause=302>;index=1.1"
+    );
+    lab.capture();
+    lab.phone("agent", "uas.xml", 2, 17000, &agent, "4711", "ag1", &[]);
+    lab.dial(
+        "caller",
+        "uac_forwarded.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        SWITCHBOARD,
+        CALLER,
+        "cl1",
+        &["-set", "forwarding", &history, "-d", "2000"],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    let out = lab.replay();
+    out.print();
+
+    let s = &out.report.summary;
+    assert!(out.report.recorded.is_empty(), "{s}");
+    assert_eq!(s.calls.calls_seen, 1, "{s}");
+    assert_eq!(
+        s.calls
+            .not_recorded_by_rule
+            .get("forwarded_to_listed_number"),
+        Some(&1),
+        "{s}"
+    );
+    assert_eq!(s.routes.rtp_recorded, 0, "{s}");
+    assert!(s.routes.rtp_out_of_scope > 100, "{s}");
+    out.assert_spool_empty();
+}
+
+/// The capture starts in the middle of a Switchboard call (after its INVITE, 200 OK and
+/// ACK) and sees the rest of it, BYE included: the dialled number was never seen.
+#[test]
+fn a_call_seen_from_the_middle_is_undecidable_and_leaves_nothing_on_disk() {
+    let Some(mut lab) = Lab::new("mid_call", 12) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 111);
+    let agent = Signal::noise("agent", 'A', 112);
+    lab.phone("agent", "uas.xml", 2, 17000, &agent, "4711", "ag1", &[]);
+    lab.dial(
+        "caller",
+        "uac.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        SWITCHBOARD,
+        CALLER,
+        "cl1",
+        &["-d", "3000"],
+    );
+    lab.wait_for_sent("caller", "ACK ");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.capture();
+    lab.wait("caller");
+    lab.wait("agent");
+    let out = lab.replay();
+    out.print();
+    let cap = lab.captured();
+    let messages: Vec<String> = sip_messages(&cap).into_iter().map(|m| m.1).collect();
+    println!("  SIP captured: {messages:?}");
+    assert!(
+        !messages
+            .iter()
+            .any(|m| m.starts_with("INVITE ") || m.starts_with("ACK ")),
+        "the call's start was captured: {messages:?}"
+    );
+    assert!(first_sip(&cap, "BYE ").is_some(), "{messages:?}");
+    assert!(rtp_times(&cap, lab.sock(1, 16000)).len() > 50);
+
+    let s = &out.report.summary;
+    assert!(out.report.recorded.is_empty(), "{s}");
+    assert_eq!(s.calls.calls_recorded, 0, "{s}");
+    assert_eq!(
+        s.calls.not_recorded_by_rule.get("undecidable"),
+        Some(&1),
+        "a call whose BYE (and RTP) were seen but not its INVITE is counted as undecidable \
+         (README: \"call start not seen (first message BYE)\"):\n{s}"
+    );
+    assert_eq!(s.routes.rtp_recorded, 0, "{s}");
+    out.assert_spool_empty();
+    out.assert_no_plaintext(&[&caller, &agent]);
+}
+
+/// One call of the mixed capture: who calls whom, with which scenarios.
+struct MixedCall {
+    caller: Signal,
+    phone: Signal,
+    /// The caller's number (From), distinct per call.
+    number: &'static str,
+    dialled: &'static str,
+    user: &'static str,
+    caller_scenario: &'static str,
+    caller_args: &'static [&'static str],
+    phone_scenario: &'static str,
+    phone_args: &'static [&'static str],
+    /// The service it must be recorded under, None when out of scope.
+    service: Option<&'static str>,
+}
+
+/// Six calls on one network, started 300 ms apart so that they all overlap: three to the
+/// Switchboard (plain, with early media, with a hold), two direct dials to staff DDIs and
+/// one internal call. Each party streams its own signal.
+#[test]
+fn a_mixed_capture_records_exactly_the_in_scope_calls_each_with_its_own_parties() {
+    let Some(mut lab) = Lab::new("mixed", 13) else {
+        return;
+    };
+    let hold: &[&str] = &[
+        "-set", "hold", "inactive", "-set", "held", "1000", "-d", "1000",
+    ];
+    let calls = [
+        MixedCall {
+            caller: Signal::noise("caller1", 'C', 121),
+            phone: Signal::noise("agent1", 'A', 122),
+            number: "+447700900101",
+            dialled: SWITCHBOARD,
+            user: "4711",
+            caller_scenario: "uac.xml",
+            caller_args: &["-d", "3000"],
+            phone_scenario: "uas.xml",
+            phone_args: &[],
+            service: Some("Switchboard"),
+        },
+        MixedCall {
+            caller: Signal::noise("ddi_caller1", 'x', 123),
+            phone: Signal::noise("staff1", 's', 124),
+            number: "+447700900102",
+            dialled: STAFF_DDI,
+            user: "4712",
+            caller_scenario: "uac.xml",
+            caller_args: &["-d", "2500"],
+            phone_scenario: "uas.xml",
+            phone_args: &[],
+            service: None,
+        },
+        MixedCall {
+            caller: Signal::noise("caller2", 'D', 125),
+            phone: Signal::noise("agent2", 'B', 126),
+            number: "+447700900103",
+            dialled: SWITCHBOARD,
+            user: "4713",
+            caller_scenario: "uac.xml",
+            caller_args: &["-d", "2500"],
+            phone_scenario: "uas_early_media.xml",
+            phone_args: &["-d", "800"],
+            service: Some("Switchboard"),
+        },
+        MixedCall {
+            caller: Signal::noise("ext4714", '4', 127),
+            phone: Signal::noise("ext4715", '5', 128),
+            number: "4714",
+            dialled: "4715",
+            user: "4715",
+            caller_scenario: "uac.xml",
+            caller_args: &["-d", "2500"],
+            phone_scenario: "uas.xml",
+            phone_args: &[],
+            service: None,
+        },
+        MixedCall {
+            caller: Signal::noise("caller3", 'E', 129),
+            phone: Signal::noise("agent3", 'F', 130),
+            number: "+447700900105",
+            dialled: SWITCHBOARD,
+            user: "4716",
+            caller_scenario: "caller_held.xml",
+            caller_args: &["-set", "held_answer", "inactive", "-d", "1000"],
+            phone_scenario: "agent_hold.xml",
+            phone_args: hold,
+            service: Some("Switchboard"),
+        },
+        MixedCall {
+            caller: Signal::noise("ddi_caller2", 'y', 131),
+            phone: Signal::noise("staff2", 't', 132),
+            number: "+447700900106",
+            dialled: "02087484712",
+            user: "4717",
+            caller_scenario: "uac.xml",
+            caller_args: &["-d", "2500"],
+            phone_scenario: "uas.xml",
+            phone_args: &[],
+            service: None,
+        },
+    ];
+    // call i: caller at host 11 + i, phone at host 21 + i
+    let caller_host = |i: usize| 11 + i as u8;
+    let phone_host = |i: usize| 21 + i as u8;
+    lab.capture();
+    for (i, c) in calls.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // tags are unique per party (RFC 3261 19.3): a From tag tells who sent a request
+        let (caller_tag, phone_tag) = (format!("c{i}"), format!("p{i}"));
+        lab.phone(
+            &format!("phone{i}"),
+            c.phone_scenario,
+            phone_host(i),
+            17000,
+            &c.phone,
+            c.user,
+            &phone_tag,
+            c.phone_args,
+        );
+        lab.dial(
+            &format!("caller{i}"),
+            c.caller_scenario,
+            caller_host(i),
+            16000,
+            &c.caller,
+            phone_host(i),
+            c.dialled,
+            c.number,
+            &caller_tag,
+            c.caller_args,
+        );
+    }
+    for i in 0..calls.len() {
+        lab.wait(&format!("caller{i}"));
+        lab.wait(&format!("phone{i}"));
+    }
+    let out = lab.replay();
+    out.print();
+    let cap = lab.captured();
+
+    let s = &out.report.summary;
+    assert_eq!(s.calls.calls_seen, 6, "{s}");
+    assert_eq!(s.calls.calls_recorded, 3, "{s}");
+    assert_eq!(
+        s.calls.not_recorded_by_rule.get("unlisted_number"),
+        Some(&2),
+        "{s}"
+    );
+    assert_eq!(
+        s.calls.not_recorded_by_rule.get("internal_call"),
+        Some(&1),
+        "{s}"
+    );
+    assert!(s.routes.rtp_out_of_scope > 300, "{s}");
+    let everyone: Vec<&Signal> = calls.iter().flat_map(|c| [&c.caller, &c.phone]).collect();
+    let mut recorded = Vec::new();
+    for (i, c) in calls.iter().enumerate() {
+        let rec = out.report.recorded.iter().find(|r| r.caller == c.number);
+        let Some(service) = c.service else {
+            assert!(rec.is_none(), "{} -> {} was recorded", c.number, c.dialled);
+            continue;
+        };
+        let rec = rec.unwrap_or_else(|| panic!("{} -> {} not recorded", c.number, c.dialled));
+        println!(
+            "  call {i}: {} -> {} ({})",
+            c.number, c.dialled, c.phone_scenario
+        );
+        assert_eq!(rec.service.as_deref(), Some(service));
+        assert_eq!(joined(rec), ["initial"]);
+        assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+        assert_no_packet_dropped(rec);
+        let (left, right) = out.audio(rec);
+        let left_heard = listen("left", &left, &everyone);
+        let right_heard = listen("right", &right, &everyone);
+        assert_heard("left", &left_heard, &[c.caller.name], 15);
+        assert_heard("right", &right_heard, &[c.phone.name], 15);
+        let start = recording_start(rec);
+        let caller_sent = rtp_times(&cap, lab.sock(caller_host(i), 16000));
+        let phone_sent = rtp_times(&cap, lab.sock(phone_host(i), 17000));
+        assert_follows_capture("left", &left_heard, c.caller.name, &caller_sent, start);
+        assert_follows_capture("right", &right_heard, c.phone.name, &phone_sent, start);
+        recorded.push(rec);
+    }
+    assert_eq!(recorded.len(), out.report.recorded.len());
+    assert_spool_holds_only(&out, &recorded);
+    out.assert_no_plaintext(&everyone);
 }

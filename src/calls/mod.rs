@@ -67,6 +67,8 @@ pub enum CallEvent {
         codecs: PayloadMap,
         record: bool,
     },
+    /// A party of `call` moved its media: it no longer receives at `addr`.
+    Forget { call: CallKey, addr: SocketAddr },
     /// The call is over: finish its recording (if any) and write its metadata.
     Ended { call: CallKey, record: bool },
 }

@@ -26,7 +26,7 @@ use super::call::Call;
 use super::leg::{JoinedBy, Leg, LegState, MAX_TRANSFER_NOTES, Party, TransferNote};
 use super::transfer::{
     InviteEvidence, Join, MAX_PENDING, MEDIA_JOIN_ACTIVITY, PendingTransfer, TRANSFER_WINDOW,
-    comparable, match_pending, same_number,
+    comparable, match_pending,
 };
 use super::{CallEvent, CallKey, Side};
 use crate::config::CallsSection;
@@ -57,6 +57,22 @@ pub struct CallCounters {
     pub legs_joined: BTreeMap<String, u64>,
 }
 
+/// REFERs waiting per call.
+const MAX_PENDING_PER_CALL: usize = 4;
+
+/// How long an ended call's Call-ID is remembered: a new attempt of the same call (after a
+/// 3xx redirect, 422, 491, or sequential forking) keeps its decision, and stragglers of the
+/// ended dialog are not mistaken for calls seen from the middle. Twice Timer B.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(64);
+
+#[derive(Clone, Debug)]
+struct Tombstone {
+    decision: Decision,
+    dialled_raw: String,
+    caller_raw: String,
+    until: Timestamp,
+}
+
 pub struct CallTracker {
     policy: ScopePolicy,
     limits: CallsSection,
@@ -68,6 +84,8 @@ pub struct CallTracker {
     pending: Vec<PendingTransfer>,
     /// Media endpoints announced by the legs of live calls: address → (call, owner side).
     endpoints: HashMap<SocketAddr, (CallKey, Side)>,
+    /// Call-IDs of calls that ended recently, with their decision (see `TOMBSTONE_TTL`).
+    tombstones: HashMap<String, Tombstone>,
     pub counters: CallCounters,
 }
 
@@ -82,6 +100,7 @@ impl CallTracker {
             events: Vec::new(),
             pending: Vec::new(),
             endpoints: HashMap::new(),
+            tombstones: HashMap::new(),
             counters: CallCounters::default(),
         }
     }
@@ -118,6 +137,20 @@ impl CallTracker {
         }
         self.endpoints.retain(|_, (k, _)| *k != key);
         self.pending.retain(|p| p.call != key);
+        let until = call.ended_at().unwrap_or(call.started_at) + TOMBSTONE_TTL;
+        for leg in &call.legs {
+            if self.tombstones.len() < self.limits.max_dialogs {
+                self.tombstones.insert(
+                    leg.sip_call_id.clone(),
+                    Tombstone {
+                        decision: call.decision.clone(),
+                        dialled_raw: call.dialled_raw.clone(),
+                        caller_raw: call.caller.clone(),
+                        until,
+                    },
+                );
+            }
+        }
         Some(call)
     }
 
@@ -140,29 +173,59 @@ impl CallTracker {
         } else {
             self.counters.sip_requests += 1;
         }
+        let has_to_tag = msg.to().and_then(|t| t.tag().map(|_| ())).is_some();
         match (msg.method(), self.by_sip_id.get(sip_id).copied()) {
+            (Some(method), None) if self.tombstones.contains_key(sip_id) => {
+                // A Call-ID that just ended: a new attempt of the same call (after a 3xx,
+                // 422 or 491, or a proxy's sequential forking) keeps its decision; anything
+                // else is a straggler of the ended dialog.
+                if matches!(method, Method::Invite) && !has_to_tag {
+                    self.continue_call(time, msg, sip_id, src);
+                } else {
+                    self.counters.out_of_dialog += 1;
+                }
+            }
             (Some(Method::Invite), None) => {
-                let has_to_tag = msg.to().and_then(|t| t.tag().map(|_| ())).is_some();
                 if has_to_tag {
-                    self.start_mid_call(time, msg, sip_id, src);
+                    self.start_mid_call(time, msg, sip_id, src, activity);
                 } else if let Some(join) = self.find_join(time, msg, activity) {
                     self.join_leg(time, msg, sip_id, src, join);
                 } else {
                     self.start_call(time, msg, sip_id, src);
                 }
             }
-            (Some(_), None) => {
-                // A dialog-forming method we never saw start: BYE/ACK/UPDATE of a call in
-                // progress when capture began. Track it only if it carries media.
-                if msg.sdp().is_some() {
-                    self.start_mid_call(time, msg, sip_id, src);
-                } else {
-                    self.counters.out_of_dialog += 1;
-                }
+            (
+                Some(Method::Ack | Method::Bye | Method::Update | Method::Prack | Method::Info),
+                None,
+            ) if has_to_tag => {
+                // An in-dialog request of a call in progress when capture began: its scope
+                // cannot be decided; it is tracked (never recorded) so that it is counted and
+                // its media is dropped.
+                self.start_mid_call(time, msg, sip_id, src, activity);
             }
-            (None, None) => self.counters.out_of_dialog += 1,
+            (_, None) => self.counters.out_of_dialog += 1,
             (_, Some(key)) => self.in_dialog(time, msg, key, sip_id),
         }
+    }
+
+    /// A new INVITE on a Call-ID whose earlier attempt just ended: same call, same decision.
+    fn continue_call(&mut self, time: Timestamp, msg: &Message<'_>, sip_id: &str, src: SocketAddr) {
+        let Some(earlier) = self.tombstones.get(sip_id).cloned() else {
+            return;
+        };
+        let Some(key) = self.allocate() else { return };
+        let mut decision = earlier.decision;
+        decision.reason = format!("{} (a new attempt of the same call)", decision.reason);
+        let leg = new_leg(sip_id, msg, time, Side::Caller, JoinedBy::Initial);
+        self.admit(
+            key,
+            decision,
+            earlier.dialled_raw,
+            earlier.caller_raw,
+            leg,
+            time,
+        );
+        self.media_from_message(msg, key, sip_id, src);
     }
 
     fn allocate(&mut self) -> Option<CallKey> {
@@ -246,9 +309,12 @@ impl CallTracker {
                 live(c)
                     && c.record()
                     && c.legs.iter().any(|l| {
-                        l.org_identities
-                            .iter()
-                            .any(|id| evidence.callers.iter().any(|u| same_number(u, id)))
+                        l.org_identities.iter().any(|id| {
+                            evidence
+                                .callers
+                                .iter()
+                                .any(|u| same_party(&self.policy, u, id))
+                        })
                     })
             })
         {
@@ -262,12 +328,14 @@ impl CallTracker {
         // 1. the INVITE a REFER asked for
         let calls = &self.calls;
         let endpoints = &self.endpoints;
+        let policy = &self.policy;
         let found = match_pending(
             &self.pending,
             &evidence,
             time,
             &|k| calls.get(&k).map(|c| c.caller.clone()),
             &|a| endpoints.get(a).map(|(k, _)| *k),
+            &|a, b| same_party(policy, a, b),
         );
         if let Some(i) = found {
             let p = self.pending.remove(i);
@@ -360,6 +428,7 @@ impl CallTracker {
         msg: &Message<'_>,
         sip_id: &str,
         src: SocketAddr,
+        _activity: &dyn Fn(CallKey) -> Option<Timestamp>,
     ) {
         let Some(key) = self.allocate() else { return };
         let what = match msg.method() {
@@ -377,6 +446,10 @@ impl CallTracker {
         };
         self.admit(key, decision, String::new(), String::new(), leg, time);
         self.media_from_message(msg, key, sip_id, src);
+        if !matches!(msg.method(), Some(Method::Invite)) {
+            // a BYE ends it at once
+            self.in_dialog(time, msg, key, sip_id);
+        }
     }
 
     fn admit(
@@ -467,7 +540,15 @@ impl CallTracker {
                     if leg.side_of(sender) == Side::Organisation {
                         leg.note_org_identity(&referred_by);
                     }
-                    if self.pending.len() >= MAX_PENDING {
+                    // bounded per call (a REFER flood in one dialog cannot push out another
+                    // call's transfer) and overall
+                    if let Some(i) = (self.pending.iter().filter(|p| p.call == key).count()
+                        >= MAX_PENDING_PER_CALL)
+                        .then(|| self.pending.iter().position(|p| p.call == key))
+                        .flatten()
+                    {
+                        self.pending.remove(i);
+                    } else if self.pending.len() >= MAX_PENDING {
                         self.pending.remove(0);
                     }
                     if leg.transfers.len() < MAX_TRANSFER_NOTES {
@@ -500,6 +581,14 @@ impl CallTracker {
                 {
                     note.status = Some(status);
                 }
+            }
+            (Some(Method::Bye), _)
+                if leg.b_tag.is_some()
+                    && ![from_tag.as_deref(), to_tag.as_deref()]
+                        .contains(&leg.b_tag.as_deref()) =>
+            {
+                // the BYE of another dialog on this Call-ID (a second fork that answered
+                // too, and is being released): not the conversation's end
             }
             (Some(Method::Bye), _) => {
                 let by = leg.side_of(leg.sender_of_request(from_tag.as_deref()));
@@ -622,11 +711,12 @@ impl CallTracker {
             if now.saturating_since(call.started_at) > max {
                 to_end.push((*key, now, "max_length"));
             } else if call.answered_at().is_none()
+                && last_media(*key).is_none()
                 && call.legs.iter().all(|l| l.joined_by == JoinedBy::Initial)
             {
-                if now.saturating_since(call.started_at) > setup.max(idle)
-                    || (now.saturating_since(call.started_at) > setup
-                        && now.saturating_since(last) > idle)
+                // ringing with no media: the setup timeout
+                if now.saturating_since(call.started_at) > setup
+                    && now.saturating_since(last) > idle.min(setup)
                 {
                     to_end.push((*key, last, "setup_timeout"));
                 }
@@ -638,6 +728,7 @@ impl CallTracker {
         for (key, at, reason) in to_end {
             self.end_call(key, at, reason);
         }
+        self.tombstones.retain(|_, t| t.until > now);
         let mut expired: Vec<CallKey> = Vec::new();
         self.pending.retain(|p| {
             let keep = now.saturating_since(p.at) <= TRANSFER_WINDOW;
@@ -694,7 +785,25 @@ impl CallTracker {
         };
         let owner = leg.side_of(party);
         let peer = leg.side_of(party.other());
-        for (addr, codecs) in audio_endpoints(&sdp, src) {
+        let announced = audio_endpoints(&sdp, src);
+        if !announced.is_empty() {
+            // The party now receives only where this SDP says: its earlier addresses are
+            // forgotten, so that a port it gave up cannot record someone else later.
+            let gone: Vec<SocketAddr> = leg
+                .endpoints
+                .iter()
+                .filter(|(a, p)| *p == party && !announced.iter().any(|(n, _)| n == a))
+                .map(|(a, _)| *a)
+                .collect();
+            leg.endpoints.retain(|(a, _)| !gone.contains(a));
+            for addr in gone {
+                if self.endpoints.get(&addr).is_some_and(|(k, _)| *k == key) {
+                    self.endpoints.remove(&addr);
+                }
+                self.events.push(CallEvent::Forget { call: key, addr });
+            }
+        }
+        for (addr, codecs) in announced {
             leg.remember_endpoint(addr, party);
             if self.endpoints.len() < self.limits.max_dialogs * 4
                 || self.endpoints.contains_key(&addr)
@@ -741,6 +850,13 @@ fn audio_endpoints(sdp: &Sdp, src: SocketAddr) -> Vec<(SocketAddr, PayloadMap)> 
         }
     }
     out
+}
+
+/// The same person's number, written two ways: equal once normalised (never by suffix: an
+/// extension 3020 is not the switchboard 020 8748 3020).
+fn same_party(policy: &ScopePolicy, a: &str, b: &str) -> bool {
+    let (a, b) = (policy.normalise(a), policy.normalise(b));
+    a == b && !matches!(a, crate::policy::Number::Unknown(ref s) if s.is_empty())
 }
 
 /// A leg for the dialog an INVITE starts.

@@ -86,6 +86,7 @@ pub fn match_pending(
     now: Timestamp,
     caller_of: &dyn Fn(CallKey) -> Option<String>,
     endpoint_of: &dyn Fn(&SocketAddr) -> Option<CallKey>,
+    same_party: &dyn Fn(&str, &str) -> bool,
 ) -> Option<usize> {
     pending.iter().enumerate().rev().find_map(|(i, p)| {
         if now.saturating_since(p.at) > TRANSFER_WINDOW {
@@ -98,9 +99,9 @@ pub fn match_pending(
                     && (invite
                         .referred_by
                         .as_deref()
-                        .is_some_and(|r| same_number(r, &p.referred_by))
+                        .is_some_and(|r| same_party(r, &p.referred_by))
                         || caller_of(p.call)
-                            .is_some_and(|c| invite.callers.iter().any(|u| same_number(u, &c)))
+                            .is_some_and(|c| invite.callers.iter().any(|u| same_party(u, &c)))
                         || invite
                             .offered_endpoints
                             .iter()
@@ -147,6 +148,9 @@ mod tests {
     fn no_endpoint(_: &SocketAddr) -> Option<CallKey> {
         None
     }
+    fn exact(a: &str, b: &str) -> bool {
+        comparable(a) == comparable(b)
+    }
 
     #[test]
     fn numbers_match_across_prefixes() {
@@ -170,7 +174,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            match_pending(&p, &bare, now, &none_caller, &no_endpoint),
+            match_pending(&p, &bare, now, &none_caller, &no_endpoint, &exact),
             None
         );
         let referred = InviteEvidence {
@@ -178,17 +182,17 @@ mod tests {
             ..bare.clone()
         };
         assert_eq!(
-            match_pending(&p, &referred, now, &none_caller, &no_endpoint),
+            match_pending(&p, &referred, now, &none_caller, &no_endpoint, &exact),
             Some(0)
         );
         let same_caller = |_: CallKey| Some("+447700900999".to_owned());
         assert_eq!(
-            match_pending(&p, &bare, now, &same_caller, &no_endpoint),
+            match_pending(&p, &bare, now, &same_caller, &no_endpoint, &exact),
             Some(0)
         );
         let late = Timestamp::from_millis(60_000);
         assert_eq!(
-            match_pending(&p, &referred, late, &none_caller, &no_endpoint),
+            match_pending(&p, &referred, late, &none_caller, &no_endpoint, &exact),
             None
         );
     }
@@ -212,7 +216,8 @@ mod tests {
                 &inv,
                 Timestamp::from_millis(2_000),
                 &none_caller,
-                &no_endpoint
+                &no_endpoint,
+                &exact
             ),
             Some(0)
         );

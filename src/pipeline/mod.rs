@@ -53,8 +53,8 @@ pub struct RouteCounters {
     pub rtp_after_end: u64,
     pub rtcp: u64,
     pub other_udp: u64,
-    /// SDP of an unrecorded leg naming a media address a recorded call is using (kept by the
-    /// recorded call).
+    /// SDP of an unrecorded leg naming a media address a recorded call is using: from then on
+    /// that address is not recorded.
     pub route_conflicts: u64,
     pub metadata_errors: u64,
 }
@@ -71,6 +71,8 @@ struct Core<S: SegmentStore, K: CallSink> {
     media: MediaStage<S>,
     sink: K,
     slots: HashMap<CallKey, MediaSlot>,
+    /// Last RTP of calls that are not recorded (their packets are only counted).
+    dropped_activity: HashMap<CallKey, Timestamp>,
     symmetric_rtp: bool,
     counters: RouteCounters,
     first_time: Option<Timestamp>,
@@ -108,6 +110,7 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
                 ),
                 sink,
                 slots: HashMap::new(),
+                dropped_activity: HashMap::new(),
                 symmetric_rtp: cfg.media.symmetric_rtp,
                 counters: RouteCounters::default(),
                 first_time: None,
@@ -226,8 +229,10 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
             self.next_tick = now + TICK_EVERY;
             let media = &self.media;
             let slots = &self.slots;
-            self.tracker.tick(now, &|key| {
-                slots.get(&key).and_then(|s| media.last_activity(*s))
+            let dropped = &self.dropped_activity;
+            self.tracker.tick(now, &|key| match slots.get(&key) {
+                Some(s) => media.last_activity(*s),
+                None => dropped.get(&key).copied(),
             });
             self.table.expire_closed(now - CLOSED_ROUTE_TTL);
             self.apply_events();
@@ -266,6 +271,9 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                 self.counters.rtp_after_end += 1;
             } else {
                 self.counters.rtp_out_of_scope += 1;
+                // counted, never decoded; but the call is alive, so it must not time out
+                // (a later transfer of it must still find it and stay unrecorded)
+                self.dropped_activity.insert(route.call, dg.time);
             }
             return;
         };
@@ -283,9 +291,12 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                 self.counters.sip_messages += 1;
                 let media = &self.media;
                 let slots = &self.slots;
-                self.tracker.on_message(dg.time, &msg, dg.src, &|key| {
-                    slots.get(&key).and_then(|s| media.last_activity(*s))
-                });
+                let dropped = &self.dropped_activity;
+                self.tracker
+                    .on_message(dg.time, &msg, dg.src, &|key| match slots.get(&key) {
+                        Some(s) => media.last_activity(*s),
+                        None => dropped.get(&key).copied(),
+                    });
                 self.apply_events();
             }
             Err(_) => self.counters.sip_rejected += 1,
@@ -315,16 +326,16 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                     record,
                 } => {
                     let slot = self.slots.get(&call).copied();
-                    // A leg that is not recorded must not take over the media address of a
-                    // recorded call in progress (a PBX-made leg re-using the caller's media
-                    // endpoint): the recording would lose that side.
+                    // An unrecorded dialog naming an address a recorded call uses (an agent's
+                    // phone re-using its port for an internal call, an SBC re-using a port):
+                    // from now on nobody can tell whose voice arrives there, so it is not
+                    // recorded. Privacy wins over completeness; the conflict is counted.
                     if !record
                         && let Some(existing) = self.table.get(&addr)
                         && existing.record
                         && existing.call != call
                     {
                         self.counters.route_conflicts += 1;
-                        continue;
                     }
                     self.table.insert(
                         addr,
@@ -339,6 +350,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                         },
                     );
                 }
+                CallEvent::Forget { call, addr } => self.table.remove_if_call(&addr, call),
                 CallEvent::Ended { call, record } => {
                     self.closing.push((call, record, self.now + self.linger));
                 }
@@ -369,6 +381,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
 
     fn end(&mut self, key: CallKey, record: bool) {
         self.table.close_call(key, self.now);
+        self.dropped_activity.remove(&key);
         let Some(call) = self.tracker.take_ended(key) else {
             return;
         };

@@ -48,6 +48,13 @@ impl StreamTable {
         self.routes.insert(addr, route);
     }
 
+    /// Forgets `addr` if it still belongs to `call` (its party moved its media elsewhere).
+    pub fn remove_if_call(&mut self, addr: &SocketAddr, call: CallKey) {
+        if self.routes.get(addr).is_some_and(|r| r.call == call) {
+            self.routes.remove(addr);
+        }
+    }
+
     /// Marks every address of an ended call as closed: nothing more is recorded through them.
     pub fn close_call(&mut self, call: CallKey, at: Timestamp) {
         for r in self.routes.values_mut().filter(|r| r.call == call) {

@@ -188,7 +188,10 @@ pub enum NumberError {
 pub fn user_part(raw: &str) -> &str {
     let mut s = raw.trim();
     for scheme in ["sip:", "sips:", "tel:"] {
-        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // `get` (not indexing): the text may hold multi-byte characters at any position
+        if s.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+        {
             s = &s[scheme.len()..];
         }
     }
@@ -316,6 +319,14 @@ mod tests {
     fn freephone_numbers() {
         assert_eq!(gb("0800 145 6095"), Number::E164("+448001456095".into()));
         assert_eq!(gb("0800 023 4499"), Number::E164("+448000234499".into()));
+    }
+
+    #[test]
+    fn multibyte_characters_never_panic() {
+        for s in ["abcé", "sipé:1", "é", "tel:é", "sip:abc\u{e9}@x", "ü1234"] {
+            let _ = gb(s);
+            let _ = parse_listed_number(s, Country::GB);
+        }
     }
 
     #[test]

@@ -209,7 +209,9 @@ impl ScopePolicy {
             }
         }
         if self.use_original_called {
-            for original in parties.original_called {
+            // Only the oldest original called number counts: it is what the caller dialled
+            // (a later entry could be a listed number the call was merely forwarded through).
+            for original in parties.original_called.iter().take(1) {
                 let n = self.normalise(original);
                 let Some(e) = n.e164() else { continue };
                 if self.never.contains(e) {
@@ -357,6 +359,17 @@ mod tests {
             original_called: &original,
         });
         assert!(d.record);
+    }
+
+    #[test]
+    fn only_the_oldest_original_called_number_counts() {
+        // dialled a staff DDI, forwarded through the switchboard to extension 4712
+        let d = decide(
+            "4712",
+            "+447700900123",
+            &["sip:02087484711@pbx", "sip:02087483020@pbx"],
+        );
+        assert!(!d.record, "{}", d.reason);
     }
 
     #[test]

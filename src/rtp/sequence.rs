@@ -59,7 +59,15 @@ impl SequenceTracker {
         if delta > 0 {
             let ext = self.highest + delta as u64;
             if delta > MAX_DROPOUT {
-                return self.restart(ext);
+                // A jump this far is a restart only if the next packet follows it (RFC 3550
+                // probation): one stray packet must not re-anchor the stream.
+                if self.probation == Some(seq.wrapping_sub(1)) {
+                    self.probation = None;
+                    return self.restart(ext);
+                }
+                self.probation = Some(seq);
+                self.too_old += 1;
+                return SeqVerdict::TooOld;
             }
             self.window = if delta as u64 >= WINDOW {
                 1
@@ -200,8 +208,13 @@ mod tests {
 
     #[test]
     fn huge_jump_is_a_restart_not_loss() {
-        let (t, v) = run(&[5, 6, 20000, 20001]);
-        assert!(matches!(v[2], SeqVerdict::Restart { .. }));
+        let (t, v) = run(&[5, 6, 20000, 20001, 20002]);
+        assert_eq!(
+            v[2],
+            SeqVerdict::TooOld,
+            "one stray packet is not a restart"
+        );
+        assert!(matches!(v[3], SeqVerdict::Restart { .. }));
         assert_eq!(t.lost(), 0);
         assert_eq!(t.restarts(), 1);
     }
@@ -225,6 +238,14 @@ mod tests {
         );
         assert_eq!(t.restarts(), 1);
         assert_eq!(t.lost(), 0);
+    }
+
+    #[test]
+    fn a_single_stray_packet_does_not_restart_the_stream() {
+        let (t, v) = run(&[5, 6, 30000, 7, 8]);
+        assert_eq!(v[2], SeqVerdict::TooOld);
+        assert!(matches!(v[3], SeqVerdict::Accept { newest: true, .. }));
+        assert_eq!(t.restarts(), 0);
     }
 
     #[test]

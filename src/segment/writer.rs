@@ -233,6 +233,11 @@ impl<F: Write> SegmentWriter<F> {
         let Some(seg) = self.open.take() else {
             return Ok(());
         };
+        if self.failed {
+            // After a failed write or sync the file may miss data the kernel dropped: it is
+            // not committed, and stays `.partial` (recoverable up to its last sealed chunk).
+            return Ok(());
+        }
         let name = seg.name.clone();
         let (file, summary) = seg.sealer.finish().map_err(|source| {
             self.failed = true;
