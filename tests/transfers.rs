@@ -392,3 +392,29 @@ fn a_forked_invite_is_one_call_answered_by_one_fork() {
     // the early media of the fork that did not answer, then the answering phone
     assert_eq!(packets(rec, "from_organisation"), 70, "{:?}", rec.streams);
 }
+
+#[test]
+fn another_caller_announcing_the_same_private_address_is_not_joined() {
+    let mut s = Script::new();
+    s.answered_call();
+    // a second caller behind another NAT announces the same private media address
+    s.sip(1_400, "192.0.2.10:5060", B_SIP, "INVITE sip:02087484712@10.20.0.5 SIP/2.0\r\nFrom: <sip:+447700900555@192.0.2.10>;tag=y1\r\nTo: <sip:02087484712@10.20.0.5>\r\nCall-ID: natted\r\nCSeq: 1 INVITE", Some(X_RTP));
+    s.sip(1_600, B_SIP, "192.0.2.10:5060", "SIP/2.0 200 OK\r\nFrom: <sip:+447700900555@192.0.2.10>;tag=y1\r\nTo: <sip:02087484712@10.20.0.5>;tag=b7\r\nCall-ID: natted\r\nCSeq: 1 INVITE", Some(B_RTP));
+    s.both_ways(1_620, B_RTP, X_RTP, 7, 8, 25);
+    s.sip(2_200, X_SIP, A_SIP, &format!("BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 4 BYE"), None);
+    let (summary, recorded, _dir, _key) = s.finish();
+    assert_eq!(recorded.len(), 1, "{summary}");
+    assert_eq!(joined(&recorded[0]), ["initial"]);
+    assert_eq!(
+        summary.calls.not_recorded_by_rule.get("unlisted_number"),
+        Some(&1)
+    );
+    assert!(
+        recorded[0]
+            .streams
+            .iter()
+            .all(|s| s.ssrc != "0x00000007" && s.ssrc != "0x00000008"),
+        "{:?}",
+        recorded[0].streams
+    );
+}

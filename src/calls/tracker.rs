@@ -374,11 +374,17 @@ impl CallTracker {
         }
         // 3. the caller's media endpoint carried on while the call is alive (only the
         // caller's: an agent's phone offering its own port for a consultation call must not
-        // pull that organisation-internal conversation into the recording)
+        // pull that organisation-internal conversation into the recording), by a dialog that
+        // still names the same caller (an SDP address alone is not unique: two callers behind
+        // NATs may both announce 192.168.1.100:5004)
         for addr in &evidence.offered_endpoints {
             if let Some(&(key, side)) = self.endpoints.get(addr)
                 && side == Side::Caller
                 && let Some(call) = self.calls.get(&key).filter(|c| live(c))
+                && evidence
+                    .callers
+                    .iter()
+                    .any(|u| same_party(&self.policy, u, &call.caller))
             {
                 let last = activity(key).map_or(call.last_signal(), |m| m.max(call.last_signal()));
                 if time.saturating_since(last) <= MEDIA_JOIN_ACTIVITY {

@@ -8,9 +8,10 @@
 //!    same extension at the same moment is never swept into the recording;
 //! 2. its Replaces header names one of the call's legs (attended transfer completed by the
 //!    transfer target, or call pickup);
-//! 3. its SDP offer carries on the *caller's* media endpoint while that call is alive (a
-//!    PBX/B2BUA leg, direct media after a transfer); an agent's endpoint does not count, so an
-//!    agent's consultation call is never pulled into the recording.
+//! 3. its SDP offer carries on the *caller's* media endpoint while that call is alive and it
+//!    still names the same caller (a PBX/B2BUA leg, direct media after a transfer); an
+//!    agent's endpoint does not count, so an agent's consultation call is never pulled into
+//!    the recording, and an SDP address alone (not unique behind NATs) is never enough.
 //!
 //! A joined leg inherits the call's decision: legs created by transferring an in-scope call are
 //! recorded, and legs created by transferring an out-of-scope call are not, whatever they dial.
