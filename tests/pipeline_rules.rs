@@ -145,3 +145,61 @@ fn symmetric_rtp_latching_records_media_sent_to_an_address_no_sdp_named() {
     assert_eq!(off.routes.rtp_recorded, 50, "{off}");
     assert_eq!(off.routes.rtp_unmatched, 50, "{off}");
 }
+
+#[test]
+fn one_bogus_future_timestamp_does_not_stop_calls_from_ending() {
+    let (_, public, _private) = test_keys();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut p = Pipeline::new(
+        &example_config(),
+        public,
+        spool.clone(),
+        CollectingSink::new(spool),
+    );
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let (sbc, pbx) = (addr("192.0.2.10:5060"), addr("10.20.0.5:5060"));
+    let invite = sip_with_sdp(
+        "INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>\r\nCall-ID: leap\r\nCSeq: 1 INVITE\r\n",
+        Some(("192.0.2.10", 20000)),
+    );
+    p.frame(t(0), LinkType::Ethernet, &udp_frame(sbc, pbx, &invite));
+    let ok = sip_with_sdp(
+        "SIP/2.0 200 OK\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>;tag=b1\r\nCall-ID: leap\r\nCSeq: 1 INVITE\r\n",
+        Some(("10.20.1.5", 30000)),
+    );
+    p.frame(t(100), LinkType::Ethernet, &udp_frame(pbx, sbc, &ok));
+    // one corrupt record stamped decades ahead
+    p.frame(
+        Timestamp::from_millis(4_102_444_800_000),
+        LinkType::Ethernet,
+        &udp_frame(addr("10.9.9.9:9"), addr("10.9.9.8:9"), b"junk"),
+    );
+    for i in 0..50u16 {
+        let pkt = udp_frame(
+            addr("192.0.2.10:20000"),
+            addr("10.20.1.5:30000"),
+            &rtp_packet(i, i as u32 * 160, 1, 0x55),
+        );
+        p.frame(t(200 + i as u64 * 20), LinkType::Ethernet, &pkt);
+    }
+    let bye = sip_with_sdp(
+        "BYE sip:02087483020@10.20.0.5 SIP/2.0\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>;tag=b1\r\nCall-ID: leap\r\nCSeq: 2 BYE\r\n",
+        None,
+    );
+    p.frame(t(1_300), LinkType::Ethernet, &udp_frame(sbc, pbx, &bye));
+    // traffic goes on (another call's packets): the ended call is closed and written
+    for i in 0..20u64 {
+        p.frame(
+            t(1_400 + i * 100),
+            LinkType::Ethernet,
+            &udp_frame(addr("10.9.9.9:9"), addr("10.9.9.8:9"), b"other"),
+        );
+    }
+    assert_eq!(p.sink().recorded.len(), 1, "{}", p.summary());
+    assert_eq!(
+        p.sink().recorded[0].end_reason.as_deref(),
+        Some("caller_hangup")
+    );
+    assert_eq!(p.summary().routes.clock_steps, 1);
+}

@@ -36,7 +36,7 @@ use crate::vault::CataloguePublicKey;
 pub const MAX_STREAMS_PER_CALL: usize = 32;
 /// Capture time and RTP time may disagree by this much before a stream is re-anchored
 /// when the packet claims to be *ahead* of capture time.
-const MAX_AHEAD: Duration = Duration::from_millis(250);
+const MAX_AHEAD: Duration = Duration::from_millis(100);
 
 /// Counters of the media stage.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -281,7 +281,14 @@ impl<S: SegmentStore> MediaStage<S> {
         let delay_ms = self.cfg.playout_delay_ms;
         let timeline = cm
             .timeline
-            .get_or_insert_with(|| Timeline::new(packet_rate, delay_ms + 150));
+            // held: the playout delay, a 100 ms drain batch, packets up to MAX_AHEAD early and
+            // the longest packet (120 ms)
+            .get_or_insert_with(|| {
+                Timeline::new(
+                    packet_rate,
+                    delay_ms + 100 + MAX_AHEAD.as_millis() as u32 + 120,
+                )
+            });
         let rate = timeline.rate();
         let writer = cm.writer.get_or_insert_with(|| {
             SegmentWriter::new(

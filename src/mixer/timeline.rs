@@ -20,7 +20,7 @@ pub struct Timeline {
     rate: u32,
     /// [left (caller), right (organisation)]
     ring: [Vec<i16>; 2],
-    mask: u64,
+    cap: u64,
     drained: u64,
     /// One past the furthest position written.
     high: u64,
@@ -29,12 +29,13 @@ pub struct Timeline {
 impl Timeline {
     /// A timeline at `rate` Hz able to hold `hold_ms` of audio not yet drained.
     pub fn new(rate: u32, hold_ms: u32) -> Timeline {
-        let want = (rate as u64 * hold_ms as u64 / 1000).max(256);
-        let cap = want.next_power_of_two();
+        // Exactly the window needed, not rounded to a power of two: one modulo per run of
+        // samples is cheaper than the extra memory per call.
+        let cap = (rate as u64 * hold_ms as u64 / 1000).max(256);
         Timeline {
             rate,
             ring: [vec![0; cap as usize], vec![0; cap as usize]],
-            mask: cap - 1,
+            cap,
             drained: 0,
             high: 0,
         }
@@ -44,7 +45,7 @@ impl Timeline {
         self.rate
     }
     pub fn capacity(&self) -> u64 {
-        self.mask + 1
+        self.cap
     }
     /// Everything before this position has been handed out.
     pub fn drained(&self) -> u64 {
@@ -85,7 +86,7 @@ impl Timeline {
         let mut p = start;
         let mut i = (start - pos) as usize;
         while p < stop {
-            let slot = (p & self.mask) as usize;
+            let slot = (p % self.cap) as usize;
             let run = ((stop - p) as usize).min(ring.len() - slot);
             let dst = &mut ring[slot..slot + run];
             if repeat == 1 {
@@ -112,7 +113,7 @@ impl Timeline {
     pub fn drain_to(&mut self, until: u64, sink: &mut dyn FnMut(&[i16], &[i16])) {
         let cap = self.ring[0].len();
         while self.drained < until {
-            let start = (self.drained & self.mask) as usize;
+            let start = (self.drained % self.cap) as usize;
             let n = ((until - self.drained) as usize).min(cap - start);
             let [left, right] = &mut self.ring;
             let (l, r) = (&mut left[start..start + n], &mut right[start..start + n]);

@@ -56,6 +56,8 @@ pub struct RouteCounters {
     /// SDP of an unrecorded leg naming a media address a recorded call is using: from then on
     /// that address is not recorded.
     pub route_conflicts: u64,
+    /// Capture-time leaps ignored (a lone packet far ahead) or followed back (bogus timestamps).
+    pub clock_steps: u64,
     pub metadata_errors: u64,
 }
 
@@ -85,11 +87,18 @@ struct Core<S: SegmentStore, K: CallSink> {
     linger: Duration,
     /// `policy check`: decide every call, record none.
     dry_run: bool,
+    /// Times capture time had to step back to follow the traffic, or ignored a leap ahead.
+    clock_steps: u64,
+    /// A leap far ahead, waiting for a second packet to confirm it.
+    leap: Option<Timestamp>,
 }
 
 /// How often audio is drained and timeouts checked, in capture time.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
 const TICK_EVERY: Duration = Duration::from_secs(1);
+/// Traffic this far behind the newest capture time means the clock stepped back (or the
+/// newest time was bogus): capture time follows the traffic again.
+const CLOCK_STEP_BACK: Duration = Duration::from_secs(600);
 /// How long the media addresses of an ended call are remembered (to count stragglers).
 const CLOSED_ROUTE_TTL: Duration = Duration::from_secs(10);
 
@@ -120,6 +129,8 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
                 closing: Vec::new(),
                 linger: Duration::from_millis(cfg.media.playout_delay_ms as u64),
                 dry_run: false,
+                clock_steps: 0,
+                leap: None,
             },
         }
     }
@@ -176,7 +187,10 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
             net: self.net.counters.clone(),
             calls: self.core.tracker.counters.clone(),
             media: self.core.media.counters.clone(),
-            routes: self.core.counters.clone(),
+            routes: RouteCounters {
+                clock_steps: self.core.clock_steps,
+                ..self.core.counters.clone()
+            },
             capture_span: match self.core.first_time {
                 Some(t) => self.core.now.saturating_since(t),
                 None => Duration::ZERO,
@@ -209,12 +223,45 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
     fn advance(&mut self, time: Timestamp) {
         if self.first_time.is_none() {
             self.first_time = Some(time);
+            self.now = time;
             self.next_drain = time + DRAIN_EVERY;
             self.next_tick = time + TICK_EVERY;
+            return;
         }
-        // Merged captures are not always in order: time only moves forward.
+        // A leap far ahead moves capture time only once a second packet confirms it: one
+        // corrupt record or forged HEP timestamp must not time every call out.
+        if time.saturating_since(self.now) > CLOCK_STEP_BACK {
+            match self.leap {
+                Some(first)
+                    if time.saturating_since(first) <= CLOCK_STEP_BACK
+                        || first.saturating_since(time) <= CLOCK_STEP_BACK =>
+                {
+                    self.leap = None;
+                    self.now = time;
+                }
+                _ => {
+                    self.leap = Some(time);
+                    self.clock_steps += 1;
+                }
+            }
+            return;
+        }
+        self.leap = None;
+        // Merged captures are not always in order: time only moves forward...
         if time > self.now {
             self.now = time;
+        } else if self.now.saturating_since(time) > CLOCK_STEP_BACK {
+            // ...unless the traffic is far behind it: then the earlier leap was a bogus
+            // timestamp (one corrupt record, a forged HEP time) or the clock stepped back.
+            // Follow the traffic, or timeouts and call ends would wait for the bogus future.
+            self.now = time;
+            self.next_drain = time;
+            self.next_tick = time;
+            let linger = self.linger;
+            for (_, _, at) in &mut self.closing {
+                *at = (*at).min(time + linger);
+            }
+            self.clock_steps += 1;
         }
     }
 
