@@ -56,6 +56,8 @@ pub struct RouteCounters {
     /// SDP of an unrecorded leg naming a media address a recorded call is using: from then on
     /// that address is not recorded.
     pub route_conflicts: u64,
+    /// Media addresses not tracked because the stream table was full.
+    pub routes_refused: u64,
     /// Capture-time leaps ignored (a lone packet far ahead) or followed back (bogus timestamps).
     pub clock_steps: u64,
     pub metadata_errors: u64,
@@ -384,7 +386,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                     {
                         self.counters.route_conflicts += 1;
                     }
-                    self.table.insert(
+                    let kept = self.table.insert(
                         addr,
                         Route {
                             call,
@@ -396,6 +398,9 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                             closed_at: None,
                         },
                     );
+                    if !kept {
+                        self.counters.routes_refused += 1;
+                    }
                 }
                 CallEvent::Forget { call, addr } => self.table.remove_if_call(&addr, call),
                 CallEvent::Ended { call, record } => {

@@ -32,6 +32,9 @@ pub struct Route {
     pub closed_at: Option<Timestamp>,
 }
 
+/// Media addresses tracked at most (several per call, for the default dialog limit).
+pub const MAX_ROUTES: usize = 1 << 20;
+
 #[derive(Default, Debug)]
 pub struct StreamTable {
     routes: HashMap<SocketAddr, Route, BuildHasherDefault<AddrHasher>>,
@@ -43,9 +46,14 @@ impl StreamTable {
         self.routes.get(addr)
     }
 
-    /// Latest SDP wins: media ports are reused by consecutive calls.
-    pub fn insert(&mut self, addr: SocketAddr, route: Route) {
+    /// Latest SDP wins: media ports are reused by consecutive calls. Returns false (and
+    /// keeps nothing) when the table is full and `addr` is new: hostile SDP cannot grow it.
+    pub fn insert(&mut self, addr: SocketAddr, route: Route) -> bool {
+        if self.routes.len() >= MAX_ROUTES && !self.routes.contains_key(&addr) {
+            return false;
+        }
         self.routes.insert(addr, route);
+        true
     }
 
     /// Forgets `addr` if it still belongs to `call` (its party moved its media elsewhere).

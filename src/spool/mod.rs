@@ -77,11 +77,14 @@ impl SegmentStore for Spool {
 
     fn create(&mut self, name: &str) -> io::Result<File> {
         let path = self.segment_path(&format!("{name}{PARTIAL_SUFFIX}"));
-        OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        // the new name must survive a power cut as well as the data synced into it later
+        sync_dir(&self.root.join(SEGMENTS_DIR));
+        Ok(file)
     }
 
     fn sync(&mut self, file: &mut File) -> io::Result<()> {
