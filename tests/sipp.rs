@@ -11,11 +11,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use callvault::config::AgentConfig;
@@ -455,7 +457,8 @@ impl Lab {
     }
 
     /// Waits until SIPp process `name` has sent a message starting with `start` (its
-    /// message log shows what it sent).
+    /// message log shows what it sent: the start line is the second line after "message
+    /// sent"; the messages it received later follow in the same block and are not looked at).
     fn wait_for_sent(&mut self, name: &str, start: &str) {
         let log = self.process(name).dir.join("messages.log");
         let started = Instant::now();
@@ -464,7 +467,7 @@ impl Lab {
             if text
                 .split("message sent")
                 .skip(1)
-                .any(|m| m.lines().skip(2).any(|l| l.starts_with(start)))
+                .any(|m| m.lines().nth(2).is_some_and(|l| l.starts_with(start)))
             {
                 return;
             }
@@ -633,6 +636,63 @@ impl Drop for Lab {
         if let Some(mut t) = self.tcpdump.take() {
             let _ = t.kill();
             let _ = t.wait();
+        }
+    }
+}
+
+/// RTP that no SIPp process plays (a media port the PBX moves a call to, the early media of
+/// another fork): `signal` as PCMA from `from` to `to`, one 20 ms packet every 20 ms, SSRC
+/// `ssrc`, from when it is made until it is stopped or dropped.
+struct RtpSender {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<usize>>,
+}
+
+impl RtpSender {
+    fn start(from: SocketAddrV4, to: SocketAddrV4, signal: &Signal, ssrc: u32) -> RtpSender {
+        let socket = UdpSocket::bind(from).unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        let alaw = signal.alaw.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut sent = 0usize;
+            while !flag.load(Ordering::Relaxed) {
+                let seq = sent as u16;
+                let ts = (sent as u32).wrapping_mul(160);
+                let mut packet = vec![0x80, 8];
+                packet.extend_from_slice(&seq.to_be_bytes());
+                packet.extend_from_slice(&ts.to_be_bytes());
+                packet.extend_from_slice(&ssrc.to_be_bytes());
+                let at = (sent * 160) % PERIOD;
+                packet.extend_from_slice(&alaw[at..at + 160]);
+                socket.send_to(&packet, to).expect("send RTP");
+                sent += 1;
+                let next = started + Duration::from_millis(20 * sent as u64);
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            sent
+        });
+        RtpSender {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops streaming; returns how many packets were sent.
+    fn stop(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().expect("RTP sender")
+    }
+}
+
+impl Drop for RtpSender {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -1082,15 +1142,33 @@ fn an_internal_call_between_extensions_leaves_nothing_on_disk() {
 /// answers and talks; the caller hangs up.
 #[test]
 fn a_blind_transfer_to_the_back_office_is_one_recording_of_the_whole_conversation() {
-    let Some(mut lab) = Lab::new("blind_transfer", 4) else {
-        return;
-    };
+    blind_transfer("blind_transfer", 4, "4712");
+}
+
+/// A blind transfer to another contact-centre queue: the agent REFERs the Switchboard
+/// caller to Parking (another listed number) and the transferee INVITE (Referred-By)
+/// dials it. Still one call, under the service it was first decided for (README,
+/// "Transfers").
+#[test]
+fn a_blind_transfer_to_another_listed_queue_stays_one_switchboard_call() {
+    if let Some(rec) = blind_transfer("transfer_to_queue", 16, "02073715678") {
+        assert_eq!(rec.legs[1].dialled, "02073715678");
+        assert_eq!(rec.dialled_raw, SWITCHBOARD);
+    }
+}
+
+/// The blind transfer of a Switchboard call to `target` (the user of the Refer-To and of
+/// the transferee's Request-URI, answered at 127.0.net.3): checks it is one recorded
+/// Switchboard call of two legs with each party where and when it spoke; returns it (None
+/// when the tools are missing).
+fn blind_transfer(test: &str, net: u8, target: &str) -> Option<CallRecord> {
+    let mut lab = Lab::new(test, net)?;
     let caller = Signal::noise("caller", 'C', 31);
     let agent = Signal::noise("agent", 'A', 32);
     let back_office = Signal::noise("back_office", 'B', 33);
     let back_office_addr = lab.addr(3, 5060);
     let agent_addr = lab.addr(2, 5060);
-    let refer_to = format!("sip:4712@{back_office_addr}");
+    let refer_to = format!("sip:{target}@{back_office_addr}");
     let referred_by = format!("sip:4711@{}", lab.ip(2));
     lab.capture();
     lab.sipp(
@@ -1144,7 +1222,7 @@ fn a_blind_transfer_to_the_back_office_is_one_recording_of_the_whole_conversatio
         &[
             &back_office_addr,
             "-s",
-            "4712",
+            target,
             "-set",
             "caller",
             CALLER,
@@ -1168,13 +1246,17 @@ fn a_blind_transfer_to_the_back_office_is_one_recording_of_the_whole_conversatio
     lab.wait("back_office");
     let out = lab.replay();
     out.print();
+    let cap = lab.captured();
 
+    let s = &out.report.summary;
     let rec = out.the_call();
     assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(rec.decision.rule, "listed_number");
     assert_eq!(joined(rec), ["initial", "refer"]);
     assert_eq!(rec.sip_call_ids.len(), 2);
-    assert_eq!(rec.legs[1].dialled, "4712");
-    assert_eq!(out.report.summary.calls.calls_seen, 1, "one conversation");
+    assert_eq!(rec.legs[1].dialled, target);
+    assert_eq!(s.calls.calls_seen, 1, "one conversation: {s}");
+    assert_eq!(s.calls.calls_recorded, 1, "{s}");
     assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
     let (left, right) = out.audio(rec);
     let everyone = [&caller, &agent, &back_office];
@@ -1184,6 +1266,31 @@ fn a_blind_transfer_to_the_back_office_is_one_recording_of_the_whole_conversatio
     assert_no_packet_dropped(rec);
     assert_heard("left", &left_heard, &["caller"], 40);
     assert_heard("right", &right_heard, &["agent", "back_office"], 20);
+
+    // before and after the transferee's INVITE, window by window against the capture
+    let start = recording_start(rec);
+    let transfer =
+        first_sip(&cap, &format!("INVITE sip:{target}@")).expect("transferee INVITE captured");
+    let split = (((transfer - start) / 0.1) as usize).min(right_heard.len());
+    let caller_sent = rtp_times(&cap, lab.sock(1, 16000));
+    let agent_sent = rtp_times(&cap, lab.sock(2, 17000));
+    let back_office_sent = rtp_times(&cap, lab.sock(3, 18000));
+    assert_follows_capture("left", &left_heard, "caller", &caller_sent, start);
+    assert_follows_capture(
+        "right before the transfer",
+        &right_heard[..split],
+        "agent",
+        &agent_sent,
+        start,
+    );
+    assert_follows_capture(
+        "right after the transfer",
+        &right_heard[split..],
+        "back_office",
+        &back_office_sent,
+        start + split as f64 * 0.1,
+    );
+    Some(rec.clone())
 }
 
 /// Attended transfer: while the caller talks to the agent, the agent's phone consults the
@@ -2006,4 +2113,274 @@ fn a_mixed_capture_records_exactly_the_in_scope_calls_each_with_its_own_parties(
     assert_eq!(recorded.len(), out.report.recorded.len());
     assert_spool_holds_only(&out, &recorded);
     out.assert_no_plaintext(&everyone);
+}
+
+/// PBX media move: the agent's side of a Switchboard call (a PBX anchoring the media) talks,
+/// then re-INVITEs the caller with SDP that moves its media to another port, and goes on
+/// talking from there with another RTP stream (new SSRC, another signal). One call, one
+/// leg; the organisation channel follows the first stream, then the second.
+#[test]
+fn a_pbx_moving_the_agents_media_with_a_reinvite_stays_one_leg_without_a_gap() {
+    let Some(mut lab) = Lab::new("media_move", 15) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 141);
+    let agent = Signal::noise("agent", 'A', 142);
+    let agent_moved = Signal::noise("agent_moved", 'M', 143);
+    lab.capture();
+    lab.phone(
+        "agent",
+        "agent_move.xml",
+        2,
+        17000,
+        &agent,
+        "4711",
+        "ag1",
+        &["-set", "moved_port", "17010", "-d", "2000"],
+    );
+    lab.dial(
+        "caller",
+        "caller_reinvited.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        SWITCHBOARD,
+        CALLER,
+        "cl1",
+        &["-d", "2000"],
+    );
+    // the moved media starts once the re-INVITE is acknowledged
+    lab.wait_for_sent("agent", "ACK ");
+    let moved = RtpSender::start(
+        lab.sock(2, 17010),
+        lab.sock(1, 16000),
+        &agent_moved,
+        0x5EED_0002,
+    );
+    lab.wait_for_sent("caller", "BYE ");
+    let moved_packets = moved.stop();
+    lab.wait("caller");
+    lab.wait("agent");
+    let out = lab.replay();
+    out.print();
+    let cap = lab.captured();
+
+    let reinvite = sip_messages(&cap)
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("INVITE "))
+        .nth(1)
+        .expect("re-INVITE captured")
+        .0;
+    let bye = first_sip(&cap, "BYE ").expect("BYE captured");
+    let caller_sent = rtp_times(&cap, lab.sock(1, 16000));
+    let agent_sent = rtp_times(&cap, lab.sock(2, 17000));
+    let moved_sent = rtp_times(&cap, lab.sock(2, 17010));
+    println!(
+        "  agent's last packet {:.3} s before the re-INVITE, moved media's first {:.3} s after \
+         it; {moved_packets} packets sent from the new port",
+        reinvite - agent_sent.last().unwrap(),
+        moved_sent[0] - reinvite
+    );
+    assert!(moved_sent.len() > 50, "the moved media was captured");
+    assert!(agent_sent.iter().all(|&t| t < reinvite));
+    assert!(
+        moved_sent[0] - agent_sent.last().unwrap() < 0.2,
+        "no pause in the move"
+    );
+
+    let s = &out.report.summary;
+    assert_eq!(s.calls.calls_seen, 1, "{s}");
+    assert_eq!(s.calls.calls_recorded, 1, "{s}");
+    assert!(s.calls.reinvites >= 1, "the re-INVITE was seen: {s}");
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(joined(rec), ["initial"]);
+    assert_eq!(rec.sip_call_ids.len(), 1);
+    assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+    assert_no_packet_dropped(rec);
+    // every packet the organisation side sent before the BYE is in the recording
+    let org_sent = agent_sent
+        .iter()
+        .chain(&moved_sent)
+        .filter(|&&t| t < bye)
+        .count() as u64;
+    let org_recorded: u64 = rec
+        .streams
+        .iter()
+        .filter(|st| st.direction == "from_organisation")
+        .map(|st| st.packets)
+        .sum();
+    assert!(
+        org_recorded >= org_sent,
+        "{org_sent} organisation packets sent before the BYE, {org_recorded} recorded: {:?}",
+        rec.streams
+    );
+
+    let (left, right) = out.audio(rec);
+    let everyone = [&caller, &agent, &agent_moved];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    out.assert_no_plaintext(&everyone);
+    assert_heard("left", &left_heard, &["caller"], 30);
+    assert_heard("right", &right_heard, &["agent", "agent_moved"], 15);
+    let start = recording_start(rec);
+    assert_follows_capture("left", &left_heard, "caller", &caller_sent, start);
+    let split = (((reinvite - start) / 0.1) as usize).min(right_heard.len());
+    assert_follows_capture(
+        "right before the move",
+        &right_heard[..split],
+        "agent",
+        &agent_sent,
+        start,
+    );
+    assert_follows_capture(
+        "right after the move",
+        &right_heard[split..],
+        "agent_moved",
+        &moved_sent,
+        start + split as f64 * 0.1,
+    );
+    // no silence where the media moved beyond the window it falls in
+    let quiet = right_heard[split.saturating_sub(2)..(split + 3).min(right_heard.len())]
+        .iter()
+        .filter(|h| **h == Heard::Silence)
+        .count();
+    assert!(
+        quiet <= 1,
+        "{quiet} silent windows of 100 ms around the move"
+    );
+}
+
+/// Forking: a proxy forked the caller's INVITE to two phones. The caller sees 180 Ringing
+/// from the first phone (To tag forkA), 183 Session Progress with SDP from the second (To
+/// tag forkB, its own media address, early media for a second), then the 200 OK of the
+/// first phone (To tag forkA), which talks. One call, one leg, answered by the first phone.
+#[test]
+fn a_forked_invite_answered_by_one_phone_is_one_call_with_that_phone_on_the_right() {
+    let Some(mut lab) = Lab::new("forking", 17) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 151);
+    let agent = Signal::noise("agent", 'A', 152);
+    let other_fork = Signal::noise("other_fork", 'F', 153);
+    let fork_ip = lab.ip(3).to_string();
+    lab.capture();
+    lab.phone(
+        "agent",
+        "uas_forked.xml",
+        2,
+        17000,
+        &agent,
+        "4711",
+        "forkA",
+        &[
+            "-set",
+            "fork_user",
+            "4712",
+            "-set",
+            "fork_tag",
+            "forkB",
+            "-set",
+            "fork_ip",
+            &fork_ip,
+            "-set",
+            "fork_port",
+            "17010",
+            "-d",
+            "1500",
+        ],
+    );
+    lab.dial(
+        "caller",
+        "uac.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        SWITCHBOARD,
+        CALLER,
+        "cl1",
+        &["-d", "2000"],
+    );
+    lab.wait_for_sent("agent", "SIP/2.0 183");
+    let early = RtpSender::start(
+        lab.sock(3, 17010),
+        lab.sock(1, 16000),
+        &other_fork,
+        0x5EED_0003,
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let early_packets = early.stop();
+    lab.wait("caller");
+    lab.wait("agent");
+    let out = lab.replay();
+    out.print();
+    let cap = lab.captured();
+
+    let answered = first_sip(&cap, "SIP/2.0 200").expect("200 OK captured");
+    let caller_sent = rtp_times(&cap, lab.sock(1, 16000));
+    let agent_sent = rtp_times(&cap, lab.sock(2, 17000));
+    let fork_sent = rtp_times(&cap, lab.sock(3, 17010));
+    println!(
+        "  {early_packets} packets of early media from the other fork, the last {:.3} s before \
+         the answer",
+        answered - fork_sent.last().unwrap()
+    );
+    assert!(fork_sent.iter().all(|&t| t < answered));
+    assert!(agent_sent.iter().all(|&t| t > answered));
+
+    let s = &out.report.summary;
+    assert_eq!(s.calls.calls_seen, 1, "one INVITE, one call: {s}");
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(joined(rec), ["initial"]);
+    assert_eq!(rec.sip_call_ids.len(), 1);
+    assert!(rec.answered_at.is_some(), "answered");
+    assert!(
+        rec.legs[0].answered_at.is_some(),
+        "the leg was answered: {:?}",
+        rec.legs
+    );
+    assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+    assert_no_packet_dropped(rec);
+
+    let (left, right) = out.audio(rec);
+    let everyone = [&caller, &agent, &other_fork];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    out.assert_no_plaintext(&everyone);
+    let start = recording_start(rec);
+    // from the answer on: the caller on the left, the phone that answered on the right
+    let from = (((answered - start) / 0.1).ceil().max(0.0) as usize + 1).min(right_heard.len());
+    let after = start + from as f64 * 0.1;
+    assert_heard(
+        "left after the answer",
+        &left_heard[from..],
+        &["caller"],
+        15,
+    );
+    assert_heard(
+        "right after the answer",
+        &right_heard[from..],
+        &["agent"],
+        15,
+    );
+    assert_follows_capture("left", &left_heard, "caller", &caller_sent, start);
+    assert_follows_capture(
+        "right after the answer",
+        &right_heard[from..],
+        "agent",
+        &agent_sent,
+        after,
+    );
+    // before it: silence from the caller, at most the other fork's early media (what the
+    // caller heard) on the organisation side
+    let until = (((answered - start) / 0.1).floor().max(0.0) as usize).min(from);
+    for (i, (l, r)) in left_heard.iter().zip(&right_heard).take(until).enumerate() {
+        assert!(
+            *l == Heard::Silence && matches!(r, Heard::Silence | Heard::Party("other_fork", _)),
+            "window {i} before the answer: left {l:?}, right {r:?}"
+        );
+    }
 }
