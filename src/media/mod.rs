@@ -53,6 +53,8 @@ pub struct MediaCounters {
     pub streams_refused: u64,
     pub resyncs: u64,
     pub rate_mismatch_packets: u64,
+    /// Calls moved to a higher sample rate when a wideband stream joined.
+    pub rate_changes: u64,
     pub write_errors: u64,
     pub calls_opened: u64,
     pub calls_closed: u64,
@@ -275,6 +277,18 @@ impl<S: SegmentStore> MediaStage<S> {
         if n == 0 {
             return;
         }
+        // A wideband stream joining a narrowband call (PCMU early media, then G.722): the rest
+        // of the call is recorded at the higher rate, in a new segment.
+        if cm.timeline.as_ref().is_some_and(|t| packet_rate > t.rate()) {
+            widen(
+                cm,
+                packet_rate,
+                &mut self.store,
+                &mut self.counters,
+                self.cfg.playout_delay_ms,
+            );
+        }
+        let stream = &mut cm.streams[idx];
 
         // The call's timeline starts at its first audio packet, at that codec's rate.
         let origin = *cm.origin.get_or_insert(time);
@@ -283,12 +297,7 @@ impl<S: SegmentStore> MediaStage<S> {
             .timeline
             // held: the playout delay, a 100 ms drain batch, packets up to MAX_AHEAD early and
             // the longest packet (120 ms)
-            .get_or_insert_with(|| {
-                Timeline::new(
-                    packet_rate,
-                    delay_ms + 100 + MAX_AHEAD.as_millis() as u32 + 120,
-                )
-            });
+            .get_or_insert_with(|| Timeline::new(packet_rate, hold_ms(delay_ms)));
         let rate = timeline.rate();
         let writer = cm.writer.get_or_insert_with(|| {
             SegmentWriter::new(
@@ -429,6 +438,41 @@ impl<S: SegmentStore> MediaStage<S> {
         }
         summary
     }
+}
+
+/// Audio a timeline holds: the playout delay, a 100 ms drain batch, packets up to
+/// MAX_AHEAD early and the longest packet (120 ms).
+fn hold_ms(delay_ms: u32) -> u32 {
+    delay_ms + 100 + MAX_AHEAD.as_millis() as u32 + 120
+}
+
+/// Moves a call to a higher sample rate: what was recorded so far is drained and committed
+/// at the old rate, and the timeline and every stream's anchor continue at the new one.
+fn widen<F: std::io::Write, S: SegmentStore<File = F>>(
+    cm: &mut CallMedia<F>,
+    rate: u32,
+    store: &mut S,
+    counters: &mut MediaCounters,
+    delay_ms: u32,
+) {
+    let (Some(timeline), Some(writer)) = (cm.timeline.as_mut(), cm.writer.as_mut()) else {
+        return;
+    };
+    let old = timeline.rate().max(1) as u64;
+    let end = timeline.high().max(timeline.drained());
+    drain(timeline, writer, store, counters, end);
+    if let Err(e) = writer.change_rate(store, rate) {
+        counters.write_errors += 1;
+        tracing::error!("changing the recording's rate failed: {e}");
+    }
+    let position = end * rate as u64 / old;
+    *timeline = Timeline::starting_at(rate, hold_ms(delay_ms), position);
+    for s in &mut cm.streams {
+        if let Some(a) = s.anchor.as_mut() {
+            a.pos = a.pos * rate as u64 / old;
+        }
+    }
+    counters.rate_changes += 1;
 }
 
 /// How far silence may be written: `max_silence` past the call's last audio.
@@ -660,6 +704,47 @@ mod tests {
             written_ms <= 1_000 + 120_000 + 60_000,
             "{written_ms} ms written"
         );
+    }
+
+    #[test]
+    fn a_wideband_stream_joining_moves_the_rest_of_the_call_to_16_khz() {
+        let (mut stage, key) = stage();
+        let slot = stage.open(1, Uuid::now_v7());
+        let (pcmu, g722) = (map(0, "PCMU"), map(9, "G722"));
+        let tone: Vec<u8> = (0..160)
+            .map(|i| g711::linear_to_ulaw(((i % 16) as i16 - 8) * 1000))
+            .collect();
+        // one second of µ-law early media from the organisation side
+        for i in 0..50u16 {
+            let t = Timestamp::from_millis(i as u64 * 20);
+            let p = rtp(0, i, i as u32 * 160, 2, &tone);
+            stage.packet(slot, Side::Organisation, SRC, t, &p, &pcmu);
+        }
+        // then the answer: G.722 both ways for two seconds
+        for i in 0..100u16 {
+            let t = Timestamp::from_millis(1_000 + i as u64 * 20);
+            let p = rtp(9, i, i as u32 * 160, 1, &[0x3c; 160]);
+            stage.packet(slot, Side::Caller, SRC, t, &p, &g722);
+            let p = rtp(9, i + 50, (i as u32 + 50) * 160, 2, &[0x5a; 160]);
+            stage.packet(slot, Side::Organisation, SRC, t, &p, &g722);
+        }
+        let summary = stage.close(slot, Timestamp::from_millis(3_000));
+        assert_eq!(stage.counters.rate_changes, 1);
+        assert_eq!(stage.counters.rate_mismatch_packets, 0);
+        let rates: Vec<u32> = summary.segments.iter().map(|s| s.sample_rate).collect();
+        assert_eq!(rates, [8_000, 16_000]);
+        let (a, b) = (&summary.segments[0], &summary.segments[1]);
+        assert_eq!(
+            a.offset_ms + a.duration_ms,
+            b.offset_ms,
+            "the segments are contiguous"
+        );
+        assert!(
+            (2_900..=3_100).contains(&(b.offset_ms + b.duration_ms)),
+            "{summary:?}"
+        );
+        let plains = decrypt(&stage, &key);
+        assert_eq!(plains.len(), 2);
     }
 
     #[test]

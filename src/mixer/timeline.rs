@@ -41,6 +41,15 @@ impl Timeline {
         }
     }
 
+    /// A timeline whose first position is `position` (when a call's rate changes, the new
+    /// timeline continues where the old one ended).
+    pub fn starting_at(rate: u32, hold_ms: u32, position: u64) -> Timeline {
+        let mut t = Timeline::new(rate, hold_ms);
+        t.drained = position;
+        t.high = position;
+        t
+    }
+
     pub fn rate(&self) -> u32 {
         self.rate
     }

@@ -67,6 +67,8 @@ pub struct SegmentWriter<F: Write> {
     key: Arc<CataloguePublicKey>,
     rate: u32,
     origin: Timestamp,
+    segment_seconds: u32,
+    fsync_seconds: u32,
     segment_frames: u64,
     sync_frames: u64,
     chunk_size: u32,
@@ -96,6 +98,8 @@ impl<F: Write> SegmentWriter<F> {
             key,
             rate,
             origin,
+            segment_seconds,
+            fsync_seconds,
             segment_frames: rate as u64 * segment_seconds as u64,
             sync_frames: rate as u64 * fsync_seconds as u64,
             chunk_size,
@@ -174,6 +178,25 @@ impl<F: Write> SegmentWriter<F> {
                 self.close_open(store)?;
             }
         }
+        Ok(())
+    }
+
+    /// Switches the rest of the call to another sample rate (a wideband codec joined a
+    /// narrowband call): the open segment is committed and the next one starts at `rate`,
+    /// at the same point in time.
+    pub fn change_rate<S: SegmentStore<File = F>>(
+        &mut self,
+        store: &mut S,
+        rate: u32,
+    ) -> Result<(), SegmentError> {
+        if self.open.is_some() {
+            self.close_open(store)?;
+        }
+        self.position = self.position * rate as u64 / self.rate.max(1) as u64;
+        self.rate = rate;
+        self.segment_frames = rate as u64 * self.segment_seconds as u64;
+        self.sync_frames = rate as u64 * self.fsync_seconds as u64;
+        self.chunk_size = rate * 4 / 2;
         Ok(())
     }
 
