@@ -791,14 +791,13 @@ fn a_g722_call_is_recorded_at_16_khz() {
     };
     let run = run(&Scenario::new(13, vec![spec]), example_config());
     assert_eq!(run.report.recorded.len(), 1, "{}", run.report.summary);
-    let rec = &run.report.recorded[0];
+    let rec = check_call(&run, &run.truth[0], 1.0, 0.999);
     assert!(rec.segments.iter().all(|s| s.sample_rate == 16_000));
     assert!(rec.streams.iter().all(|s| s.codec == "G722" && s.decoded));
-    let (rate, left, right) = run.audio(rec);
+    let (rate, left, _) = run.audio(&rec);
     assert_eq!(rate, 16_000);
     let secs = left.len() as f64 / rate as f64;
     assert!((4.8..=5.6).contains(&secs), "{secs} s");
-    assert!(left.iter().any(|&s| s != 0) && right.iter().any(|&s| s != 0));
 }
 
 #[test]

@@ -598,7 +598,9 @@ impl CallPlan {
     /// Recomputes what the generator emits for this call from the same decisions.
     pub(crate) fn truth(&self) -> CallTruth {
         let codec = self.spec.codec;
-        let sample_truth = codec != Codec::G722;
+        // G.722 truth is exact for streams without loss or reordering (the decoder's state
+        // follows the packets it is given)
+        let sample_truth = true;
         let mut audio: [Vec<(Timestamp, Vec<i16>)>; 2] = [Vec::new(), Vec::new()];
         let mut sent = [0u64; 2];
         let mut dups = [0u64; 2];
@@ -606,6 +608,7 @@ impl CallPlan {
         let mut pcm = [0i16; SAMPLES_PER_PACKET];
         for (i, st) in self.streams.iter().enumerate() {
             let Some(st) = st else { continue };
+            let wideband = (codec == Codec::G722).then(|| g722_decoded(st));
             let mut dtmf_packets = 0u64;
             for slot in 0..st.n_slots {
                 let kind = st.kind(slot);
@@ -624,11 +627,12 @@ impl CallPlan {
                         continue;
                     }
                     let at = Timestamp::from_nanos(st.nominal_ns(slot));
-                    let samples = if sample_truth {
-                        st.signal_for(slot).samples(slot as u64 * 160, &mut pcm);
-                        pcm.iter().map(|&x| decoded(codec, x)).collect()
-                    } else {
-                        Vec::new()
+                    let samples = match &wideband {
+                        Some(w) => w[slot as usize].clone().unwrap_or_default(),
+                        None => {
+                            st.signal_for(slot).samples(slot as u64 * 160, &mut pcm);
+                            pcm.iter().map(|&x| decoded(codec, x)).collect()
+                        }
                     };
                     audio[i].push((at, samples));
                 }
@@ -678,6 +682,80 @@ impl CallPlan {
             agent_ssrcs: ssrcs(self.stream(Side::Agent)),
         }
     }
+}
+
+/// A G.722 stream is encoded in slot order, like a real encoder: each packet's bytes depend
+/// on everything sent before. The generator and the truth both use this.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct G722Sequence {
+    enc: crate::decode::g722::G722Encoder,
+    next_slot: u32,
+    /// The last payloads encoded (reordering only swaps neighbours).
+    recent: Vec<(u32, [u8; SAMPLES_PER_PACKET])>,
+}
+
+impl G722Sequence {
+    /// The payload of `slot` (an audio slot of `st`).
+    pub(crate) fn payload(&mut self, st: &StreamPlan, slot: u32) -> [u8; SAMPLES_PER_PACKET] {
+        if let Some((_, p)) = self.recent.iter().find(|(s, _)| *s == slot) {
+            return *p;
+        }
+        if slot < self.next_slot {
+            // far behind what was encoded: start again (never happens with neighbour swaps)
+            *self = G722Sequence::default();
+        }
+        let mut out = [0u8; SAMPLES_PER_PACKET];
+        while self.next_slot <= slot {
+            let s = self.next_slot;
+            self.next_slot += 1;
+            if st.kind(s) != SlotKind::Audio {
+                continue;
+            }
+            out = g722_encode_slot(st, s, &mut self.enc);
+            if self.recent.len() >= 8 {
+                self.recent.remove(0);
+            }
+            self.recent.push((s, out));
+        }
+        out
+    }
+}
+
+/// 20 ms of the stream's signal at 16 kHz (the 8 kHz signal with each sample repeated),
+/// G.722-encoded.
+fn g722_encode_slot(
+    st: &StreamPlan,
+    slot: u32,
+    enc: &mut crate::decode::g722::G722Encoder,
+) -> [u8; SAMPLES_PER_PACKET] {
+    let mut pcm8 = [0i16; SAMPLES_PER_PACKET];
+    st.signal_for(slot)
+        .samples(slot as u64 * SAMPLES_PER_PACKET as u64, &mut pcm8);
+    let mut pcm16 = [0i16; 2 * SAMPLES_PER_PACKET];
+    for (i, &x) in pcm8.iter().enumerate() {
+        pcm16[2 * i] = x;
+        pcm16[2 * i + 1] = x;
+    }
+    let mut out = [0u8; SAMPLES_PER_PACKET];
+    enc.encode(&pcm16, &mut out);
+    out
+}
+
+/// What a decoder yields for every audio slot of a G.722 stream decoded in order (the truth of
+/// a stream without loss or reordering).
+fn g722_decoded(st: &StreamPlan) -> Vec<Option<Vec<i16>>> {
+    let mut enc = crate::decode::g722::G722Encoder::default();
+    let mut dec = crate::decode::g722::G722Decoder::default();
+    (0..st.n_slots)
+        .map(|s| {
+            (st.kind(s) == SlotKind::Audio).then(|| {
+                let payload = g722_encode_slot(st, s, &mut enc);
+                let mut out = vec![0i16; 2 * SAMPLES_PER_PACKET];
+                dec.decode(&payload, &mut out);
+                out
+            })
+        })
+        .collect()
 }
 
 /// What a perfect G.711 decoder yields for linear sample `x` after encoding.

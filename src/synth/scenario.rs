@@ -33,8 +33,9 @@ pub enum Codec {
     Pcmu,
     /// G.711 A-law, payload type 8.
     Pcma,
-    /// G.722, payload type 9. The generator has no G.722 encoder: payloads are a deterministic
-    /// byte pattern and the truth carries no samples (see [`CallTruth::sample_truth`]).
+    /// G.722, payload type 9: the 8 kHz signal at 16 kHz (each sample repeated), encoded in
+    /// slot order by the project's encoder; the truth is its decoding (320 samples a packet),
+    /// exact for streams without loss or reordering.
     G722,
 }
 
@@ -420,12 +421,12 @@ pub struct CallTruth {
     pub ended_at: Timestamp,
     /// Per audio RTP packet emitted (after loss, before reordering, duplicates once): its
     /// play-out time (stream start + 20 ms × packet slot, independent of capture jitter) and
-    /// the decoded G.711 samples exactly as a perfect decoder produces them. Empty sample
-    /// vectors for G.722.
+    /// the decoded samples exactly as a perfect decoder produces them (G.711: 160 at 8 kHz;
+    /// G.722: 320 at 16 kHz, exact when no packet before it was lost or reordered).
     pub caller_audio: Vec<(Timestamp, Vec<i16>)>,
     /// As `caller_audio`; entries before `answered_at` are early media (ringback).
     pub agent_audio: Vec<(Timestamp, Vec<i16>)>,
-    /// False for G.722: only presence, times and packet counts are truth.
+    /// Always true now (kept for readers of older truths).
     pub sample_truth: bool,
     pub caller_media: SocketAddr,
     pub agent_media: SocketAddr,
