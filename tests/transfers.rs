@@ -168,27 +168,7 @@ fn blind_transfer_the_transferee_invite_joins_even_after_the_transferor_hung_up(
 #[test]
 fn attended_transfer_records_the_conversation_but_not_the_consultation() {
     let mut s = Script::new();
-    s.answered_call();
-    // agent consults the back office (internal call, a new port on the agent's phone)
-    s.sip(1_400, A_SIP, B_SIP, "INVITE sip:4712@10.20.0.5 SIP/2.0\r\nFrom: <sip:4711@10.20.0.5>;tag=c1\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: consult\r\nCSeq: 1 INVITE", Some(A_RTP2));
-    s.sip(1_600, B_SIP, A_SIP, "SIP/2.0 200 OK\r\nFrom: <sip:4711@10.20.0.5>;tag=c1\r\nTo: <sip:4712@10.20.0.5>;tag=c2\r\nCall-ID: consult\r\nCSeq: 1 INVITE", Some(B_RTP));
-    s.both_ways(1_620, A_RTP2, B_RTP, 5, 6, 25);
-    // the agent refers the caller to the officer, replacing the consultation
-    s.sip(2_200, A_SIP, X_SIP, &format!("REFER sip:{CALLER}@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=a1\r\nTo: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nCall-ID: leg1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:4712@10.20.0.5?Replaces=consult%3Bto-tag%3Dc2%3Bfrom-tag%3Dc1>\r\nReferred-By: <sip:4711@10.20.0.5>"), None);
-    s.sip(2_300, X_SIP, B_SIP, &format!("INVITE sip:4712@10.20.1.9 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: leg3\r\nCSeq: 1 INVITE\r\nReplaces: consult;to-tag=c2;from-tag=c1"), Some(X_RTP));
-    s.sip(2_400, B_SIP, X_SIP, &format!("SIP/2.0 200 OK\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>;tag=b3\r\nCall-ID: leg3\r\nCSeq: 1 INVITE"), Some(B_RTP));
-    let notify = format!(
-        "NOTIFY sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 3 NOTIFY\r\nEvent: refer\r\nSubscription-State: terminated;reason=noresource\r\nContent-Type: message/sipfrag\r\nContent-Length: 16\r\n\r\nSIP/2.0 200 OK\r\n"
-    );
-    s.p.frame(
-        Script::t(2_410),
-        LinkType::Ethernet,
-        &udp_frame(a(X_SIP), a(A_SIP), notify.as_bytes()),
-    );
-    s.sip(2_450, B_SIP, A_SIP, "BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:4712@10.20.0.5>;tag=c2\r\nTo: <sip:4711@10.20.0.5>;tag=c1\r\nCall-ID: consult\r\nCSeq: 2 BYE", None);
-    s.sip(2_460, X_SIP, A_SIP, &format!("BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 4 BYE"), None);
-    s.both_ways(2_500, X_RTP, B_RTP, 3, 4, 50);
-    s.sip(3_600, B_SIP, X_SIP, &format!("BYE sip:{CALLER}@192.0.2.10 SIP/2.0\r\nFrom: <sip:4712@10.20.0.5>;tag=b3\r\nTo: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nCall-ID: leg3\r\nCSeq: 2 BYE"), None);
+    s.attended_transfer();
     let (summary, recorded, _dir, _key) = s.finish();
     assert_eq!(recorded.len(), 1, "{summary}");
     let rec = &recorded[0];
@@ -230,27 +210,7 @@ fn with_the_switch_on_the_consultation_is_kept_with_the_call_on_the_organisation
     let mut cfg = example_config();
     cfg.scope.record_consultation_calls = true;
     let mut s = Script::with_config(cfg);
-    s.answered_call();
-    // agent consults the back office (internal call, a new port on the agent's phone)
-    s.sip(1_400, A_SIP, B_SIP, "INVITE sip:4712@10.20.0.5 SIP/2.0\r\nFrom: <sip:4711@10.20.0.5>;tag=c1\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: consult\r\nCSeq: 1 INVITE", Some(A_RTP2));
-    s.sip(1_600, B_SIP, A_SIP, "SIP/2.0 200 OK\r\nFrom: <sip:4711@10.20.0.5>;tag=c1\r\nTo: <sip:4712@10.20.0.5>;tag=c2\r\nCall-ID: consult\r\nCSeq: 1 INVITE", Some(B_RTP));
-    s.both_ways(1_620, A_RTP2, B_RTP, 5, 6, 25);
-    // the agent refers the caller to the officer, replacing the consultation
-    s.sip(2_200, A_SIP, X_SIP, &format!("REFER sip:{CALLER}@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=a1\r\nTo: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nCall-ID: leg1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:4712@10.20.0.5?Replaces=consult%3Bto-tag%3Dc2%3Bfrom-tag%3Dc1>\r\nReferred-By: <sip:4711@10.20.0.5>"), None);
-    s.sip(2_300, X_SIP, B_SIP, &format!("INVITE sip:4712@10.20.1.9 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: leg3\r\nCSeq: 1 INVITE\r\nReplaces: consult;to-tag=c2;from-tag=c1"), Some(X_RTP));
-    s.sip(2_400, B_SIP, X_SIP, &format!("SIP/2.0 200 OK\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>;tag=b3\r\nCall-ID: leg3\r\nCSeq: 1 INVITE"), Some(B_RTP));
-    let notify = format!(
-        "NOTIFY sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 3 NOTIFY\r\nEvent: refer\r\nSubscription-State: terminated;reason=noresource\r\nContent-Type: message/sipfrag\r\nContent-Length: 16\r\n\r\nSIP/2.0 200 OK\r\n"
-    );
-    s.p.frame(
-        Script::t(2_410),
-        LinkType::Ethernet,
-        &udp_frame(a(X_SIP), a(A_SIP), notify.as_bytes()),
-    );
-    s.sip(2_450, B_SIP, A_SIP, "BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:4712@10.20.0.5>;tag=c2\r\nTo: <sip:4711@10.20.0.5>;tag=c1\r\nCall-ID: consult\r\nCSeq: 2 BYE", None);
-    s.sip(2_460, X_SIP, A_SIP, &format!("BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 4 BYE"), None);
-    s.both_ways(2_500, X_RTP, B_RTP, 3, 4, 50);
-    s.sip(3_600, B_SIP, X_SIP, &format!("BYE sip:{CALLER}@192.0.2.10 SIP/2.0\r\nFrom: <sip:4712@10.20.0.5>;tag=b3\r\nTo: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nCall-ID: leg3\r\nCSeq: 2 BYE"), None);
+    s.attended_transfer();
     let (summary, recorded, _dir, _key) = s.finish();
     assert_eq!(recorded.len(), 1, "{summary}");
     let rec = &recorded[0];
@@ -417,4 +377,34 @@ fn another_caller_announcing_the_same_private_address_is_not_joined() {
         "{:?}",
         recorded[0].streams
     );
+}
+
+impl Script {
+    /// Attended transfer: the caller talks to the agent, the agent consults the back office
+    /// (an internal call on a new port), refers the caller with Replaces, the caller's phone
+    /// replaces the consultation, and the conversation goes on with the back office.
+    fn attended_transfer(&mut self) {
+        let s = self;
+        s.answered_call();
+        // agent consults the back office (internal call, a new port on the agent's phone)
+        s.sip(1_400, A_SIP, B_SIP, "INVITE sip:4712@10.20.0.5 SIP/2.0\r\nFrom: <sip:4711@10.20.0.5>;tag=c1\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: consult\r\nCSeq: 1 INVITE", Some(A_RTP2));
+        s.sip(1_600, B_SIP, A_SIP, "SIP/2.0 200 OK\r\nFrom: <sip:4711@10.20.0.5>;tag=c1\r\nTo: <sip:4712@10.20.0.5>;tag=c2\r\nCall-ID: consult\r\nCSeq: 1 INVITE", Some(B_RTP));
+        s.both_ways(1_620, A_RTP2, B_RTP, 5, 6, 25);
+        // the agent refers the caller to the officer, replacing the consultation
+        s.sip(2_200, A_SIP, X_SIP, &format!("REFER sip:{CALLER}@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=a1\r\nTo: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nCall-ID: leg1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:4712@10.20.0.5?Replaces=consult%3Bto-tag%3Dc2%3Bfrom-tag%3Dc1>\r\nReferred-By: <sip:4711@10.20.0.5>"), None);
+        s.sip(2_300, X_SIP, B_SIP, &format!("INVITE sip:4712@10.20.1.9 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>\r\nCall-ID: leg3\r\nCSeq: 1 INVITE\r\nReplaces: consult;to-tag=c2;from-tag=c1"), Some(X_RTP));
+        s.sip(2_400, B_SIP, X_SIP, &format!("SIP/2.0 200 OK\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nTo: <sip:4712@10.20.0.5>;tag=b3\r\nCall-ID: leg3\r\nCSeq: 1 INVITE"), Some(B_RTP));
+        let notify = format!(
+            "NOTIFY sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 3 NOTIFY\r\nEvent: refer\r\nSubscription-State: terminated;reason=noresource\r\nContent-Type: message/sipfrag\r\nContent-Length: 16\r\n\r\nSIP/2.0 200 OK\r\n"
+        );
+        s.p.frame(
+            Script::t(2_410),
+            LinkType::Ethernet,
+            &udp_frame(a(X_SIP), a(A_SIP), notify.as_bytes()),
+        );
+        s.sip(2_450, B_SIP, A_SIP, "BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:4712@10.20.0.5>;tag=c2\r\nTo: <sip:4711@10.20.0.5>;tag=c1\r\nCall-ID: consult\r\nCSeq: 2 BYE", None);
+        s.sip(2_460, X_SIP, A_SIP, &format!("BYE sip:4711@10.20.1.5 SIP/2.0\r\nFrom: <sip:{CALLER}@192.0.2.10>;tag=x1\r\nTo: <sip:02087483020@10.20.0.5>;tag=a1\r\nCall-ID: leg1\r\nCSeq: 4 BYE"), None);
+        s.both_ways(2_500, X_RTP, B_RTP, 3, 4, 50);
+        s.sip(3_600, B_SIP, X_SIP, &format!("BYE sip:{CALLER}@192.0.2.10 SIP/2.0\r\nFrom: <sip:4712@10.20.0.5>;tag=b3\r\nTo: <sip:{CALLER}@192.0.2.10>;tag=x3\r\nCall-ID: leg3\r\nCSeq: 2 BYE"), None);
+    }
 }
