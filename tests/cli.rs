@@ -487,3 +487,33 @@ fn callvault_log_does_not_break_the_configuration() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["calls"]["calls_seen"], 2, "{v}");
 }
+
+#[test]
+fn policy_check_json_lists_every_call_and_writes_nothing() {
+    let ws = Workspace::new(8, 3);
+    let out = ok(callvault(ws.path())
+        .args(["policy", "check", "--json", "--config"])
+        .arg(example_config())
+        .arg("cap.pcap"));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON report");
+    assert_eq!(report["calls"].as_array().unwrap().len(), 8);
+    assert_eq!(report["recorded"], 4);
+    assert_eq!(report["not_recorded"], 4);
+    assert_eq!(report["by_rule"]["listed_number"], 4);
+    let reasons: Vec<&str> = report["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.ends_with("= Switchboard")),
+        "{reasons:?}"
+    );
+    assert!(!ws.spool().exists(), "a dry run creates no spool");
+    // callers are masked unless asked for
+    assert!(report["calls"].as_array().unwrap().iter().all(|c| {
+        let caller = c["caller"].as_str().unwrap();
+        caller.len() <= 6 || caller.contains('•')
+    }));
+}
