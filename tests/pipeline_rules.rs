@@ -14,17 +14,20 @@ fn addr(s: &str) -> SocketAddrV4 {
     s.parse().unwrap()
 }
 
-#[test]
-fn an_address_shared_with_an_unrecorded_dialog_stops_being_recorded() {
+/// A pipeline writing into a fresh spool (kept alive by the returned directory).
+fn pipeline(
+    cfg: &callvault::config::AgentConfig,
+) -> (Pipeline<Spool, CollectingSink>, tempfile::TempDir) {
     let (_, public, _private) = test_keys();
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
-    let mut p = Pipeline::new(
-        &example_config(),
-        public,
-        spool.clone(),
-        CollectingSink::new(spool),
-    );
+    let p = Pipeline::new(cfg, public, spool.clone(), CollectingSink::new(spool));
+    (p, dir)
+}
+
+#[test]
+fn an_address_shared_with_an_unrecorded_dialog_stops_being_recorded() {
+    let (mut p, _dir) = pipeline(&example_config());
     let sbc = addr("192.0.2.10:5060");
     let pbx = addr("10.20.0.5:5060");
     let phone = addr("10.20.1.5:5060");
@@ -99,12 +102,9 @@ fn an_address_shared_with_an_unrecorded_dialog_stops_being_recorded() {
 /// its RTP comes from a public one, and the agent sends back to that public address (which no
 /// SDP names). With symmetric RTP the agent's packets are still recorded (matched by source).
 fn nat_call(symmetric: bool) -> callvault::pipeline::Summary {
-    let (_, public, _private) = test_keys();
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
     let mut cfg = example_config();
     cfg.media.symmetric_rtp = symmetric;
-    let mut p = Pipeline::new(&cfg, public, spool.clone(), CollectingSink::new(spool));
+    let (mut p, _dir) = pipeline(&cfg);
     let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
     let sbc = addr("192.0.2.10:5060");
     let pbx = addr("10.20.0.5:5060");
@@ -148,15 +148,7 @@ fn symmetric_rtp_latching_records_media_sent_to_an_address_no_sdp_named() {
 
 #[test]
 fn one_bogus_future_timestamp_does_not_stop_calls_from_ending() {
-    let (_, public, _private) = test_keys();
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
-    let mut p = Pipeline::new(
-        &example_config(),
-        public,
-        spool.clone(),
-        CollectingSink::new(spool),
-    );
+    let (mut p, _dir) = pipeline(&example_config());
     let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
     let (sbc, pbx) = (addr("192.0.2.10:5060"), addr("10.20.0.5:5060"));
     let invite = sip_with_sdp(

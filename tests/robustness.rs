@@ -503,6 +503,26 @@ fn contact_centre_e164() -> BTreeSet<String> {
 
 /// After `finish()`: no call or recording left open, and every file in the spool is a
 /// finished segment or document of a call that was recorded (no `.partial`, no `.tmp`).
+/// A corpus capture (no council numbers) left nothing: no recording, an empty spool, and a
+/// heap that stayed under `limit`.
+fn assert_recorded_nothing(
+    what: &str,
+    p: &Pipeline<CappedSpool, CollectingSink>,
+    spool: &Path,
+    key: &CataloguePrivateKey,
+    peak: i64,
+    limit: i64,
+) {
+    assert!(
+        p.sink().recorded.is_empty(),
+        "{what}: recorded {:?}",
+        p.sink().recorded
+    );
+    check_spool_and_state(what, p, spool, key);
+    assert!(spool_files(spool).is_empty(), "{what}: spool not empty");
+    assert!(peak < limit, "{what}: heap peaked at {} MiB", peak / MIB);
+}
+
 fn check_spool_and_state(
     what: &str,
     p: &Pipeline<CappedSpool, CollectingSink>,
@@ -879,21 +899,7 @@ fn mutated_and_damaged_corpus_captures_never_panic_and_record_nothing() {
         });
         p.finish("capture_end");
         let what = format!("{name} (mutated frames)");
-        assert!(
-            p.sink().recorded.is_empty(),
-            "{what}: recorded {:?}",
-            p.sink().recorded
-        );
-        check_spool_and_state(&what, &p, dir.path(), &private);
-        assert!(
-            spool_files(dir.path()).is_empty(),
-            "{what}: spool not empty"
-        );
-        assert!(
-            mem.peak() < 32 * MIB,
-            "{what}: heap peaked at {} MiB",
-            mem.peak() / MIB
-        );
+        assert_recorded_nothing(&what, &p, dir.path(), &private, mem.peak(), 32 * MIB);
         frames_fed += mutator.counts.frames_out;
         eprintln!(
             "{name}: {read} frames read ({}), {} fed, {} calls seen, peak heap {} KiB",
@@ -914,22 +920,8 @@ fn mutated_and_damaged_corpus_captures_never_panic_and_record_nothing() {
             let (read, err) = read_capture(&copy, &mut |t, link, frame| p.frame(t, link, frame));
             p.finish("capture_end");
             let what = format!("{name} ({kind})");
-            assert!(
-                p.sink().recorded.is_empty(),
-                "{what}: recorded {:?}",
-                p.sink().recorded
-            );
-            check_spool_and_state(&what, &p, dir.path(), &private);
-            assert!(
-                spool_files(dir.path()).is_empty(),
-                "{what}: spool not empty"
-            );
             // CaptureFile grows its buffer up to 64 MiB for one block, no further.
-            assert!(
-                mem.peak() < 160 * MIB,
-                "{what}: heap peaked at {} MiB",
-                mem.peak() / MIB
-            );
+            assert_recorded_nothing(&what, &p, dir.path(), &private, mem.peak(), 160 * MIB);
             frames_fed += read;
             eprintln!(
                 "  {kind}: {read} frames read ({}), peak heap {} KiB",
