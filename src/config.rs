@@ -21,6 +21,10 @@ pub struct AgentConfig {
     pub media: MediaSection,
     #[serde(default)]
     pub calls: CallsSection,
+    #[serde(default)]
+    pub capture: CaptureSection,
+    #[serde(default)]
+    pub hep: HepSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -35,6 +39,25 @@ pub struct AgentSection {
     /// The catalogue's public key (`callvault keys generate`): segments are sealed to it.
     #[serde(default = "default_public_key")]
     pub catalogue_public_key: PathBuf,
+    /// `callvault agent`: address of the HTTP endpoint serving `/metrics` and `/healthz`
+    /// (empty: none).
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: String,
+    /// `callvault agent`: below this much free space on the spool's filesystem, new calls
+    /// are not recorded (calls in progress finish); recording resumes above it.
+    #[serde(default = "default_min_free_mb")]
+    pub min_free_mb: u64,
+    /// `callvault agent`: threads doing media work (decode, mix, encrypt, write); 0 = one
+    /// per core, less the one that follows signalling.
+    #[serde(default)]
+    pub media_workers: usize,
+    /// `callvault agent`: on SIGTERM, open calls are closed and their segments sealed
+    /// within this many seconds.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_seconds: u32,
+    /// Log lines as "text" (journald adds the time) or "json".
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
 }
 
 impl Default for AgentSection {
@@ -43,8 +66,73 @@ impl Default for AgentSection {
             name: default_agent_name(),
             spool_dir: default_spool_dir(),
             catalogue_public_key: default_public_key(),
+            metrics_listen: default_metrics_listen(),
+            min_free_mb: default_min_free_mb(),
+            media_workers: 0,
+            shutdown_timeout_seconds: default_shutdown_timeout(),
+            log_format: default_log_format(),
         }
     }
+}
+
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9187".to_owned()
+}
+fn default_min_free_mb() -> u64 {
+    2048
+}
+fn default_shutdown_timeout() -> u32 {
+    20
+}
+fn default_log_format() -> String {
+    "text".to_owned()
+}
+
+/// Live capture from network interfaces (a mirror/SPAN port, or the PBX's own interface).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSection {
+    /// Interfaces to capture on (AF_PACKET with a memory-mapped ring); empty: none.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Put the interfaces in promiscuous mode (needed on a mirror port whose switch does not
+    /// address frames to this host; needs CAP_NET_ADMIN as well as CAP_NET_RAW).
+    #[serde(default)]
+    pub promiscuous: bool,
+    /// Size of each interface's kernel ring in MiB: what absorbs a burst while the agent is
+    /// busy. Frames that find it full are dropped by the kernel and counted.
+    #[serde(default = "default_ring_mb")]
+    pub ring_mb: u32,
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        CaptureSection {
+            interfaces: Vec::new(),
+            promiscuous: false,
+            ring_mb: default_ring_mb(),
+        }
+    }
+}
+
+fn default_ring_mb() -> u32 {
+    64
+}
+
+/// HEP v3 (EEP) feeds: what Kamailio/OpenSIPS siptrace, FreeSWITCH, Asterisk and heplify send.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HepSection {
+    /// Address to receive HEP over UDP, e.g. "0.0.0.0:9060"; empty: none.
+    #[serde(default)]
+    pub listen_udp: String,
+    /// Address to receive HEP over TCP, e.g. "0.0.0.0:9061"; empty: none.
+    #[serde(default)]
+    pub listen_tcp: String,
+    /// Shared secret HEP senders put in chunk 0x000e; when set, packets without it are
+    /// rejected and counted. Empty: not checked.
+    #[serde(default)]
+    pub auth_key: String,
 }
 
 fn default_agent_name() -> String {
@@ -380,6 +468,64 @@ impl AgentConfig {
                 "0".into(),
                 "no call could be tracked".into(),
                 "use 200000",
+            );
+        }
+        let a = &self.agent;
+        for (key, value) in [
+            ("agent.metrics_listen", &a.metrics_listen),
+            ("hep.listen_udp", &self.hep.listen_udp),
+            ("hep.listen_tcp", &self.hep.listen_tcp),
+        ] {
+            if !value.is_empty() && value.parse::<std::net::SocketAddr>().is_err() {
+                return invalid(
+                    key.into(),
+                    value.clone(),
+                    "not an IP address and port".into(),
+                    "write it as \"0.0.0.0:9060\" or \"[::]:9060\", or \"\" for none",
+                );
+            }
+        }
+        if !matches!(a.log_format.as_str(), "text" | "json") {
+            return invalid(
+                "agent.log_format".into(),
+                a.log_format.clone(),
+                "unknown log format".into(),
+                "use \"text\" or \"json\"",
+            );
+        }
+        if a.shutdown_timeout_seconds == 0 {
+            return invalid(
+                "agent.shutdown_timeout_seconds".into(),
+                "0".into(),
+                "open segments could not be sealed on shutdown".into(),
+                "use 20 (and keep systemd's TimeoutStopSec above it)",
+            );
+        }
+        if a.media_workers > 256 {
+            return invalid(
+                "agent.media_workers".into(),
+                a.media_workers.to_string(),
+                "more threads than any machine has cores".into(),
+                "use 0 (one per core)",
+            );
+        }
+        let cap = &self.capture;
+        for (i, name) in cap.interfaces.iter().enumerate() {
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                return invalid(
+                    format!("capture.interfaces[{i}]"),
+                    name.clone(),
+                    "not a network interface name".into(),
+                    "use a name `ip link` lists, e.g. \"eth1\"",
+                );
+            }
+        }
+        if !(1..=4096).contains(&cap.ring_mb) {
+            return invalid(
+                "capture.ring_mb".into(),
+                cap.ring_mb.to_string(),
+                "must be between 1 and 4096".into(),
+                "use 64; raise it if the kernel_drops metric grows",
             );
         }
         Ok(())

@@ -7,6 +7,7 @@
 //! `replay`, and the CLI in `main.rs`. `synth` generates realistic captures for tests, benches
 //! and the demo.
 
+pub mod agent;
 pub mod calls;
 pub mod config;
 pub mod decode;

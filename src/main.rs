@@ -33,6 +33,38 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The live recording daemon: capture (mirror port, HEP feed), record, spool.
+    Agent {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Spool directory (overrides agent.spool_dir).
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        /// Catalogue public key (overrides agent.catalogue_public_key).
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Re-send the SIP and RTP of capture files as a HEP v3 feed (what heplify or Kamailio's
+    /// siptrace would send): trials of the agent's HEP input, tests, load measurements.
+    HepSend {
+        /// Where to send, e.g. 127.0.0.1:9060.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// HEP over TCP instead of UDP.
+        #[arg(long)]
+        tcp: bool,
+        /// Shared secret to put in each packet (chunk 0x000e).
+        #[arg(long)]
+        auth_key: Option<String>,
+        /// Capture-time speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// HEP capture id (chunk 0x000c).
+        #[arg(long, default_value_t = 2001)]
+        capture_id: u32,
+        #[arg(required = true)]
+        captures: Vec<PathBuf>,
+    },
     /// Run the agent's pipeline over capture files (pcap, pcapng).
     Replay {
         #[arg(long, short)]
@@ -68,6 +100,10 @@ enum Command {
     Decrypt {
         #[arg(long)]
         key: PathBuf,
+        /// The segment was closed by the agent after a crash (`"complete": false` in its
+        /// call's metadata): decrypt up to its last sealed chunk.
+        #[arg(long)]
+        recovered: bool,
         segment: PathBuf,
         #[arg(short, long)]
         out: PathBuf,
@@ -125,12 +161,53 @@ fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    // The agent's log format is a configuration key: read it before the first log line.
+    let agent = match &cli.command {
+        Command::Agent {
+            config,
+            spool,
+            public_key,
+        } => match AgentConfig::load(config) {
+            Ok(mut cfg) => {
+                if let Some(s) = spool {
+                    cfg.agent.spool_dir = s.clone();
+                }
+                if let Some(k) = public_key {
+                    cfg.agent.catalogue_public_key = k.clone();
+                }
+                Some((config.clone(), cfg))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+        },
+        _ => None,
+    };
+    let json = agent
+        .as_ref()
+        .is_some_and(|(_, c)| c.agent.log_format == "json");
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-    if let Err(e) = run(cli.command) {
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    if json {
+        logs.json().init();
+    } else if agent.is_some() && std::env::var_os("JOURNAL_STREAM").is_some() {
+        // journald stamps every line itself
+        logs.without_time().init();
+    } else {
+        logs.init();
+    }
+    let result = match agent {
+        Some((config_path, config)) => callvault::agent::run(callvault::agent::AgentOptions {
+            config_path,
+            config,
+        }),
+        None => run(cli.command),
+    };
+    if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -149,6 +226,36 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!(
                 "private key: {}  (catalogue only; mode 0600)",
                 private.display()
+            );
+            Ok(())
+        }
+        Command::Agent { .. } => unreachable!("handled in main"),
+        Command::HepSend {
+            to,
+            tcp,
+            auth_key,
+            speed,
+            capture_id,
+            captures,
+        } => {
+            let report = replay::hep_send::run(&replay::hep_send::HepSendOptions {
+                to,
+                tcp,
+                auth_key,
+                speed,
+                capture_id,
+                files: captures,
+            })?;
+            let sent = report.sip + report.rtp;
+            println!(
+                "sent {sent} HEP packets to {to} ({} SIP, {} RTP; {} other datagrams skipped, {} too large, {} send errors) in {:.2} s: {:.0} packets/s",
+                report.sip,
+                report.rtp,
+                report.skipped,
+                report.too_large,
+                report.send_errors,
+                report.elapsed.as_secs_f64(),
+                sent as f64 / report.elapsed.as_secs_f64().max(1e-9)
             );
             Ok(())
         }
@@ -212,9 +319,15 @@ fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Decrypt { key, segment, out } => {
+        Command::Decrypt {
+            key,
+            recovered,
+            segment,
+            out,
+        } => {
             let key = CataloguePrivateKey::load(&key)?;
-            let opened = export::open_segment(&segment, &key)?;
+            let partial = segment.extension().is_some_and(|e| e == "partial");
+            let opened = export::open_segment_as(&segment, &key, recovered || partial)?;
             fs::write(&out, &opened.wav)
                 .with_context(|| format!("cannot write {}", out.display()))?;
             if !opened.complete {

@@ -15,6 +15,15 @@ pub struct Timestamp(u64);
 impl Timestamp {
     pub const ZERO: Timestamp = Timestamp(0);
 
+    /// The system clock: for the live agent's shell only (idle ticks, HEP arrival), never
+    /// read by a pipeline stage.
+    pub fn now() -> Self {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(since.as_nanos().min(u64::MAX as u128) as u64)
+    }
+
     pub const fn from_nanos(nanos: u64) -> Self {
         Timestamp(nanos)
     }

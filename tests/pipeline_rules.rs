@@ -5,7 +5,7 @@ mod common;
 use std::net::SocketAddrV4;
 
 use callvault::net::LinkType;
-use callvault::pipeline::Pipeline;
+use callvault::pipeline::{LocalPipeline, Pipeline};
 use callvault::spool::Spool;
 use callvault::time::Timestamp;
 use common::{CollectingSink, example_config, rtp_packet, sip_with_sdp, test_keys, udp_frame};
@@ -17,7 +17,7 @@ fn addr(s: &str) -> SocketAddrV4 {
 /// A pipeline writing into a fresh spool (kept alive by the returned directory).
 fn pipeline(
     cfg: &callvault::config::AgentConfig,
-) -> (Pipeline<Spool, CollectingSink>, tempfile::TempDir) {
+) -> (LocalPipeline<Spool, CollectingSink>, tempfile::TempDir) {
     let (_, public, _private) = test_keys();
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
@@ -32,7 +32,7 @@ fn an_address_shared_with_an_unrecorded_dialog_stops_being_recorded() {
     let pbx = addr("10.20.0.5:5060");
     let phone = addr("10.20.1.5:5060");
     let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
-    let send = |p: &mut Pipeline<_, _>, ms: u64, src, dst, payload: &[u8]| {
+    let send = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, payload: &[u8]| {
         p.frame(t(ms), LinkType::Ethernet, &udp_frame(src, dst, payload));
     };
     // the public calls the switchboard

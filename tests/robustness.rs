@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use callvault::config::AgentConfig;
 use callvault::net::LinkType;
-use callvault::pipeline::Pipeline;
+use callvault::pipeline::{LocalPipeline, Pipeline};
 use callvault::policy::Country;
 use callvault::policy::number::parse_listed_number;
 use callvault::segment::SegmentStore;
@@ -507,7 +507,7 @@ fn contact_centre_e164() -> BTreeSet<String> {
 /// heap that stayed under `limit`.
 fn assert_recorded_nothing(
     what: &str,
-    p: &Pipeline<CappedSpool, CollectingSink>,
+    p: &LocalPipeline<CappedSpool, CollectingSink>,
     spool: &Path,
     key: &CataloguePrivateKey,
     peak: i64,
@@ -525,7 +525,7 @@ fn assert_recorded_nothing(
 
 fn check_spool_and_state(
     what: &str,
-    p: &Pipeline<CappedSpool, CollectingSink>,
+    p: &LocalPipeline<CappedSpool, CollectingSink>,
     spool: &Path,
     key: &CataloguePrivateKey,
 ) {
@@ -670,7 +670,7 @@ fn new_pipeline(
     cfg: &AgentConfig,
     public: Arc<CataloguePublicKey>,
     dir: &Path,
-) -> Pipeline<CappedSpool, CollectingSink> {
+) -> LocalPipeline<CappedSpool, CollectingSink> {
     let spool = Spool::open(dir).unwrap();
     let sink = CollectingSink::new(spool.clone());
     let store = CappedSpool {
@@ -1172,7 +1172,7 @@ fn a_flood_of_unanswered_invites_is_bounded_by_max_dialogs() {
 
 /// Sends `n` packets each way between `a` and `b`, 20 ms apart from `start_ms`.
 fn rtp_both_ways(
-    p: &mut Pipeline<CappedSpool, CollectingSink>,
+    p: &mut LocalPipeline<CappedSpool, CollectingSink>,
     a: SocketAddrV4,
     b: SocketAddrV4,
     start_ms: u64,

@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddrV4;
 
 use callvault::net::LinkType;
-use callvault::pipeline::{Pipeline, Summary};
+use callvault::pipeline::{LocalPipeline, Pipeline, Summary};
 use callvault::spool::{CallRecord, Spool};
 use callvault::time::Timestamp;
 use callvault::vault::CataloguePrivateKey;
@@ -34,7 +34,7 @@ fn ip_port(s: &str) -> (&str, u16) {
 }
 
 struct Script {
-    p: Pipeline<Spool, CollectingSink>,
+    p: LocalPipeline<Spool, CollectingSink>,
     dir: tempfile::TempDir,
     key: CataloguePrivateKey,
     seqs: std::collections::HashMap<u32, u16>,

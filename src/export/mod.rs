@@ -37,9 +37,20 @@ impl OpenedSegment {
 
 /// Decrypts one segment file. A `.partial` file is recovered (complete = false).
 pub fn open_segment(path: &Path, key: &CataloguePrivateKey) -> anyhow::Result<OpenedSegment> {
-    let data = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let partial = path.extension().is_some_and(|e| e == "partial");
-    let (mut plain, complete) = if partial {
+    open_segment_as(path, key, partial)
+}
+
+/// Decrypts one segment file; with `recovered` (a `.partial` file, or a segment the agent
+/// closed after a crash, `complete: false` in its call's metadata) up to its last authentic
+/// chunk.
+pub fn open_segment_as(
+    path: &Path,
+    key: &CataloguePrivateKey,
+    recovered: bool,
+) -> anyhow::Result<OpenedSegment> {
+    let data = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (mut plain, complete) = if recovered {
         let (_, plain, complete) =
             SegmentOpener::recover(&data, key).with_context(|| format!("{}", path.display()))?;
         (plain, complete)
@@ -91,7 +102,7 @@ pub fn export_call(call_json: &Path, key: &CataloguePrivateKey) -> anyhow::Resul
     let mut samples: Vec<i16> = Vec::new();
     for seg in &segs {
         let path = spool.join(&seg.file);
-        let opened = open_segment(&path, key)?;
+        let opened = open_segment_as(&path, key, !seg.complete)?;
         let got = crate::segment::writer::sha256_file_hex(&path)?;
         if got != seg.sha256 {
             bail!(

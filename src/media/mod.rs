@@ -23,7 +23,7 @@ use rtp_rs::RtpReader;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::calls::{CallKey, Side};
+use crate::calls::Side;
 use crate::config::MediaSection;
 use crate::decode::{CodecKind, Decoder, MAX_PACKET_SAMPLES, PayloadMap};
 use crate::mixer::Timeline;
@@ -56,10 +56,35 @@ pub struct MediaCounters {
     /// Calls moved to a higher sample rate when a wideband stream joined.
     pub rate_changes: u64,
     pub write_errors: u64,
+    /// Call metadata (journal or final document) that could not be written.
+    pub metadata_errors: u64,
     pub calls_opened: u64,
     pub calls_closed: u64,
     pub segments_written: u64,
     pub audio_ms_written: u64,
+}
+
+impl MediaCounters {
+    /// Adds another stage's counters (the agent sums its media workers).
+    pub fn add(&mut self, other: &MediaCounters) {
+        self.rtp_packets += other.rtp_packets;
+        self.rtp_malformed += other.rtp_malformed;
+        self.rtp_duplicates += other.rtp_duplicates;
+        self.rtp_late += other.rtp_late;
+        self.rtp_bogus_timestamp += other.rtp_bogus_timestamp;
+        self.rtp_events += other.rtp_events;
+        self.rtp_undecodable += other.rtp_undecodable;
+        self.streams_refused += other.streams_refused;
+        self.resyncs += other.resyncs;
+        self.rate_mismatch_packets += other.rate_mismatch_packets;
+        self.rate_changes += other.rate_changes;
+        self.write_errors += other.write_errors;
+        self.metadata_errors += other.metadata_errors;
+        self.calls_opened += other.calls_opened;
+        self.calls_closed += other.calls_closed;
+        self.segments_written += other.segments_written;
+        self.audio_ms_written += other.audio_ms_written;
+    }
 }
 
 /// One stream as the call's metadata lists it.
@@ -149,7 +174,7 @@ impl<S: SegmentStore> MediaStage<S> {
     }
 
     /// Starts the recording of a call. Nothing is written until its first audio packet.
-    pub fn open(&mut self, _call: CallKey, call_id: Uuid) -> MediaSlot {
+    pub fn open(&mut self, call_id: Uuid) -> MediaSlot {
         self.counters.calls_opened += 1;
         let media = CallMedia {
             call_id,
@@ -608,7 +633,7 @@ mod tests {
     #[test]
     fn an_undecodable_codec_is_named_and_left_silent() {
         let (mut stage, _key) = stage();
-        let slot = stage.open(1, Uuid::now_v7());
+        let slot = stage.open(Uuid::now_v7());
         let codecs = map(18, "G729");
         for i in 0..50u16 {
             let t = Timestamp::from_millis(1_000 + i as u64 * 20);
@@ -629,7 +654,7 @@ mod tests {
     #[test]
     fn narrowband_audio_joins_a_wideband_timeline_at_16_khz() {
         let (mut stage, key) = stage();
-        let slot = stage.open(1, Uuid::now_v7());
+        let slot = stage.open(Uuid::now_v7());
         let g722 = map(9, "G722");
         let pcmu = map(0, "PCMU");
         let tone: Vec<u8> = (0..160)
@@ -678,7 +703,7 @@ mod tests {
     #[test]
     fn capture_time_jumps_and_bogus_timestamps_write_bounded_silence() {
         let (mut stage, _key) = stage();
-        let slot = stage.open(1, Uuid::now_v7());
+        let slot = stage.open(Uuid::now_v7());
         let pcma = map(8, "PCMA");
         for i in (0..50u16).filter(|&i| i != 30) {
             let t = Timestamp::from_millis(i as u64 * 20);
@@ -709,7 +734,7 @@ mod tests {
     #[test]
     fn a_wideband_stream_joining_moves_the_rest_of_the_call_to_16_khz() {
         let (mut stage, key) = stage();
-        let slot = stage.open(1, Uuid::now_v7());
+        let slot = stage.open(Uuid::now_v7());
         let (pcmu, g722) = (map(0, "PCMU"), map(9, "G722"));
         let tone: Vec<u8> = (0..160)
             .map(|i| g711::linear_to_ulaw(((i % 16) as i16 - 8) * 1000))
@@ -750,7 +775,7 @@ mod tests {
     #[test]
     fn a_segment_is_never_written_in_plaintext() {
         let (mut stage, key) = stage();
-        let slot = stage.open(1, Uuid::now_v7());
+        let slot = stage.open(Uuid::now_v7());
         let pcma = map(8, "PCMA");
         let payload: Vec<u8> = (0..160u16).map(|i| (i * 7 % 251) as u8).collect();
         for i in 0..200u16 {

@@ -58,6 +58,8 @@ pub struct NetCounters {
     pub hep_packets: u64,
     /// HEP packets rejected as malformed (or non-HEP3 data on a HEP port).
     pub hep_rejected: u64,
+    /// HEP packets received live without the configured auth key (chunk 0x000e).
+    pub hep_auth_failed: u64,
     /// Valid HEP packets of a type we do not use (RTCP JSON, logs, ...) or without payload.
     pub hep_skipped: u64,
     /// IP protocols other than UDP, TCP and the tunnels (ICMP, SCTP, ESP, ...).

@@ -32,9 +32,11 @@ const CHUNK_DST_PORT: u16 = 0x0008;
 const CHUNK_SECONDS: u16 = 0x0009;
 const CHUNK_MICROS: u16 = 0x000a;
 const CHUNK_PROTO_TYPE: u16 = 0x000b;
+const CHUNK_CAPTURE_ID: u16 = 0x000c;
 const CHUNK_PAYLOAD: u16 = 0x000f;
 const CHUNK_COMPRESSED: u16 = 0x0010;
 const CHUNK_VLAN: u16 = 0x0012;
+const CHUNK_AUTH_KEY: u16 = 0x000e;
 
 const FAMILY_INET6: u8 = 10;
 
@@ -81,6 +83,83 @@ pub(crate) struct HepPacket<'a> {
     pub proto_type: u8,
     pub payload: Option<HepPayload<'a>>,
     pub vlan: Option<u16>,
+    /// Chunk 0x000e: the sender's shared secret (Kamailio `hep_capture_id`'s sibling
+    /// `auth_key`, heplify `-hp`), when it sends one.
+    pub auth_key: Option<&'a [u8]>,
+}
+
+/// HEP v3 proto type of SIP and of RTP.
+pub const PROTO_TYPE_SIP: u8 = HEP_SIP;
+pub const PROTO_TYPE_RTP: u8 = HEP_RTP;
+
+/// One packet to encode as HEP v3 (the `hep-send` tool: captures re-sent as a HEP feed).
+pub struct HepOut<'a> {
+    pub time: Timestamp,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// 17 UDP, 6 TCP.
+    pub ip_protocol: u8,
+    pub proto_type: u8,
+    pub capture_id: u32,
+    pub auth_key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+}
+
+/// Appends `p` as one HEP v3 packet to `out`. Returns false (appending nothing) when it would
+/// exceed the 65,535 bytes a HEP length field can say, or the two addresses' families differ.
+pub fn encode(p: &HepOut<'_>, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    let chunk = |out: &mut Vec<u8>, kind: u16, value: &[u8]| {
+        out.extend_from_slice(&0u16.to_be_bytes());
+        out.extend_from_slice(&kind.to_be_bytes());
+        out.extend_from_slice(&((value.len() + 6) as u16).to_be_bytes());
+        out.extend_from_slice(value);
+    };
+    out.extend_from_slice(b"HEP3\0\0");
+    match (p.src.ip(), p.dst.ip()) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            chunk(out, CHUNK_FAMILY, &[2]);
+            chunk(out, CHUNK_PROTOCOL, &[p.ip_protocol]);
+            chunk(out, CHUNK_SRC_V4, &s.octets());
+            chunk(out, CHUNK_DST_V4, &d.octets());
+        }
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+            chunk(out, CHUNK_FAMILY, &[10]);
+            chunk(out, CHUNK_PROTOCOL, &[p.ip_protocol]);
+            chunk(out, CHUNK_SRC_V6, &s.octets());
+            chunk(out, CHUNK_DST_V6, &d.octets());
+        }
+        _ => {
+            out.truncate(start);
+            return false;
+        }
+    }
+    chunk(out, CHUNK_SRC_PORT, &p.src.port().to_be_bytes());
+    chunk(out, CHUNK_DST_PORT, &p.dst.port().to_be_bytes());
+    let nanos = p.time.as_nanos();
+    chunk(
+        out,
+        CHUNK_SECONDS,
+        &((nanos / 1_000_000_000) as u32).to_be_bytes(),
+    );
+    chunk(
+        out,
+        CHUNK_MICROS,
+        &((nanos % 1_000_000_000 / 1000) as u32).to_be_bytes(),
+    );
+    chunk(out, CHUNK_PROTO_TYPE, &[p.proto_type]);
+    chunk(out, CHUNK_CAPTURE_ID, &p.capture_id.to_be_bytes());
+    if let Some(key) = p.auth_key {
+        chunk(out, CHUNK_AUTH_KEY, key);
+    }
+    let total = out.len() - start + 6 + p.payload.len();
+    if total > usize::from(u16::MAX) {
+        out.truncate(start);
+        return false;
+    }
+    chunk(out, CHUNK_PAYLOAD, p.payload);
+    out[start + 4..start + 6].copy_from_slice(&(total as u16).to_be_bytes());
+    true
 }
 
 fn fixed<const N: usize>(chunk: u16, value: &[u8]) -> Result<[u8; N], HepError> {
@@ -113,6 +192,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<HepPacket<'_>, HepError> {
     let mut proto_type = None;
     let mut payload = None;
     let mut vlan = None;
+    let mut auth_key = None;
 
     let mut offset = 6;
     while offset < packet.len() {
@@ -150,6 +230,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<HepPacket<'_>, HepError> {
             CHUNK_PAYLOAD => payload = Some(HepPayload::Plain(value)),
             CHUNK_COMPRESSED => payload = Some(HepPayload::Compressed(value)),
             CHUNK_VLAN => vlan = Some(u16::from_be_bytes(fixed(chunk, value)?) & 0x0fff),
+            CHUNK_AUTH_KEY => auth_key = Some(value),
             _ => {}
         }
     }
@@ -176,6 +257,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<HepPacket<'_>, HepError> {
         proto_type: proto_type.ok_or(HepError::Missing("protocol type"))?,
         payload,
         vlan,
+        auth_key,
     })
 }
 
@@ -250,6 +332,36 @@ pub(crate) mod tests {
         let mut e = ZlibEncoder::new(Vec::new(), Compression::default());
         e.write_all(bytes).unwrap();
         e.finish().unwrap()
+    }
+
+    #[test]
+    fn encoded_packets_parse_back() {
+        let mut out = Vec::new();
+        let p = HepOut {
+            time: Timestamp::from_secs_nanos(1_700_000_000, 250_000_000),
+            src: "192.0.2.1:5060".parse().unwrap(),
+            dst: "[2001:db8::1]:5080".parse().unwrap(),
+            ip_protocol: 17,
+            proto_type: HEP_SIP,
+            capture_id: 7,
+            auth_key: Some(b"secret"),
+            payload: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
+        };
+        assert!(!encode(&p, &mut out), "mixed families are refused");
+        assert!(out.is_empty());
+        let p = HepOut {
+            dst: "192.0.2.2:5080".parse().unwrap(),
+            ..p
+        };
+        assert!(encode(&p, &mut out));
+        let back = parse(&out).unwrap();
+        assert_eq!(back.src, p.src);
+        assert_eq!(back.dst, p.dst);
+        assert_eq!(back.time, Some(p.time));
+        assert_eq!(back.auth_key, Some(&b"secret"[..]));
+        assert_eq!(back.payload, Some(HepPayload::Plain(p.payload)));
+        let big = vec![0u8; 65_500];
+        assert!(!encode(&HepOut { payload: &big, ..p }, &mut out));
     }
 
     #[test]

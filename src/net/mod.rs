@@ -18,7 +18,7 @@
 
 mod counters;
 mod defrag;
-mod hep;
+pub mod hep;
 mod ip;
 mod link;
 mod tcp;
@@ -31,6 +31,7 @@ use flate2::Decompress;
 pub use counters::NetCounters;
 pub use defrag::DefragError;
 pub use hep::HepError;
+pub use hep::{HepOut, encode as encode_hep};
 pub use ip::HeaderError;
 pub use link::LinkError;
 pub use tcp::{FrameResult, sip_frame_len, starts_with_sip_line};
@@ -206,7 +207,30 @@ impl NetDecoder {
     /// timestamp, via_hep = true. A packet without a timestamp chunk is rejected, since
     /// there is no capture time to give it.
     pub fn hep(&mut self, hep_packet: &[u8], sink: &mut dyn FnMut(&Datagram<'_>)) {
-        self.hep_packet(None, hep_packet, sink);
+        self.hep_packet(None, false, hep_packet, sink);
+    }
+
+    /// Decodes a HEP v3 packet received live at `arrival`, which becomes its capture time
+    /// (the sender's timestamp is ignored). With `auth_key` set, a packet whose chunk 0x000e
+    /// does not carry exactly that key is rejected and counted (`hep_auth_failed`).
+    pub fn hep_received(
+        &mut self,
+        arrival: Timestamp,
+        hep_packet: &[u8],
+        auth_key: Option<&[u8]>,
+        sink: &mut dyn FnMut(&Datagram<'_>),
+    ) {
+        if let Some(key) = auth_key {
+            let authentic = hep::parse(hep_packet)
+                .ok()
+                .and_then(|p| p.auth_key)
+                .is_some_and(|k| constant_time_eq(k, key));
+            if !authentic {
+                self.counters.hep_auth_failed += 1;
+                return;
+            }
+        }
+        self.hep_packet(Some(arrival), true, hep_packet, sink);
     }
 
     /// Expires stale fragment sets and idle TCP flows (counted). Call with capture time.
@@ -372,7 +396,7 @@ impl NetDecoder {
                     let src = SocketAddr::new(src, udp.src_port);
                     let dst = SocketAddr::new(dst, udp.dst_port);
                     if udp.payload.starts_with(b"HEP3") {
-                        self.hep_packet(Some(layer.time), udp.payload, sink);
+                        self.hep_packet(Some(layer.time), false, udp.payload, sink);
                     } else if self.hep_ports.contains(&udp.dst_port) {
                         self.counters.hep_rejected += 1;
                     } else {
@@ -438,6 +462,7 @@ impl NetDecoder {
     fn hep_packet(
         &mut self,
         fallback_time: Option<Timestamp>,
+        prefer_fallback: bool,
         bytes: &[u8],
         sink: &mut dyn FnMut(&Datagram<'_>),
     ) {
@@ -445,7 +470,12 @@ impl NetDecoder {
             self.counters.hep_rejected += 1;
             return;
         };
-        let Some(time) = packet.time.or(fallback_time) else {
+        let time = if prefer_fallback {
+            fallback_time.or(packet.time)
+        } else {
+            packet.time.or(fallback_time)
+        };
+        let Some(time) = time else {
             self.counters.hep_rejected += 1;
             return;
         };
@@ -487,6 +517,11 @@ impl NetDecoder {
             via_hep: true,
         });
     }
+}
+
+/// Compares a secret without stopping at the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -4,8 +4,12 @@
 //! rtp → decode → mixer → segment writer) into one synchronous state machine fed with
 //! `(capture time, frame)` and capture-time ticks. `replay` drives it from capture files and
 //! the live agent from sockets; both see exactly the same behaviour. It does no I/O of its
-//! own: segments go to a [`SegmentStore`], finished calls to a [`CallSink`].
+//! own. The call side (net, sip, calls, policy, stream table) runs here, on the caller's
+//! thread; the media side (rtp onwards) sits behind a [`MediaPort`]: [`LocalMedia`] runs it
+//! inline (replay, tests), the agent shards it over worker threads.
 
+pub mod local_media;
+pub mod media_port;
 pub mod stream_table;
 pub mod summary;
 
@@ -28,13 +32,23 @@ use crate::spool::{CallRecord, DecisionRecord, LegRecord, TransferRecord, record
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
 
+pub use local_media::LocalMedia;
+pub use media_port::MediaPort;
 pub use stream_table::{Route, StreamTable};
 pub use summary::Summary;
 
-/// Where finished calls go.
+/// The pipeline with its media stage inline, writing to `S` and telling `K` (replay, tests).
+pub type LocalPipeline<S, K> = Pipeline<LocalMedia<S, K>>;
+
+/// Where calls' metadata goes.
 pub trait CallSink {
     /// A recorded call ended: its metadata document.
     fn recorded(&mut self, record: &CallRecord) -> io::Result<()>;
+    /// A call's recording started: its metadata as known so far (no end), written so that a
+    /// crash leaves a call the next start can close. Default: nothing.
+    fn opened(&mut self, _journal: &CallRecord) -> io::Result<()> {
+        Ok(())
+    }
     /// Every call that ends, recorded or not (for `policy check`). Default: nothing.
     fn decided(&mut self, _call: &Call) {}
 }
@@ -60,23 +74,26 @@ pub struct RouteCounters {
     pub routes_refused: u64,
     /// Capture-time leaps ignored (a lone packet far ahead) or followed back (bogus timestamps).
     pub clock_steps: u64,
-    pub metadata_errors: u64,
+    /// Calls in scope not recorded because recording was paused (disk below its floor).
+    pub recordings_refused: u64,
 }
 
-pub struct Pipeline<S: SegmentStore, K: CallSink> {
+pub struct Pipeline<M: MediaPort> {
     net: NetDecoder,
-    core: Core<S, K>,
+    core: Core<M>,
 }
 
-struct Core<S: SegmentStore, K: CallSink> {
+struct Core<M: MediaPort> {
     agent: String,
     tracker: CallTracker,
     table: StreamTable,
-    media: MediaStage<S>,
-    sink: K,
+    media: M,
     slots: HashMap<CallKey, MediaSlot>,
-    /// Last RTP of calls that are not recorded (their packets are only counted).
-    dropped_activity: HashMap<CallKey, Timestamp>,
+    /// Last RTP routed to each call, recorded or not (for the RTP inactivity timeout; an
+    /// unrecorded call is alive too, and a later transfer of it must still find it).
+    activity: HashMap<CallKey, Timestamp>,
+    /// False while new recordings are refused (disk below its floor); calls in progress go on.
+    recording_allowed: bool,
     symmetric_rtp: bool,
     counters: RouteCounters,
     first_time: Option<Timestamp>,
@@ -104,8 +121,33 @@ const CLOCK_STEP_BACK: Duration = Duration::from_secs(600);
 /// How long the media addresses of an ended call are remembered (to count stragglers).
 const CLOSED_ROUTE_TTL: Duration = Duration::from_secs(10);
 
-impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
+impl<S: SegmentStore, K: CallSink> Pipeline<LocalMedia<S, K>> {
+    /// The pipeline with its media stage inline.
     pub fn new(cfg: &AgentConfig, key: Arc<CataloguePublicKey>, store: S, sink: K) -> Self {
+        let stage = MediaStage::new(
+            store,
+            key,
+            cfg.media.clone(),
+            Duration::from_secs(cfg.calls.rtp_timeout_seconds as u64),
+        );
+        Pipeline::with_media(cfg, LocalMedia::new(stage, sink))
+    }
+
+    pub fn sink(&self) -> &K {
+        self.core.media.sink()
+    }
+
+    pub fn sink_mut(&mut self) -> &mut K {
+        self.core.media.sink_mut()
+    }
+
+    pub fn store(&self) -> &S {
+        self.core.media.stage().store()
+    }
+}
+
+impl<M: MediaPort> Pipeline<M> {
+    pub fn with_media(cfg: &AgentConfig, media: M) -> Self {
         let policy = ScopePolicy::new(&cfg.scope, cfg.country());
         Pipeline {
             net: NetDecoder::new(NetConfig::default()),
@@ -113,15 +155,10 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
                 agent: cfg.agent.name.clone(),
                 tracker: CallTracker::new(policy, cfg.calls.clone()),
                 table: StreamTable::default(),
-                media: MediaStage::new(
-                    store,
-                    key,
-                    cfg.media.clone(),
-                    Duration::from_secs(cfg.calls.rtp_timeout_seconds as u64),
-                ),
-                sink,
+                media,
                 slots: HashMap::new(),
-                dropped_activity: HashMap::new(),
+                activity: HashMap::new(),
+                recording_allowed: true,
                 symmetric_rtp: cfg.media.symmetric_rtp,
                 counters: RouteCounters::default(),
                 first_time: None,
@@ -158,7 +195,7 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
         core.maybe_tick();
     }
 
-    /// One HEP packet received on a HEP socket.
+    /// One HEP packet from a capture file: timed by its own timestamp chunk.
     pub fn hep(&mut self, packet: &[u8]) {
         let core = &mut self.core;
         self.net.hep(packet, &mut |dg| {
@@ -167,6 +204,31 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
             core.datagram(dg);
         });
         core.maybe_tick();
+    }
+
+    /// One HEP packet received live at `arrival` (the agent's clock). The sender's timestamp
+    /// is not used: a sender whose clock is off would otherwise make its media late or early
+    /// against the agent's ticks. `auth_key`, when set, must match the packet's chunk 0x000e.
+    pub fn hep_received(&mut self, arrival: Timestamp, packet: &[u8], auth_key: Option<&[u8]>) {
+        let core = &mut self.core;
+        core.advance(arrival);
+        core.close_lingering(Some(core.now));
+        self.net
+            .hep_received(arrival, packet, auth_key, &mut |dg| core.datagram(dg));
+        core.maybe_tick();
+    }
+
+    /// Replaces the scope policy (SIGHUP): new calls are decided by it, calls in progress
+    /// keep their decision.
+    pub fn set_policy(&mut self, cfg: &AgentConfig) {
+        self.core
+            .tracker
+            .set_policy(ScopePolicy::new(&cfg.scope, cfg.country()));
+    }
+
+    /// Pauses (false) or resumes (true) new recordings; calls being recorded go on.
+    pub fn set_recording_allowed(&mut self, allowed: bool) {
+        self.core.recording_allowed = allowed;
     }
 
     /// Capture time moved on without packets (live agent idle).
@@ -188,7 +250,7 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
         Summary {
             net: self.net.counters.clone(),
             calls: self.core.tracker.counters.clone(),
-            media: self.core.media.counters.clone(),
+            media: self.core.media.counters(),
             routes: RouteCounters {
                 clock_steps: self.core.clock_steps,
                 ..self.core.counters.clone()
@@ -200,28 +262,34 @@ impl<S: SegmentStore, K: CallSink> Pipeline<S, K> {
         }
     }
 
-    pub fn media_counters(&self) -> &MediaCounters {
-        &self.core.media.counters
+    pub fn media_counters(&self) -> MediaCounters {
+        self.core.media.counters()
     }
 
     pub fn active_calls(&self) -> usize {
         self.core.tracker.active_calls()
     }
 
-    pub fn sink(&self) -> &K {
-        &self.core.sink
+    /// Calls being recorded now.
+    pub fn recording_calls(&self) -> usize {
+        self.core.slots.len()
     }
 
-    pub fn sink_mut(&mut self) -> &mut K {
-        &mut self.core.sink
+    pub fn media(&self) -> &M {
+        &self.core.media
     }
 
-    pub fn store(&self) -> &S {
-        self.core.media.store()
+    pub fn media_mut(&mut self) -> &mut M {
+        &mut self.core.media
+    }
+
+    /// The media side, once the pipeline is done (the agent waits for its workers).
+    pub fn into_media(self) -> M {
+        self.core.media
     }
 }
 
-impl<S: SegmentStore, K: CallSink> Core<S, K> {
+impl<M: MediaPort> Core<M> {
     fn advance(&mut self, time: Timestamp) {
         if self.first_time.is_none() {
             self.first_time = Some(time);
@@ -276,13 +344,8 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
         }
         if now >= self.next_tick {
             self.next_tick = now + TICK_EVERY;
-            let media = &self.media;
-            let slots = &self.slots;
-            let dropped = &self.dropped_activity;
-            self.tracker.tick(now, &|key| match slots.get(&key) {
-                Some(s) => media.last_activity(*s),
-                None => dropped.get(&key).copied(),
-            });
+            let activity = &self.activity;
+            self.tracker.tick(now, &|key| activity.get(&key).copied());
             self.table.expire_closed(now - CLOSED_ROUTE_TTL);
             self.apply_events();
         }
@@ -319,14 +382,15 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
             if route.closed_at.is_some() {
                 self.counters.rtp_after_end += 1;
             } else {
-                self.counters.rtp_out_of_scope += 1;
                 // counted, never decoded; but the call is alive, so it must not time out
                 // (a later transfer of it must still find it and stay unrecorded)
-                self.dropped_activity.insert(route.call, dg.time);
+                self.counters.rtp_out_of_scope += 1;
+                self.activity.insert(route.call, dg.time);
             }
             return;
         };
         self.counters.rtp_recorded += 1;
+        self.activity.insert(route.call, dg.time);
         self.media
             .packet(slot, side, dg.src, dg.time, dg.payload, &route.codecs);
     }
@@ -338,14 +402,9 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
         match sip::parse(bytes) {
             Ok(msg) => {
                 self.counters.sip_messages += 1;
-                let media = &self.media;
-                let slots = &self.slots;
-                let dropped = &self.dropped_activity;
+                let activity = &self.activity;
                 self.tracker
-                    .on_message(dg.time, &msg, dg.src, &|key| match slots.get(&key) {
-                        Some(s) => media.last_activity(*s),
-                        None => dropped.get(&key).copied(),
-                    });
+                    .on_message(dg.time, &msg, dg.src, &|key| activity.get(&key).copied());
                 self.apply_events();
             }
             Err(_) => self.counters.sip_rejected += 1,
@@ -363,7 +422,13 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                     if self.dry_run {
                         continue;
                     }
-                    let slot = self.media.open(call, c.call_id);
+                    if !self.recording_allowed {
+                        self.counters.recordings_refused += 1;
+                        tracing::warn!(call_id = %c.call_id, "call in scope not recorded: recording paused (disk below its floor)");
+                        continue;
+                    }
+                    let journal = call_record(&self.agent, c, MediaSummary::default());
+                    let slot = self.media.open(c.call_id, journal);
                     self.slots.insert(call, slot);
                 }
                 CallEvent::Endpoint {
@@ -393,7 +458,7 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
                             slot,
                             owner,
                             peer,
-                            codecs,
+                            codecs: Arc::new(codecs),
                             record: record && slot.is_some(),
                             closed_at: None,
                         },
@@ -433,22 +498,17 @@ impl<S: SegmentStore, K: CallSink> Core<S, K> {
 
     fn end(&mut self, key: CallKey, record: bool) {
         self.table.close_call(key, self.now);
-        self.dropped_activity.remove(&key);
+        self.activity.remove(&key);
         let Some(call) = self.tracker.take_ended(key) else {
             return;
         };
         let ended_at = call.ended_at().unwrap_or(self.now);
-        let media = match self.slots.remove(&key) {
-            Some(slot) => self.media.close(slot, ended_at),
-            None => MediaSummary::default(),
-        };
-        self.sink.decided(&call);
-        if record && !self.dry_run {
-            let doc = call_record(&self.agent, &call, media);
-            if let Err(e) = self.sink.recorded(&doc) {
-                self.counters.metadata_errors += 1;
-                tracing::error!(call_id = %doc.call_id, "writing call metadata failed: {e}");
-            }
+        self.media.decided(&call);
+        // a call refused while recording was paused has no slot and no metadata
+        if let Some(slot) = self.slots.remove(&key) {
+            debug_assert!(record && !self.dry_run, "only calls to record get a slot");
+            let doc = call_record(&self.agent, &call, MediaSummary::default());
+            self.media.close(slot, ended_at, doc);
         }
     }
 }

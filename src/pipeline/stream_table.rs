@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::calls::{CallKey, Side};
 use crate::decode::PayloadMap;
@@ -25,7 +26,8 @@ pub struct Route {
     pub owner: Side,
     /// Who sends to the address (the other party of the leg).
     pub peer: Side,
-    pub codecs: PayloadMap,
+    /// Shared: the agent hands it to a media worker with every packet.
+    pub codecs: Arc<PayloadMap>,
     pub record: bool,
     /// Set when the call has ended: packets still arriving are counted against it (not
     /// recorded) until the route expires.
@@ -144,7 +146,7 @@ mod tests {
             slot: None,
             owner: Side::Caller,
             peer: Side::Organisation,
-            codecs: PayloadMap::default(),
+            codecs: Arc::default(),
             record: false,
             closed_at: None,
         }

@@ -10,7 +10,7 @@ use crate::calls::CallCounters;
 use crate::media::MediaCounters;
 use crate::net::NetCounters;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
     pub net: NetCounters,
     pub calls: CallCounters,

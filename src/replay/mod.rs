@@ -14,13 +14,13 @@ use anyhow::Context;
 
 use crate::config::AgentConfig;
 use crate::io_util::cpu_time;
-use crate::pipeline::{CallSink, Pipeline, Summary};
-use crate::segment::SegmentStore;
+use crate::pipeline::{CallSink, MediaPort, Pipeline, Summary};
 use crate::source::CaptureFile;
 use crate::spool::{CallRecord, Spool};
 use crate::vault::CataloguePublicKey;
 
 pub mod check;
+pub mod hep_send;
 
 pub struct ReplayOptions {
     pub config: AgentConfig,
@@ -54,6 +54,10 @@ pub struct SpoolSink {
 }
 
 impl CallSink for SpoolSink {
+    fn opened(&mut self, journal: &CallRecord) -> std::io::Result<()> {
+        self.spool.write_call(journal).map(drop)
+    }
+
     fn recorded(&mut self, record: &CallRecord) -> std::io::Result<()> {
         self.spool.write_call(record)?;
         self.recorded.push(record.clone());
@@ -94,8 +98,8 @@ pub fn run(opts: ReplayOptions) -> anyhow::Result<ReplayReport> {
 /// Reads every file in order into the pipeline (as one continuous capture), with a progress
 /// bar on a terminal or a log line every 10 s otherwise, then ends the calls still open.
 /// Returns the problems with individual files; fails only when no file could be read.
-pub fn feed<S: SegmentStore, K: CallSink>(
-    pipeline: &mut Pipeline<S, K>,
+pub fn feed<M: MediaPort>(
+    pipeline: &mut Pipeline<M>,
     paths: &[PathBuf],
     progress: bool,
 ) -> anyhow::Result<Vec<String>> {

@@ -41,6 +41,17 @@ pub struct SegmentInfo {
     /// SHA-256 of the encrypted file, hex.
     pub sha256: String,
     pub key_id: String,
+    /// False for a segment the agent closed after a crash: it ends at its last whole sealed
+    /// chunk, without the final chunk (open it with `SegmentOpener::recover`).
+    #[serde(default = "complete_default", skip_serializing_if = "is_complete")]
+    pub complete: bool,
+}
+
+fn complete_default() -> bool {
+    true
+}
+fn is_complete(c: &bool) -> bool {
+    *c
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +301,7 @@ impl<F: Write> SegmentWriter<F> {
             bytes: summary.file_bytes,
             sha256: hex(&summary.sha256),
             key_id: summary.key_id.to_string(),
+            complete: true,
         });
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! renamed. It never holds or writes plaintext audio: what it is given is already encrypted.
 
 pub mod record;
+pub mod recover;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -1,0 +1,96 @@
+//! The media side run inline, on the pipeline's own thread (replay, `policy check`, tests).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{CallSink, MediaPort};
+use crate::calls::{Call, Side};
+use crate::decode::PayloadMap;
+use crate::media::{MediaCounters, MediaSlot, MediaStage};
+use crate::segment::SegmentStore;
+use crate::spool::CallRecord;
+use crate::time::Timestamp;
+
+pub struct LocalMedia<S: SegmentStore, K: CallSink> {
+    stage: MediaStage<S>,
+    sink: K,
+}
+
+impl<S: SegmentStore, K: CallSink> LocalMedia<S, K> {
+    pub fn new(stage: MediaStage<S>, sink: K) -> Self {
+        LocalMedia { stage, sink }
+    }
+
+    pub fn stage(&self) -> &MediaStage<S> {
+        &self.stage
+    }
+
+    pub fn sink(&self) -> &K {
+        &self.sink
+    }
+
+    pub fn sink_mut(&mut self) -> &mut K {
+        &mut self.sink
+    }
+}
+
+impl<S: SegmentStore, K: CallSink> MediaPort for LocalMedia<S, K> {
+    fn open(&mut self, call_id: Uuid, journal: CallRecord) -> MediaSlot {
+        if let Err(e) = self.sink.opened(&journal) {
+            self.stage.counters.metadata_errors += 1;
+            tracing::error!(%call_id, "writing the call journal failed: {e}");
+        }
+        self.stage.open(call_id)
+    }
+
+    #[inline]
+    fn packet(
+        &mut self,
+        slot: MediaSlot,
+        side: Side,
+        source: SocketAddr,
+        time: Timestamp,
+        payload: &[u8],
+        codecs: &Arc<PayloadMap>,
+    ) {
+        self.stage.packet(slot, side, source, time, payload, codecs);
+    }
+
+    fn tick(&mut self, now: Timestamp) {
+        self.stage.tick(now);
+    }
+
+    fn close(&mut self, slot: MediaSlot, ended_at: Timestamp, record: CallRecord) {
+        close_and_store(&mut self.stage, &mut self.sink, slot, ended_at, record);
+    }
+
+    fn decided(&mut self, call: &Call) {
+        self.sink.decided(call);
+    }
+
+    fn counters(&self) -> MediaCounters {
+        self.stage.counters.clone()
+    }
+}
+
+/// Finishes a recording in `stage` and stores its completed metadata in `sink` (a failure is
+/// counted and logged: the segments are on disk, the metadata can be rebuilt from them).
+pub fn close_and_store<S: SegmentStore, K: CallSink>(
+    stage: &mut MediaStage<S>,
+    sink: &mut K,
+    slot: MediaSlot,
+    ended_at: Timestamp,
+    mut record: CallRecord,
+) {
+    let media = stage.close(slot, ended_at);
+    record.streams = media.streams;
+    record.segments = media.segments;
+    record.audio_ms = media.audio_ms;
+    record.write_failed = media.write_failed;
+    if let Err(e) = sink.recorded(&record) {
+        stage.counters.metadata_errors += 1;
+        tracing::error!(call_id = %record.call_id, "writing call metadata failed: {e}");
+    }
+}

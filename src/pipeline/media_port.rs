@@ -1,0 +1,42 @@
+//! The boundary between the call side of the pipeline and its media side.
+//!
+//! The call side (net, sip, calls, policy, stream table) decides which packets belong to which
+//! recorded call; the media side (rtp, decode, mixer, segment writer, spool) turns them into
+//! sealed segments and, when a call ends, completes and stores its metadata. The call side
+//! never waits on the media side: every method hands work over and returns.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::calls::{Call, Side};
+use crate::decode::PayloadMap;
+use crate::media::{MediaCounters, MediaSlot};
+use crate::spool::CallRecord;
+use crate::time::Timestamp;
+
+pub trait MediaPort {
+    /// Starts the recording of a call. `journal` is its metadata as known now (no end, no
+    /// media), stored so that a crash leaves a call the next start can close.
+    fn open(&mut self, call_id: Uuid, journal: CallRecord) -> MediaSlot;
+    /// One RTP packet of a recorded call; `side` is who is speaking.
+    fn packet(
+        &mut self,
+        slot: MediaSlot,
+        side: Side,
+        source: SocketAddr,
+        time: Timestamp,
+        payload: &[u8],
+        codecs: &Arc<PayloadMap>,
+    );
+    /// Capture time moved on: audio older than the playout delay is written.
+    fn tick(&mut self, now: Timestamp);
+    /// Finishes a recording: the media side fills in `record`'s streams and segments and
+    /// stores it.
+    fn close(&mut self, slot: MediaSlot, ended_at: Timestamp, record: CallRecord);
+    /// Every call that ends, recorded or not (for `policy check`). Default: nothing.
+    fn decided(&mut self, _call: &Call) {}
+    /// The media side's counters, summed over its workers.
+    fn counters(&self) -> MediaCounters;
+}
