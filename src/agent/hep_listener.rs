@@ -18,6 +18,56 @@ use crate::time::Timestamp;
 /// At most this many HEP TCP connections at once (each is a sender: a proxy or a PBX).
 const MAX_TCP_CONNECTIONS: usize = 256;
 
+/// Receive buffer asked for on the HEP UDP socket: a burst of a few thousand calls' RTP
+/// waits here while the I/O thread is descheduled. SO_RCVBUFFORCE (CAP_NET_ADMIN) lifts the
+/// `net.core.rmem_max` cap; without it the kernel caps the size (raise rmem_max then).
+const UDP_RECEIVE_BUFFER: libc::c_int = 32 << 20;
+
+/// Sizes the receive buffer of the HEP UDP socket.
+pub fn enlarge_receive_buffer(sock: &std::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let size = UDP_RECEIVE_BUFFER;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt with a c_int value on a socket we own.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                len,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
+}
+
+/// Datagrams the kernel dropped on the UDP socket bound to `port` because its receive buffer
+/// was full (the `drops` column of /proc/net/udp and udp6).
+pub fn socket_drops(port: u16) -> u64 {
+    let mut total = 0;
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                total += fields.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
 fn forward(tx: &SyncSender<Input>, stats: &HepStats, packet: Vec<u8>) {
     stats.packets.fetch_add(1, Ordering::Relaxed);
     stats

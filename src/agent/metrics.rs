@@ -22,6 +22,8 @@ pub struct HepStats {
     pub tcp_connections: AtomicU64,
     /// TCP streams closed for carrying something other than HEP v3 frames.
     pub tcp_framing_errors: AtomicU64,
+    /// Datagrams the kernel dropped on the HEP UDP socket (receive buffer full).
+    pub socket_drops: AtomicU64,
 }
 
 /// What the pipeline thread publishes.
@@ -151,6 +153,7 @@ impl Status {
             &[
                 ("cause=\"kernel\"", kernel),
                 ("cause=\"capture_queue\"", capture_queue),
+                ("cause=\"hep_socket\"", ld(&self.hep.socket_drops)),
                 ("cause=\"hep_queue\"", ld(&self.hep.queue_drops)),
                 ("cause=\"media_queue\"", snap.media_queue_drops),
                 ("cause=\"hep_auth\"", n.hep_auth_failed),

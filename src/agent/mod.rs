@@ -109,6 +109,13 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         Ok(Some(s))
     };
     let hep_udp = bind_udp("hep.listen_udp", &cfg.hep.listen_udp)?;
+    if let Some(s) = &hep_udp {
+        hep_listener::enlarge_receive_buffer(s);
+    }
+    let hep_udp_port = hep_udp
+        .as_ref()
+        .and_then(|s| s.local_addr().ok())
+        .map(|a| a.port());
     let hep_tcp = bind_tcp("hep.listen_tcp", &cfg.hep.listen_tcp)?;
     let metrics_tcp = bind_tcp("agent.metrics_listen", &cfg.agent.metrics_listen)?;
     let mut rings = Vec::new();
@@ -172,6 +179,7 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         status: status.clone(),
         control: control.clone(),
         spool_root: spool.root().to_owned(),
+        hep_udp_port,
     };
     let io_thread = std::thread::Builder::new()
         .name("io".into())
@@ -187,6 +195,10 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         spool = %spool.root().display(),
         "recording"
     );
+    status.publish(Snapshot {
+        published_at: Some(Instant::now()),
+        ..Snapshot::default()
+    });
     systemd::notify("READY=1\nSTATUS=recording");
 
     let auth_key = (!cfg.hep.auth_key.is_empty()).then(|| cfg.hep.auth_key.as_bytes().to_vec());
@@ -322,6 +334,7 @@ struct IoThread {
     status: Arc<Status>,
     control: Arc<Control>,
     spool_root: PathBuf,
+    hep_udp_port: Option<u16>,
 }
 
 impl IoThread {
@@ -351,7 +364,20 @@ impl IoThread {
             status,
             control,
             spool_root,
+            hep_udp_port,
         } = self;
+        if let Some(port) = hep_udp_port {
+            let hep = hep.clone();
+            tokio::spawn(async move {
+                let base = hep_listener::socket_drops(port);
+                loop {
+                    let now = hep_listener::socket_drops(port);
+                    hep.socket_drops
+                        .store(now.saturating_sub(base), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
         if let Some(sock) = hep_udp {
             match tokio::net::UdpSocket::from_std(sock) {
                 Ok(s) => {
