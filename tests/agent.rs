@@ -405,14 +405,21 @@ fn a_hep_feed_is_recorded_as_replay_records_the_same_capture() {
     lab.send_all(&capture, 1.0, Some(AUTH_KEY));
     // a sender without the key: every packet refused, no call seen
     lab.send_all(&intruder, 8.0, None);
-    agent.wait_for("the four calls to end and their segments to be written", 30, |m| {
-        m.get("calls_seen_total") == Some(&4)
-            && m.get("calls_active") == Some(&0)
-            && m.get("segments_written_total") == Some(&2)
-    });
+    agent.wait_for(
+        "the four calls to end and their segments to be written",
+        30,
+        |m| {
+            m.get("calls_seen_total") == Some(&4)
+                && m.get("calls_active") == Some(&0)
+                && m.get("segments_written_total") == Some(&2)
+        },
+    );
     let m = agent.metrics();
     assert_eq!(m["calls_recorded_total"], 2, "{m:#?}");
-    assert_eq!(m["drops_total{cause=\"hep_auth\"}"], intruder_packets, "{m:#?}");
+    assert_eq!(
+        m["drops_total{cause=\"hep_auth\"}"], intruder_packets,
+        "{m:#?}"
+    );
     assert_eq!(m["drops_total{cause=\"hep_socket\"}"], 0);
     assert_eq!(m["drops_total{cause=\"hep_queue\"}"], 0);
     assert_eq!(m["drops_total{cause=\"media_queue\"}"], 0);

@@ -700,7 +700,8 @@ impl Drop for RtpSender {
 /// Whether a UDP socket is bound to ip:port (from /proc/net/udp).
 fn udp_bound(ip: Ipv4Addr, port: u16) -> bool {
     let want = format!("{:08X}:{port:04X}", u32::from_ne_bytes(ip.octets()));
-    std::fs::read_to_string("/proc/net/udp")
+    // the calling thread's view: a test may run in a network namespace of its own
+    std::fs::read_to_string("/proc/thread-self/net/udp")
         .unwrap_or_default()
         .lines()
         .skip(1)
@@ -2389,4 +2390,164 @@ fn a_forked_invite_answered_by_one_phone_is_one_call_with_that_phone_on_the_righ
             "window {i} before the answer: left {l:?}, right {r:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The live agent
+
+/// `callvault agent` capturing live (AF_PACKET on the loopback interface of a network
+/// namespace of the test's own, so that it sees this test's traffic only) records a SIPp
+/// call to the Switchboard exactly as `replay` records tcpdump's capture of the same traffic.
+#[test]
+fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
+    if let Some(why) = missing_tools() {
+        println!("SKIPPED live agent test: {why}");
+        return;
+    }
+    // SAFETY: unshare(2) moves this test's thread (and every process it starts from now on)
+    // into a new network namespace; other threads are not affected.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        println!(
+            "SKIPPED live agent test: cannot create a network namespace ({})",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status();
+    assert!(up.is_ok_and(|s| s.success()), "ip link set lo up");
+    let Some(mut lab) = Lab::new("live", 40) else {
+        return;
+    };
+    let (public, private) = generate_keypair_files(&lab.dir.path().join("agent-keys")).unwrap();
+    let agent_spool = lab.dir.path().join("agent-spool");
+    let config = callvault::config::EXAMPLE_AGENT_TOML
+        .replace(
+            "spool_dir = \"/var/spool/callvault\"",
+            &format!("spool_dir = {agent_spool:?}"),
+        )
+        .replace(
+            "catalogue_public_key = \"/etc/callvault/catalogue.pub\"",
+            &format!("catalogue_public_key = {public:?}"),
+        )
+        .replace("interfaces = []", "interfaces = [\"lo\"]")
+        .replace("min_free_mb = 2048", "min_free_mb = 16");
+    let config_path = lab.dir.path().join("agent.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let log_path = lab.dir.path().join("agent.log");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .args(["agent", "-c"])
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start callvault agent");
+    let agent_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let started = Instant::now();
+    while http_get(9187, "/healthz").is_none_or(|(code, _)| code != 200) {
+        assert!(
+            agent.try_wait().unwrap().is_none(),
+            "the agent exited:\n{}",
+            agent_log()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            agent_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let caller = Signal::noise("caller", 'C', 401);
+    let staff = Signal::noise("agent", 'A', 402);
+    lab.capture();
+    lab.phone("agent", "uas.xml", 2, 17000, &staff, "4711", "ag1", &[]);
+    lab.dial(
+        "caller",
+        "uac.xml",
+        1,
+        16000,
+        &caller,
+        2,
+        SWITCHBOARD,
+        CALLER,
+        "cl1",
+        &["-d", "3000"],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    // the call closes once its last packets have had the playout delay to arrive
+    let started = Instant::now();
+    let metrics = loop {
+        let (_, m) = http_get(9187, "/metrics").expect("metrics");
+        if m.contains("callvault_segments_written_total 1") {
+            break m;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for drop in ["kernel", "capture_queue", "media_queue"] {
+        let line = format!("callvault_drops_total{{cause=\"{drop}\"}} 0");
+        assert!(metrics.contains(&line), "{line}:\n{metrics}");
+    }
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) }, 0);
+    let status = agent.wait().unwrap();
+    assert!(status.success(), "{status}\n{}", agent_log());
+
+    let out = lab.replay();
+    out.print();
+    let replayed = out.the_call();
+    let live: Vec<CallRecord> = std::fs::read_dir(agent_spool.join("calls"))
+        .unwrap()
+        .flatten()
+        .map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(live.len(), 1, "one call recorded live");
+    let rec = &live[0];
+    assert_eq!(rec.sip_call_ids, replayed.sip_call_ids);
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(rec.decision, replayed.decision);
+    assert_eq!(rec.end_reason, replayed.end_reason);
+    assert_eq!(rec.caller, replayed.caller);
+    assert_eq!(joined(rec), joined(replayed));
+    assert_eq!(
+        rec.streams, replayed.streams,
+        "the same packets, the same streams"
+    );
+    let json = agent_spool
+        .join("calls")
+        .join(format!("{}.json", rec.call_id));
+    let key = CataloguePrivateKey::load(&private).unwrap();
+    let call = callvault::export::export_call(&json, &key).expect("export");
+    let (want_left, want_right) = out.audio(replayed);
+    let left: Vec<i16> = call.samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = call.samples.iter().skip(1).step_by(2).copied().collect();
+    println!(
+        "  live: {} samples, replay: {} samples",
+        left.len(),
+        want_left.len()
+    );
+    assert_eq!(left, want_left, "caller channel sample for sample");
+    assert_eq!(right, want_right, "organisation channel sample for sample");
+    let everyone = [&caller, &staff];
+    assert_heard("left", &listen("left", &left, &everyone), &["caller"], 20);
+    assert_heard("right", &listen("right", &right, &everyone), &["agent"], 20);
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, text.split_once("\r\n\r\n")?.1.to_owned()))
 }

@@ -61,7 +61,10 @@ pub fn socket_drops(port: u16) -> u64 {
                 .and_then(|a| a.rsplit_once(':'))
                 .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
             if local_port == Some(port) {
-                total += fields.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+                total += fields
+                    .last()
+                    .and_then(|d| d.parse::<u64>().ok())
+                    .unwrap_or(0);
             }
         }
     }
