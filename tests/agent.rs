@@ -146,15 +146,23 @@ impl Lab {
     }
 
     fn start(&self, config: &str) -> Agent {
+        self.start_with_env(config, &[])
+    }
+
+    fn start_with_env(&self, config: &str, env: &[(&str, &str)]) -> Agent {
         let path = self.write_config(config);
-        let log = self.path(&format!(
-            "agent-{}.log",
-            Instant::now().elapsed().as_nanos()
-        ));
+        // one log per start (a test may restart the agent)
+        let starts = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("agent-"))
+            .count();
+        let log = self.path(&format!("agent-{starts}.log"));
         let child = Command::new(BIN)
             .args(["agent", "-c"])
             .arg(&path)
             .env("CALLVAULT_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -708,4 +716,49 @@ fn below_the_disk_floor_new_calls_are_refused_calls_in_progress_finish_and_recor
         "recorded to its end: {} ms",
         calls[0].audio_ms
     );
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping_and_logs_can_be_json() {
+    use std::os::unix::net::UnixDatagram;
+    let lab = Lab::new("notify");
+    let socket_path = lab.path("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let config = set(&lab.config(), "log_format", "\"json\"");
+    let agent = lab.start_with_env(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            // systemd's WatchdogSec=1: the agent pings every half of it
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let mut heard = String::new();
+    let mut buf = [0u8; 512];
+    let started = Instant::now();
+    while !(heard.contains("READY=1") && heard.matches("WATCHDOG=1").count() >= 3) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "systemd heard only {heard:?}"
+        );
+        if let Ok(n) = socket.recv(&mut buf) {
+            heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+            heard.push('\n');
+        }
+    }
+    let log = agent.stop();
+    while let Ok(n) = socket.recv(&mut buf) {
+        heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(heard.contains("STOPPING=1"), "{heard:?}");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 2, "{log}");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{line}");
+    }
 }

@@ -517,3 +517,42 @@ fn policy_check_json_lists_every_call_and_writes_nothing() {
         caller.len() <= 6 || caller.contains('•')
     }));
 }
+
+/// The unit file passes `systemd-analyze verify` and its hardening scores as "OK" or better
+/// (exposure below 3.0 of 10). Skipped where systemd's tools are not installed.
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    let tool = Path::new("/usr/bin/systemd-analyze");
+    if !tool.exists() {
+        println!("SKIPPED: systemd-analyze not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/callvault-agent.service"),
+    )
+    .unwrap()
+    .replace("/usr/bin/callvault", env!("CARGO_BIN_EXE_callvault"));
+    let path = dir.path().join("callvault-agent.service");
+    std::fs::write(&path, unit).unwrap();
+    let verify = Command::new(tool).arg("verify").arg(&path).output().unwrap();
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{complaints}");
+    assert!(
+        !complaints.contains("callvault-agent.service"),
+        "systemd-analyze verify: {complaints}"
+    );
+    let security = Command::new(tool)
+        .args(["security", "--offline=yes"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&security.stdout);
+    let level: f64 = text
+        .lines()
+        .find_map(|l| l.split("exposure level for callvault-agent.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {text}"));
+    assert!(level < 3.0, "exposure {level}:\n{text}");
+}
