@@ -2397,7 +2397,8 @@ fn a_forked_invite_answered_by_one_phone_is_one_call_with_that_phone_on_the_righ
 
 /// `callvault agent` capturing live (AF_PACKET on the loopback interface of a network
 /// namespace of the test's own, so that it sees this test's traffic only) records a SIPp
-/// call to the Switchboard exactly as `replay` records tcpdump's capture of the same traffic.
+/// call to the Switchboard exactly as `replay` records tcpdump's capture of the same traffic,
+/// while a HEP feed (a second source of the same pipeline) brings it a call to Parking.
 #[test]
 fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
     if let Some(why) = missing_tools() {
@@ -2432,6 +2433,7 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
             &format!("catalogue_public_key = {public:?}"),
         )
         .replace("interfaces = []", "interfaces = [\"lo\"]")
+        .replace("listen_udp = \"\"", "listen_udp = \"127.0.0.1:9060\"")
         .replace("min_free_mb = 2048", "min_free_mb = 16");
     let config_path = lab.dir.path().join("agent.toml");
     std::fs::write(&config_path, config).unwrap();
@@ -2476,13 +2478,37 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         "cl1",
         &["-d", "3000"],
     );
+    // meanwhile, on the HEP source: a generated call to Parking
+    let parking = callvault::synth::Scenario::new(
+        7,
+        vec![callvault::synth::CallSpec {
+            sip_call_id: "parking-over-hep@synth.callvault".into(),
+            dialled: "02073715678".into(),
+            ring_ms: 300,
+            talk_ms: 2_000,
+            ..Default::default()
+        }],
+    );
+    let hep_capture = lab.dir.path().join("hep.pcap");
+    callvault::synth::write_capture(
+        &parking,
+        std::io::BufWriter::new(std::fs::File::create(&hep_capture).unwrap()),
+    )
+    .unwrap();
+    let hep = Command::new(env!("CARGO_BIN_EXE_callvault"))
+        .args(["hep-send", "--to", "127.0.0.1:9060"])
+        .arg(&hep_capture)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(hep.success());
     lab.wait("caller");
     lab.wait("agent");
-    // the call closes once its last packets have had the playout delay to arrive
+    // the calls close once their last packets have had the playout delay to arrive
     let started = Instant::now();
     let metrics = loop {
         let (_, m) = http_get(9187, "/metrics").expect("metrics");
-        if m.contains("callvault_segments_written_total 1") {
+        if m.contains("callvault_segments_written_total 2") {
             break m;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "{m}");
@@ -2505,8 +2531,14 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         .flatten()
         .map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap())
         .collect();
-    assert_eq!(live.len(), 1, "one call recorded live");
-    let rec = &live[0];
+    assert_eq!(live.len(), 2, "the SIPp call and the HEP call");
+    let over_hep = live
+        .iter()
+        .find(|r| r.sip_call_ids == ["parking-over-hep@synth.callvault"])
+        .expect("the HEP call");
+    assert_eq!(over_hep.service.as_deref(), Some("Parking"));
+    assert!(over_hep.audio_ms >= 1_900, "{} ms", over_hep.audio_ms);
+    let rec = live.iter().find(|r| r.sip_call_ids == replayed.sip_call_ids).unwrap();
     assert_eq!(rec.sip_call_ids, replayed.sip_call_ids);
     assert_eq!(rec.service.as_deref(), Some("Switchboard"));
     assert_eq!(rec.decision, replayed.decision);
