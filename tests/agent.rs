@@ -759,6 +759,9 @@ fn systemd_hears_ready_watchdog_and_stopping_and_logs_can_be_json() {
     for line in lines {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{line}");
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
     }
 }

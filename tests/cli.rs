@@ -535,7 +535,11 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     .replace("/usr/bin/callvault", env!("CARGO_BIN_EXE_callvault"));
     let path = dir.path().join("callvault-agent.service");
     std::fs::write(&path, unit).unwrap();
-    let verify = Command::new(tool).arg("verify").arg(&path).output().unwrap();
+    let verify = Command::new(tool)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
     let complaints = String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success(), "{complaints}");
     assert!(
@@ -550,7 +554,10 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     let text = String::from_utf8_lossy(&security.stdout);
     let level: f64 = text
         .lines()
-        .find_map(|l| l.split("exposure level for callvault-agent.service: ").nth(1))
+        .find_map(|l| {
+            l.split("exposure level for callvault-agent.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in: {text}"));

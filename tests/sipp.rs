@@ -2538,7 +2538,10 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         .expect("the HEP call");
     assert_eq!(over_hep.service.as_deref(), Some("Parking"));
     assert!(over_hep.audio_ms >= 1_900, "{} ms", over_hep.audio_ms);
-    let rec = live.iter().find(|r| r.sip_call_ids == replayed.sip_call_ids).unwrap();
+    let rec = live
+        .iter()
+        .find(|r| r.sip_call_ids == replayed.sip_call_ids)
+        .unwrap();
     assert_eq!(rec.sip_call_ids, replayed.sip_call_ids);
     assert_eq!(rec.service.as_deref(), Some("Switchboard"));
     assert_eq!(rec.decision, replayed.decision);

@@ -24,6 +24,8 @@ pub struct HepStats {
     pub tcp_framing_errors: AtomicU64,
     /// Datagrams the kernel dropped on the HEP UDP socket (receive buffer full).
     pub socket_drops: AtomicU64,
+    /// Datagrams larger than a receive slot (cut by the kernel, not used).
+    pub truncated: AtomicU64,
 }
 
 /// What the pipeline thread publishes.
@@ -157,7 +159,10 @@ impl Status {
                 ("cause=\"hep_queue\"", ld(&self.hep.queue_drops)),
                 ("cause=\"media_queue\"", snap.media_queue_drops),
                 ("cause=\"hep_auth\"", n.hep_auth_failed),
-                ("cause=\"hep_malformed\"", n.hep_rejected),
+                (
+                    "cause=\"hep_malformed\"",
+                    n.hep_rejected + ld(&self.hep.truncated),
+                ),
                 ("cause=\"truncated\"", n.truncated),
                 ("cause=\"sip_malformed\"", r.sip_rejected),
                 ("cause=\"rtp_malformed\"", m.rtp_malformed),

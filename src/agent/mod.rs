@@ -41,7 +41,8 @@ use workers::ShardedMedia;
 /// Messages from the sources to the pipeline thread.
 pub enum Input {
     Frames(FrameBatch),
-    Hep { arrival: Timestamp, packet: Vec<u8> },
+    /// HEP packets, each with its arrival time (the `FrameBatch` layout, link unused).
+    Hep(FrameBatch),
 }
 
 /// Batches (frame blocks or HEP packets) the pipeline's input queue holds.
@@ -67,7 +68,7 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         )
     })?;
     let key = Arc::new(key);
-    let spool = Spool::open(&cfg.agent.spool_dir)?;
+    let spool = Spool::open(&cfg.agent.spool_dir)?.with_background_sync()?;
 
     let recovery = crate::spool::recover::recover(&spool).with_context(|| {
         format!(
@@ -220,8 +221,10 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
                     }
                 }
             }
-            Ok(Input::Hep { arrival, packet }) => {
-                pipeline.hep_received(arrival, &packet, auth_key.as_deref());
+            Ok(Input::Hep(batch)) => {
+                for (arrival, packet) in batch.iter() {
+                    pipeline.hep_received(arrival, packet, auth_key.as_deref());
+                }
             }
             Err(RecvTimeoutError::Timeout) if stopping => break,
             Err(RecvTimeoutError::Timeout) => {}

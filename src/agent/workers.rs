@@ -27,8 +27,9 @@ use crate::spool::{CallRecord, Spool};
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
 
-/// Batches in flight per worker: at 256 messages each, about a second of 4,000 calls.
-const QUEUE_BATCHES: usize = 64;
+/// Batches in flight per worker: at 256 messages each, about two seconds of 4,000 calls'
+/// packets (a worker waiting on the disk catches up from here; at most ~25 MiB).
+const QUEUE_BATCHES: usize = 512;
 /// A batch is sent when it holds this many messages (or at the next tick).
 const BATCH_MESSAGES: usize = 256;
 

@@ -25,6 +25,36 @@ pub const PARTIAL_SUFFIX: &str = ".partial";
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    syncer: Option<Syncer>,
+}
+
+/// A thread that makes open segments durable (`fdatasync`) in the background, so that the
+/// media worker asking for it never waits on the disk. The agent has one; replay syncs inline.
+/// Measured: with 1,000 recorded calls each synced every 5 s, inline syncs held the media
+/// worker long enough to overflow its queue; in the background they cost it a `dup`.
+#[derive(Debug, Clone)]
+pub struct Syncer {
+    tx: std::sync::mpsc::SyncSender<File>,
+}
+
+/// Sync requests waiting at most; beyond it the request is served inline (the guarantee
+/// holds, the caller waits).
+const SYNC_QUEUE: usize = 8192;
+
+impl Syncer {
+    pub fn start() -> io::Result<Syncer> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<File>(SYNC_QUEUE);
+        std::thread::Builder::new()
+            .name("syncer".into())
+            .spawn(move || {
+                while let Ok(file) = rx.recv() {
+                    if let Err(e) = file.sync_data() {
+                        tracing::error!("syncing a segment failed: {e}");
+                    }
+                }
+            })?;
+        Ok(Syncer { tx })
+    }
 }
 
 impl Spool {
@@ -41,7 +71,14 @@ impl Spool {
         }
         Ok(Spool {
             root: root.to_owned(),
+            syncer: None,
         })
+    }
+
+    /// Syncs open segments on a background thread from now on (the live agent).
+    pub fn with_background_sync(mut self) -> io::Result<Spool> {
+        self.syncer = Some(Syncer::start()?);
+        Ok(self)
     }
 
     pub fn root(&self) -> &Path {
@@ -89,6 +126,14 @@ impl SegmentStore for Spool {
     }
 
     fn sync(&mut self, file: &mut File) -> io::Result<()> {
+        if let Some(syncer) = &self.syncer {
+            // a duplicate descriptor of the same open file: the sync covers what was written
+            match syncer.tx.try_send(file.try_clone()?) {
+                Ok(()) => return Ok(()),
+                Err(std::sync::mpsc::TrySendError::Full(_)) => {}
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
+            }
+        }
         file.sync_data()
     }
 
