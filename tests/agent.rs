@@ -420,6 +420,7 @@ fn a_hep_feed_is_recorded_as_replay_records_the_same_capture() {
             m.get("calls_seen_total") == Some(&4)
                 && m.get("calls_active") == Some(&0)
                 && m.get("segments_written_total") == Some(&2)
+                && m.get("drops_total{cause=\"hep_auth\"}") == Some(&intruder_packets)
         },
     );
     let m = agent.metrics();
