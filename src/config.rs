@@ -25,6 +25,8 @@ pub struct AgentConfig {
     pub capture: CaptureSection,
     #[serde(default)]
     pub hep: HepSection,
+    #[serde(default)]
+    pub catalogue: CatalogueLink,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -117,6 +119,47 @@ impl Default for CaptureSection {
 
 fn default_ring_mb() -> u32 {
     64
+}
+
+/// Where `callvault agent` ships recorded calls (its outbox is the spool).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueLink {
+    /// The catalogue's base URL, e.g. "https://catalogue.example.org:8443"; empty: recordings
+    /// stay in the spool.
+    #[serde(default)]
+    pub url: String,
+    /// File holding this agent's token (from `callvault catalogue agent-add`), mode 0600.
+    #[serde(default = "default_token_file")]
+    pub token_file: PathBuf,
+    /// Hours a shipped call's files stay in the spool after the catalogue acknowledged them
+    /// (a local copy while the catalogue's own backups catch up); 0 deletes them at once.
+    #[serde(default = "default_keep_shipped_hours")]
+    pub keep_shipped_hours: u32,
+    /// Longest wait between attempts while the catalogue cannot be reached, seconds.
+    #[serde(default = "default_retry_max_seconds")]
+    pub retry_max_seconds: u32,
+}
+
+impl Default for CatalogueLink {
+    fn default() -> Self {
+        CatalogueLink {
+            url: String::new(),
+            token_file: default_token_file(),
+            keep_shipped_hours: default_keep_shipped_hours(),
+            retry_max_seconds: default_retry_max_seconds(),
+        }
+    }
+}
+
+fn default_token_file() -> PathBuf {
+    PathBuf::from("/etc/callvault/agent.token")
+}
+fn default_keep_shipped_hours() -> u32 {
+    72
+}
+fn default_retry_max_seconds() -> u32 {
+    300
 }
 
 /// HEP v3 (EEP) feeds: what Kamailio/OpenSIPS siptrace, FreeSWITCH, Asterisk and heplify send.
@@ -519,6 +562,24 @@ impl AgentConfig {
                     "use a name `ip link` lists, e.g. \"eth1\"",
                 );
             }
+        }
+        let link = &self.catalogue;
+        let http = link.url.starts_with("http://") || link.url.starts_with("https://");
+        if !(link.url.is_empty() || http) {
+            return invalid(
+                "catalogue.url".into(),
+                link.url.clone(),
+                "not an http(s) URL".into(),
+                "write it as \"https://catalogue.example.org:8443\", or \"\" to keep recordings in the spool",
+            );
+        }
+        if link.retry_max_seconds == 0 {
+            return invalid(
+                "catalogue.retry_max_seconds".into(),
+                "0".into(),
+                "the agent would retry without pause".into(),
+                "use 300",
+            );
         }
         if !(1..=4096).contains(&cap.ring_mb) {
             return invalid(

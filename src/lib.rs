@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod calls;
+pub mod catalogue;
 pub mod config;
 pub mod decode;
 pub mod export;

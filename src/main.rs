@@ -44,6 +44,13 @@ enum Command {
         #[arg(long)]
         public_key: Option<PathBuf>,
     },
+    /// The catalogue server: agents ship recordings to it (run it with no subcommand).
+    Catalogue {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: Option<CatalogueCommand>,
+    },
     /// Re-send the SIP and RTP of capture files as a HEP v3 feed (what heplify or Kamailio's
     /// siptrace would send): trials of the agent's HEP input, tests, load measurements.
     HepSend {
@@ -149,6 +156,13 @@ enum PolicyCommand {
 }
 
 #[derive(Subcommand)]
+enum CatalogueCommand {
+    /// Register a recording server; prints its token once (put it in the agent's
+    /// catalogue.token_file, mode 0600).
+    AgentAdd { name: String },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Create catalogue.pub and catalogue.key (mode 0600) in a directory.
     Generate {
@@ -159,6 +173,8 @@ enum KeysCommand {
 
 fn main() {
     let cli = Cli::parse();
+    // TLS (agent → catalogue, catalogue → PostgreSQL) uses rustls with the ring provider
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // The agent's log format is a configuration key: read it before the first log line.
@@ -230,6 +246,20 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agent { .. } => unreachable!("handled in main"),
+        Command::Catalogue { config, command } => {
+            let cfg = callvault::catalogue::config::CatalogueConfig::load(&config)?;
+            match command {
+                None => callvault::catalogue::run(cfg),
+                Some(CatalogueCommand::AgentAdd { name }) => {
+                    let token = callvault::catalogue::add_agent(&cfg, &name)?;
+                    println!("{token}");
+                    eprintln!(
+                        "agent {name:?} registered; put the token above in its catalogue.token_file (mode 0600): it is not shown again"
+                    );
+                    Ok(())
+                }
+            }
+        }
         Command::HepSend {
             to,
             tcp,

@@ -48,6 +48,9 @@ pub struct Status {
     pub spool_free_bytes: AtomicU64,
     /// Call documents in the spool waiting for the catalogue.
     pub outbox_calls: AtomicU64,
+    pub shipped_calls: AtomicU64,
+    pub rejected_calls: AtomicU64,
+    pub ship_failures: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub recovered_calls: AtomicU64,
@@ -64,6 +67,9 @@ impl Status {
             spool_bytes: AtomicU64::new(0),
             spool_free_bytes: AtomicU64::new(0),
             outbox_calls: AtomicU64::new(0),
+            shipped_calls: AtomicU64::new(0),
+            rejected_calls: AtomicU64::new(0),
+            ship_failures: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             recovered_calls: AtomicU64::new(0),
@@ -262,6 +268,21 @@ impl Status {
             "gauge",
             "Recorded calls in the spool waiting for the catalogue.",
             &[("", ld(&self.outbox_calls))],
+        );
+        metric(
+            "shipped_calls_total",
+            "counter",
+            "Recorded calls the catalogue acknowledged, and calls it refused (set aside in rejected/).",
+            &[
+                ("result=\"acknowledged\"", ld(&self.shipped_calls)),
+                ("result=\"rejected\"", ld(&self.rejected_calls)),
+            ],
+        );
+        metric(
+            "ship_failures_total",
+            "counter",
+            "Shipping rounds cut short because the catalogue could not be reached.",
+            &[("", ld(&self.ship_failures))],
         );
         metric(
             "spool_bytes",

@@ -18,6 +18,7 @@ pub mod af_packet;
 pub mod disk;
 pub mod hep_listener;
 pub mod metrics;
+pub mod outbox;
 pub mod systemd;
 pub mod workers;
 
@@ -109,6 +110,17 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         s.set_nonblocking(true)?;
         Ok(Some(s))
     };
+    let token = if cfg.catalogue.url.is_empty() {
+        None
+    } else {
+        let t = std::fs::read_to_string(&cfg.catalogue.token_file).with_context(|| {
+            format!(
+                "{file}: catalogue.token_file = {:?}: cannot read the agent's token (make one with `callvault catalogue agent-add NAME` on the catalogue host)",
+                cfg.catalogue.token_file
+            )
+        })?;
+        Some(t)
+    };
     let hep_udp = bind_udp("hep.listen_udp", &cfg.hep.listen_udp)?;
     if let Some(s) = &hep_udp {
         hep_listener::enlarge_receive_buffer(s);
@@ -181,6 +193,17 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         control: control.clone(),
         spool_root: spool.root().to_owned(),
         hep_udp_port,
+        outbox: match token {
+            Some(token) => Some(outbox::Outbox::new(
+                &cfg.catalogue.url,
+                token,
+                spool.root(),
+                Duration::from_secs(cfg.catalogue.keep_shipped_hours as u64 * 3600),
+                Duration::from_secs(cfg.catalogue.retry_max_seconds as u64),
+                status.clone(),
+            )?),
+            None => None,
+        },
     };
     let io_thread = std::thread::Builder::new()
         .name("io".into())
@@ -338,6 +361,7 @@ struct IoThread {
     control: Arc<Control>,
     spool_root: PathBuf,
     hep_udp_port: Option<u16>,
+    outbox: Option<outbox::Outbox>,
 }
 
 impl IoThread {
@@ -368,7 +392,12 @@ impl IoThread {
             control,
             spool_root,
             hep_udp_port,
+            outbox,
         } = self;
+        let shipping = outbox.is_some();
+        if let Some(outbox) = outbox {
+            tokio::spawn(outbox.run());
+        }
         if let Some(port) = hep_udp_port {
             let hep = hep.clone();
             tokio::spawn(async move {
@@ -421,7 +450,10 @@ impl IoThread {
                     .await
                     {
                         status.spool_bytes.store(bytes, Ordering::Relaxed);
-                        status.outbox_calls.store(calls, Ordering::Relaxed);
+                        if !shipping {
+                            // nothing ships: every call waits in the spool
+                            status.outbox_calls.store(calls, Ordering::Relaxed);
+                        }
                     }
                     tokio::time::sleep(Duration::from_secs(10)).await;
                 }

@@ -1,0 +1,160 @@
+//! Catalogue configuration: `catalogue.toml` with `CALLVAULT_` environment overrides.
+//!
+//! Owns loading and checking the file; like the agent's, every error names the file, the key
+//! and the fix.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueConfig {
+    pub server: ServerSection,
+    pub storage: StorageSection,
+    pub keys: KeysSection,
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Largest segment upload accepted, MiB.
+    #[serde(default = "default_max_upload_mb")]
+    pub max_upload_mb: usize,
+}
+
+fn default_max_upload_mb() -> usize {
+    128
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// `sqlite:///var/lib/callvault/catalogue.db` or `postgres://user:password@host/db`.
+    pub database_url: String,
+    /// Where segment files are kept (encrypted, as the agents sealed them).
+    pub blob_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    /// The catalogue's private keys, newest first (older ones open older recordings).
+    pub private_keys: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Days a recording is kept when its service names none.
+    #[serde(default = "default_retention_days")]
+    pub default_days: u32,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            default_days: default_retention_days(),
+        }
+    }
+}
+
+fn default_retention_days() -> u32 {
+    183
+}
+
+impl CatalogueConfig {
+    pub fn load(path: &Path) -> Result<CatalogueConfig, ConfigError> {
+        let file = path.display().to_string();
+        if !path.is_file() {
+            return Err(ConfigError::Load {
+                file,
+                reason: "no such file (copy config/catalogue.toml and edit it)".into(),
+            });
+        }
+        let built = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("CALLVAULT")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(
+                        std::env::vars()
+                            .filter(|(k, _)| k.starts_with("CALLVAULT_") && k.contains("__"))
+                            .collect(),
+                    )),
+            )
+            .build()
+            .map_err(|e| ConfigError::Load {
+                file: file.clone(),
+                reason: e.to_string(),
+            })?;
+        let cfg: CatalogueConfig = built.try_deserialize().map_err(|e| ConfigError::Load {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        cfg.validate(&file)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: String, problem: &str, fix: &str| {
+            Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                key: key.to_owned(),
+                value,
+                problem: problem.to_owned(),
+                fix: fix.to_owned(),
+            })
+        };
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid(
+                "server.listen",
+                self.server.listen.clone(),
+                "not an IP address and port",
+                "write it as \"0.0.0.0:8443\"",
+            );
+        }
+        let url = &self.storage.database_url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://")) {
+            return invalid(
+                "storage.database_url",
+                url.clone(),
+                "unknown database",
+                "use sqlite:///path/to/catalogue.db or postgres://user:password@host/db",
+            );
+        }
+        if self.keys.private_keys.is_empty() {
+            return invalid(
+                "keys.private_keys",
+                "[]".into(),
+                "no key: no recording could be opened",
+                "list the catalogue.key made by `callvault keys generate`",
+            );
+        }
+        if self.retention.default_days == 0 {
+            return invalid(
+                "retention.default_days",
+                "0".into(),
+                "recordings would be destroyed at once",
+                "use 183 (six months)",
+            );
+        }
+        if self.server.max_upload_mb == 0 {
+            return invalid(
+                "server.max_upload_mb",
+                "0".into(),
+                "no segment could be received",
+                "use 128",
+            );
+        }
+        Ok(())
+    }
+}

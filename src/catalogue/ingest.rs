@@ -1,0 +1,209 @@
+//! The agents' side of the catalogue API: segments and call metadata shipped from spools.
+//!
+//! `PUT /api/v1/segments/{segment_id}?call_id=..&sha256=..` (the encrypted file as it is in the
+//! spool), then `POST /api/v1/calls` (the call's metadata document). Both are idempotent: the
+//! same upload again is accepted and changes nothing, so an agent retries freely. An agent
+//! authenticates with its own bearer token and can write only its own calls. Every segment's
+//! SHA-256 is checked on receipt, and a call is accepted only once every segment it lists
+//! is here with the hash it names.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::App;
+use super::blobs::Blobs;
+use super::store::{SegmentRow, Stored};
+use crate::segment::writer::hex;
+use crate::spool::CallRecord;
+use crate::vault::{HEADER_LEN, SegmentHeader};
+
+fn reply(code: StatusCode, text: impl Into<String>) -> Response {
+    (code, text.into()).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("ingest: {e}");
+    reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+}
+
+/// SHA-256 of an agent token, as stored.
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.trim().as_bytes()))
+}
+
+/// The agent presenting `Authorization: Bearer <token>`.
+async fn agent(app: &App, headers: &HeaderMap) -> Result<String, Response> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| reply(StatusCode::UNAUTHORIZED, "agent token required\n"))?;
+    match app.store.agent_by_token(&token_hash(token)).await {
+        Ok(Some(name)) => Ok(name),
+        Ok(None) => Err(reply(StatusCode::UNAUTHORIZED, "unknown agent token\n")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+pub async fn put_segment(
+    State(app): State<App>,
+    Path(segment_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let agent = match agent(&app, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let (Some(call_id), Some(sha256)) = (q.get("call_id"), q.get("sha256")) else {
+        return reply(StatusCode::BAD_REQUEST, "call_id and sha256 are required\n");
+    };
+    let got = hex(&Sha256::digest(&body));
+    if &got != sha256 {
+        return reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("SHA-256 of the body is {got}, not {sha256}\n"),
+        );
+    }
+    // the ids the agent sealed into the header must be the ones it names
+    let header = match SegmentHeader::parse(&body[..body.len().min(HEADER_LEN)]) {
+        Ok(h) => h,
+        Err(e) => {
+            return reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("not a callvault segment: {e}\n"),
+            );
+        }
+    };
+    if header.segment_id.to_string() != segment_id || &header.call_id.to_string() != call_id {
+        return reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the segment's header names another segment or call\n",
+        );
+    }
+    match app.store.call_agent(call_id).await {
+        Ok(Some(owner)) if owner != agent => {
+            return reply(StatusCode::FORBIDDEN, "the call belongs to another agent\n");
+        }
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
+    match app.store.segment(&segment_id).await {
+        Ok(Some(existing)) => {
+            return if existing.agent != agent || &existing.call_id != call_id {
+                reply(
+                    StatusCode::FORBIDDEN,
+                    "the segment belongs to another call\n",
+                )
+            } else if &existing.sha256 == sha256 {
+                reply(StatusCode::OK, "already stored\n")
+            } else {
+                reply(
+                    StatusCode::CONFLICT,
+                    "a different segment with this id is stored\n",
+                )
+            };
+        }
+        Ok(None) => {}
+        Err(e) => return internal(e),
+    }
+    let name = Blobs::name_for(&segment_id);
+    let blobs = app.blobs.clone();
+    let data = body.clone();
+    let put_name = name.clone();
+    match tokio::task::spawn_blocking(move || blobs.put(&put_name, &data)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return internal(format!("writing segment {segment_id}: {e}")),
+        Err(e) => return internal(e),
+    }
+    let row = SegmentRow {
+        segment_id: segment_id.clone(),
+        call_id: call_id.to_owned(),
+        agent,
+        sha256: sha256.clone(),
+        bytes: body.len() as i64,
+        blob: name,
+    };
+    match app.store.insert_segment(&row).await {
+        Ok(()) => reply(StatusCode::CREATED, "stored\n"),
+        // a concurrent upload of the same segment won the insert: the same bytes are stored
+        Err(_) if matches!(app.store.segment(&segment_id).await, Ok(Some(s)) if s.sha256 == row.sha256) => {
+            reply(StatusCode::OK, "already stored\n")
+        }
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn post_call(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let agent = match agent(&app, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let record: CallRecord = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("not a call document: {e}\n"),
+            );
+        }
+    };
+    if record.agent != agent {
+        return reply(
+            StatusCode::FORBIDDEN,
+            format!("agent {agent} cannot write calls of {}\n", record.agent),
+        );
+    }
+    if record.ended_at.is_none() {
+        return reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the call has not ended: ship it when it has\n",
+        );
+    }
+    if uuid::Uuid::parse_str(&record.call_id).is_err() {
+        return reply(StatusCode::UNPROCESSABLE_ENTITY, "call_id is not a UUID\n");
+    }
+    match app.store.call_agent(&record.call_id).await {
+        Ok(Some(owner)) if owner != agent => {
+            return reply(StatusCode::FORBIDDEN, "the call belongs to another agent\n");
+        }
+        Ok(_) => {}
+        Err(e) => return internal(e),
+    }
+    for seg in &record.segments {
+        match app.store.segment(&seg.segment_id).await {
+            Ok(Some(s)) if s.call_id == record.call_id && s.sha256 == seg.sha256 => {}
+            Ok(Some(_)) => {
+                return reply(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "segment {} is stored with another call or hash\n",
+                        seg.segment_id
+                    ),
+                );
+            }
+            Ok(None) => {
+                return reply(
+                    StatusCode::CONFLICT,
+                    format!("segment {} has not been received\n", seg.segment_id),
+                );
+            }
+            Err(e) => return internal(e),
+        }
+    }
+    match app
+        .store
+        .upsert_call(&record, app.config.retention.default_days)
+        .await
+    {
+        Ok(Stored::Created) => reply(StatusCode::CREATED, "stored\n"),
+        Ok(Stored::Updated) => reply(StatusCode::OK, "updated\n"),
+        Err(e) => internal(e),
+    }
+}

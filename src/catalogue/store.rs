@@ -1,0 +1,315 @@
+//! The catalogue's database: one schema on SQLite (embedded) or PostgreSQL (by URL).
+//!
+//! Owns the connection pool, the migrations (`migrations/{sqlite,postgres}`, embedded and
+//! applied in order on start, each once) and every query. Queries are written once, with `$N`
+//! placeholders both databases accept, through sqlx's `Any` driver. It never touches segment
+//! files (see `blobs`) and never decides who may do what (see the handlers).
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::spool::CallRecord;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Migrations, in order: (version, SQLite text, PostgreSQL text).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    include_str!("../../migrations/sqlite/0001_ingest.sql"),
+    include_str!("../../migrations/postgres/0001_ingest.sql"),
+)];
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// A segment as the catalogue holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentRow {
+    pub segment_id: String,
+    pub call_id: String,
+    pub agent: String,
+    pub sha256: String,
+    pub bytes: i64,
+    pub blob: String,
+}
+
+/// What storing a call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Created,
+    Updated,
+}
+
+fn now_ms() -> i64 {
+    crate::time::Timestamp::now().as_millis() as i64
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+pub fn rfc3339_ms(text: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(text).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) and applies the migrations not yet applied.
+    pub async fn connect(url: &str) -> Result<Store, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::raw_sql("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;")
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        if backend == Backend::Sqlite {
+            sqlx::raw_sql("PRAGMA journal_mode = WAL;")
+                .execute(&pool)
+                .await?;
+        }
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for (version, sqlite, postgres) in MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            let done: Option<AnyRow> =
+                sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            let text: &'static str = match self.backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            sqlx::raw_sql(text).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version, "database migrated");
+        }
+        Ok(())
+    }
+
+    pub async fn add_agent(&self, name: &str, token_sha256: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO agents (name, token_sha256, created_at, disabled) VALUES ($1, $2, $3, FALSE)",
+        )
+        .bind(name)
+        .bind(token_sha256)
+        .bind(crate::time::Timestamp::now().rfc3339())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The agent a token belongs to (not disabled).
+    pub async fn agent_by_token(&self, token_sha256: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query("SELECT name FROM agents WHERE token_sha256 = $1 AND NOT disabled")
+            .bind(token_sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<String, _>("name")).transpose()
+    }
+
+    pub async fn segment(&self, segment_id: &str) -> Result<Option<SegmentRow>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT segment_id, call_id, agent, sha256, bytes, blob FROM segments WHERE segment_id = $1",
+        )
+        .bind(segment_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SegmentRow {
+                segment_id: r.try_get("segment_id")?,
+                call_id: r.try_get("call_id")?,
+                agent: r.try_get("agent")?,
+                sha256: r.try_get("sha256")?,
+                bytes: r.try_get("bytes")?,
+                blob: r.try_get("blob")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn insert_segment(&self, s: &SegmentRow) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO segments (segment_id, call_id, agent, sha256, bytes, blob, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&s.segment_id)
+        .bind(&s.call_id)
+        .bind(&s.agent)
+        .bind(&s.sha256)
+        .bind(s.bytes)
+        .bind(&s.blob)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The agent that shipped a call, if the catalogue has it.
+    pub async fn call_agent(&self, call_id: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query("SELECT agent FROM calls WHERE call_id = $1")
+            .bind(call_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<String, _>("agent")).transpose()
+    }
+
+    /// A call's metadata document as stored.
+    pub async fn call_document(&self, call_id: &str) -> Result<Option<CallRecord>, sqlx::Error> {
+        let row = sqlx::query("SELECT document FROM calls WHERE call_id = $1")
+            .bind(call_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let text: String = row.try_get("document")?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+
+    /// Stores (or replaces, same agent) a call and its search entries, in one transaction.
+    pub async fn upsert_call(
+        &self,
+        record: &CallRecord,
+        default_retention_days: u32,
+    ) -> Result<Stored, sqlx::Error> {
+        let started = rfc3339_ms(&record.started_at).unwrap_or(0);
+        let ended = record
+            .ended_at
+            .as_deref()
+            .and_then(rfc3339_ms)
+            .unwrap_or(started);
+        let days = record.retention_days.unwrap_or(default_retention_days) as i64;
+        let document =
+            serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let mut tx = self.pool.begin().await?;
+        let existed = sqlx::query("SELECT call_id FROM calls WHERE call_id = $1")
+            .bind(&record.call_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if existed {
+            for delete in [
+                "DELETE FROM call_parties WHERE call_id = $1",
+                "DELETE FROM call_sip_ids WHERE call_id = $1",
+            ] {
+                sqlx::query(delete)
+                    .bind(&record.call_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM calls WHERE call_id = $1")
+                .bind(&record.call_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO calls (call_id, agent, started_ms, ended_ms, duration_ms, audio_ms, caller, dialled, service, end_reason, retention_days, expires_ms, legal_hold, restricted, document, received_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, FALSE, FALSE, $13, $14)",
+        )
+        .bind(&record.call_id)
+        .bind(&record.agent)
+        .bind(started)
+        .bind(ended)
+        .bind(ended - started)
+        .bind(record.audio_ms as i64)
+        .bind(&record.caller)
+        .bind(record.dialled.clone())
+        .bind(record.service.clone())
+        .bind(record.end_reason.clone())
+        .bind(days)
+        .bind(started + days * 86_400_000)
+        .bind(document)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let mut parties: Vec<&str> = record
+            .legs
+            .iter()
+            .flat_map(|l| [l.from.as_str(), l.to.as_str(), l.dialled.as_str()])
+            .chain(std::iter::once(record.caller.as_str()))
+            .filter(|p| !p.is_empty())
+            .collect();
+        parties.sort_unstable();
+        parties.dedup();
+        for p in parties {
+            sqlx::query("INSERT INTO call_parties (call_id, party) VALUES ($1, $2)")
+                .bind(&record.call_id)
+                .bind(p)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut ids: Vec<&str> = record.sip_call_ids.iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            sqlx::query("INSERT INTO call_sip_ids (call_id, sip_call_id) VALUES ($1, $2)")
+                .bind(&record.call_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(if existed {
+            Stored::Updated
+        } else {
+            Stored::Created
+        })
+    }
+
+    /// Rows of the calls, segments or agents table.
+    pub async fn count(&self, table: &str) -> Result<i64, sqlx::Error> {
+        let sql = match table {
+            "calls" => "SELECT COUNT(*) AS n FROM calls",
+            "segments" => "SELECT COUNT(*) AS n FROM segments",
+            _ => "SELECT COUNT(*) AS n FROM agents",
+        };
+        let row = sqlx::query(sql).fetch_one(&self.pool).await?;
+        row.try_get::<i64, _>("n")
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
