@@ -4,15 +4,38 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=(sip-tester tcpdump)
-# SIPp and tcpdump for the real-SIP-peer transfer tests (tests/sipp.rs); later stages add
-# PostgreSQL and Chromium here.
+need_apt=(sip-tester tcpdump postgresql)
+# SIPp and tcpdump for the real-SIP-peer tests (tests/sipp.rs); PostgreSQL for the catalogue
+# tests (tests/catalogue.rs runs on SQLite and on PostgreSQL); later stages add Chromium.
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    missing=()
+    for p in "${need_apt[@]}"; do
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
   else
     echo "tests need: ${need_apt[*]} (run as root, or install them)" >&2
   fi
+fi
+
+# A PostgreSQL server for the catalogue tests: the distribution's cluster, started, with a
+# role for the tests. Without it (not root, no package) those runs are skipped and say so.
+if [ -z "${CALLVAULT_TEST_POSTGRES:-}" ] && [ "$(id -u)" = 0 ] && command -v pg_lsclusters >/dev/null; then
+  if [ -z "$(pg_lsclusters -h)" ]; then
+    pg_createcluster "$(ls /usr/lib/postgresql | sort -n | tail -1)" main >/dev/null
+  fi
+  read -r pg_ver pg_name pg_port _ < <(pg_lsclusters -h | head -1)
+  pg_ctlcluster "$pg_ver" "$pg_name" start 2>/dev/null || true
+  for _ in $(seq 50); do
+    su postgres -c "psql -p $pg_port -qtAc 'SELECT 1'" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  su postgres -c "psql -p $pg_port -qtAc \"SELECT 1 FROM pg_roles WHERE rolname = 'callvault'\"" | grep -q 1 ||
+    su postgres -c "psql -p $pg_port -qc \"CREATE ROLE callvault LOGIN SUPERUSER PASSWORD 'callvault'\""
+  export CALLVAULT_TEST_POSTGRES="postgres://callvault:callvault@127.0.0.1:$pg_port/postgres"
 fi
 
 cargo fmt --all -- --check

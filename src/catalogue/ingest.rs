@@ -178,6 +178,12 @@ pub async fn post_call(State(app): State<App>, headers: HeaderMap, body: Bytes) 
     }
     for seg in &record.segments {
         match app.store.segment(&seg.segment_id).await {
+            Ok(Some(s)) if s.agent != agent => {
+                return reply(
+                    StatusCode::FORBIDDEN,
+                    format!("segment {} belongs to another agent\n", seg.segment_id),
+                );
+            }
             Ok(Some(s)) if s.call_id == record.call_id && s.sha256 == seg.sha256 => {}
             Ok(Some(_)) => {
                 return reply(

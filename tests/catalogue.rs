@@ -1,0 +1,557 @@
+//! The catalogue as agents see it: recorded calls shipped from an agent's spool over HTTP,
+//! on SQLite and on PostgreSQL (a real server: `tests/run.sh` installs and starts one and
+//! sets CALLVAULT_TEST_POSTGRES; without it the PostgreSQL runs are skipped, saying so).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use callvault::catalogue::store::Store;
+use callvault::config::EXAMPLE_AGENT_TOML;
+use callvault::replay::{self, ReplayOptions};
+use callvault::spool::CallRecord;
+use callvault::synth::{Scenario, write_capture};
+use callvault::vault::generate_keypair_files;
+
+const BIN: &str = env!("CARGO_BIN_EXE_callvault");
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    match std::net::UdpSocket::bind(("127.0.0.1", port)) {
+        Ok(_) => port,
+        Err(_) => free_port(),
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, text.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+fn metrics(port: u16) -> BTreeMap<String, u64> {
+    let (_, body) = http_get(port, "/metrics").unwrap_or_default();
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((
+                k.trim_start_matches("callvault_").to_owned(),
+                v.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A database for one test: a SQLite file, or a fresh PostgreSQL database.
+enum Db {
+    Sqlite(String),
+    Postgres { url: String, name: String },
+}
+
+impl Db {
+    fn sqlite(dir: &Path) -> Db {
+        Db::Sqlite(format!("sqlite://{}", dir.join("catalogue.db").display()))
+    }
+
+    fn postgres(test: &str) -> Option<Db> {
+        let Ok(admin) = std::env::var("CALLVAULT_TEST_POSTGRES") else {
+            println!(
+                "SKIPPED on PostgreSQL: CALLVAULT_TEST_POSTGRES is not set (tests/run.sh sets it)"
+            );
+            return None;
+        };
+        let name = format!("cv_{test}_{}", std::process::id());
+        rt().block_on(async {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&admin).await.expect("PostgreSQL");
+            let drop = format!("DROP DATABASE IF EXISTS {name}");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                .execute(&pool)
+                .await
+                .unwrap();
+            let create = format!("CREATE DATABASE {name}");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        });
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        Some(Db::Postgres {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Db::Sqlite(u) => u,
+            Db::Postgres { url, .. } => url,
+        }
+    }
+
+    fn store(&self) -> (tokio::runtime::Runtime, Store) {
+        let rt = rt();
+        let store = rt.block_on(Store::connect(self.url())).unwrap();
+        (rt, store)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let (Db::Postgres { name, .. }, Ok(admin)) =
+            (&*self, std::env::var("CALLVAULT_TEST_POSTGRES"))
+        {
+            let name = name.clone();
+            rt().block_on(async move {
+                if let Ok(pool) = sqlx::AnyPool::connect(&admin).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                        .execute(&pool)
+                        .await;
+                    pool.close().await;
+                }
+            });
+        }
+    }
+}
+
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    public: PathBuf,
+    private: PathBuf,
+    db: Db,
+    catalogue_port: u16,
+    agent_port: u16,
+}
+
+impl Lab {
+    fn new(db: impl FnOnce(&Path) -> Option<Db>) -> Option<Lab> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path())?;
+        let (public, private) = generate_keypair_files(&dir.path().join("keys")).unwrap();
+        Some(Lab {
+            dir,
+            public,
+            private,
+            db,
+            catalogue_port: free_port(),
+            agent_port: free_port(),
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn catalogue_config(&self) -> PathBuf {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\n[storage]\ndatabase_url = \"{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n",
+            self.catalogue_port,
+            self.db.url(),
+            self.path("blobs"),
+            self.private
+        );
+        let p = self.path("catalogue.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Registers an agent; returns the file holding its token.
+    fn agent_add(&self, name: &str) -> PathBuf {
+        let out = Command::new(BIN)
+            .args(["catalogue", "-c"])
+            .arg(self.catalogue_config())
+            .args(["agent-add", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(token.trim().len(), 64, "{token}");
+        let p = self.path(&format!("{name}.token"));
+        std::fs::write(&p, token).unwrap();
+        p
+    }
+
+    fn start_catalogue(&self) -> Proc {
+        let log = self.path("catalogue.log");
+        let child = Command::new(BIN)
+            .args(["catalogue", "-c"])
+            .arg(self.catalogue_config())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let p = Proc { child, log };
+        let started = Instant::now();
+        while http_get(self.catalogue_port, "/healthz").is_none() {
+            assert!(started.elapsed() < Duration::from_secs(30), "{}", p.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.path("spool")
+    }
+
+    /// Records a generated capture into the agent's spool (by replay): 2 of its 4 calls.
+    fn record(&self, seed: u64) -> Vec<CallRecord> {
+        let capture = self.path(&format!("capture-{seed}.pcap"));
+        let f = std::fs::File::create(&capture).unwrap();
+        write_capture(
+            &Scenario::contact_centre_mix(4, 2_000, seed),
+            std::io::BufWriter::new(f),
+        )
+        .unwrap();
+        let cfg = callvault::config::AgentConfig::from_toml(EXAMPLE_AGENT_TOML, "test").unwrap();
+        let report = replay::run(ReplayOptions {
+            config: cfg,
+            spool: self.spool(),
+            public_key: self.public.clone(),
+            files: vec![capture],
+            progress: false,
+        })
+        .unwrap();
+        assert_eq!(report.recorded.len(), 2);
+        report.recorded
+    }
+
+    fn start_agent(&self, token: &Path, keep_hours: u32) -> Proc {
+        let set = |t: String, key: &str, value: String| -> String {
+            let mut done = false;
+            t.lines()
+                .map(|l| {
+                    if !done && l.starts_with(&format!("{key} = ")) {
+                        done = true;
+                        format!("{key} = {value}")
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let mut t = EXAMPLE_AGENT_TOML.to_owned();
+        t = set(t, "spool_dir", format!("{:?}", self.spool()));
+        t = set(t, "catalogue_public_key", format!("{:?}", self.public));
+        t = set(
+            t,
+            "metrics_listen",
+            format!("\"127.0.0.1:{}\"", self.agent_port),
+        );
+        t = set(
+            t,
+            "listen_udp",
+            format!("\"127.0.0.1:{}\"", self.agent_port),
+        );
+        t = set(t, "min_free_mb", "16".into());
+        t = set(
+            t,
+            "url",
+            format!("\"http://127.0.0.1:{}\"", self.catalogue_port),
+        );
+        t = set(t, "token_file", format!("{token:?}"));
+        t = set(t, "keep_shipped_hours", keep_hours.to_string());
+        t = set(t, "retry_max_seconds", "1".into());
+        let config = self.path("agent.toml");
+        std::fs::write(&config, t).unwrap();
+        let log = self.path("agent.log");
+        let child = Command::new(BIN)
+            .args(["agent", "-c"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let p = Proc { child, log };
+        let started = Instant::now();
+        while http_get(self.agent_port, "/healthz").is_none() {
+            assert!(started.elapsed() < Duration::from_secs(30), "{}", p.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    }
+
+    fn wait_shipped(&self, agent: &Proc, n: u64) {
+        let started = Instant::now();
+        loop {
+            let m = metrics(self.agent_port);
+            if m.get("shipped_calls_total{result=\"acknowledged\"}") == Some(&n)
+                && m.get("outbox_depth") == Some(&0)
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{m:#?}\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn shipping_works(lab: Lab) {
+    let token = lab.agent_add("callvault-agent");
+    let recorded = lab.record(61);
+    let originals: Vec<(CallRecord, Vec<Vec<u8>>)> = recorded
+        .iter()
+        .map(|r| {
+            let blobs = r
+                .segments
+                .iter()
+                .map(|s| std::fs::read(lab.spool().join(&s.file)).unwrap())
+                .collect();
+            (r.clone(), blobs)
+        })
+        .collect();
+    let _catalogue = lab.start_catalogue();
+    let agent = lab.start_agent(&token, 0);
+    lab.wait_shipped(&agent, 2);
+    let (rt, store) = lab.db.store();
+    assert_eq!(rt.block_on(store.count("calls")).unwrap(), 2);
+    assert_eq!(rt.block_on(store.count("segments")).unwrap(), 2);
+    for (record, blobs) in &originals {
+        let stored = rt
+            .block_on(store.call_document(&record.call_id))
+            .unwrap()
+            .expect("the call is in the catalogue");
+        assert_eq!(&stored, record, "the metadata as the agent wrote it");
+        for (seg, bytes) in record.segments.iter().zip(blobs) {
+            let row = rt
+                .block_on(store.segment(&seg.segment_id))
+                .unwrap()
+                .unwrap();
+            assert_eq!(row.sha256, seg.sha256);
+            let kept = std::fs::read(lab.path("blobs").join(&row.blob)).unwrap();
+            assert_eq!(&kept, bytes, "the segment byte for byte");
+            assert_eq!(sha256_hex(&kept), seg.sha256);
+        }
+    }
+    // keep_shipped_hours = 0: the spool keeps nothing the catalogue acknowledged
+    let started = Instant::now();
+    loop {
+        let left: Vec<String> = common::spool_files(&lab.spool())
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| p.ends_with(".cvseg") || p.ends_with(".json"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rt.block_on(store.close());
+}
+
+#[test]
+fn recorded_calls_reach_the_catalogue_on_sqlite() {
+    shipping_works(Lab::new(|d| Some(Db::sqlite(d))).unwrap());
+}
+
+#[test]
+fn recorded_calls_reach_the_catalogue_on_postgresql() {
+    if let Some(lab) = Lab::new(|_| Db::postgres("ship")) {
+        shipping_works(lab);
+    }
+}
+
+#[test]
+fn a_catalogue_outage_loses_nothing_and_a_resend_changes_nothing() {
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    let token = lab.agent_add("callvault-agent");
+    lab.record(62);
+    // the catalogue is down: the agent keeps everything and keeps trying
+    let agent = lab.start_agent(&token, 1);
+    let started = Instant::now();
+    while metrics(lab.agent_port).get("ship_failures_total").copied() < Some(2) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metrics(lab.agent_port)["outbox_depth"], 2);
+    let catalogue = lab.start_catalogue();
+    lab.wait_shipped(&agent, 2);
+    // the local copy stays for keep_shipped_hours
+    assert_eq!(
+        std::fs::read_dir(lab.spool().join("calls"))
+            .unwrap()
+            .count(),
+        2
+    );
+    // the agent forgets it shipped them (as after a crash between a send and its marker):
+    // it sends everything again, and the catalogue is unchanged
+    drop(catalogue);
+    for e in std::fs::read_dir(lab.spool().join("shipped"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+    let _catalogue = lab.start_catalogue();
+    lab.wait_shipped(&agent, 4);
+    let (rt, store) = lab.db.store();
+    assert_eq!(rt.block_on(store.count("calls")).unwrap(), 2);
+    assert_eq!(rt.block_on(store.count("segments")).unwrap(), 2);
+    rt.block_on(store.close());
+}
+
+#[test]
+fn agents_are_authenticated_and_write_only_their_own_calls() {
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    let token_a = std::fs::read_to_string(lab.agent_add("callvault-agent")).unwrap();
+    let token_b = std::fs::read_to_string(lab.agent_add("other-site")).unwrap();
+    let recorded = lab.record(63);
+    let _catalogue = lab.start_catalogue();
+    let base = format!("http://127.0.0.1:{}", lab.catalogue_port);
+    let rec = &recorded[0];
+    let seg = &rec.segments[0];
+    let bytes = std::fs::read(lab.spool().join(&seg.file)).unwrap();
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let put = |token: Option<&str>, call_id: &str, sha: &str, body: Vec<u8>| {
+        let mut req = client
+            .put(format!("{base}/api/v1/segments/{}", seg.segment_id))
+            .query(&[("call_id", call_id), ("sha256", sha)])
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t.trim());
+        }
+        rt.block_on(req.send()).unwrap().status().as_u16()
+    };
+    let post = |token: &str, record: &CallRecord| {
+        let req = client
+            .post(format!("{base}/api/v1/calls"))
+            .bearer_auth(token.trim())
+            .json(record);
+        rt.block_on(req.send()).unwrap().status().as_u16()
+    };
+    assert_eq!(put(None, &rec.call_id, &seg.sha256, bytes.clone()), 401);
+    assert_eq!(
+        put(
+            Some("not-a-token"),
+            &rec.call_id,
+            &seg.sha256,
+            bytes.clone()
+        ),
+        401
+    );
+    // the call's metadata before its segment: refused, nothing stored
+    assert_eq!(post(&token_a, rec), 409);
+    let mut corrupt = bytes.clone();
+    corrupt[500] ^= 1;
+    assert_eq!(
+        put(Some(&token_a), &rec.call_id, &seg.sha256, corrupt),
+        422,
+        "hash checked"
+    );
+    assert_eq!(
+        put(
+            Some(&token_a),
+            &rec.call_id,
+            &sha256_hex(b"hello"),
+            b"hello".to_vec()
+        ),
+        422,
+        "not a segment"
+    );
+    assert_eq!(
+        put(
+            Some(&token_a),
+            &recorded[1].call_id,
+            &seg.sha256,
+            bytes.clone()
+        ),
+        422,
+        "the header names another call"
+    );
+    assert_eq!(
+        put(Some(&token_a), &rec.call_id, &seg.sha256, bytes.clone()),
+        201
+    );
+    assert_eq!(
+        put(Some(&token_a), &rec.call_id, &seg.sha256, bytes.clone()),
+        200,
+        "idempotent"
+    );
+    assert_eq!(
+        put(Some(&token_b), &rec.call_id, &seg.sha256, bytes.clone()),
+        403
+    );
+    // agent B cannot write agent A's call, under either name
+    assert_eq!(post(&token_b, rec), 403);
+    let mut as_b = rec.clone();
+    as_b.agent = "other-site".into();
+    assert_eq!(post(&token_b, &as_b), 403);
+    let mut open = rec.clone();
+    open.ended_at = None;
+    assert_eq!(
+        post(&token_a, &open),
+        422,
+        "a call in progress is not shipped"
+    );
+    assert_eq!(post(&token_a, rec), 201);
+    assert_eq!(post(&token_a, rec), 200, "idempotent");
+    assert_eq!(post(&token_b, &as_b), 403, "still A's");
+    let (rt2, store) = lab.db.store();
+    assert_eq!(rt2.block_on(store.count("calls")).unwrap(), 1);
+    assert_eq!(rt2.block_on(store.count("segments")).unwrap(), 1);
+    rt2.block_on(store.close());
+}
