@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: Option<CatalogueCommand>,
     },
+    /// The catalogue's audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Re-send the SIP and RTP of capture files as a HEP v3 feed (what heplify or Kamailio's
     /// siptrace would send): trials of the agent's HEP input, tests, load measurements.
     HepSend {
@@ -160,6 +165,30 @@ enum CatalogueCommand {
     /// Register a recording server; prints its token once (put it in the agent's
     /// catalogue.token_file, mode 0600).
     AgentAdd { name: String },
+    /// Add a user. The password is read from CALLVAULT_PASSWORD, or from the first line of
+    /// standard input.
+    UserAdd {
+        name: String,
+        /// manager, auditor, dpo, admin or staff.
+        #[arg(long)]
+        role: String,
+        /// A manager's services, comma-separated (e.g. "Parking,Switchboard").
+        #[arg(long, default_value = "")]
+        services: String,
+        /// A member of staff's extension.
+        #[arg(long)]
+        extension: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the audit log's hash chain; exits 1 and names the first broken record if it
+    /// does not hold.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -250,6 +279,43 @@ fn run(command: Command) -> anyhow::Result<()> {
             let cfg = callvault::catalogue::config::CatalogueConfig::load(&config)?;
             match command {
                 None => callvault::catalogue::run(cfg),
+                Some(CatalogueCommand::UserAdd {
+                    name,
+                    role,
+                    services,
+                    extension,
+                }) => {
+                    let role =
+                        callvault::catalogue::people::Role::parse(&role).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--role {role:?}: use manager, auditor, dpo, admin or staff"
+                            )
+                        })?;
+                    let password = match std::env::var("CALLVAULT_PASSWORD") {
+                        Ok(p) => p,
+                        Err(_) => {
+                            let mut line = String::new();
+                            std::io::stdin().read_line(&mut line)?;
+                            line.trim_end_matches(['\r', '\n']).to_owned()
+                        }
+                    };
+                    let services: Vec<String> = services
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    callvault::catalogue::add_user(
+                        &cfg,
+                        &name,
+                        &password,
+                        role,
+                        &services,
+                        extension.as_deref(),
+                    )?;
+                    eprintln!("user {name:?} added as {}", role.as_str());
+                    Ok(())
+                }
                 Some(CatalogueCommand::AgentAdd { name }) => {
                     let token = callvault::catalogue::add_agent(&cfg, &name)?;
                     println!("{token}");
@@ -257,6 +323,28 @@ fn run(command: Command) -> anyhow::Result<()> {
                         "agent {name:?} registered; put the token above in its catalogue.token_file (mode 0600): it is not shown again"
                     );
                     Ok(())
+                }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let cfg = callvault::catalogue::config::CatalogueConfig::load(&config)?;
+            let v = callvault::catalogue::verify_audit(&cfg)?;
+            match &v.first_broken {
+                None => {
+                    println!(
+                        "audit log intact: {} records, hash chain verified",
+                        v.records
+                    );
+                    Ok(())
+                }
+                Some((seq, why)) => {
+                    println!(
+                        "audit log BROKEN at record {seq}: {why} ({} records read)",
+                        v.records
+                    );
+                    std::process::exit(1);
                 }
             }
         }

@@ -555,3 +555,467 @@ fn agents_are_authenticated_and_write_only_their_own_calls() {
     assert_eq!(rt2.block_on(store.count("segments")).unwrap(), 1);
     rt2.block_on(store.close());
 }
+
+// ---------------------------------------------------------------------------------------
+// People: roles, search, purpose-bound listening, the audit log
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A signed-in HTTP client of the catalogue.
+struct Api {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    base: String,
+}
+
+struct Resp {
+    code: u16,
+    body: Vec<u8>,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Resp {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl Api {
+    fn new(port: u16) -> Api {
+        Api {
+            rt: rt(),
+            client: reqwest::Client::new(),
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        self.rt.block_on(async {
+            let r = req.send().await.unwrap();
+            let code = r.status().as_u16();
+            let headers = r.headers().clone();
+            let body = r.bytes().await.unwrap().to_vec();
+            Resp {
+                code,
+                body,
+                headers,
+            }
+        })
+    }
+
+    /// Signs in; returns the session cookie.
+    fn login(&self, user: &str) -> String {
+        let r = self.send(
+            self.client
+                .post(format!("{}/api/v1/login", self.base))
+                .json(&serde_json::json!({ "username": user, "password": PASSWORD })),
+        );
+        assert_eq!(r.code, 200, "{user}: {}", String::from_utf8_lossy(&r.body));
+        let cookie = r.headers[reqwest::header::SET_COOKIE].to_str().unwrap();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    fn get(&self, session: &str, path: &str) -> Resp {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .header(reqwest::header::COOKIE, session),
+        )
+    }
+
+    fn get_range(&self, session: &str, path: &str, range: &str) -> Resp {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .header(reqwest::header::COOKIE, session)
+                .header(reqwest::header::RANGE, range),
+        )
+    }
+
+    fn post(&self, session: &str, path: &str, body: serde_json::Value) -> Resp {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .header(reqwest::header::COOKIE, session)
+                .json(&body),
+        )
+    }
+}
+
+/// Ships recorded calls through the ingest API as an agent would.
+fn ship(api: &Api, lab: &Lab, token: &str, records: &[CallRecord]) {
+    for rec in records {
+        for seg in &rec.segments {
+            let bytes = std::fs::read(lab.spool().join(&seg.file)).unwrap();
+            let r = api.send(
+                api.client
+                    .put(format!("{}/api/v1/segments/{}", api.base, seg.segment_id))
+                    .query(&[("call_id", &rec.call_id), ("sha256", &seg.sha256)])
+                    .bearer_auth(token.trim())
+                    .body(bytes),
+            );
+            assert_eq!(r.code, 201);
+        }
+        let r = api.send(
+            api.client
+                .post(format!("{}/api/v1/calls", api.base))
+                .bearer_auth(token.trim())
+                .json(rec),
+        );
+        assert_eq!(r.code, 201);
+    }
+}
+
+fn user_add(lab: &Lab, name: &str, role: &str, services: &str, extension: Option<&str>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["catalogue", "-c"])
+        .arg(lab.catalogue_config())
+        .args(["user-add", name, "--role", role, "--services", services])
+        .env("CALLVAULT_PASSWORD", PASSWORD);
+    if let Some(e) = extension {
+        cmd.args(["--extension", e]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The lab with two recorded calls (Switchboard, Parking) in the catalogue and one user per
+/// role: a Parking manager, a Switchboard manager, an auditor, a DPO, an admin, and a member
+/// of staff whose extension took part in the Parking call.
+fn people_lab(db: impl FnOnce(&Path) -> Option<Db>) -> Option<(Lab, Proc, Api, Vec<CallRecord>)> {
+    let lab = Lab::new(db)?;
+    let token = std::fs::read_to_string(lab.agent_add("callvault-agent")).unwrap();
+    let recorded = lab.record(64);
+    let parking = recorded
+        .iter()
+        .find(|r| r.service.as_deref() == Some("Parking"))
+        .expect("a Parking call");
+    let staff_ext = parking.legs[0].to.clone();
+    user_add(&lab, "pat", "manager", "Parking", None);
+    user_add(&lab, "sam", "manager", "Switchboard", None);
+    user_add(&lab, "aud", "auditor", "", None);
+    user_add(&lab, "dora", "dpo", "", None);
+    user_add(&lab, "adam", "admin", "", None);
+    user_add(&lab, "stef", "staff", "", Some(&staff_ext));
+    let cat = lab.start_catalogue();
+    let api = Api::new(lab.catalogue_port);
+    ship(&api, &lab, &token, &recorded);
+    Some((lab, cat, api, recorded))
+}
+
+fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
+    let Some((lab, _cat, api, recorded)) = people_lab(db) else {
+        return;
+    };
+    let parking = recorded
+        .iter()
+        .find(|r| r.service.as_deref() == Some("Parking"))
+        .unwrap();
+    let id = &parking.call_id;
+    let users = ["pat", "sam", "aud", "dora", "adam", "stef"];
+    let sessions: BTreeMap<&str, String> = users.iter().map(|u| (*u, api.login(u))).collect();
+    let purpose = serde_json::json!({ "purpose": "complaint", "reference": "C-2026-0042" });
+    // (endpoint, who gets 2xx); everyone else gets 403 (or 404 for a call they may not see)
+    let gets: Vec<(String, Vec<&str>)> = vec![
+        ("/api/v1/me".into(), users.to_vec()),
+        ("/api/v1/purposes".into(), users.to_vec()),
+        ("/api/v1/calls".into(), vec!["pat", "sam", "dora"]),
+        (format!("/api/v1/calls/{id}"), vec!["pat", "dora"]),
+        ("/api/v1/audit".into(), vec!["aud", "stef"]),
+        ("/api/v1/audit/verify".into(), vec!["aud"]),
+        ("/api/v1/users".into(), vec!["adam"]),
+    ];
+    for (path, allowed) in &gets {
+        for u in users {
+            let r = api.get(&sessions[u], path);
+            let ok = (200..300).contains(&r.code);
+            assert_eq!(ok, allowed.contains(&u), "GET {path} as {u}: {}", r.code);
+            if !ok {
+                assert!(matches!(r.code, 403 | 404), "GET {path} as {u}: {}", r.code);
+            }
+        }
+        let anonymous = api.send(api.client.get(format!("{}{path}", api.base)));
+        assert_eq!(anonymous.code, 401, "GET {path} signed out");
+    }
+    for u in users {
+        let r = api.post(
+            &sessions[u],
+            &format!("/api/v1/calls/{id}/access"),
+            purpose.clone(),
+        );
+        assert_eq!(
+            r.code == 200,
+            ["pat", "dora"].contains(&u),
+            "access as {u}: {}",
+            r.code
+        );
+        let r = api.post(
+            &sessions[u],
+            "/api/v1/users",
+            serde_json::json!({ "username": format!("new-{u}"), "password": PASSWORD, "role": "manager", "services": ["Parking"] }),
+        );
+        assert_eq!(r.code == 201, u == "adam", "add user as {u}: {}", r.code);
+    }
+    // a manager's search sees their services only; the DPO's sees both
+    let total = |u: &str| {
+        api.get(&sessions[u], "/api/v1/calls").json()["total"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(total("pat"), 1);
+    assert_eq!(total("sam"), 1);
+    assert_eq!(total("dora"), 2);
+    // the admin cannot listen, not even with a purpose
+    let r = api.get(
+        &sessions["adam"],
+        &format!("/api/v1/calls/{id}/audio?grant=x"),
+    );
+    assert_eq!(r.code, 403);
+    drop(lab);
+}
+
+#[test]
+fn every_endpoint_answers_each_role_as_the_policy_says_on_sqlite() {
+    role_matrix(|d| Some(Db::sqlite(d)));
+}
+
+#[test]
+fn every_endpoint_answers_each_role_as_the_policy_says_on_postgresql() {
+    role_matrix(|_| Db::postgres("roles"));
+}
+
+fn search_filters(db: impl FnOnce(&Path) -> Option<Db>) {
+    let Some((_lab, _cat, api, recorded)) = people_lab(db) else {
+        return;
+    };
+    let dora = api.login("dora");
+    let ids = |path: &str| -> Vec<String> {
+        let r = api.get(&dora, path);
+        assert_eq!(r.code, 200, "{path}");
+        r.json()["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["call_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let parking = recorded
+        .iter()
+        .find(|r| r.service.as_deref() == Some("Parking"))
+        .unwrap();
+    let want = vec![parking.call_id.clone()];
+    let other = recorded
+        .iter()
+        .find(|r| r.call_id != parking.call_id)
+        .unwrap();
+    let caller = parking.caller.replace('+', "%2B");
+    assert_eq!(ids(&format!("/api/v1/calls?caller={caller}")), want);
+    assert_eq!(ids("/api/v1/calls?service=Parking"), want);
+    assert_eq!(
+        ids(&format!(
+            "/api/v1/calls?sip_call_id={}",
+            parking.sip_call_ids[0].replace('@', "%40")
+        )),
+        want
+    );
+    assert_eq!(
+        ids(&format!(
+            "/api/v1/calls?party={}",
+            parking.legs[0].to.replace('+', "%2B")
+        )),
+        want
+    );
+    assert_eq!(ids("/api/v1/calls?max_seconds=0").len(), 0);
+    assert_eq!(ids("/api/v1/calls?min_seconds=1").len(), 2);
+    let started = callvault::catalogue::store::rfc3339_ms(&other.started_at).unwrap();
+    assert!(ids(&format!("/api/v1/calls?from={}", started + 1)).len() <= 1);
+    assert_eq!(
+        ids(&format!("/api/v1/calls?to={}", started - 60_000)).len(),
+        0
+    );
+    // paging: one call per page, newest first, every call once
+    let p1 = ids("/api/v1/calls?page_size=1&page=1");
+    let p2 = ids("/api/v1/calls?page_size=1&page=2");
+    assert_eq!(p1.len() + p2.len(), 2);
+    assert_ne!(p1, p2);
+    assert_eq!(
+        api.get(&dora, "/api/v1/calls?page_size=1").json()["total"],
+        2
+    );
+}
+
+#[test]
+fn search_finds_calls_by_each_filter_on_sqlite() {
+    search_filters(|d| Some(Db::sqlite(d)));
+}
+
+#[test]
+fn search_finds_calls_by_each_filter_on_postgresql() {
+    search_filters(|_| Db::postgres("search"));
+}
+
+#[test]
+fn listening_needs_a_purpose_is_audited_first_and_serves_the_call_with_ranges() {
+    let (lab, _cat, api, recorded) = people_lab(|d| Some(Db::sqlite(d))).unwrap();
+    let parking = recorded
+        .iter()
+        .find(|r| r.service.as_deref() == Some("Parking"))
+        .unwrap();
+    let id = &parking.call_id;
+    let pat = api.login("pat");
+    // no purpose, no audio
+    assert_eq!(
+        api.get(&pat, &format!("/api/v1/calls/{id}/audio")).code,
+        403
+    );
+    assert_eq!(
+        api.get(&pat, &format!("/api/v1/calls/{id}/audio?grant=guess"))
+            .code,
+        403
+    );
+    let bad = api.post(
+        &pat,
+        &format!("/api/v1/calls/{id}/access"),
+        serde_json::json!({ "purpose": "curiosity", "reference": "x" }),
+    );
+    assert_eq!(bad.code, 422);
+    let no_ref = api.post(
+        &pat,
+        &format!("/api/v1/calls/{id}/access"),
+        serde_json::json!({ "purpose": "complaint", "reference": "  " }),
+    );
+    assert_eq!(no_ref.code, 422);
+    let granted = api.post(
+        &pat,
+        &format!("/api/v1/calls/{id}/access"),
+        serde_json::json!({ "purpose": "complaint", "reference": "C-2026-0042" }),
+    );
+    assert_eq!(granted.code, 200);
+    let g = granted.json();
+    // the retrieval is in the audit log before any audio has been asked for
+    let aud = api.login("aud");
+    let log = api
+        .get(&aud, &format!("/api/v1/audit?action=retrieve&call_id={id}"))
+        .json();
+    assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(log[0]["actor"], "pat");
+    assert_eq!(log[0]["purpose"], "complaint");
+    assert_eq!(log[0]["reference"], "C-2026-0042");
+    assert_eq!(log[0]["seq"], g["audit_seq"]);
+    // the grant is this user's: another manager cannot use it
+    let sam = api.login("sam");
+    assert_eq!(
+        api.get(&sam, g["audio"].as_str().unwrap()).code,
+        404,
+        "not sam's call"
+    );
+    // the WAV is the call as `callvault export` makes it, byte for byte
+    let whole = api.get(&pat, g["audio"].as_str().unwrap());
+    assert_eq!(whole.code, 200);
+    assert_eq!(whole.headers["content-type"], "audio/wav");
+    assert_eq!(whole.headers["accept-ranges"], "bytes");
+    let key = callvault::vault::CataloguePrivateKey::load(&lab.private).unwrap();
+    let json = lab.spool().join("calls").join(format!("{id}.json"));
+    let exported = callvault::export::export_call(&json, &key).unwrap();
+    let wav = lab.path("export.wav");
+    callvault::export::write_wav(&wav, exported.rate, &exported.samples).unwrap();
+    let want = std::fs::read(&wav).unwrap();
+    assert_eq!(whole.body.len(), want.len());
+    assert_eq!(whole.body[44..], want[44..], "the audio sample for sample");
+    // seeking: ranges anywhere, across the header, open-ended and from the end
+    let len = want.len();
+    for (range, from, to) in [
+        ("bytes=0-99".to_owned(), 0, 100),
+        (format!("bytes=40-{}", 40 + 9000), 40, 9041),
+        (format!("bytes={}-", len / 2), len / 2, len),
+        ("bytes=-1000".to_owned(), len - 1000, len),
+    ] {
+        let r = api.get_range(&pat, g["audio"].as_str().unwrap(), &range);
+        assert_eq!(r.code, 206, "{range}");
+        assert_eq!(
+            r.headers["content-range"].to_str().unwrap(),
+            format!("bytes {from}-{}/{len}", to - 1)
+        );
+        assert_eq!(r.body, whole.body[from..to], "{range}");
+    }
+    let r = api.get_range(&pat, g["audio"].as_str().unwrap(), &format!("bytes={len}-"));
+    assert_eq!(r.code, 416);
+    // transparency: the member of staff on the call sees that retrieval, and nothing else
+    let stef = api.login("stef");
+    let seen = api.get(&stef, "/api/v1/audit").json();
+    assert!(!seen.as_array().unwrap().is_empty());
+    assert!(
+        seen.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["action"] == "retrieve" && r["call_id"] == id.as_str()),
+        "{seen}"
+    );
+}
+
+#[test]
+fn the_audit_chain_verifies_refuses_changes_and_names_a_tampered_record() {
+    let (lab, cat, api, recorded) = people_lab(|d| Some(Db::sqlite(d))).unwrap();
+    let dora = api.login("dora");
+    api.get(&dora, "/api/v1/calls?service=Parking");
+    let id = &recorded[0].call_id;
+    api.post(
+        &dora,
+        &format!("/api/v1/calls/{id}/access"),
+        serde_json::json!({ "purpose": "subject_access", "reference": "SAR-17" }),
+    );
+    let aud = api.login("aud");
+    let v = api.get(&aud, "/api/v1/audit/verify").json();
+    assert_eq!(v["ok"], true, "{v}");
+    let records = v["records"].as_i64().unwrap();
+    assert!(
+        records >= 10,
+        "logins, searches, user adds and the retrieval: {v}"
+    );
+    drop(cat);
+    let verify = || {
+        Command::new(BIN)
+            .args(["audit", "verify", "-c"])
+            .arg(lab.catalogue_config())
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // the database refuses to change or delete a record
+    let (rt, store) = lab.db.store();
+    rt.block_on(async {
+        let update = sqlx::query("UPDATE audit SET reference = 'nothing to see' WHERE seq = 3")
+            .execute(&store.pool_for_tests())
+            .await;
+        assert!(update.is_err(), "an UPDATE of the audit log must fail");
+        let delete = sqlx::query("DELETE FROM audit WHERE seq = 3")
+            .execute(&store.pool_for_tests())
+            .await;
+        assert!(delete.is_err(), "a DELETE from the audit log must fail");
+        // someone with the database's keys drops the guard and edits a record
+        sqlx::raw_sql("DROP TRIGGER audit_no_update")
+            .execute(&store.pool_for_tests())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit SET reference = 'nothing to see' WHERE seq = 3")
+            .execute(&store.pool_for_tests())
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let out = verify();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("BROKEN at record 3"), "{text}");
+}

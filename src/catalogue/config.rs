@@ -33,6 +33,17 @@ fn default_max_upload_mb() -> usize {
     128
 }
 
+impl ServerSection {
+    /// Session cookies carry `Secure` unless the catalogue listens on loopback only (tests,
+    /// a reverse proxy on the same host that terminates TLS).
+    pub fn secure_cookies(&self) -> bool {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map(|a| !a.ip().is_loopback())
+            .unwrap_or(true)
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {

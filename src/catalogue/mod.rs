@@ -1,18 +1,24 @@
 //! `callvault catalogue`: where recordings are kept, found and listened to.
 //!
-//! This session's part: the HTTP API the agents ship to (`ingest`), over the database
-//! (`store`: SQLite or PostgreSQL) and the segment files (`blobs`). Managers' search,
-//! purpose-bound retrieval, audit and retention build on these.
+//! The HTTP API the agents ship to (`ingest`) and the one people use (`api`: sign-in,
+//! `search`, call pages, purpose-bound listening in `listen`, the `audit` log, users in
+//! `people`), over the database (`store`: SQLite or PostgreSQL) and the segment files
+//! (`blobs`).
 
+pub mod api;
+pub mod audit;
 pub mod blobs;
 pub mod config;
 pub mod ingest;
+pub mod listen;
+pub mod people;
+pub mod search;
 pub mod store;
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 
 use blobs::Blobs;
 use config::CatalogueConfig;
@@ -24,14 +30,27 @@ pub struct App {
     pub store: Store,
     pub blobs: Blobs,
     pub config: Arc<CatalogueConfig>,
+    /// The catalogue's private keys, newest first.
+    pub keys: Arc<Vec<crate::vault::CataloguePrivateKey>>,
 }
 
 pub fn router(app: App) -> axum::Router {
     let limit = app.config.server.max_upload_mb << 20;
     axum::Router::new()
         .route("/api/v1/segments/{segment_id}", put(ingest::put_segment))
-        .route("/api/v1/calls", post(ingest::post_call))
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/api/v1/calls", post(ingest::post_call).get(api::search))
+        .route("/api/v1/calls/{id}", get(api::call))
+        .route("/api/v1/calls/{id}/access", post(api::access))
+        .route("/api/v1/calls/{id}/audio", get(api::audio))
+        .route("/api/v1/login", post(api::login))
+        .route("/api/v1/logout", post(api::logout))
+        .route("/api/v1/me", get(api::me))
+        .route("/api/v1/tokens", post(api::create_token))
+        .route("/api/v1/purposes", get(api::purposes))
+        .route("/api/v1/audit", get(api::audit_log))
+        .route("/api/v1/audit/verify", get(api::audit_verify))
+        .route("/api/v1/users", get(api::users).post(api::add_user))
+        .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -46,10 +65,18 @@ pub async fn open(cfg: &CatalogueConfig) -> anyhow::Result<App> {
             )
         })?;
     let blobs = Blobs::open(&cfg.storage.blob_dir)?;
+    let mut keys = Vec::new();
+    for (i, path) in cfg.keys.private_keys.iter().enumerate() {
+        keys.push(
+            crate::vault::CataloguePrivateKey::load(path)
+                .with_context(|| format!("keys.private_keys[{i}] = {path:?}"))?,
+        );
+    }
     Ok(App {
         store,
         blobs,
         config: Arc::new(cfg.clone()),
+        keys: Arc::new(keys),
     })
 }
 
@@ -102,5 +129,50 @@ pub fn add_agent(cfg: &CatalogueConfig, name: &str) -> anyhow::Result<String> {
             .with_context(|| format!("cannot add agent {name:?} (does it exist already?)"))?;
         app.store.close().await;
         Ok(token)
+    })
+}
+
+/// `callvault catalogue user-add`: adds a user (the first admin is made this way).
+pub fn add_user(
+    cfg: &CatalogueConfig,
+    username: &str,
+    password: &str,
+    role: people::Role,
+    services: &[String],
+    extension: Option<&str>,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let app = open(cfg).await?;
+        app.store
+            .add_user(username, password, role, services, extension)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        app.store
+            .audit(audit::Entry {
+                actor: "console",
+                action: "user_add",
+                detail: serde_json::json!({ "username": username, "role": role.as_str(), "services": services }),
+                ..Default::default()
+            })
+            .await?;
+        app.store.close().await;
+        Ok(())
+    })
+}
+
+/// `callvault audit verify`: walks the audit chain in the database; Err names the first
+/// broken record.
+pub fn verify_audit(cfg: &CatalogueConfig) -> anyhow::Result<audit::Verification> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = Store::connect(&cfg.storage.database_url).await?;
+        let v = store.audit_verify().await?;
+        store.close().await;
+        Ok(v)
     })
 }

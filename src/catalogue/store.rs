@@ -2,8 +2,10 @@
 //!
 //! Owns the connection pool, the migrations (`migrations/{sqlite,postgres}`, embedded and
 //! applied in order on start, each once) and every query. Queries are written once, with `$N`
-//! placeholders both databases accept, through sqlx's `Any` driver. It never touches segment
-//! files (see `blobs`) and never decides who may do what (see the handlers).
+//! placeholders both databases accept, through sqlx's `Any` driver (which cannot decode
+//! SQLite's BOOLEAN columns: queries read booleans as `CASE WHEN b THEN 1 ELSE 0 END`). It
+//! never touches segment files (see `blobs`) and never decides who may do what (see the
+//! handlers).
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -17,15 +19,22 @@ pub enum Backend {
 }
 
 /// Migrations, in order: (version, SQLite text, PostgreSQL text).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    include_str!("../../migrations/sqlite/0001_ingest.sql"),
-    include_str!("../../migrations/postgres/0001_ingest.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/sqlite/0001_ingest.sql"),
+        include_str!("../../migrations/postgres/0001_ingest.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_people_audit.sql"),
+        include_str!("../../migrations/postgres/0002_people_audit.sql"),
+    ),
+];
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     pub backend: Backend,
 }
 
@@ -47,7 +56,7 @@ pub enum Stored {
     Updated,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     crate::time::Timestamp::now().as_millis() as i64
 }
 
@@ -307,6 +316,11 @@ impl Store {
         };
         let row = sqlx::query(sql).fetch_one(&self.pool).await?;
         row.try_get::<i64, _>("n")
+    }
+
+    /// The pool, for tests that act on the database behind the catalogue's back.
+    pub fn pool_for_tests(&self) -> AnyPool {
+        self.pool.clone()
     }
 
     pub async fn close(&self) {

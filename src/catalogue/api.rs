@@ -1,0 +1,449 @@
+//! The people's side of the catalogue API: sign-in, search, call pages, purpose-bound
+//! listening, the audit log and user management.
+//!
+//! Every handler starts from the signed-in [`Caller`] and asks [`Role`] what it may do; every
+//! access to a call's data writes an audit record first.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::App;
+use super::audit::{AuditQuery, Entry};
+use super::listen::{self, AccessRequest, PURPOSES};
+use super::people::{Caller, Role, SESSION_COOKIE, caller, new_token, presented_token, refuse};
+use super::search::CallQuery;
+
+pub fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("catalogue: {e}");
+    refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+macro_rules! signed_in {
+    ($app:expr, $headers:expr) => {
+        match caller(&$app.store, &$headers).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        }
+    };
+}
+
+fn forbidden(what: &str) -> Response {
+    refuse(StatusCode::FORBIDDEN, &format!("your role may not {what}"))
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+pub async fn login(State(app): State<App>, Json(l): Json<Login>) -> Response {
+    match app.store.login(&l.username, &l.password, None).await {
+        Ok(Some((who, token))) => {
+            if let Err(e) = app
+                .store
+                .audit(Entry {
+                    actor: &who.username,
+                    action: "login",
+                    ..Default::default()
+                })
+                .await
+            {
+                return internal(e);
+            }
+            let cookie = format!(
+                "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{}",
+                if app.config.server.secure_cookies() {
+                    "; Secure"
+                } else {
+                    ""
+                }
+            );
+            let mut r = Json(json!({
+                "username": who.username,
+                "role": who.role,
+                "services": who.services,
+            }))
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(None) => {
+            let _ = app
+                .store
+                .audit(Entry {
+                    actor: &l.username,
+                    action: "login_failed",
+                    ..Default::default()
+                })
+                .await;
+            refuse(StatusCode::UNAUTHORIZED, "wrong user name or password")
+        }
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
+    let who = signed_in!(app, headers);
+    if let Some(t) = presented_token(&headers)
+        && let Err(e) = app.store.close_session(&t).await
+    {
+        return internal(e);
+    }
+    let _ = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "logout",
+            ..Default::default()
+        })
+        .await;
+    let mut r = refuse(StatusCode::OK, "signed out");
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("cv_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    r
+}
+
+pub async fn me(State(app): State<App>, headers: HeaderMap) -> Response {
+    let who = signed_in!(app, headers);
+    Json(json!({
+        "username": who.username,
+        "role": who.role,
+        "services": who.services,
+        "extension": who.extension,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct NewToken {
+    pub label: String,
+}
+
+/// An API token for scripts, acting as the signed-in user.
+pub async fn create_token(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(t): Json<NewToken>,
+) -> Response {
+    let who = signed_in!(app, headers);
+    let token = new_token();
+    if let Err(e) = app
+        .store
+        .open_session(&who.username, &token, Some(&t.label))
+        .await
+    {
+        return internal(e);
+    }
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "token_created",
+            detail: json!({ "label": t.label }),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    Json(json!({ "token": token })).into_response()
+}
+
+pub async fn purposes(State(app): State<App>, headers: HeaderMap) -> Response {
+    let _who = signed_in!(app, headers);
+    Json(
+        PURPOSES
+            .iter()
+            .map(|(id, label)| json!({ "id": id, "label": label }))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+pub async fn search(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<CallQuery>,
+) -> Response {
+    let who = signed_in!(app, headers);
+    if !who.role.finds_calls() {
+        return forbidden("search calls");
+    }
+    let result = match app.store.search(&who, &q).await {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "search",
+            detail: json!({ "filters": q, "total": result.total }),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    Json(result).into_response()
+}
+
+/// Whether `who` may see call `call_id`: Ok(()) or the response saying no (a call outside a
+/// manager's services is "not found", so its existence is not revealed).
+async fn may_see(app: &App, who: &Caller, call_id: &str) -> Result<(), Response> {
+    match app.store.call_scope(call_id).await {
+        Ok(Some((service, restricted))) => {
+            if who.may_see_service(service.as_deref()) && (!restricted || who.role == Role::Dpo) {
+                Ok(())
+            } else {
+                Err(refuse(StatusCode::NOT_FOUND, "no such call"))
+            }
+        }
+        Ok(None) => Err(refuse(StatusCode::NOT_FOUND, "no such call")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+pub async fn call(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let who = signed_in!(app, headers);
+    if !who.role.finds_calls() {
+        return forbidden("see calls");
+    }
+    if let Err(r) = may_see(&app, &who, &id).await {
+        return r;
+    }
+    let record = match app.store.call_document(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
+        Err(e) => return internal(e),
+    };
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "view",
+            call_id: Some(&id),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    Json(record).into_response()
+}
+
+pub async fn access(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<AccessRequest>,
+) -> Response {
+    let who = signed_in!(app, headers);
+    if !who.role.hears_calls() {
+        return forbidden("retrieve recordings");
+    }
+    if let Err(r) = may_see(&app, &who, &id).await {
+        return r;
+    }
+    if !PURPOSES.iter().any(|(p, _)| *p == req.purpose) {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "choose a purpose from the policy's list (GET /api/v1/purposes)",
+        );
+    }
+    let reference = req.reference.trim();
+    if reference.is_empty() || reference.len() > 200 {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "give a reference (a complaint or case number), at most 200 characters",
+        );
+    }
+    // the audit record is committed before a grant exists, so before any audio can leave
+    let record = match app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "retrieve",
+            call_id: Some(&id),
+            purpose: Some(&req.purpose),
+            reference: Some(reference),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let grant = new_token();
+    if let Err(e) = app
+        .store
+        .add_grant(
+            &grant,
+            &who.username,
+            &id,
+            &req.purpose,
+            reference,
+            record.seq,
+        )
+        .await
+    {
+        return internal(e);
+    }
+    Json(json!({
+        "grant": grant,
+        "audio": format!("/api/v1/calls/{id}/audio?grant={grant}"),
+        "audit_seq": record.seq,
+    }))
+    .into_response()
+}
+
+pub async fn audio(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let who = signed_in!(app, headers);
+    if !who.role.hears_calls() {
+        return forbidden("retrieve recordings");
+    }
+    if let Err(r) = may_see(&app, &who, &id).await {
+        return r;
+    }
+    let Some(grant) = q.get("grant") else {
+        return refuse(StatusCode::FORBIDDEN, "state a purpose first");
+    };
+    listen::audio(&app, &who, &id, grant, &headers).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct AuditParams {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub call_id: Option<String>,
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+}
+
+pub async fn audit_log(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(p): Query<AuditParams>,
+) -> Response {
+    let who = signed_in!(app, headers);
+    let page_size = p.page_size.unwrap_or(100).clamp(1, 1000);
+    let mut q = AuditQuery {
+        from_ms: p.from,
+        to_ms: p.to,
+        actor: p.actor,
+        action: p.action,
+        call_id: p.call_id,
+        party: None,
+        limit: page_size,
+        offset: (p.page.unwrap_or(1).max(1) - 1) * page_size,
+    };
+    match who.role {
+        Role::Auditor => {}
+        // transparency: staff see who retrieved the calls they took part in, nothing else
+        Role::Staff => match &who.extension {
+            Some(ext) => {
+                q.party = Some(ext.clone());
+                q.action = Some("retrieve".into());
+            }
+            None => return forbidden("read the audit log without an extension"),
+        },
+        _ => return forbidden("read the audit log"),
+    }
+    match app.store.audit_list(&q).await {
+        Ok(records) => Json(records).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn audit_verify(State(app): State<App>, headers: HeaderMap) -> Response {
+    let who = signed_in!(app, headers);
+    if !who.role.reads_audit() {
+        return forbidden("verify the audit log");
+    }
+    match app.store.audit_verify().await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub role: String,
+    #[serde(default)]
+    pub services: Vec<String>,
+    pub extension: Option<String>,
+}
+
+pub async fn users(State(app): State<App>, headers: HeaderMap) -> Response {
+    let who = signed_in!(app, headers);
+    if !who.role.manages_people() {
+        return forbidden("manage users");
+    }
+    match app.store.list_users().await {
+        Ok(u) => Json(u).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn add_user(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(u): Json<NewUser>,
+) -> Response {
+    let who = signed_in!(app, headers);
+    if !who.role.manages_people() {
+        return forbidden("manage users");
+    }
+    let Some(role) = Role::parse(&u.role) else {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "role is one of manager, auditor, dpo, admin, staff",
+        );
+    };
+    if let Err(why) = app
+        .store
+        .add_user(
+            &u.username,
+            &u.password,
+            role,
+            &u.services,
+            u.extension.as_deref(),
+        )
+        .await
+    {
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, &why);
+    }
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "user_add",
+            detail: json!({ "username": u.username, "role": u.role, "services": u.services }),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    refuse(StatusCode::CREATED, "user added")
+}

@@ -1,0 +1,298 @@
+//! Listening: a call's audio served as one stereo WAV, decrypted on the fly, for a stated
+//! purpose.
+//!
+//! Owns retrieval grants and the audio response. `POST /api/v1/calls/{id}/access` takes a
+//! purpose from the policy's list and a reference, commits the audit record, and only then
+//! hands out a grant (ten minutes, this user, this call); `GET /api/v1/calls/{id}/audio?grant=`
+//! serves the WAV, with HTTP Range so that a player can seek. Segments are decrypted in memory
+//! as the bytes are asked for; no plaintext is ever written to disk.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sqlx::Row;
+
+use super::App;
+use super::people::{Caller, refuse, token_hash};
+use super::store::{Store, now_ms};
+use crate::segment::wav;
+use crate::spool::CallRecord;
+use crate::vault::{CataloguePrivateKey, HEADER_LEN, SegmentHeader, SegmentOpener, TAG_LEN};
+
+/// The purposes the policy allows a recording to be retrieved for.
+pub const PURPOSES: &[(&str, &str)] = &[
+    ("complaint", "Complaint or ombudsman investigation"),
+    ("health_and_safety", "Staff health and safety"),
+    ("crime", "Prevention or detection of crime"),
+    ("legal_proceedings", "Legal proceedings"),
+    ("subject_access", "Subject access request"),
+    ("quality_training", "Quality and training"),
+];
+
+const GRANT_MS: i64 = 10 * 60 * 1000;
+
+#[derive(Deserialize)]
+pub struct AccessRequest {
+    pub purpose: String,
+    pub reference: String,
+}
+
+/// A segment's place in the call's stereo timeline.
+#[derive(Clone, Debug)]
+struct Part {
+    blob: String,
+    complete: bool,
+    /// First frame, at the call's output rate.
+    start: u64,
+    /// Frames at the output rate.
+    frames: u64,
+    /// Each source frame is repeated this often (8 kHz in a 16 kHz call).
+    repeat: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub rate: u32,
+    pub frames: u64,
+    parts: Vec<Part>,
+}
+
+impl Layout {
+    pub fn wav_len(&self) -> u64 {
+        wav::HEADER_LEN as u64 + self.frames * 4
+    }
+}
+
+/// Frames of 16-bit stereo in a sealed segment, from its size alone (no key needed).
+fn segment_frames(header: &SegmentHeader, len: u64, complete: bool) -> u64 {
+    let chunk = header.chunk_size as u64;
+    let stride = chunk + TAG_LEN as u64;
+    let body = len.saturating_sub(HEADER_LEN as u64);
+    let plain = if complete {
+        body - body.div_ceil(stride) * TAG_LEN as u64
+    } else {
+        body / stride * chunk
+    };
+    plain.saturating_sub(wav::HEADER_LEN as u64) / 4
+}
+
+/// The timeline of a call: its segments in order, placed by their offsets, at the highest
+/// rate among them (as `callvault export` lays it out).
+pub fn layout(app: &App, record: &CallRecord) -> std::io::Result<Layout> {
+    let mut segs = record.segments.clone();
+    segs.sort_by_key(|s| s.seq);
+    let rate = segs.iter().map(|s| s.sample_rate).max().unwrap_or(8000);
+    let mut parts = Vec::new();
+    let mut frames = 0;
+    for s in &segs {
+        let blob = super::blobs::Blobs::name_for(&s.segment_id);
+        let path = app.blobs.path(&blob);
+        let len = std::fs::metadata(&path)?.len();
+        let mut head = [0u8; HEADER_LEN];
+        std::io::Read::read_exact(&mut std::fs::File::open(&path)?, &mut head)?;
+        let header = SegmentHeader::parse(&head)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        let repeat = (rate / s.sample_rate.max(1)).max(1) as u64;
+        let start = s.offset_ms * rate as u64 / 1000;
+        let n = segment_frames(&header, len, s.complete) * repeat;
+        frames = frames.max(start + n);
+        parts.push(Part {
+            blob,
+            complete: s.complete,
+            start,
+            frames: n,
+            repeat,
+        });
+    }
+    Ok(Layout {
+        rate,
+        frames,
+        parts,
+    })
+}
+
+fn open_with(keys: &[CataloguePrivateKey], data: &[u8], complete: bool) -> Option<Vec<u8>> {
+    keys.iter().find_map(|k| {
+        if complete {
+            SegmentOpener::decrypt_file(data, k).ok().map(|(_, p)| p)
+        } else {
+            SegmentOpener::recover(data, k).ok().map(|(_, p, _)| p)
+        }
+    })
+}
+
+/// Bytes `from..to` of the call's WAV (header included), decrypting only the segments they
+/// touch.
+fn render(app: &App, layout: &Layout, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity((to - from) as usize);
+    let header = wav::header(layout.rate, Some((layout.frames * 4) as u32));
+    let hlen = wav::HEADER_LEN as u64;
+    if from < hlen {
+        out.extend_from_slice(&header[from as usize..hlen.min(to) as usize]);
+    }
+    if to <= hlen {
+        return Ok(out);
+    }
+    // audio bytes [a, b) of the data chunk
+    let (a, b) = (from.max(hlen) - hlen, to - hlen);
+    let mut data = vec![0u8; (b - a) as usize];
+    for p in &layout.parts {
+        let (ps, pe) = (p.start * 4, (p.start + p.frames) * 4);
+        if pe <= a || ps >= b {
+            continue;
+        }
+        let sealed = app.blobs.get(&p.blob)?;
+        let plain = open_with(&app.keys, &sealed, p.complete).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{}: cannot be opened with any catalogue key",
+                p.blob
+            ))
+        })?;
+        let pcm = plain.get(wav::HEADER_LEN..).unwrap_or_default();
+        // byte i of this part at the output rate = source frame (i/4)/repeat, byte i%4
+        let lo = a.max(ps);
+        let hi = b.min(pe);
+        for pos in lo..hi {
+            let k = pos - ps;
+            let src = (k / 4 / p.repeat) * 4 + k % 4;
+            if let Some(&byte) = pcm.get(src as usize) {
+                data[(pos - a) as usize] = byte;
+            }
+        }
+    }
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// Parses a single `Range: bytes=...` against a length; None when absent, Err when it cannot
+/// be satisfied.
+fn range(headers: &HeaderMap, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = spec.strip_prefix("bytes=")?;
+    let first = spec.split(',').next()?.trim();
+    let (a, b) = first.split_once('-')?;
+    let r = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
+        (Some(a), Some(b)) if a <= b && a < len => Ok((a, (b + 1).min(len))),
+        (Some(a), None) if a < len => Ok((a, len)),
+        (None, Some(n)) if n > 0 => Ok((len.saturating_sub(n), len)),
+        _ => Err(()),
+    };
+    Some(r)
+}
+
+impl Store {
+    pub async fn add_grant(
+        &self,
+        token: &str,
+        username: &str,
+        call_id: &str,
+        purpose: &str,
+        reference: &str,
+        audit_seq: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO grants (token_sha256, username, call_id, purpose, reference, audit_seq, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(token_hash(token))
+        .bind(username)
+        .bind(call_id)
+        .bind(purpose)
+        .bind(reference)
+        .bind(audit_seq)
+        .bind(now_ms() + GRANT_MS)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The grant's user and call, if it is valid now.
+    pub async fn grant(&self, token: &str) -> Result<Option<(String, String)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT username, call_id FROM grants WHERE token_sha256 = $1 AND expires_ms > $2",
+        )
+        .bind(token_hash(token))
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("username")?, r.try_get("call_id")?)))
+            .transpose()
+    }
+}
+
+/// Serves the WAV (or the asked range of it).
+pub async fn audio(
+    app: &App,
+    caller: &Caller,
+    call_id: &str,
+    grant: &str,
+    headers: &HeaderMap,
+) -> Response {
+    match app.store.grant(grant).await {
+        Ok(Some((user, call))) if user == caller.username && call == call_id => {}
+        Ok(_) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "no valid grant for this call: state a purpose first",
+            );
+        }
+        Err(e) => return super::api::internal(e),
+    }
+    let record = match app.store.call_document(call_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
+        Err(e) => return super::api::internal(e),
+    };
+    let app2 = app.clone();
+    let layout = match tokio::task::spawn_blocking(move || layout(&app2, &record)).await {
+        Ok(Ok(l)) => Arc::new(l),
+        Ok(Err(e)) => return super::api::internal(e),
+        Err(e) => return super::api::internal(e),
+    };
+    let len = layout.wav_len();
+    let (code, from, to) = match range(headers, len) {
+        None => (StatusCode::OK, 0, len),
+        Some(Ok((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
+        Some(Err(())) => {
+            let mut r = refuse(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    // Served in pieces of about a second of audio, decrypted as they are sent.
+    const PIECE: u64 = 1 << 16;
+    let app2 = app.clone();
+    let stream = futures_util::stream::unfold(from, move |at| {
+        let (app, layout) = (app2.clone(), layout.clone());
+        async move {
+            if at >= to {
+                return None;
+            }
+            let end = (at + PIECE).min(to);
+            let piece = tokio::task::spawn_blocking(move || render(&app, &layout, at, end))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+            Some((piece.map(Bytes::from), end))
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = code;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&(to - from).to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if code == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {from}-{}/{len}", to - 1))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    resp.into_response()
+}

@@ -1,0 +1,313 @@
+//! People: users with roles, their passwords (argon2), sessions and API tokens, and who may
+//! do what.
+//!
+//! Owns the `users` and `sessions` tables and the [`Caller`] every handler starts from: the
+//! user behind a session cookie (`cv_session`, the web UI) or an API token (`Authorization:
+//! Bearer`, scripts). What each role may do is decided here, in one place ([`Role`]'s
+//! methods); handlers ask, they do not decide.
+
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::store::{Store, now_ms};
+use crate::segment::writer::hex;
+
+pub const SESSION_COOKIE: &str = "cv_session";
+/// A web session lasts a working day.
+const SESSION_MS: i64 = 10 * 3600 * 1000;
+/// An API token lasts a year.
+const API_TOKEN_MS: i64 = 365 * 24 * 3600 * 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Finds and hears the calls of their services, for a stated purpose.
+    Manager,
+    /// Reads and verifies the audit log; nothing else.
+    Auditor,
+    /// Data-protection officer: subject access, erasure, restriction, legal holds, training
+    /// approvals; finds calls of every service.
+    Dpo,
+    /// Users, agents and keys; never finds or hears a call.
+    Admin,
+    /// A member of staff: sees who retrieved the calls they took part in.
+    Staff,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Manager,
+        Role::Auditor,
+        Role::Dpo,
+        Role::Admin,
+        Role::Staff,
+    ];
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Manager => "manager",
+            Role::Auditor => "auditor",
+            Role::Dpo => "dpo",
+            Role::Admin => "admin",
+            Role::Staff => "staff",
+        }
+    }
+
+    /// May search calls and read their metadata (a manager: of their services only).
+    pub fn finds_calls(self) -> bool {
+        matches!(self, Role::Manager | Role::Dpo)
+    }
+
+    /// May retrieve audio (with a purpose).
+    pub fn hears_calls(self) -> bool {
+        matches!(self, Role::Manager | Role::Dpo)
+    }
+
+    pub fn reads_audit(self) -> bool {
+        matches!(self, Role::Auditor)
+    }
+
+    pub fn manages_people(self) -> bool {
+        matches!(self, Role::Admin)
+    }
+}
+
+/// The signed-in user a request comes from.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub username: String,
+    pub role: Role,
+    /// A manager's services.
+    pub services: Vec<String>,
+    pub extension: Option<String>,
+}
+
+impl Caller {
+    /// Whether this caller may see a call of `service` at all.
+    pub fn may_see_service(&self, service: Option<&str>) -> bool {
+        match self.role {
+            Role::Dpo => true,
+            Role::Manager => service.is_some_and(|s| self.services.iter().any(|m| m == s)),
+            _ => false,
+        }
+    }
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.trim().as_bytes()))
+}
+
+pub fn new_token() -> String {
+    let mut raw = [0u8; 32];
+    let _ = getrandom::fill(&mut raw);
+    hex(&raw)
+}
+
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn password_matches(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).ok().is_some_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+pub fn refuse(code: StatusCode, why: &str) -> Response {
+    (code, format!("{why}\n")).into_response()
+}
+
+impl Store {
+    pub async fn add_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+        services: &[String],
+        extension: Option<&str>,
+    ) -> Result<(), String> {
+        if username.is_empty() || password.len() < 12 {
+            return Err("a user needs a name and a password of at least 12 characters".into());
+        }
+        let hash = hash_password(password)?;
+        sqlx::query(
+            "INSERT INTO users (username, password_hash, role, services, extension, disabled, created_ms) VALUES ($1, $2, $3, $4, $5, FALSE, $6)",
+        )
+        .bind(username)
+        .bind(hash)
+        .bind(role.as_str())
+        .bind(services.join(","))
+        .bind(extension.map(str::to_owned))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| format!("cannot add user {username:?}: {e}"))?;
+        Ok(())
+    }
+
+    async fn user(&self, username: &str) -> Result<Option<(Caller, String)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT username, password_hash, role, services, extension FROM users WHERE username = $1 AND NOT disabled",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get("role")?;
+        let services: String = row.try_get("services")?;
+        let Some(role) = Role::parse(&role) else {
+            return Ok(None);
+        };
+        Ok(Some((
+            Caller {
+                username: row.try_get("username")?,
+                role,
+                services: services
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                extension: row.try_get("extension")?,
+            },
+            row.try_get("password_hash")?,
+        )))
+    }
+
+    /// Checks a password; on success opens a session (or an API token) and returns its
+    /// secret (shown once; only its hash is kept).
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        api_label: Option<&str>,
+    ) -> Result<Option<(Caller, String)>, sqlx::Error> {
+        let found = self.user(username).await?;
+        // the same work whether the user exists or not: no timing oracle for user names
+        let stored = found.as_ref().map(|(_, h)| h.clone()).unwrap_or_else(|| {
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2R1oEwJ2pUQx5Wf1pS2mBNYmn9sNnKJGvmkpOUQ1l5A".into()
+        });
+        let ok = password_matches(password, &stored);
+        let Some((caller, _)) = found.filter(|_| ok) else {
+            return Ok(None);
+        };
+        let token = new_token();
+        self.open_session(&caller.username, &token, api_label)
+            .await?;
+        Ok(Some((caller, token)))
+    }
+
+    pub async fn open_session(
+        &self,
+        username: &str,
+        token: &str,
+        api_label: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let now = now_ms();
+        let life = if api_label.is_some() {
+            API_TOKEN_MS
+        } else {
+            SESSION_MS
+        };
+        sqlx::query(
+            "INSERT INTO sessions (token_sha256, username, api, label, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(token_hash(token))
+        .bind(username)
+        .bind(api_label.is_some())
+        .bind(api_label.unwrap_or("").to_owned())
+        .bind(now)
+        .bind(now + life)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn close_session(&self, token: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1")
+            .bind(token_hash(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn session_user(&self, token: &str) -> Result<Option<Caller>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT username FROM sessions WHERE token_sha256 = $1 AND expires_ms > $2",
+        )
+        .bind(token_hash(token))
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let username: String = row.try_get("username")?;
+        Ok(self.user(&username).await?.map(|(c, _)| c))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT username, role, services, extension, CASE WHEN disabled THEN 1 ELSE 0 END AS disabled FROM users ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(serde_json::json!({
+                    "username": r.try_get::<String, _>("username")?,
+                    "role": r.try_get::<String, _>("role")?,
+                    "services": r.try_get::<String, _>("services")?,
+                    "extension": r.try_get::<Option<String>, _>("extension")?,
+                    "disabled": r.try_get::<i32, _>("disabled")? != 0,
+                }))
+            })
+            .collect()
+    }
+}
+
+/// The session or API token a request carries.
+pub fn presented_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(t) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(t.trim().to_owned());
+    }
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The signed-in caller, or 401.
+pub async fn caller(store: &Store, headers: &HeaderMap) -> Result<Caller, Response> {
+    let Some(token) = presented_token(headers) else {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "sign in first"));
+    };
+    match store.session_user(&token).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            "session expired or unknown: sign in again",
+        )),
+        Err(e) => {
+            tracing::error!("session lookup: {e}");
+            Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Finding calls: by date range, caller number, service, staff extension or any party's
+//! number, SIP Call-ID and duration; paged, newest first.
+//!
+//! Owns the search query. It never widens a caller's view: a manager's search is confined to
+//! their services in the query itself, and restricted calls are seen by the DPO only.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::people::{Caller, Role};
+use super::store::{Store, rfc3339_ms};
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct CallQuery {
+    /// RFC 3339 or milliseconds since the epoch.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub caller: Option<String>,
+    pub service: Option<String>,
+    /// A staff extension or any number that took part in the call.
+    pub party: Option<String>,
+    pub sip_call_id: Option<String>,
+    pub min_seconds: Option<i64>,
+    pub max_seconds: Option<i64>,
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallSummary {
+    pub call_id: String,
+    pub started_ms: i64,
+    pub duration_ms: i64,
+    pub audio_ms: i64,
+    pub caller: String,
+    pub dialled: Option<String>,
+    pub service: Option<String>,
+    pub end_reason: Option<String>,
+    pub expires_ms: i64,
+    pub legal_hold: bool,
+    pub restricted: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub page: i64,
+    pub page_size: i64,
+    pub total: i64,
+    pub calls: Vec<CallSummary>,
+}
+
+fn time_ms(s: &Option<String>) -> Option<i64> {
+    let s = s.as_deref()?.trim();
+    s.parse::<i64>().ok().or_else(|| rfc3339_ms(s))
+}
+
+fn blank(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The WHERE clause every search uses; `$1..$10` as bound in [`Store::search`].
+const FILTER: &str = "($1 IS NULL OR c.started_ms >= $1) AND ($2 IS NULL OR c.started_ms < $2) \
+     AND ($3 IS NULL OR c.caller = $3) AND ($4 IS NULL OR c.service = $4) \
+     AND ($5 IS NULL OR c.call_id IN (SELECT call_id FROM call_parties WHERE party = $5)) \
+     AND ($6 IS NULL OR c.call_id IN (SELECT call_id FROM call_sip_ids WHERE sip_call_id = $6)) \
+     AND ($7 IS NULL OR c.duration_ms >= $7) AND ($8 IS NULL OR c.duration_ms <= $8) \
+     AND ($9 IS NULL OR (',' || $9 || ',') LIKE ('%,' || c.service || ',%')) \
+     AND ($10 OR NOT c.restricted)";
+
+impl Store {
+    pub async fn search(&self, who: &Caller, q: &CallQuery) -> Result<SearchResult, sqlx::Error> {
+        let page = q.page.unwrap_or(1).max(1);
+        let page_size = q.page_size.unwrap_or(50).clamp(1, 500);
+        let scope = (who.role == Role::Manager).then(|| who.services.join(","));
+        let sees_restricted = who.role == Role::Dpo;
+        macro_rules! bound {
+            ($query:expr) => {
+                $query
+                    .bind(time_ms(&q.from))
+                    .bind(time_ms(&q.to))
+                    .bind(blank(&q.caller))
+                    .bind(blank(&q.service))
+                    .bind(blank(&q.party))
+                    .bind(blank(&q.sip_call_id))
+                    .bind(q.min_seconds.map(|s| s * 1000))
+                    .bind(q.max_seconds.map(|s| s * 1000))
+                    .bind(scope.clone())
+                    .bind(sees_restricted)
+            };
+        }
+        let count_sql =
+            sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM calls c WHERE {FILTER}"));
+        let total: i64 = bound!(sqlx::query(count_sql))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let list_sql = sqlx::AssertSqlSafe(format!(
+            "SELECT c.call_id, c.started_ms, c.duration_ms, c.audio_ms, c.caller, c.dialled, c.service, c.end_reason, c.expires_ms, CASE WHEN c.legal_hold THEN 1 ELSE 0 END AS legal_hold, CASE WHEN c.restricted THEN 1 ELSE 0 END AS restricted \
+             FROM calls c WHERE {FILTER} ORDER BY c.started_ms DESC, c.call_id LIMIT $11 OFFSET $12"
+        ));
+        let rows = bound!(sqlx::query(list_sql))
+            .bind(page_size)
+            .bind((page - 1) * page_size)
+            .fetch_all(&self.pool)
+            .await?;
+        let calls = rows
+            .iter()
+            .map(|r| {
+                Ok(CallSummary {
+                    call_id: r.try_get("call_id")?,
+                    started_ms: r.try_get("started_ms")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                    audio_ms: r.try_get("audio_ms")?,
+                    caller: r.try_get("caller")?,
+                    dialled: r.try_get("dialled")?,
+                    service: r.try_get("service")?,
+                    end_reason: r.try_get("end_reason")?,
+                    expires_ms: r.try_get("expires_ms")?,
+                    legal_hold: r.try_get::<i32, _>("legal_hold")? != 0,
+                    restricted: r.try_get::<i32, _>("restricted")? != 0,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(SearchResult {
+            page,
+            page_size,
+            total,
+            calls,
+        })
+    }
+
+    /// The service and restriction of a call (to decide who may see it).
+    pub async fn call_scope(
+        &self,
+        call_id: &str,
+    ) -> Result<Option<(Option<String>, bool)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT service, CASE WHEN restricted THEN 1 ELSE 0 END AS restricted FROM calls WHERE call_id = $1",
+        )
+            .bind(call_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("service")?,
+                r.try_get::<i32, _>("restricted")? != 0,
+            ))
+        })
+        .transpose()
+    }
+}
