@@ -165,6 +165,11 @@ enum CatalogueCommand {
     /// Register a recording server; prints its token once (put it in the agent's
     /// catalogue.token_file, mode 0600).
     AgentAdd { name: String },
+    /// Erase now every recording past its retention date and not under legal hold (the server
+    /// does this every retention.purge_interval_minutes).
+    Purge,
+    /// Which of the configured private keys recordings still need, and until when.
+    Keys,
     /// Add a user. The password is read from CALLVAULT_PASSWORD, or from the first line of
     /// standard input.
     UserAdd {
@@ -314,6 +319,34 @@ fn run(command: Command) -> anyhow::Result<()> {
                         extension.as_deref(),
                     )?;
                     eprintln!("user {name:?} added as {}", role.as_str());
+                    Ok(())
+                }
+                Some(CatalogueCommand::Purge) => {
+                    let done = callvault::catalogue::purge_now(&cfg)?;
+                    println!(
+                        "{} recording(s) past their retention date erased",
+                        done.len()
+                    );
+                    Ok(())
+                }
+                Some(CatalogueCommand::Keys) => {
+                    for (id, usage) in callvault::catalogue::key_report(&cfg)? {
+                        match usage {
+                            None => println!("{id}: no recording uses it: it may be removed"),
+                            Some(u) if u.held => println!(
+                                "{id}: {} call(s), one or more under legal hold: keep it",
+                                u.calls
+                            ),
+                            Some(u) => println!(
+                                "{id}: {} call(s); needed until {}",
+                                u.calls,
+                                callvault::time::Timestamp::from_millis(
+                                    u.last_expiry_ms.max(0) as u64
+                                )
+                                .rfc3339()
+                            ),
+                        }
+                    }
                     Ok(())
                 }
                 Some(CatalogueCommand::AgentAdd { name }) => {

@@ -762,6 +762,74 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
         );
         assert_eq!(r.code == 201, u == "adam", "add user as {u}: {}", r.code);
     }
+    // the DPO's tools and the key report: authorised roles get past authorisation (a call
+    // id that does not exist then answers 404), every other role gets 403
+    let none = "01a20000-0000-7000-8000-000000000000";
+    let switch = serde_json::json!({ "on": true, "reason": "r" });
+    let posts: Vec<(String, serde_json::Value, Vec<&str>)> = vec![
+        (
+            format!("/api/v1/calls/{none}/hold"),
+            switch.clone(),
+            vec!["dora"],
+        ),
+        (
+            format!("/api/v1/calls/{none}/restrict"),
+            switch.clone(),
+            vec!["dora"],
+        ),
+        (
+            format!("/api/v1/calls/{none}/training-export"),
+            serde_json::json!({ "reference": "r" }),
+            vec!["dora"],
+        ),
+        (
+            "/api/v1/subject-access".into(),
+            serde_json::json!({ "caller": "+447700900000", "reference": "r" }),
+            vec!["dora"],
+        ),
+        (
+            "/api/v1/training/consents".into(),
+            serde_json::json!({ "party": "4999", "agreed": true }),
+            vec!["dora"],
+        ),
+        (
+            "/api/v1/tokens".into(),
+            serde_json::json!({ "label": "script" }),
+            users.to_vec(),
+        ),
+    ];
+    for (path, body, allowed) in &posts {
+        for u in users {
+            let r = api.post(&sessions[u], path, body.clone());
+            if allowed.contains(&u) {
+                assert!(
+                    !matches!(r.code, 401 | 403),
+                    "POST {path} as {u}: {}",
+                    r.code
+                );
+            } else {
+                assert_eq!(r.code, 403, "POST {path} as {u}");
+            }
+        }
+        let anonymous = api.send(api.client.post(format!("{}{path}", api.base)).json(body));
+        assert_eq!(anonymous.code, 401, "POST {path} signed out");
+    }
+    for u in users {
+        let r = api.send(
+            api.client
+                .delete(format!("{}/api/v1/calls/{none}", api.base))
+                .header(reqwest::header::COOKIE, &sessions[u])
+                .json(&serde_json::json!({ "reason": "r" })),
+        );
+        assert_eq!(r.code, if u == "dora" { 404 } else { 403 }, "DELETE as {u}");
+        let r = api.get(&sessions[u], "/api/v1/keys");
+        assert_eq!(
+            r.code == 200,
+            ["dora", "adam"].contains(&u),
+            "keys as {u}: {}",
+            r.code
+        );
+    }
     // a manager's search sees their services only; the DPO's sees both
     let total = |u: &str| {
         api.get(&sessions[u], "/api/v1/calls").json()["total"]
@@ -1018,4 +1086,282 @@ fn the_audit_chain_verifies_refuses_changes_and_names_a_tampered_record() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("BROKEN at record 3"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The DPO's tools and retention
+
+fn untar(data: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut ar = tar::Archive::new(data);
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut buf = Vec::new();
+        e.read_to_end(&mut buf).unwrap();
+        out.insert(name, buf);
+    }
+    out
+}
+
+fn rights_and_retention(db: impl FnOnce(&Path) -> Option<Db>) {
+    let Some((lab, cat, api, recorded)) = people_lab(db) else {
+        return;
+    };
+    let parking = recorded
+        .iter()
+        .find(|r| r.service.as_deref() == Some("Parking"))
+        .unwrap()
+        .clone();
+    let other = recorded
+        .iter()
+        .find(|r| r.call_id != parking.call_id)
+        .unwrap()
+        .clone();
+    let dora = api.login("dora");
+    let pat = api.login("pat");
+    let reason = |r: &str| serde_json::json!({ "on": true, "reason": r });
+
+    // only the DPO holds, restricts, erases and exports
+    for u in ["pat", "aud", "adam", "stef"] {
+        let s = api.login(u);
+        let r = api.post(
+            &s,
+            &format!("/api/v1/calls/{}/hold", parking.call_id),
+            reason("x"),
+        );
+        assert_eq!(r.code, 403, "hold as {u}");
+        let r = api.post(
+            &s,
+            "/api/v1/subject-access",
+            serde_json::json!({ "caller": parking.caller, "reference": "x" }),
+        );
+        assert_eq!(r.code, 403, "subject access as {u}");
+    }
+    // restriction hides the call from its manager, not from the DPO
+    let r = api.post(
+        &dora,
+        &format!("/api/v1/calls/{}/restrict", parking.call_id),
+        reason("objection OBJ-3"),
+    );
+    assert_eq!(r.code, 200);
+    assert_eq!(
+        api.get(&pat, &format!("/api/v1/calls/{}", parking.call_id))
+            .code,
+        404
+    );
+    assert_eq!(api.get(&pat, "/api/v1/calls").json()["total"], 0);
+    assert_eq!(
+        api.get(&dora, &format!("/api/v1/calls/{}", parking.call_id))
+            .code,
+        200
+    );
+    api.post(
+        &dora,
+        &format!("/api/v1/calls/{}/restrict", parking.call_id),
+        serde_json::json!({ "on": false, "reason": "resolved" }),
+    );
+    assert_eq!(
+        api.get(&pat, &format!("/api/v1/calls/{}", parking.call_id))
+            .code,
+        200
+    );
+
+    // subject access: every call of the caller, with its metadata and audio, and an index
+    let r = api.post(
+        &dora,
+        "/api/v1/subject-access",
+        serde_json::json!({ "caller": parking.caller, "reference": "SAR-2026-017" }),
+    );
+    assert_eq!(r.code, 200);
+    assert_eq!(r.headers["content-type"], "application/x-tar");
+    let files = untar(&r.body);
+    let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    assert_eq!(index["subject"], parking.caller.as_str());
+    assert_eq!(index["calls"].as_array().unwrap().len(), 1, "{index}");
+    let key = callvault::vault::CataloguePrivateKey::load(&lab.private).unwrap();
+    let json = lab
+        .spool()
+        .join("calls")
+        .join(format!("{}.json", parking.call_id));
+    let exported = callvault::export::export_call(&json, &key).unwrap();
+    let wav = &files[&format!("calls/{}.wav", parking.call_id)];
+    let samples: Vec<i16> = wav[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    assert_eq!(
+        samples, exported.samples,
+        "the caller's recording, sample for sample"
+    );
+    let meta: CallRecord =
+        serde_json::from_slice(&files[&format!("calls/{}.json", parking.call_id)]).unwrap();
+    assert_eq!(meta, parking);
+
+    // training: refused until a member of staff on the call has agreed; then anonymised
+    let staff_ext = parking.legs[0].to.clone();
+    let path = format!("/api/v1/calls/{}/training-export", parking.call_id);
+    let ask = serde_json::json!({ "reference": "TRN-4", "silence": [] });
+    assert_eq!(api.post(&dora, &path, ask.clone()).code, 409);
+    assert_eq!(
+        api.post(
+            &dora,
+            "/api/v1/training/consents",
+            serde_json::json!({ "party": staff_ext, "agreed": true })
+        )
+        .code,
+        200
+    );
+    let r = api.post(&dora, &path, ask.clone());
+    assert_eq!(r.code, 200);
+    let files = untar(&r.body);
+    let meta = String::from_utf8(files["call.json"].clone()).unwrap();
+    for secret in [
+        &parking.caller,
+        &parking.call_id,
+        &parking.sip_call_ids[0],
+        &parking.dialled_raw,
+    ] {
+        assert!(!meta.contains(secret.as_str()), "{secret} left in {meta}");
+    }
+    let wav = &files["call.wav"];
+    let frames: Vec<(i16, i16)> = wav[44..]
+        .chunks_exact(4)
+        .map(|b| {
+            (
+                i16::from_le_bytes([b[0], b[1]]),
+                i16::from_le_bytes([b[2], b[3]]),
+            )
+        })
+        .collect();
+    assert!(
+        frames.iter().all(|f| f.0 == 0),
+        "the caller's channel is silent"
+    );
+    assert!(
+        frames.iter().filter(|f| f.1 != 0).count() > frames.len() / 2,
+        "the agent is heard"
+    );
+    // a withdrawn agreement stops it again
+    api.post(
+        &dora,
+        "/api/v1/training/consents",
+        serde_json::json!({ "party": staff_ext, "agreed": false }),
+    );
+    assert_eq!(api.post(&dora, &path, ask).code, 409);
+
+    // retention: both calls run out; the one under legal hold survives the purge
+    assert_eq!(
+        api.post(
+            &dora,
+            &format!("/api/v1/calls/{}/hold", parking.call_id),
+            reason("claim LP-9")
+        )
+        .code,
+        200
+    );
+    drop(cat);
+    let (rt, store) = lab.db.store();
+    rt.block_on(async {
+        sqlx::query("UPDATE calls SET expires_ms = 1000")
+            .execute(&store.pool_for_tests())
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let keys = Command::new(BIN)
+        .args(["catalogue", "-c"])
+        .arg(lab.catalogue_config())
+        .arg("keys")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&keys.stdout);
+    assert!(
+        text.contains("2 call(s), one or more under legal hold: keep it"),
+        "{text}"
+    );
+    let out = Command::new(BIN)
+        .args(["catalogue", "-c"])
+        .arg(lab.catalogue_config())
+        .arg("purge")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("1 recording(s)"));
+    let (rt, store) = lab.db.store();
+    assert_eq!(rt.block_on(store.count("calls")).unwrap(), 1);
+    assert!(
+        rt.block_on(store.call_document(&parking.call_id))
+            .unwrap()
+            .is_some(),
+        "held"
+    );
+    assert!(
+        rt.block_on(store.call_document(&other.call_id))
+            .unwrap()
+            .is_none(),
+        "purged"
+    );
+    let seg = &other.segments[0];
+    assert!(
+        rt.block_on(store.segment(&seg.segment_id))
+            .unwrap()
+            .is_none()
+    );
+    let blob = lab
+        .path("blobs")
+        .join(callvault::catalogue::blobs::Blobs::name_for(
+            &seg.segment_id,
+        ));
+    assert!(!blob.exists(), "the purged call's audio is gone from disk");
+    rt.block_on(store.close());
+    // erasure by the DPO, and every step above in the audit log
+    let cat = lab.start_catalogue();
+    let api = Api::new(lab.catalogue_port); // the old connections died with the old process
+    let dora = api.login("dora");
+    let r = api.send(
+        api.client
+            .delete(format!("{}/api/v1/calls/{}", api.base, parking.call_id))
+            .header(reqwest::header::COOKIE, &dora)
+            .json(&serde_json::json!({ "reason": "erasure request ER-5" })),
+    );
+    assert_eq!(r.code, 200);
+    assert_eq!(api.get(&dora, "/api/v1/calls").json()["total"], 0);
+    let aud = api.login("aud");
+    let actions: Vec<String> = api
+        .get(&aud, "/api/v1/audit?page_size=1000")
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_owned())
+        .collect();
+    for a in [
+        "restrict_on",
+        "restrict_off",
+        "subject_access_export",
+        "training_consent",
+        "training_export",
+        "training_consent_withdrawn",
+        "hold_on",
+        "purge",
+        "erase",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} not audited: {actions:?}"
+        );
+    }
+    assert_eq!(api.get(&aud, "/api/v1/audit/verify").json()["ok"], true);
+    drop(cat);
+}
+
+#[test]
+fn the_dpo_holds_restricts_exports_and_erases_and_retention_purges_on_sqlite() {
+    rights_and_retention(|d| Some(Db::sqlite(d)));
+}
+
+#[test]
+fn the_dpo_holds_restricts_exports_and_erases_and_retention_purges_on_postgresql() {
+    rights_and_retention(|_| Db::postgres("rights"));
 }

@@ -66,14 +66,22 @@ pub struct RetentionSection {
     /// Days a recording is kept when its service names none.
     #[serde(default = "default_retention_days")]
     pub default_days: u32,
+    /// How often the purge runs (minutes).
+    #[serde(default = "default_purge_interval")]
+    pub purge_interval_minutes: u32,
 }
 
 impl Default for RetentionSection {
     fn default() -> Self {
         RetentionSection {
             default_days: default_retention_days(),
+            purge_interval_minutes: default_purge_interval(),
         }
     }
+}
+
+fn default_purge_interval() -> u32 {
+    60
 }
 
 fn default_retention_days() -> u32 {
@@ -156,6 +164,14 @@ impl CatalogueConfig {
                 "0".into(),
                 "recordings would be destroyed at once",
                 "use 183 (six months)",
+            );
+        }
+        if self.retention.purge_interval_minutes == 0 {
+            return invalid(
+                "retention.purge_interval_minutes",
+                "0".into(),
+                "the purge would never rest",
+                "use 60",
             );
         }
         if self.server.max_upload_mb == 0 {

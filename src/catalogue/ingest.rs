@@ -123,6 +123,7 @@ pub async fn put_segment(
         Err(e) => return internal(e),
     }
     let row = SegmentRow {
+        key_id: header.key_id.to_string(),
         segment_id: segment_id.clone(),
         call_id: call_id.to_owned(),
         agent,

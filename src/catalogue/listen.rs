@@ -167,6 +167,12 @@ fn render(app: &App, layout: &Layout, from: u64, to: u64) -> std::io::Result<Vec
     Ok(out)
 }
 
+/// The whole WAV of a call, in memory (subject-access and training bundles).
+pub fn whole_wav(app: &App, record: &CallRecord) -> std::io::Result<Vec<u8>> {
+    let l = layout(app, record)?;
+    render(app, &l, 0, l.wav_len())
+}
+
 /// Parses a single `Range: bytes=...` against a length; None when absent, Err when it cannot
 /// be satisfied.
 fn range(headers: &HeaderMap, len: u64) -> Option<Result<(u64, u64), ()>> {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod ingest;
 pub mod listen;
 pub mod people;
+pub mod rights;
 pub mod search;
 pub mod store;
 
@@ -39,7 +40,19 @@ pub fn router(app: App) -> axum::Router {
     axum::Router::new()
         .route("/api/v1/segments/{segment_id}", put(ingest::put_segment))
         .route("/api/v1/calls", post(ingest::post_call).get(api::search))
-        .route("/api/v1/calls/{id}", get(api::call))
+        .route(
+            "/api/v1/calls/{id}",
+            get(api::call).delete(rights::erase_call),
+        )
+        .route("/api/v1/calls/{id}/hold", post(rights::hold))
+        .route("/api/v1/calls/{id}/restrict", post(rights::restrict))
+        .route(
+            "/api/v1/calls/{id}/training-export",
+            post(rights::training_export),
+        )
+        .route("/api/v1/subject-access", post(rights::subject_access))
+        .route("/api/v1/training/consents", post(rights::consent))
+        .route("/api/v1/keys", get(rights::keys))
         .route("/api/v1/calls/{id}/access", post(api::access))
         .route("/api/v1/calls/{id}/audio", get(api::audio))
         .route("/api/v1/login", post(api::login))
@@ -94,6 +107,22 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
         tracing::info!(listen = %cfg.server.listen, database = ?app.store.backend, "catalogue ready");
         crate::agent::systemd::notify("READY=1");
         let store = app.store.clone();
+        {
+            let app = app.clone();
+            let every = std::time::Duration::from_secs(cfg.retention.purge_interval_minutes as u64 * 60);
+            tokio::spawn(async move {
+                loop {
+                    match rights::purge(&app, "retention").await {
+                        Ok(done) if !done.is_empty() => {
+                            tracing::info!(calls = done.len(), "retention purge")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!("retention purge failed: {e}"),
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
         axum::serve(listener, router(app))
             .with_graceful_shutdown(async {
                 use tokio::signal::unix::{SignalKind, signal};
@@ -174,5 +203,43 @@ pub fn verify_audit(cfg: &CatalogueConfig) -> anyhow::Result<audit::Verification
         let v = store.audit_verify().await?;
         store.close().await;
         Ok(v)
+    })
+}
+
+/// `callvault catalogue purge`: erases every call past its retention date and not held.
+pub fn purge_now(cfg: &CatalogueConfig) -> anyhow::Result<Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let app = open(cfg).await?;
+        let done = rights::purge(&app, "retention")
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        app.store.close().await;
+        Ok(done)
+    })
+}
+
+/// `callvault catalogue keys`: which configured keys recordings still need.
+pub fn key_report(
+    cfg: &CatalogueConfig,
+) -> anyhow::Result<Vec<(String, Option<rights::KeyUsage>)>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let app = open(cfg).await?;
+        let usage = app.store.key_usage().await?;
+        app.store.close().await;
+        Ok(app
+            .keys
+            .iter()
+            .map(|k| {
+                let id = k.key_id().to_string();
+                let u = usage.iter().find(|u| u.key_id == id).cloned();
+                (id, u)
+            })
+            .collect())
     })
 }

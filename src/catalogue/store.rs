@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_people_audit.sql"),
         include_str!("../../migrations/postgres/0002_people_audit.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_rights.sql"),
+        include_str!("../../migrations/postgres/0003_rights.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -41,6 +46,7 @@ pub struct Store {
 /// A segment as the catalogue holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentRow {
+    pub key_id: String,
     pub segment_id: String,
     pub call_id: String,
     pub agent: String,
@@ -161,13 +167,16 @@ impl Store {
 
     pub async fn segment(&self, segment_id: &str) -> Result<Option<SegmentRow>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT segment_id, call_id, agent, sha256, bytes, blob FROM segments WHERE segment_id = $1",
+            "SELECT segment_id, call_id, agent, sha256, bytes, blob, key_id FROM segments WHERE segment_id = $1",
         )
         .bind(segment_id)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
             Ok(SegmentRow {
+                key_id: r
+                    .try_get::<Option<String>, _>("key_id")?
+                    .unwrap_or_default(),
                 segment_id: r.try_get("segment_id")?,
                 call_id: r.try_get("call_id")?,
                 agent: r.try_get("agent")?,
@@ -181,7 +190,7 @@ impl Store {
 
     pub async fn insert_segment(&self, s: &SegmentRow) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO segments (segment_id, call_id, agent, sha256, bytes, blob, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO segments (segment_id, call_id, agent, sha256, bytes, blob, received_ms, key_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&s.segment_id)
         .bind(&s.call_id)
@@ -190,6 +199,7 @@ impl Store {
         .bind(s.bytes)
         .bind(&s.blob)
         .bind(now_ms())
+        .bind(&s.key_id)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -1,0 +1,603 @@
+//! The data-protection officer's tools and the retention rules: legal hold, restriction,
+//! erasure, the periodic purge, which keys are still needed, subject-access bundles and
+//! anonymised training exports.
+//!
+//! Owns what leaves or disappears from the catalogue by policy rather than by a manager's
+//! retrieval. Every action writes its audit record before it takes effect (an export's
+//! record is committed before its first byte is sent).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+
+use super::App;
+use super::api::internal;
+use super::audit::Entry;
+use super::listen;
+use super::people::{Caller, Role, caller, refuse};
+use super::store::{Store, now_ms};
+use crate::spool::CallRecord;
+
+macro_rules! dpo {
+    ($app:expr, $headers:expr) => {{
+        let who = match caller(&$app.store, &$headers).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        if who.role != Role::Dpo {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "only the data-protection officer may do this",
+            );
+        }
+        who
+    }};
+}
+
+#[derive(Deserialize)]
+pub struct Switch {
+    pub on: bool,
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+pub struct Reason {
+    pub reason: String,
+}
+
+fn needs_reason(reason: &str) -> Option<Response> {
+    let r = reason.trim();
+    (r.is_empty() || r.len() > 500).then(|| {
+        refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "give the reason (a case or request reference), at most 500 characters",
+        )
+    })
+}
+
+impl Store {
+    async fn set_flag(&self, call_id: &str, hold: bool, on: bool) -> Result<bool, sqlx::Error> {
+        let sql = if hold {
+            "UPDATE calls SET legal_hold = $1 WHERE call_id = $2"
+        } else {
+            "UPDATE calls SET restricted = $1 WHERE call_id = $2"
+        };
+        let done = sqlx::query(sql)
+            .bind(on)
+            .bind(call_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a call's rows; returns the blobs its segments were in (to delete after).
+    pub async fn erase_rows(&self, call_id: &str) -> Result<Vec<String>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let blobs = sqlx::query("SELECT blob FROM segments WHERE call_id = $1")
+            .bind(call_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("blob"))
+            .collect::<Result<Vec<_>, _>>()?;
+        for sql in [
+            "DELETE FROM grants WHERE call_id = $1",
+            "DELETE FROM segments WHERE call_id = $1",
+            "DELETE FROM call_parties WHERE call_id = $1",
+            "DELETE FROM call_sip_ids WHERE call_id = $1",
+            "DELETE FROM calls WHERE call_id = $1",
+        ] {
+            sqlx::query(sql).bind(call_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(blobs)
+    }
+
+    /// Calls past their retention date and not under legal hold.
+    pub async fn expired(&self, now_ms: i64) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query(
+            "SELECT call_id FROM calls WHERE expires_ms < $1 AND NOT legal_hold ORDER BY expires_ms",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("call_id"))
+        .collect()
+    }
+
+    /// Per catalogue key: the calls still sealed to it and when the last one expires
+    /// (None: one is under legal hold).
+    pub async fn key_usage(&self) -> Result<Vec<KeyUsage>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT s.key_id AS key_id, COUNT(DISTINCT s.call_id) AS calls, MAX(c.expires_ms) AS last_expiry, \
+             MAX(CASE WHEN c.legal_hold THEN 1 ELSE 0 END) AS held \
+             FROM segments s JOIN calls c ON c.call_id = s.call_id GROUP BY s.key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyUsage {
+                    key_id: r
+                        .try_get::<Option<String>, _>("key_id")?
+                        .unwrap_or_default(),
+                    calls: r.try_get("calls")?,
+                    last_expiry_ms: r.try_get("last_expiry")?,
+                    held: r.try_get::<i32, _>("held")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn consent(&self, party: &str, by: &str, agreed: bool) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM training_consents WHERE party = $1")
+            .bind(party)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO training_consents (party, agreed_ms, recorded_by, withdrawn_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(party)
+        .bind(now_ms())
+        .bind(by)
+        .bind((!agreed).then(now_ms))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Whether a member of staff who took part in the call has agreed (and not withdrawn).
+    pub async fn training_agreed(&self, call_id: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT p.party FROM call_parties p JOIN training_consents t ON t.party = p.party \
+             WHERE p.call_id = $1 AND t.withdrawn_ms IS NULL LIMIT 1",
+        )
+        .bind(call_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Calls of one caller number between two times (restricted ones included).
+    pub async fn calls_of_caller(
+        &self,
+        caller: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query(
+            "SELECT call_id FROM calls WHERE caller = $1 AND started_ms >= $2 AND started_ms < $3 ORDER BY started_ms",
+        )
+        .bind(caller)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("call_id"))
+        .collect()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct KeyUsage {
+    pub key_id: String,
+    pub calls: i64,
+    pub last_expiry_ms: i64,
+    pub held: bool,
+}
+
+/// Erases one call: rows first (it disappears from every view at once), then its files.
+pub async fn erase(app: &App, call_id: &str) -> Result<(), String> {
+    let blobs = app
+        .store
+        .erase_rows(call_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    for b in blobs {
+        let path = app.blobs.path(&b);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(format!("{}: {e}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The retention purge: every call past its date and not held is erased; one audit record
+/// says which. Returns the calls erased.
+pub async fn purge(app: &App, actor: &str) -> Result<Vec<String>, String> {
+    let due = app
+        .store
+        .expired(now_ms())
+        .await
+        .map_err(|e| e.to_string())?;
+    if due.is_empty() {
+        return Ok(due);
+    }
+    app.store
+        .audit(Entry {
+            actor,
+            action: "purge",
+            detail: json!({ "calls": due, "count": due.len(), "rule": "retention period ended, no legal hold" }),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    for id in &due {
+        erase(app, id).await?;
+    }
+    Ok(due)
+}
+
+pub async fn hold(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(s): Json<Switch>,
+) -> Response {
+    flag(app, headers, id, s, true).await
+}
+
+pub async fn restrict(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(s): Json<Switch>,
+) -> Response {
+    flag(app, headers, id, s, false).await
+}
+
+async fn flag(app: App, headers: HeaderMap, id: String, s: Switch, hold: bool) -> Response {
+    let who = dpo!(app, headers);
+    if let Some(r) = needs_reason(&s.reason) {
+        return r;
+    }
+    let action = match (hold, s.on) {
+        (true, true) => "hold_on",
+        (true, false) => "hold_off",
+        (false, true) => "restrict_on",
+        (false, false) => "restrict_off",
+    };
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action,
+            call_id: Some(&id),
+            reference: Some(s.reason.trim()),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    match app.store.set_flag(&id, hold, s.on).await {
+        Ok(true) => refuse(StatusCode::OK, action),
+        Ok(false) => refuse(StatusCode::NOT_FOUND, "no such call"),
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn erase_call(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(r): Json<Reason>,
+) -> Response {
+    let who = dpo!(app, headers);
+    if let Some(resp) = needs_reason(&r.reason) {
+        return resp;
+    }
+    match app.store.call_scope(&id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
+        Err(e) => return internal(e),
+    }
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "erase",
+            call_id: Some(&id),
+            reference: Some(r.reason.trim()),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    match erase(&app, &id).await {
+        Ok(()) => refuse(StatusCode::OK, "erased"),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Consent {
+    /// The member of staff's extension (as it appears in calls).
+    pub party: String,
+    pub agreed: bool,
+}
+
+pub async fn consent(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(c): Json<Consent>,
+) -> Response {
+    let who = dpo!(app, headers);
+    if c.party.trim().is_empty() {
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, "name the extension");
+    }
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: if c.agreed {
+                "training_consent"
+            } else {
+                "training_consent_withdrawn"
+            },
+            detail: json!({ "party": c.party }),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    match app
+        .store
+        .consent(c.party.trim(), &who.username, c.agreed)
+        .await
+    {
+        Ok(()) => refuse(StatusCode::OK, "recorded"),
+        Err(e) => internal(e),
+    }
+}
+
+fn tar_entry(tar: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o600);
+    h.set_mtime((now_ms() / 1000) as u64);
+    h.set_cksum();
+    tar.append_data(&mut h, name, data)
+}
+
+fn bundle_response(name: &str, data: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(data));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// A whole call's WAV, decrypted in memory.
+async fn call_wav(app: &App, record: &CallRecord) -> Result<Vec<u8>, String> {
+    let (app, record) = (app.clone(), record.clone());
+    tokio::task::spawn_blocking(move || listen::whole_wav(&app, &record))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Deserialize)]
+pub struct SubjectAccess {
+    /// The caller's number as recorded (E.164).
+    pub caller: String,
+    /// RFC 3339 or ms; default: everything kept.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// The request's reference (e.g. "SAR-2026-017").
+    pub reference: String,
+}
+
+/// Everything recorded of one caller number, as one bundle: an index, each call's metadata
+/// and each call's audio.
+pub async fn subject_access(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Json(q): Json<SubjectAccess>,
+) -> Response {
+    let who = dpo!(app, headers);
+    if let Some(r) = needs_reason(&q.reference) {
+        return r;
+    }
+    let t = |s: &Option<String>, d: i64| {
+        s.as_deref()
+            .and_then(|v| {
+                v.parse::<i64>()
+                    .ok()
+                    .or_else(|| super::store::rfc3339_ms(v))
+            })
+            .unwrap_or(d)
+    };
+    let ids = match app
+        .store
+        .calls_of_caller(q.caller.trim(), t(&q.from, 0), t(&q.to, i64::MAX))
+        .await
+    {
+        Ok(ids) => ids,
+        Err(e) => return internal(e),
+    };
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "subject_access_export",
+            purpose: Some("subject_access"),
+            reference: Some(q.reference.trim()),
+            detail: json!({ "caller": q.caller, "from": q.from, "to": q.to, "calls": ids }),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut index = Vec::new();
+    for id in &ids {
+        let record = match app.store.call_document(id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => return internal(e),
+        };
+        let wav = match call_wav(&app, &record).await {
+            Ok(w) => w,
+            Err(e) => return internal(e),
+        };
+        let meta = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        if let Err(e) = tar_entry(&mut tar, &format!("calls/{id}.json"), &meta)
+            .and_then(|_| tar_entry(&mut tar, &format!("calls/{id}.wav"), &wav))
+        {
+            return internal(e);
+        }
+        index.push(json!({
+            "call_id": id,
+            "started_at": record.started_at,
+            "ended_at": record.ended_at,
+            "service": record.service,
+            "dialled": record.dialled,
+            "audio": format!("calls/{id}.wav"),
+            "metadata": format!("calls/{id}.json"),
+        }));
+    }
+    let index = json!({
+        "subject": q.caller,
+        "reference": q.reference.trim(),
+        "generated_at": crate::time::Timestamp::now().rfc3339(),
+        "generated_by": who.username,
+        "calls": index,
+        "audio_format": "WAV, 16-bit stereo: left = caller, right = organisation",
+    });
+    let index = serde_json::to_vec_pretty(&index).unwrap_or_default();
+    match tar_entry(&mut tar, "index.json", &index).and_then(|_| tar.into_inner()) {
+        Ok(data) => bundle_response("subject-access.tar", data),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TrainingExport {
+    pub reference: String,
+    /// Ranges of the call (ms from its start) where the caller is silenced; none = the whole
+    /// caller channel.
+    #[serde(default)]
+    pub silence: Vec<(u64, u64)>,
+}
+
+/// The call's metadata with every identifier of the caller and of the call removed.
+fn anonymised(record: &CallRecord) -> serde_json::Value {
+    json!({
+        "service": record.service,
+        "duration_ms": record.audio_ms,
+        "end_reason": record.end_reason,
+        "legs": record.legs.iter().map(|l| json!({
+            "joined_by": l.joined_by,
+            "answered": l.answered_at.is_some(),
+            "transfers": l.transfers.len(),
+        })).collect::<Vec<_>>(),
+        "streams": record.streams.iter().map(|s| json!({
+            "direction": s.direction,
+            "codec": s.codec,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub async fn training_export(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(t): Json<TrainingExport>,
+) -> Response {
+    let who: Caller = dpo!(app, headers);
+    if let Some(r) = needs_reason(&t.reference) {
+        return r;
+    }
+    let record = match app.store.call_document(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
+        Err(e) => return internal(e),
+    };
+    match app.store.training_agreed(&id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse(
+                StatusCode::CONFLICT,
+                "no member of staff on this call has agreed to training use",
+            );
+        }
+        Err(e) => return internal(e),
+    }
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "training_export",
+            call_id: Some(&id),
+            purpose: Some("quality_training"),
+            reference: Some(t.reference.trim()),
+            detail: json!({ "silenced": if t.silence.is_empty() { json!("whole caller channel") } else { json!(t.silence) } }),
+        })
+        .await
+    {
+        return internal(e);
+    }
+    let mut wav = match call_wav(&app, &record).await {
+        Ok(w) => w,
+        Err(e) => return internal(e),
+    };
+    let rate = record
+        .segments
+        .iter()
+        .map(|s| s.sample_rate)
+        .max()
+        .unwrap_or(8000) as u64;
+    let frames = (wav.len() - crate::segment::wav::HEADER_LEN) / 4;
+    let silence_all = t.silence.is_empty();
+    for f in 0..frames {
+        let ms = f as u64 * 1000 / rate;
+        if silence_all || t.silence.iter().any(|&(a, b)| a <= ms && ms < b) {
+            let at = crate::segment::wav::HEADER_LEN + f * 4;
+            wav[at] = 0;
+            wav[at + 1] = 0;
+        }
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let meta = serde_json::to_vec_pretty(&anonymised(&record)).unwrap_or_default();
+    match tar_entry(&mut tar, "call.json", &meta)
+        .and_then(|_| tar_entry(&mut tar, "call.wav", &wav))
+        .and_then(|_| tar.into_inner())
+    {
+        Ok(data) => bundle_response("training.tar", data),
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn keys(State(app): State<App>, headers: HeaderMap) -> Response {
+    let who = match caller(&app.store, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !matches!(who.role, Role::Admin | Role::Dpo) {
+        return refuse(StatusCode::FORBIDDEN, "your role may not see key usage");
+    }
+    match app.store.key_usage().await {
+        Ok(k) => Json(k).into_response(),
+        Err(e) => internal(e),
+    }
+}
