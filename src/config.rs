@@ -139,6 +139,10 @@ pub struct CatalogueLink {
     /// Longest wait between attempts while the catalogue cannot be reached, seconds.
     #[serde(default = "default_retry_max_seconds")]
     pub retry_max_seconds: u32,
+    /// A PEM CA certificate to trust for the catalogue's HTTPS (an organisation's own CA),
+    /// besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for CatalogueLink {
@@ -148,6 +152,7 @@ impl Default for CatalogueLink {
             token_file: default_token_file(),
             keep_shipped_hours: default_keep_shipped_hours(),
             retry_max_seconds: default_retry_max_seconds(),
+            ca_file: None,
         }
     }
 }

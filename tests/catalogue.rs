@@ -163,6 +163,8 @@ struct Lab {
     db: Db,
     catalogue_port: u16,
     agent_port: u16,
+    /// (certificate, key, CA) when the catalogue serves HTTPS.
+    tls: std::cell::RefCell<Option<(PathBuf, PathBuf, PathBuf)>>,
 }
 
 impl Lab {
@@ -177,6 +179,7 @@ impl Lab {
             db,
             catalogue_port: free_port(),
             agent_port: free_port(),
+            tls: Default::default(),
         })
     }
 
@@ -185,8 +188,12 @@ impl Lab {
     }
 
     fn catalogue_config(&self) -> PathBuf {
+        let tls = match &*self.tls.borrow() {
+            Some((cert, key, _)) => format!("tls_cert = {cert:?}\ntls_key = {key:?}\n"),
+            None => String::new(),
+        };
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:{}\"\n[storage]\ndatabase_url = \"{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n",
+            "[server]\nlisten = \"127.0.0.1:{}\"\n{tls}[storage]\ndatabase_url = \"{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n",
             self.catalogue_port,
             self.db.url(),
             self.path("blobs"),
@@ -228,7 +235,12 @@ impl Lab {
             .unwrap();
         let p = Proc { child, log };
         let started = Instant::now();
-        while http_get(self.catalogue_port, "/healthz").is_none() {
+        let https = self.tls.borrow().is_some();
+        while if https {
+            std::net::TcpStream::connect(("127.0.0.1", self.catalogue_port)).is_err()
+        } else {
+            http_get(self.catalogue_port, "/healthz").is_none()
+        } {
             assert!(started.elapsed() < Duration::from_secs(30), "{}", p.log());
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -290,11 +302,22 @@ impl Lab {
             format!("\"127.0.0.1:{}\"", self.agent_port),
         );
         t = set(t, "min_free_mb", "16".into());
+        let scheme = if self.tls.borrow().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         t = set(
             t,
             "url",
-            format!("\"http://127.0.0.1:{}\"", self.catalogue_port),
+            format!("\"{scheme}://127.0.0.1:{}\"", self.catalogue_port),
         );
+        if let Some((_, _, ca)) = &*self.tls.borrow() {
+            t = t.replace(
+                "# ca_file = \"/etc/callvault/ca.pem\"",
+                &format!("ca_file = {ca:?}"),
+            );
+        }
         t = set(t, "token_file", format!("{token:?}"));
         t = set(t, "keep_shipped_hours", keep_hours.to_string());
         t = set(t, "retry_max_seconds", "1".into());
@@ -1364,4 +1387,111 @@ fn the_dpo_holds_restricts_exports_and_erases_and_retention_purges_on_sqlite() {
 #[test]
 fn the_dpo_holds_restricts_exports_and_erases_and_retention_purges_on_postgresql() {
     rights_and_retention(|_| Db::postgres("rights"));
+}
+
+/// A private CA and a server certificate for 127.0.0.1 (openssl, as an admin would).
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=callvault test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=catalogue",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    (
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("ca.pem"),
+    )
+}
+
+#[test]
+fn agents_ship_over_https_to_a_catalogue_with_the_organisations_own_ca() {
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    let certs = make_certificates(lab.dir.path());
+    *lab.tls.borrow_mut() = Some(certs.clone());
+    let token = lab.agent_add("callvault-agent");
+    lab.record(65);
+    let _catalogue = lab.start_catalogue();
+    // plain HTTP and an unknown CA are refused
+    assert!(http_get(lab.catalogue_port, "/healthz").is_none_or(|(c, _)| c != 200));
+    let rt = rt();
+    let strict = reqwest::Client::new();
+    let url = format!("https://127.0.0.1:{}/healthz", lab.catalogue_port);
+    assert!(
+        rt.block_on(strict.get(&url).send()).is_err(),
+        "a certificate nobody vouched for"
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&certs.2).unwrap()).unwrap();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let ok = rt.block_on(trusting.get(&url).send()).unwrap();
+    assert_eq!(ok.status(), 200);
+    // the agent, given the CA, ships its calls
+    let agent = lab.start_agent(&token, 0);
+    lab.wait_shipped(&agent, 2);
 }

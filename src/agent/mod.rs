@@ -200,6 +200,7 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
                 spool.root(),
                 Duration::from_secs(cfg.catalogue.keep_shipped_hours as u64 * 3600),
                 Duration::from_secs(cfg.catalogue.retry_max_seconds as u64),
+                cfg.catalogue.ca_file.as_deref(),
                 status.clone(),
             )?),
             None => None,

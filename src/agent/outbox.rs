@@ -46,12 +46,21 @@ impl Outbox {
         spool: &Path,
         keep: Duration,
         retry_max: Duration,
+        ca_file: Option<&Path>,
         status: Arc<Status>,
     ) -> anyhow::Result<Outbox> {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .build()?;
+            .timeout(Duration::from_secs(120));
+        if let Some(ca) = ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| anyhow::anyhow!("catalogue.ca_file = {ca:?}: cannot read it: {e}"))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                anyhow::anyhow!("catalogue.ca_file = {ca:?}: not a PEM certificate: {e}")
+            })?;
+            client = client.add_root_certificate(cert);
+        }
+        let client = client.build()?;
         for dir in [SHIPPED_DIR, REJECTED_DIR] {
             std::fs::create_dir_all(spool.join(dir))?;
         }

@@ -27,6 +27,11 @@ pub struct ServerSection {
     /// Largest segment upload accepted, MiB.
     #[serde(default = "default_max_upload_mb")]
     pub max_upload_mb: usize,
+    /// PEM certificate chain and private key: with both, the API is served over HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn default_max_upload_mb() -> usize {
@@ -37,10 +42,12 @@ impl ServerSection {
     /// Session cookies carry `Secure` unless the catalogue listens on loopback only (tests,
     /// a reverse proxy on the same host that terminates TLS).
     pub fn secure_cookies(&self) -> bool {
-        self.listen
-            .parse::<std::net::SocketAddr>()
-            .map(|a| !a.ip().is_loopback())
-            .unwrap_or(true)
+        self.tls_cert.is_some()
+            || self
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .map(|a| !a.ip().is_loopback())
+                .unwrap_or(true)
     }
 }
 
@@ -139,6 +146,14 @@ impl CatalogueConfig {
                 self.server.listen.clone(),
                 "not an IP address and port",
                 "write it as \"0.0.0.0:8443\"",
+            );
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return invalid(
+                "server.tls_cert",
+                format!("{:?}", self.server.tls_cert),
+                "HTTPS needs both server.tls_cert and server.tls_key",
+                "set both (PEM files), or neither for plain HTTP behind a TLS proxy",
             );
         }
         let url = &self.storage.database_url;

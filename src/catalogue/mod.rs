@@ -15,6 +15,7 @@ pub mod people;
 pub mod rights;
 pub mod search;
 pub mod store;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -104,7 +105,11 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
             .await
             .with_context(|| format!("server.listen = {:?}: cannot listen", cfg.server.listen))?;
-        tracing::info!(listen = %cfg.server.listen, database = ?app.store.backend, "catalogue ready");
+        let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+            (Some(c), Some(k)) => Some(tls::server_config(c, k)?),
+            _ => None,
+        };
+        tracing::info!(listen = %cfg.server.listen, database = ?app.store.backend, https = tls.is_some(), "catalogue ready");
         crate::agent::systemd::notify("READY=1");
         let store = app.store.clone();
         {
@@ -123,19 +128,29 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
                 }
             });
         }
-        axum::serve(listener, router(app))
-            .with_graceful_shutdown(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                if let (Ok(mut term), Ok(mut int)) =
-                    (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-                {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
+        let stop = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let (Ok(mut term), Ok(mut int)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
                 }
-            })
-            .await?;
+            }
+        };
+        match tls {
+            Some(tls) => {
+                axum::serve(tls::TlsListener::new(listener, tls), router(app))
+                    .with_graceful_shutdown(stop)
+                    .await?
+            }
+            None => {
+                axum::serve(listener, router(app))
+                    .with_graceful_shutdown(stop)
+                    .await?
+            }
+        }
         store.close().await;
         Ok(())
     })
