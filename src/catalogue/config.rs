@@ -56,8 +56,34 @@ impl ServerSection {
 pub struct StorageSection {
     /// `sqlite:///var/lib/callvault/catalogue.db` or `postgres://user:password@host/db`.
     pub database_url: String,
-    /// Where segment files are kept (encrypted, as the agents sealed them).
+    /// Where segment files are kept (encrypted, as the agents sealed them), unless
+    /// `[storage.s3]` names a bucket.
+    #[serde(default = "default_blob_dir")]
     pub blob_dir: PathBuf,
+    /// An S3-compatible bucket for the segments instead of `blob_dir`.
+    #[serde(default)]
+    pub s3: Option<S3Section>,
+}
+
+fn default_blob_dir() -> PathBuf {
+    PathBuf::from("/var/lib/callvault/segments")
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// e.g. "https://s3.eu-west-2.amazonaws.com" or "http://minio.internal:9000".
+    pub endpoint: String,
+    pub bucket: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Credentials; better given as CALLVAULT_STORAGE__S3__ACCESS_KEY / __SECRET_KEY.
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -163,6 +189,16 @@ impl CatalogueConfig {
                 url.clone(),
                 "unknown database",
                 "use sqlite:///path/to/catalogue.db or postgres://user:password@host/db",
+            );
+        }
+        if let Some(s3) = &self.storage.s3
+            && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+        {
+            return invalid(
+                "storage.s3.endpoint",
+                s3.endpoint.clone(),
+                "not an http(s) URL",
+                "write it as \"https://s3.eu-west-2.amazonaws.com\"",
             );
         }
         if self.keys.private_keys.is_empty() {

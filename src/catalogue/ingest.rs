@@ -114,13 +114,8 @@ pub async fn put_segment(
         Err(e) => return internal(e),
     }
     let name = Blobs::name_for(&segment_id);
-    let blobs = app.blobs.clone();
-    let data = body.clone();
-    let put_name = name.clone();
-    match tokio::task::spawn_blocking(move || blobs.put(&put_name, &data)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return internal(format!("writing segment {segment_id}: {e}")),
-        Err(e) => return internal(e),
+    if let Err(e) = app.blobs.put(&name, &body).await {
+        return internal(format!("writing segment {segment_id}: {e:#}"));
     }
     let row = SegmentRow {
         key_id: header.key_id.to_string(),

@@ -81,7 +81,7 @@ fn segment_frames(header: &SegmentHeader, len: u64, complete: bool) -> u64 {
 
 /// The timeline of a call: its segments in order, placed by their offsets, at the highest
 /// rate among them (as `callvault export` lays it out).
-pub fn layout(app: &App, record: &CallRecord) -> std::io::Result<Layout> {
+pub async fn layout(app: &App, record: &CallRecord) -> anyhow::Result<Layout> {
     let mut segs = record.segments.clone();
     segs.sort_by_key(|s| s.seq);
     let rate = segs.iter().map(|s| s.sample_rate).max().unwrap_or(8000);
@@ -89,12 +89,11 @@ pub fn layout(app: &App, record: &CallRecord) -> std::io::Result<Layout> {
     let mut frames = 0;
     for s in &segs {
         let blob = super::blobs::Blobs::name_for(&s.segment_id);
-        let path = app.blobs.path(&blob);
-        let len = std::fs::metadata(&path)?.len();
-        let mut head = [0u8; HEADER_LEN];
-        std::io::Read::read_exact(&mut std::fs::File::open(&path)?, &mut head)?;
+        // the size is what the catalogue received (its hash was checked then)
+        let len = s.bytes;
+        let head = app.blobs.get(&blob, Some(HEADER_LEN)).await?;
         let header = SegmentHeader::parse(&head)
-            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+            .map_err(|e| anyhow::anyhow!("segment {}: {e}", s.segment_id))?;
         let repeat = (rate / s.sample_rate.max(1)).max(1) as u64;
         let start = s.offset_ms * rate as u64 / 1000;
         let n = segment_frames(&header, len, s.complete) * repeat;
@@ -126,7 +125,7 @@ fn open_with(keys: &[CataloguePrivateKey], data: &[u8], complete: bool) -> Optio
 
 /// Bytes `from..to` of the call's WAV (header included), decrypting only the segments they
 /// touch.
-fn render(app: &App, layout: &Layout, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
+async fn render(app: &App, layout: &Layout, from: u64, to: u64) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::with_capacity((to - from) as usize);
     let header = wav::header(layout.rate, Some((layout.frames * 4) as u32));
     let hlen = wav::HEADER_LEN as u64;
@@ -144,13 +143,13 @@ fn render(app: &App, layout: &Layout, from: u64, to: u64) -> std::io::Result<Vec
         if pe <= a || ps >= b {
             continue;
         }
-        let sealed = app.blobs.get(&p.blob)?;
-        let plain = open_with(&app.keys, &sealed, p.complete).ok_or_else(|| {
-            std::io::Error::other(format!(
-                "{}: cannot be opened with any catalogue key",
-                p.blob
-            ))
-        })?;
+        let sealed = app.blobs.get(&p.blob, None).await?;
+        let (keys, complete) = (app.keys.clone(), p.complete);
+        let plain = tokio::task::spawn_blocking(move || open_with(&keys, &sealed, complete))
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!("{}: cannot be opened with any catalogue key", p.blob)
+            })?;
         let pcm = plain.get(wav::HEADER_LEN..).unwrap_or_default();
         // byte i of this part at the output rate = source frame (i/4)/repeat, byte i%4
         let lo = a.max(ps);
@@ -168,9 +167,9 @@ fn render(app: &App, layout: &Layout, from: u64, to: u64) -> std::io::Result<Vec
 }
 
 /// The whole WAV of a call, in memory (subject-access and training bundles).
-pub fn whole_wav(app: &App, record: &CallRecord) -> std::io::Result<Vec<u8>> {
-    let l = layout(app, record)?;
-    render(app, &l, 0, l.wav_len())
+pub async fn whole_wav(app: &App, record: &CallRecord) -> anyhow::Result<Vec<u8>> {
+    let l = layout(app, record).await?;
+    render(app, &l, 0, l.wav_len()).await
 }
 
 /// Parses a single `Range: bytes=...` against a length; None when absent, Err when it cannot
@@ -251,11 +250,9 @@ pub async fn audio(
         Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
         Err(e) => return super::api::internal(e),
     };
-    let app2 = app.clone();
-    let layout = match tokio::task::spawn_blocking(move || layout(&app2, &record)).await {
-        Ok(Ok(l)) => Arc::new(l),
-        Ok(Err(e)) => return super::api::internal(e),
-        Err(e) => return super::api::internal(e),
+    let layout = match layout(app, &record).await {
+        Ok(l) => Arc::new(l),
+        Err(e) => return super::api::internal(format!("{e:#}")),
     };
     let len = layout.wav_len();
     let (code, from, to) = match range(headers, len) {
@@ -279,10 +276,9 @@ pub async fn audio(
                 return None;
             }
             let end = (at + PIECE).min(to);
-            let piece = tokio::task::spawn_blocking(move || render(&app, &layout, at, end))
+            let piece = render(&app, &layout, at, end)
                 .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
+                .map_err(|e| std::io::Error::other(format!("{e:#}")));
             Some((piece.map(Bytes::from), end))
         }
     });

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod listen;
 pub mod people;
 pub mod rights;
+pub mod s3;
 pub mod search;
 pub mod store;
 pub mod tls;
@@ -78,7 +79,16 @@ pub async fn open(cfg: &CatalogueConfig) -> anyhow::Result<App> {
                 cfg.storage.database_url
             )
         })?;
-    let blobs = Blobs::open(&cfg.storage.blob_dir)?;
+    let blobs = match &cfg.storage.s3 {
+        Some(s) => Blobs::S3(s3::S3::new(
+            &s.endpoint,
+            &s.bucket,
+            &s.region,
+            &s.access_key,
+            &s.secret_key,
+        )?),
+        None => Blobs::open(&cfg.storage.blob_dir)?,
+    };
     let mut keys = Vec::new();
     for (i, path) in cfg.keys.private_keys.iter().enumerate() {
         keys.push(

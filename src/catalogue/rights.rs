@@ -202,12 +202,10 @@ pub async fn erase(app: &App, call_id: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     for b in blobs {
-        let path = app.blobs.path(&b);
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(format!("{}: {e}", path.display()));
-        }
+        app.blobs
+            .delete(&b)
+            .await
+            .map_err(|e| format!("{b}: {e:#}"))?;
     }
     Ok(())
 }
@@ -388,11 +386,9 @@ fn bundle_response(name: &str, data: Vec<u8>) -> Response {
 
 /// A whole call's WAV, decrypted in memory.
 async fn call_wav(app: &App, record: &CallRecord) -> Result<Vec<u8>, String> {
-    let (app, record) = (app.clone(), record.clone());
-    tokio::task::spawn_blocking(move || listen::whole_wav(&app, &record))
+    listen::whole_wav(app, record)
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("{e:#}"))
 }
 
 #[derive(Deserialize)]
