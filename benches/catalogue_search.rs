@@ -237,7 +237,7 @@ fn main() {
         rt.block_on(async {
             sqlx::any::install_default_drivers();
             let pool = sqlx::AnyPool::connect(&admin).await.unwrap();
-            let _ = sqlx::raw_sql("DROP DATABASE IF EXISTS cv_search_bench")
+            let _ = sqlx::raw_sql("DROP DATABASE IF EXISTS cv_search_bench WITH (FORCE)")
                 .execute(&pool)
                 .await;
             sqlx::raw_sql("CREATE DATABASE cv_search_bench")

@@ -18,6 +18,8 @@ use callvault::synth::{Scenario, write_capture};
 use callvault::vault::generate_keypair_files;
 
 const BIN: &str = env!("CARGO_BIN_EXE_callvault");
+const S3_ACCESS: &str = "callvault-test";
+const S3_SECRET: &str = "callvault-test-secret-key";
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -165,6 +167,8 @@ struct Lab {
     agent_port: u16,
     /// (certificate, key, CA) when the catalogue serves HTTPS.
     tls: std::cell::RefCell<Option<(PathBuf, PathBuf, PathBuf)>>,
+    /// The port of an S3 server holding the segments, instead of a directory.
+    s3: std::cell::Cell<Option<u16>>,
 }
 
 impl Lab {
@@ -180,6 +184,7 @@ impl Lab {
             catalogue_port: free_port(),
             agent_port: free_port(),
             tls: Default::default(),
+            s3: Default::default(),
         })
     }
 
@@ -192,6 +197,12 @@ impl Lab {
             Some((cert, key, _)) => format!("tls_cert = {cert:?}\ntls_key = {key:?}\n"),
             None => String::new(),
         };
+        let s3 = match self.s3.get() {
+            Some(port) => format!(
+                "[storage.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"callvault\"\naccess_key = \"{S3_ACCESS}\"\nsecret_key = \"{S3_SECRET}\"\n"
+            ),
+            None => String::new(),
+        };
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:{}\"\n{tls}[storage]\ndatabase_url = \"{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n",
             self.catalogue_port,
@@ -199,6 +210,7 @@ impl Lab {
             self.path("blobs"),
             self.private
         );
+        let text = format!("{text}{s3}");
         let p = self.path("catalogue.toml");
         std::fs::write(&p, text).unwrap();
         p
@@ -712,7 +724,10 @@ fn user_add(lab: &Lab, name: &str, role: &str, services: &str, extension: Option
 /// role: a Parking manager, a Switchboard manager, an auditor, a DPO, an admin, and a member
 /// of staff whose extension took part in the Parking call.
 fn people_lab(db: impl FnOnce(&Path) -> Option<Db>) -> Option<(Lab, Proc, Api, Vec<CallRecord>)> {
-    let lab = Lab::new(db)?;
+    Lab::new(db).map(people_lab_in)
+}
+
+fn people_lab_in(lab: Lab) -> (Lab, Proc, Api, Vec<CallRecord>) {
     let token = std::fs::read_to_string(lab.agent_add("callvault-agent")).unwrap();
     let recorded = lab.record(64);
     let parking = recorded
@@ -729,7 +744,7 @@ fn people_lab(db: impl FnOnce(&Path) -> Option<Db>) -> Option<(Lab, Proc, Api, V
     let cat = lab.start_catalogue();
     let api = Api::new(lab.catalogue_port);
     ship(&api, &lab, &token, &recorded);
-    Some((lab, cat, api, recorded))
+    (lab, cat, api, recorded)
 }
 
 fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
@@ -1494,4 +1509,94 @@ fn agents_ship_over_https_to_a_catalogue_with_the_organisations_own_ca() {
     // the agent, given the CA, ships its calls
     let agent = lab.start_agent(&token, 0);
     lab.wait_shipped(&agent, 2);
+}
+
+/// The S3 server the storage test runs against (s3s-fs, which checks SigV4 signatures);
+/// `tests/run.sh` installs it with `cargo install`.
+fn s3s_fs() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain(home.map(|h| h.join(".cargo/bin")))
+        .map(|d| d.join("s3s-fs"))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn segments_kept_in_an_s3_bucket_are_stored_served_and_erased() {
+    let Some(server) = s3s_fs() else {
+        println!("SKIPPED: s3s-fs is not installed (tests/run.sh installs it)");
+        return;
+    };
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    let port = free_port();
+    let bucket = lab.path("s3").join("callvault");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let log = lab.path("s3s.log");
+    let child = Command::new(&server)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", S3_ACCESS, "--secret-key", S3_SECRET])
+        .arg(lab.path("s3"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _s3 = Proc { child, log };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", _s3.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    lab.s3.set(Some(port));
+    let (lab, _cat, api, recorded) = people_lab_in(lab);
+    let segments = |dir: &Path| {
+        common::spool_files(dir)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "cvseg"))
+            .count()
+    };
+    assert_eq!(
+        segments(&bucket),
+        2,
+        "both calls' segments are in the bucket"
+    );
+    assert!(
+        !lab.path("blobs").exists(),
+        "and none on the catalogue's disk"
+    );
+    // a DPO hears a call from the bucket exactly as export makes it
+    let dora = api.login("dora");
+    let call = &recorded[0];
+    let g = api
+        .post(
+            &dora,
+            &format!("/api/v1/calls/{}/access", call.call_id),
+            serde_json::json!({ "purpose": "legal_proceedings", "reference": "LP-1" }),
+        )
+        .json();
+    let wav = api.get(&dora, g["audio"].as_str().unwrap());
+    assert_eq!(wav.code, 200);
+    let key = callvault::vault::CataloguePrivateKey::load(&lab.private).unwrap();
+    let json = lab
+        .spool()
+        .join("calls")
+        .join(format!("{}.json", call.call_id));
+    let exported = callvault::export::export_call(&json, &key).unwrap();
+    let samples: Vec<i16> = wav.body[44..]
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    assert_eq!(samples, exported.samples);
+    // erasure removes the object
+    let r = api.send(
+        api.client
+            .delete(format!("{}/api/v1/calls/{}", api.base, call.call_id))
+            .header(reqwest::header::COOKIE, &dora)
+            .json(&serde_json::json!({ "reason": "ER-9" })),
+    );
+    assert_eq!(r.code, 200);
+    assert_eq!(
+        segments(&bucket),
+        1,
+        "the erased call's segment is gone from the bucket"
+    );
 }
