@@ -1546,6 +1546,32 @@ fn segments_kept_in_an_s3_bucket_are_stored_served_and_erased() {
         assert!(started.elapsed() < Duration::from_secs(20), "{}", _s3.log());
         std::thread::sleep(Duration::from_millis(20));
     }
+    // the server checks signatures: a wrong secret is refused, the right one accepted
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let rt = rt();
+    let wrong = callvault::catalogue::s3::S3::new(
+        &endpoint,
+        "callvault",
+        "us-east-1",
+        S3_ACCESS,
+        "not-the-secret",
+    )
+    .unwrap();
+    assert!(
+        rt.block_on(wrong.put("probe", b"x")).is_err(),
+        "a bad signature must be refused"
+    );
+    let right = callvault::catalogue::s3::S3::new(
+        &endpoint,
+        "callvault",
+        "us-east-1",
+        S3_ACCESS,
+        S3_SECRET,
+    )
+    .unwrap();
+    rt.block_on(right.put("probe", b"x")).unwrap();
+    assert_eq!(rt.block_on(right.get("probe", None)).unwrap(), b"x");
+    rt.block_on(right.delete("probe")).unwrap();
     lab.s3.set(Some(port));
     let (lab, _cat, api, recorded) = people_lab_in(lab);
     let segments = |dir: &Path| {

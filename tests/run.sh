@@ -38,6 +38,13 @@ if [ -z "${CALLVAULT_TEST_POSTGRES:-}" ] && [ "$(id -u)" = 0 ] && command -v pg_
   export CALLVAULT_TEST_POSTGRES="postgres://callvault:callvault@127.0.0.1:$pg_port/postgres"
 fi
 
+# An S3 server for the catalogue's bucket-storage test (tests/catalogue.rs): s3s-fs checks
+# SigV4 signatures as AWS does. Built once into ~/.cargo/bin (about 7 minutes on 2 cores).
+if ! command -v s3s-fs >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+  cargo install --locked --quiet s3s-fs@0.14.1 --features binary ||
+    echo "s3s-fs could not be installed: the S3 storage test will say SKIPPED" >&2
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --release -- -D warnings
 # The summary line at the end counts every test of every binary.
