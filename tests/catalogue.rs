@@ -1626,3 +1626,56 @@ fn segments_kept_in_an_s3_bucket_are_stored_served_and_erased() {
         "the erased call's segment is gone from the bucket"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The web UI in a real browser
+
+/// Node with playwright-core (tests/ui, installed by tests/run.sh) and Debian's chromium, or
+/// why not.
+fn browser_tools() -> Result<PathBuf, String> {
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    if !ui.join("node_modules/playwright-core").is_dir() {
+        return Err("playwright-core is not installed (npm ci --prefix tests/ui)".into());
+    }
+    if !Path::new("/usr/bin/chromium").exists() {
+        return Err("chromium is not installed (apt-get install chromium)".into());
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err("node is not installed".into());
+    }
+    Ok(ui)
+}
+
+#[test]
+fn the_web_ui_works_for_each_role_in_a_real_browser() {
+    let ui = match browser_tools() {
+        Ok(ui) => ui,
+        Err(why) => {
+            println!("SKIPPED browser test: {why}");
+            return;
+        }
+    };
+    let (lab, _cat, _api, recorded) = people_lab(|d| Some(Db::sqlite(d))).unwrap();
+    let parking = recorded
+        .iter()
+        .find(|r| r.service.as_deref() == Some("Parking"))
+        .unwrap();
+    let out = Command::new("node")
+        .arg(ui.join("ui.mjs"))
+        .env(
+            "CATALOGUE_URL",
+            format!("http://127.0.0.1:{}", lab.catalogue_port),
+        )
+        .env("UI_PASSWORD", PASSWORD)
+        .env("UI_CALL_ID", &parking.call_id)
+        .env("UI_CALL_MS", parking.audio_ms.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "browser test failed:\n{text}");
+    assert!(
+        text.lines().filter(|l| l.starts_with("ok ")).count() >= 20,
+        "{text}"
+    );
+}

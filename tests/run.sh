@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=(sip-tester tcpdump postgresql)
+need_apt=(sip-tester tcpdump postgresql chromium)
 # SIPp and tcpdump for the real-SIP-peer tests (tests/sipp.rs); PostgreSQL for the catalogue
-# tests (tests/catalogue.rs runs on SQLite and on PostgreSQL); later stages add Chromium.
+# tests (tests/catalogue.rs runs on SQLite and on PostgreSQL); Chromium for the web UI's
+# browser test.
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     missing=()
@@ -43,6 +44,13 @@ fi
 if ! command -v s3s-fs >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
   cargo install --locked --quiet s3s-fs@0.14.1 --features binary ||
     echo "s3s-fs could not be installed: the S3 storage test will say SKIPPED" >&2
+fi
+
+# Playwright (playwright-core, no browser download: it drives Debian's chromium) for the web
+# UI's browser test.
+if command -v npm >/dev/null && [ ! -d tests/ui/node_modules/playwright-core ]; then
+  npm ci --prefix tests/ui --no-audit --no-fund --silent ||
+    echo "playwright-core could not be installed: the browser test will say SKIPPED" >&2
 fi
 
 cargo fmt --all -- --check

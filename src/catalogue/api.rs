@@ -201,7 +201,7 @@ pub async fn search(
 
 /// Whether `who` may see call `call_id`: Ok(()) or the response saying no (a call outside a
 /// manager's services is "not found", so its existence is not revealed).
-async fn may_see(app: &App, who: &Caller, call_id: &str) -> Result<(), Response> {
+pub async fn may_see(app: &App, who: &Caller, call_id: &str) -> Result<(), Response> {
     match app.store.call_scope(call_id).await {
         Ok(Some((service, restricted))) => {
             if who.may_see_service(service.as_deref()) && (!restricted || who.role == Role::Dpo) {
@@ -250,62 +250,68 @@ pub async fn access(
     Json(req): Json<AccessRequest>,
 ) -> Response {
     let who = signed_in!(app, headers);
+    match open_access(&app, &who, &id, &req).await {
+        Ok((grant, seq)) => Json(json!({
+            "grant": grant,
+            "audio": format!("/api/v1/calls/{id}/audio?grant={grant}"),
+            "audit_seq": seq,
+        }))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// A retrieval for a stated purpose: checks role, scope, purpose and reference, commits the
+/// audit record, then makes the grant. Returns (grant, audit record's seq).
+pub async fn open_access(
+    app: &App,
+    who: &Caller,
+    id: &str,
+    req: &AccessRequest,
+) -> Result<(String, i64), Response> {
     if !who.role.hears_calls() {
-        return forbidden("retrieve recordings");
+        return Err(forbidden("retrieve recordings"));
     }
-    if let Err(r) = may_see(&app, &who, &id).await {
-        return r;
-    }
+    may_see(app, who, id).await?;
     if !PURPOSES.iter().any(|(p, _)| *p == req.purpose) {
-        return refuse(
+        return Err(refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
             "choose a purpose from the policy's list (GET /api/v1/purposes)",
-        );
+        ));
     }
     let reference = req.reference.trim();
     if reference.is_empty() || reference.len() > 200 {
-        return refuse(
+        return Err(refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
             "give a reference (a complaint or case number), at most 200 characters",
-        );
+        ));
     }
     // the audit record is committed before a grant exists, so before any audio can leave
-    let record = match app
+    let record = app
         .store
         .audit(Entry {
             actor: &who.username,
             action: "retrieve",
-            call_id: Some(&id),
+            call_id: Some(id),
             purpose: Some(&req.purpose),
             reference: Some(reference),
             ..Default::default()
         })
         .await
-    {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+        .map_err(internal)?;
     let grant = new_token();
-    if let Err(e) = app
-        .store
+    app.store
         .add_grant(
             &grant,
             &who.username,
-            &id,
+            id,
             &req.purpose,
             reference,
             record.seq,
         )
         .await
-    {
-        return internal(e);
-    }
-    Json(json!({
-        "grant": grant,
-        "audio": format!("/api/v1/calls/{id}/audio?grant={grant}"),
-        "audit_seq": record.seq,
-    }))
-    .into_response()
+        .map_err(internal)?;
+    Ok((grant, record.seq))
 }
 
 pub async fn audio(

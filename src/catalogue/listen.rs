@@ -172,6 +172,42 @@ pub async fn whole_wav(app: &App, record: &CallRecord) -> anyhow::Result<Vec<u8>
     render(app, &l, 0, l.wav_len()).await
 }
 
+/// Peaks of the call's two channels for a waveform: the largest |sample| in each of at most
+/// `buckets` slices of the call.
+pub async fn peaks(
+    app: &App,
+    record: &CallRecord,
+    buckets: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let wav = whole_wav(app, record).await?;
+    let pcm = &wav[wav::HEADER_LEN..];
+    let frames = pcm.len() / 4;
+    let n = buckets.min(frames.max(1));
+    let mut caller = vec![0i32; n];
+    let mut org = vec![0i32; n];
+    for (f, b) in pcm.chunks_exact(4).enumerate() {
+        let i = f * n / frames.max(1);
+        let l = i16::from_le_bytes([b[0], b[1]]).unsigned_abs() as i32;
+        let r = i16::from_le_bytes([b[2], b[3]]).unsigned_abs() as i32;
+        caller[i] = caller[i].max(l);
+        org[i] = org[i].max(r);
+    }
+    Ok(serde_json::json!({ "caller": caller, "organisation": org }))
+}
+
+/// Whether `grant` lets `caller` hear `call_id` now.
+pub async fn grant_valid(
+    app: &App,
+    caller: &Caller,
+    call_id: &str,
+    grant: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(matches!(
+        app.store.grant(grant).await?,
+        Some((user, call)) if user == caller.username && call == call_id
+    ))
+}
+
 /// Parses a single `Range: bytes=...` against a length; None when absent, Err when it cannot
 /// be satisfied.
 fn range(headers: &HeaderMap, len: u64) -> Option<Result<(u64, u64), ()>> {

@@ -17,6 +17,7 @@ pub mod s3;
 pub mod search;
 pub mod store;
 pub mod tls;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -65,6 +66,16 @@ pub fn router(app: App) -> axum::Router {
         .route("/api/v1/audit", get(api::audit_log))
         .route("/api/v1/audit/verify", get(api::audit_verify))
         .route("/api/v1/users", get(api::users).post(api::add_user))
+        .route("/api/v1/calls/{id}/peaks", get(ui::peaks))
+        .route("/", get(ui::home))
+        .route("/login", get(ui::login_form).post(ui::login))
+        .route("/logout", post(ui::logout))
+        .route("/search", get(ui::search_form).post(ui::search))
+        .route("/calls/{id}", get(ui::call))
+        .route("/calls/{id}/listen", post(ui::listen))
+        .route("/audit", get(ui::audit))
+        .route("/static/style.css", get(ui::style))
+        .route("/static/wave.js", get(ui::wave_js))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(app)

@@ -61,6 +61,22 @@ fn blank(s: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
+fn summary(r: &sqlx::any::AnyRow) -> Result<CallSummary, sqlx::Error> {
+    Ok(CallSummary {
+        call_id: r.try_get("call_id")?,
+        started_ms: r.try_get("started_ms")?,
+        duration_ms: r.try_get("duration_ms")?,
+        audio_ms: r.try_get("audio_ms")?,
+        caller: r.try_get("caller")?,
+        dialled: r.try_get("dialled")?,
+        service: r.try_get("service")?,
+        end_reason: r.try_get("end_reason")?,
+        expires_ms: r.try_get("expires_ms")?,
+        legal_hold: r.try_get::<i32, _>("legal_hold")? != 0,
+        restricted: r.try_get::<i32, _>("restricted")? != 0,
+    })
+}
+
 /// A bound value of a search.
 enum Arg {
     Int(i64),
@@ -166,21 +182,7 @@ impl Store {
             .await?;
         let calls = rows
             .iter()
-            .map(|r| {
-                Ok(CallSummary {
-                    call_id: r.try_get("call_id")?,
-                    started_ms: r.try_get("started_ms")?,
-                    duration_ms: r.try_get("duration_ms")?,
-                    audio_ms: r.try_get("audio_ms")?,
-                    caller: r.try_get("caller")?,
-                    dialled: r.try_get("dialled")?,
-                    service: r.try_get("service")?,
-                    end_reason: r.try_get("end_reason")?,
-                    expires_ms: r.try_get("expires_ms")?,
-                    legal_hold: r.try_get::<i32, _>("legal_hold")? != 0,
-                    restricted: r.try_get::<i32, _>("restricted")? != 0,
-                })
-            })
+            .map(summary)
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(SearchResult {
             page,
@@ -188,6 +190,32 @@ impl Store {
             total,
             calls,
         })
+    }
+
+    /// One call's search row (its hold and retention date), whoever asks.
+    pub async fn search_one(&self, call_id: &str) -> Result<Option<CallSummary>, sqlx::Error> {
+        let dpo = Caller {
+            username: String::new(),
+            role: Role::Dpo,
+            services: Vec::new(),
+            extension: None,
+        };
+        let q = CallQuery {
+            page_size: Some(1),
+            ..Default::default()
+        };
+        let (mut where_clause, mut args) = filter(&dpo, &q);
+        args.push(Arg::Text(call_id.to_owned()));
+        where_clause.push_str(&format!(" AND c.call_id = ${}", args.len()));
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT c.call_id, c.started_ms, c.duration_ms, c.audio_ms, c.caller, c.dialled, c.service, c.end_reason, c.expires_ms, \
+             CASE WHEN c.legal_hold THEN 1 ELSE 0 END AS legal_hold, CASE WHEN c.restricted THEN 1 ELSE 0 END AS restricted \
+             FROM calls c WHERE {where_clause}"
+        ));
+        let row = bind(sqlx::query(sql), &args)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| summary(&r)).transpose()
     }
 
     /// The service and restriction of a call (to decide who may see it).

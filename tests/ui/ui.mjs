@@ -1,0 +1,130 @@
+// Browser tests of the catalogue's web UI: Playwright (playwright-core) driving Debian's
+// chromium against a catalogue the Rust test started (tests/catalogue.rs passes its address,
+// the users' password and the call to open in the environment). Prints one line per check
+// and exits non-zero on the first failure. Screenshots go to tests/ui/artifacts/.
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const base = process.env.CATALOGUE_URL;
+const password = process.env.UI_PASSWORD;
+const callId = process.env.UI_CALL_ID;
+const durationMs = Number(process.env.UI_CALL_MS);
+const artifacts = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
+mkdirSync(artifacts, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--autoplay-policy=no-user-gesture-required'],
+});
+
+function check(ok, what) {
+  if (!ok) { console.log(`FAIL ${what}`); throw new Error(what); }
+  console.log(`ok   ${what}`);
+}
+
+async function signIn(user) {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(`${base}/login`);
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForLoadState('networkidle');
+  return { context, page };
+}
+
+let failed = false;
+try {
+  // a wrong password is refused
+  {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/login`);
+    await page.getByLabel('User name').fill('pat');
+    await page.getByLabel('Password').fill('not the password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    check(await page.getByRole('alert').isVisible(), 'a wrong password is refused with a message');
+    await page.screenshot({ path: path.join(artifacts, 'login.png') });
+    await context.close();
+  }
+  // each role sees its pages and nothing else
+  const nav = { pat: ['Search calls'], dora: ['Search calls'], aud: ['Audit log'], adam: [], stef: ['Who listened to my calls'] };
+  for (const [user, links] of Object.entries(nav)) {
+    const { context, page } = await signIn(user);
+    const shown = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents();
+    check(JSON.stringify(shown) === JSON.stringify(links), `${user} sees ${JSON.stringify(links)} (saw ${JSON.stringify(shown)})`);
+    const search = await page.goto(`${base}/search`);
+    check((search.status() === 200) === links.includes('Search calls'), `${user}: search page ${search.status()}`);
+    const audit = await page.goto(`${base}/audit`);
+    check((audit.status() === 200) === (user === 'aud' || user === 'stef'), `${user}: audit page ${audit.status()}`);
+    await context.close();
+  }
+  // a manager searches, opens the call, is refused the player without a purpose, gives one
+  {
+    const { context, page } = await signIn('pat');
+    await page.goto(`${base}/search`);
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.waitForLoadState('networkidle');
+    check(page.url() === `${base}/search`, 'the search is POSTed: no filter in the URL');
+    const rows = await page.locator('tbody tr').count();
+    check(rows === 1, `the Parking manager finds 1 call (found ${rows})`);
+    await page.screenshot({ path: path.join(artifacts, 'search.png'), fullPage: true });
+    await page.getByRole('link', { name: /Open/ }).first().click();
+    await page.waitForLoadState('networkidle');
+    check(page.url() === `${base}/calls/${callId}`, 'the call page is addressed by its id only');
+    check(await page.locator('audio').count() === 0, 'no player before a purpose is given');
+    await page.getByRole('button', { name: 'Listen' }).click();
+    check(await page.locator('audio').count() === 0, 'the form does not submit without a purpose');
+    await page.getByLabel('Purpose').selectOption('complaint');
+    await page.getByLabel(/Reference/).fill('C-2026-0042');
+    await page.getByRole('button', { name: 'Listen' }).click();
+    await page.waitForLoadState('networkidle');
+    const audio = page.locator('audio#player');
+    check(await audio.count() === 1, 'the player appears once a purpose and reference are given');
+    const state = await audio.evaluate(async (a) => {
+      a.muted = true;
+      await a.play();
+      await new Promise((resolve) => { if (!a.paused && a.currentTime > 0) resolve(); else a.addEventListener('timeupdate', resolve, { once: true }); });
+      return { paused: a.paused, duration: a.duration, readyState: a.readyState };
+    });
+    check(!state.paused, 'the audio reaches a playing state');
+    check(Math.abs(state.duration * 1000 - durationMs) < 600, `its duration matches the call (${state.duration.toFixed(2)} s, call ${durationMs} ms)`);
+    // seeking works (Range requests)
+    const seeked = await audio.evaluate(async (a) => {
+      a.currentTime = a.duration / 2;
+      await new Promise((resolve) => a.addEventListener('seeked', resolve, { once: true }));
+      return a.currentTime;
+    });
+    check(seeked > 0, `seeking to the middle works (${seeked.toFixed(2)} s)`);
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: path.join(artifacts, 'call.png'), fullPage: true });
+    await context.close();
+  }
+  // the retrieval is in the audit log at once, and the chain verifies
+  {
+    const { context, page } = await signIn('aud');
+    await page.goto(`${base}/audit`);
+    const row = page.locator('tbody tr', { hasText: 'C-2026-0042' });
+    check(await row.count() === 1, 'the auditor sees the retrieval with its reference');
+    check((await row.textContent()).includes('pat') && (await row.textContent()).includes('complaint'), 'with who and why');
+    check(await page.locator('#chain.ok').count() === 1, 'the audit page says the hash chain verifies');
+    await page.screenshot({ path: path.join(artifacts, 'audit.png'), fullPage: true });
+    await context.close();
+  }
+  // the member of staff on the call sees that someone listened to it
+  {
+    const { context, page } = await signIn('stef');
+    await page.goto(`${base}/audit`);
+    check(await page.locator('tbody tr', { hasText: 'C-2026-0042' }).count() === 1, 'staff see the retrieval of their call');
+    await context.close();
+  }
+} catch (e) {
+  failed = true;
+  console.log(`error: ${e.message}`);
+}
+await browser.close();
+process.exit(failed ? 1 : 0);
