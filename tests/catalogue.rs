@@ -1669,6 +1669,8 @@ fn the_web_ui_works_for_each_role_in_a_real_browser() {
         .env("UI_PASSWORD", PASSWORD)
         .env("UI_CALL_ID", &parking.call_id)
         .env("UI_CALL_MS", parking.audio_ms.to_string())
+        .env("UI_CALLER", &parking.caller)
+        .env("UI_STAFF_EXT", &parking.legs[0].to)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

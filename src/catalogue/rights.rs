@@ -256,6 +256,23 @@ pub async fn restrict(
 
 async fn flag(app: App, headers: HeaderMap, id: String, s: Switch, hold: bool) -> Response {
     let who = dpo!(app, headers);
+    flag_as(&app, &who, &id, &s, hold).await
+}
+
+fn not_dpo(who: &Caller) -> Option<Response> {
+    (who.role != Role::Dpo).then(|| {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "only the data-protection officer may do this",
+        )
+    })
+}
+
+/// Legal hold (`hold`) or restriction on or off, by `who`.
+pub async fn flag_as(app: &App, who: &Caller, id: &str, s: &Switch, hold: bool) -> Response {
+    if let Some(r) = not_dpo(who) {
+        return r;
+    }
     if let Some(r) = needs_reason(&s.reason) {
         return r;
     }
@@ -270,7 +287,7 @@ async fn flag(app: App, headers: HeaderMap, id: String, s: Switch, hold: bool) -
         .audit(Entry {
             actor: &who.username,
             action,
-            call_id: Some(&id),
+            call_id: Some(id),
             reference: Some(s.reason.trim()),
             ..Default::default()
         })
@@ -278,7 +295,7 @@ async fn flag(app: App, headers: HeaderMap, id: String, s: Switch, hold: bool) -
     {
         return internal(e);
     }
-    match app.store.set_flag(&id, hold, s.on).await {
+    match app.store.set_flag(id, hold, s.on).await {
         Ok(true) => refuse(StatusCode::OK, action),
         Ok(false) => refuse(StatusCode::NOT_FOUND, "no such call"),
         Err(e) => internal(e),
@@ -292,10 +309,18 @@ pub async fn erase_call(
     Json(r): Json<Reason>,
 ) -> Response {
     let who = dpo!(app, headers);
-    if let Some(resp) = needs_reason(&r.reason) {
+    erase_as(&app, &who, &id, &r.reason).await
+}
+
+/// Erasure of a call by `who`, for `reason`.
+pub async fn erase_as(app: &App, who: &Caller, id: &str, reason: &str) -> Response {
+    if let Some(r) = not_dpo(who) {
+        return r;
+    }
+    if let Some(resp) = needs_reason(reason) {
         return resp;
     }
-    match app.store.call_scope(&id).await {
+    match app.store.call_scope(id).await {
         Ok(Some(_)) => {}
         Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
         Err(e) => return internal(e),
@@ -305,15 +330,15 @@ pub async fn erase_call(
         .audit(Entry {
             actor: &who.username,
             action: "erase",
-            call_id: Some(&id),
-            reference: Some(r.reason.trim()),
+            call_id: Some(id),
+            reference: Some(reason.trim()),
             ..Default::default()
         })
         .await
     {
         return internal(e);
     }
-    match erase(&app, &id).await {
+    match erase(app, id).await {
         Ok(()) => refuse(StatusCode::OK, "erased"),
         Err(e) => internal(e),
     }
@@ -332,6 +357,14 @@ pub async fn consent(
     Json(c): Json<Consent>,
 ) -> Response {
     let who = dpo!(app, headers);
+    consent_as(&app, &who, &c).await
+}
+
+/// A member of staff's training agreement (or its withdrawal), recorded by `who`.
+pub async fn consent_as(app: &App, who: &Caller, c: &Consent) -> Response {
+    if let Some(r) = not_dpo(who) {
+        return r;
+    }
     if c.party.trim().is_empty() {
         return refuse(StatusCode::UNPROCESSABLE_ENTITY, "name the extension");
     }
@@ -410,6 +443,14 @@ pub async fn subject_access(
     Json(q): Json<SubjectAccess>,
 ) -> Response {
     let who = dpo!(app, headers);
+    subject_access_as(&app, &who, &q).await
+}
+
+/// The subject-access bundle of one caller number, made for `who`.
+pub async fn subject_access_as(app: &App, who: &Caller, q: &SubjectAccess) -> Response {
+    if let Some(r) = not_dpo(who) {
+        return r;
+    }
     if let Some(r) = needs_reason(&q.reference) {
         return r;
     }
@@ -452,7 +493,7 @@ pub async fn subject_access(
             Ok(None) => continue,
             Err(e) => return internal(e),
         };
-        let wav = match call_wav(&app, &record).await {
+        let wav = match call_wav(app, &record).await {
             Ok(w) => w,
             Err(e) => return internal(e),
         };
@@ -521,15 +562,23 @@ pub async fn training_export(
     Json(t): Json<TrainingExport>,
 ) -> Response {
     let who: Caller = dpo!(app, headers);
+    training_export_as(&app, &who, &id, &t).await
+}
+
+/// An anonymised training export of one call, made by `who`.
+pub async fn training_export_as(app: &App, who: &Caller, id: &str, t: &TrainingExport) -> Response {
+    if let Some(r) = not_dpo(who) {
+        return r;
+    }
     if let Some(r) = needs_reason(&t.reference) {
         return r;
     }
-    let record = match app.store.call_document(&id).await {
+    let record = match app.store.call_document(id).await {
         Ok(Some(r)) => r,
         Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
         Err(e) => return internal(e),
     };
-    match app.store.training_agreed(&id).await {
+    match app.store.training_agreed(id).await {
         Ok(true) => {}
         Ok(false) => {
             return refuse(
@@ -544,7 +593,7 @@ pub async fn training_export(
         .audit(Entry {
             actor: &who.username,
             action: "training_export",
-            call_id: Some(&id),
+            call_id: Some(id),
             purpose: Some("quality_training"),
             reference: Some(t.reference.trim()),
             detail: json!({ "silenced": if t.silence.is_empty() { json!("whole caller channel") } else { json!(t.silence) } }),
@@ -553,7 +602,7 @@ pub async fn training_export(
     {
         return internal(e);
     }
-    let mut wav = match call_wav(&app, &record).await {
+    let mut wav = match call_wav(app, &record).await {
         Ok(w) => w,
         Err(e) => return internal(e),
     };

@@ -30,6 +30,7 @@ pub struct UserView {
     pub finds: bool,
     pub audits: bool,
     pub staff: bool,
+    pub dpo: bool,
 }
 
 impl UserView {
@@ -40,6 +41,7 @@ impl UserView {
             finds: c.role.finds_calls(),
             audits: c.role.reads_audit(),
             staff: c.role == Role::Staff,
+            dpo: c.role == Role::Dpo,
         }
     }
 }
@@ -381,6 +383,7 @@ pub struct CallView {
     reason: String,
     expires: String,
     held: bool,
+    restricted: bool,
     legs: Vec<LegView>,
     segments: Vec<String>,
     audio_ms: u64,
@@ -403,6 +406,7 @@ struct CallPage {
     c: CallView,
     grant: Option<GrantView>,
     can_listen: bool,
+    dpo: bool,
     purposes: Vec<(&'static str, &'static str)>,
     error: Option<String>,
 }
@@ -425,9 +429,9 @@ async fn call_view(app: &App, id: &str) -> Result<CallView, Response> {
         Ok(None) => return Err((StatusCode::NOT_FOUND, "no such call").into_response()),
         Err(e) => return Err(internal(e)),
     };
-    let (hold, expires) = match app.store.search_one(id).await {
-        Ok(Some(s)) => (s.legal_hold, s.expires_ms),
-        Ok(None) => (false, 0),
+    let (hold, restricted, expires) = match app.store.search_one(id).await {
+        Ok(Some(s)) => (s.legal_hold, s.restricted, s.expires_ms),
+        Ok(None) => (false, false, 0),
         Err(e) => return Err(internal(e)),
     };
     let ms = |t: &Option<String>| t.as_deref().and_then(rfc3339_ms);
@@ -485,6 +489,7 @@ async fn call_view(app: &App, id: &str) -> Result<CallView, Response> {
         reason: record.decision.reason.clone(),
         expires: when(expires).get(..10).unwrap_or_default().to_owned(),
         held: hold,
+        restricted,
         legs,
         segments: record
             .segments
@@ -531,6 +536,7 @@ async fn call_page(
         c,
         grant,
         can_listen: who.role.hears_calls(),
+        dpo: who.role == Role::Dpo,
         purposes: PURPOSES.to_vec(),
         error,
     })
@@ -653,22 +659,69 @@ pub struct AuditRow {
     reference: String,
 }
 
+#[derive(Deserialize, Default)]
+pub struct AuditFilter {
+    #[serde(default)]
+    pub actor: String,
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub call_id: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+}
+
+/// The actions the audit log records, for the filter.
+const ACTIONS: &[&str] = &[
+    "login",
+    "login_failed",
+    "logout",
+    "search",
+    "view",
+    "retrieve",
+    "token_created",
+    "user_add",
+    "hold_on",
+    "hold_off",
+    "restrict_on",
+    "restrict_off",
+    "erase",
+    "purge",
+    "subject_access_export",
+    "training_consent",
+    "training_consent_withdrawn",
+    "training_export",
+];
+
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct AuditPage {
     user: Option<UserView>,
+    f: AuditFilter,
+    actions: &'static [&'static str],
     staff: bool,
     verified: Option<(bool, String)>,
     records: Vec<AuditRow>,
 }
 
-pub async fn audit(State(app): State<App>, headers: HeaderMap) -> Response {
+pub async fn audit(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(f): Query<AuditFilter>,
+) -> Response {
     let who = match signed_in(&app, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     let mut q = AuditQuery {
         limit: 200,
+        actor: opt(&f.actor),
+        action: opt(&f.action),
+        call_id: opt(&f.call_id),
+        from_ms: day_ms(&f.from).and_then(|v| v.parse().ok()),
+        to_ms: day_ms(&f.to).and_then(|v| v.parse().ok()),
         ..Default::default()
     };
     let verified = match who.role {
@@ -684,8 +737,12 @@ pub async fn audit(State(app): State<App>, headers: HeaderMap) -> Response {
         },
         Role::Staff => match &who.extension {
             Some(ext) => {
-                q.party = Some(ext.clone());
-                q.action = Some("retrieve".into());
+                q = AuditQuery {
+                    limit: 200,
+                    party: Some(ext.clone()),
+                    action: Some("retrieve".into()),
+                    ..Default::default()
+                };
                 None
             }
             None => return not_allowed(&who),
@@ -698,6 +755,8 @@ pub async fn audit(State(app): State<App>, headers: HeaderMap) -> Response {
     };
     page(&AuditPage {
         user: Some(UserView::of(&who)),
+        f,
+        actions: ACTIONS,
         staff: who.role == Role::Staff,
         verified,
         records: records
@@ -712,5 +771,217 @@ pub async fn audit(State(app): State<App>, headers: HeaderMap) -> Response {
                 reference: r.reference.unwrap_or_default(),
             })
             .collect(),
+    })
+}
+
+// The DPO's pages: actions on a call, subject access and training agreements.
+
+#[derive(Deserialize)]
+pub struct SwitchForm {
+    pub on: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+pub struct ReasonForm {
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub confirm: String,
+    #[serde(default)]
+    pub reference: String,
+}
+
+/// After a DPO action: back to the call page when it worked, the reason when it did not.
+fn after(who: &Caller, r: Response, back: String) -> Response {
+    if r.status().is_success() {
+        return Redirect::to(&back).into_response();
+    }
+    let status = r.status();
+    let mut m = page(&Message {
+        user: Some(UserView::of(who)),
+        title: "Not done",
+        text: match status {
+            StatusCode::FORBIDDEN => "Your role may not do this.",
+            StatusCode::NOT_FOUND => "There is no such call.",
+            StatusCode::CONFLICT => "No member of staff on this call has agreed to training use.",
+            StatusCode::UNPROCESSABLE_ENTITY => "Give the reason or reference the form asks for.",
+            _ => "Something went wrong; nothing was changed.",
+        },
+    });
+    *m.status_mut() = status;
+    m
+}
+
+async fn flag_form(
+    app: App,
+    headers: HeaderMap,
+    id: String,
+    f: SwitchForm,
+    hold: bool,
+) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let s = super::rights::Switch {
+        on: f.on == "1",
+        reason: f.reason,
+    };
+    let r = super::rights::flag_as(&app, &who, &id, &s, hold).await;
+    after(&who, r, format!("/calls/{id}"))
+}
+
+pub async fn hold(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<SwitchForm>,
+) -> Response {
+    flag_form(app, headers, id, f, true).await
+}
+
+pub async fn restrict(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<SwitchForm>,
+) -> Response {
+    flag_form(app, headers, id, f, false).await
+}
+
+pub async fn erase(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<ReasonForm>,
+) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if f.confirm != "yes" {
+        return after(
+            &who,
+            StatusCode::UNPROCESSABLE_ENTITY.into_response(),
+            String::new(),
+        );
+    }
+    let r = super::rights::erase_as(&app, &who, &id, &f.reason).await;
+    after(&who, r, "/search".into())
+}
+
+pub async fn training(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<ReasonForm>,
+) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let t = super::rights::TrainingExport {
+        reference: f.reference,
+        silence: Vec::new(),
+    };
+    let r = super::rights::training_export_as(&app, &who, &id, &t).await;
+    if r.status().is_success() {
+        r
+    } else {
+        after(&who, r, String::new())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dpo.html")]
+struct DpoPage {
+    user: Option<UserView>,
+    message: Option<String>,
+}
+
+pub async fn dpo(State(app): State<App>, headers: HeaderMap) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if who.role != Role::Dpo {
+        return not_allowed(&who);
+    }
+    page(&DpoPage {
+        user: Some(UserView::of(&who)),
+        message: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct SubjectAccessForm {
+    pub caller: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    pub reference: String,
+}
+
+pub async fn subject_access(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(f): Form<SubjectAccessForm>,
+) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let q = super::rights::SubjectAccess {
+        caller: f.caller,
+        from: day_ms(&f.from),
+        to: day_ms(&f.to),
+        reference: f.reference,
+    };
+    let r = super::rights::subject_access_as(&app, &who, &q).await;
+    if r.status().is_success() {
+        r
+    } else {
+        after(&who, r, String::new())
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    pub party: String,
+    pub agreed: String,
+}
+
+pub async fn consent(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(f): Form<ConsentForm>,
+) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let agreed = f.agreed == "yes";
+    let c = super::rights::Consent {
+        party: f.party.clone(),
+        agreed,
+    };
+    let r = super::rights::consent_as(&app, &who, &c).await;
+    if !r.status().is_success() {
+        return after(&who, r, String::new());
+    }
+    page(&DpoPage {
+        user: Some(UserView::of(&who)),
+        message: Some(format!(
+            "Recorded: extension {} has {} training use.",
+            f.party.trim(),
+            if agreed {
+                "agreed to"
+            } else {
+                "withdrawn from"
+            }
+        )),
     })
 }

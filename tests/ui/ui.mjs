@@ -11,6 +11,8 @@ const base = process.env.CATALOGUE_URL;
 const password = process.env.UI_PASSWORD;
 const callId = process.env.UI_CALL_ID;
 const durationMs = Number(process.env.UI_CALL_MS);
+const callerNumber = process.env.UI_CALLER;
+const staffExtension = process.env.UI_STAFF_EXT;
 const artifacts = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
 mkdirSync(artifacts, { recursive: true });
 
@@ -52,7 +54,7 @@ try {
     await context.close();
   }
   // each role sees its pages and nothing else
-  const nav = { pat: ['Search calls'], dora: ['Search calls'], aud: ['Audit log'], adam: [], stef: ['Who listened to my calls'] };
+  const nav = { pat: ['Search calls'], dora: ['Search calls', 'Data protection'], aud: ['Audit log'], adam: [], stef: ['Who listened to my calls'] };
   for (const [user, links] of Object.entries(nav)) {
     const { context, page } = await signIn(user);
     const shown = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents();
@@ -113,6 +115,50 @@ try {
     check((await row.textContent()).includes('pat') && (await row.textContent()).includes('complaint'), 'with who and why');
     check(await page.locator('#chain.ok').count() === 1, 'the audit page says the hash chain verifies');
     await page.screenshot({ path: path.join(artifacts, 'audit.png'), fullPage: true });
+    await context.close();
+  }
+  // the DPO: legal hold, subject-access bundle, a training agreement and a training export
+  {
+    const { context, page } = await signIn('dora');
+    await page.goto(`${base}/calls/${callId}`);
+    await page.getByLabel('Reason (case or claim reference)').fill('claim LP-9');
+    await page.getByRole('button', { name: 'Place under legal hold' }).click();
+    await page.waitForLoadState('networkidle');
+    check((await page.locator('#retention').textContent()).includes('under legal hold'), 'the DPO places the call under legal hold');
+    await page.screenshot({ path: path.join(artifacts, 'dpo-call.png'), fullPage: true });
+    await page.goto(`${base}/dpo`);
+    await page.getByLabel(/Caller number/).fill(callerNumber);
+    await page.getByLabel('Request reference').fill('SAR-2026-017');
+    const [sar] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Export bundle' }).click(),
+    ]);
+    const sarPath = path.join(artifacts, 'subject-access.tar');
+    await sar.saveAs(sarPath);
+    const { statSync } = await import('node:fs');
+    check(sar.suggestedFilename() === 'subject-access.tar' && statSync(sarPath).size > 10000, `a subject-access bundle is downloaded (${statSync(sarPath).size} bytes)`);
+    await page.getByLabel('Extension').fill(staffExtension);
+    await page.getByRole('button', { name: 'Record' }).click();
+    check(await page.getByRole('status').isVisible(), 'a training agreement is recorded');
+    await page.screenshot({ path: path.join(artifacts, 'dpo.png'), fullPage: true });
+    await page.goto(`${base}/calls/${callId}`);
+    await page.getByLabel('Training reference').fill('TRN-4');
+    const [training] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: /Export for training/ }).click(),
+    ]);
+    check(training.suggestedFilename() === 'training.tar', 'a training export is downloaded');
+    await context.close();
+  }
+  // the auditor filters the log
+  {
+    const { context, page } = await signIn('aud');
+    await page.goto(`${base}/audit`);
+    await page.getByLabel('What').selectOption('hold_on');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForLoadState('networkidle');
+    const rows = page.locator('tbody tr');
+    check(await rows.count() === 1 && (await rows.first().textContent()).includes('claim LP-9'), 'the auditor filters the log to the legal hold');
     await context.close();
   }
   // the member of staff on the call sees that someone listened to it
