@@ -1671,6 +1671,7 @@ fn the_web_ui_works_for_each_role_in_a_real_browser() {
         .env("UI_CALL_MS", parking.audio_ms.to_string())
         .env("UI_CALLER", &parking.caller)
         .env("UI_STAFF_EXT", &parking.legs[0].to)
+        .env("UI_SIP_CALL_ID", &parking.sip_call_ids[0])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

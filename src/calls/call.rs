@@ -22,6 +22,24 @@ pub struct Call {
     pub legs: Vec<Leg>,
     pub started_at: Timestamp,
     pub ended: bool,
+    /// The SIP messages of a recorded call, in order (at most [`MAX_SIGNALS`]): the ladder
+    /// an admin reads to see why the call was recorded, and like this. Empty for calls not
+    /// recorded.
+    pub signalling: Vec<SignalEvent>,
+}
+
+/// Messages kept per recorded call (a long call with session timers stays well under it).
+pub const MAX_SIGNALS: usize = 400;
+
+/// One SIP message of a recorded call: when, between which addresses, what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalEvent {
+    pub at: Timestamp,
+    pub src: std::net::SocketAddr,
+    pub dst: std::net::SocketAddr,
+    /// "INVITE + SDP", "180 (INVITE)", "REFER", "200 (BYE)".
+    pub message: String,
+    pub sip_call_id: String,
 }
 
 impl Call {

@@ -208,6 +208,48 @@ impl CallTracker {
         }
     }
 
+    /// Notes a SIP message (already handled by [`Self::on_message`]) on the ladder of the
+    /// recorded call its Call-ID belongs to; messages of calls not recorded are not kept.
+    pub fn note_signal(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) {
+        let Some(sip_id) = msg.call_id().map(str::trim) else {
+            return;
+        };
+        let Some(call) = self
+            .by_sip_id
+            .get(sip_id)
+            .and_then(|k| self.calls.get_mut(k))
+        else {
+            return;
+        };
+        if !call.decision.record || call.signalling.len() >= super::call::MAX_SIGNALS {
+            return;
+        }
+        let sdp = if msg.content_type_is("application/sdp") {
+            " + SDP"
+        } else {
+            ""
+        };
+        let message = match (msg.method(), msg.status(), msg.cseq()) {
+            (Some(m), _, _) => format!("{}{sdp}", m.as_str()),
+            (None, Some(code), Some(cseq)) => format!("{code} ({}){sdp}", cseq.method.as_str()),
+            (None, Some(code), None) => format!("{code}{sdp}"),
+            _ => return,
+        };
+        call.signalling.push(super::call::SignalEvent {
+            at: time,
+            src,
+            dst,
+            message,
+            sip_call_id: sip_id.to_owned(),
+        });
+    }
+
     /// A new INVITE on a Call-ID whose earlier attempt just ended: same call, same decision.
     fn continue_call(&mut self, time: Timestamp, msg: &Message<'_>, sip_id: &str, src: SocketAddr) {
         let Some(earlier) = self.tombstones.get(sip_id).cloned() else {
@@ -494,6 +536,7 @@ impl CallTracker {
                 legs: vec![leg],
                 started_at: time,
                 ended: false,
+                signalling: Vec::new(),
             },
         );
         if record {

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod blobs;
 pub mod config;
 pub mod ingest;
+pub mod ladder;
 pub mod listen;
 pub mod people;
 pub mod rights;
@@ -78,6 +79,9 @@ pub fn router(app: App) -> axum::Router {
         .route("/calls/{id}/erase", post(ui::erase))
         .route("/calls/{id}/training", post(ui::training))
         .route("/dpo", get(ui::dpo))
+        .route("/admin", get(ui::admin))
+        .route("/admin/users", post(ui::add_user))
+        .route("/admin/signalling", get(ui::signalling))
         .route("/dpo/subject-access", post(ui::subject_access))
         .route("/dpo/consent", post(ui::consent))
         .route("/audit", get(ui::audit))

@@ -156,6 +156,24 @@ impl Store {
         Ok(())
     }
 
+    /// Agents: name, registration time, calls shipped.
+    pub async fn list_agents(&self) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT a.name AS name, a.created_at AS created_at, (SELECT COUNT(*) FROM calls c WHERE c.agent = a.name) AS calls FROM agents a ORDER BY a.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name")?,
+                    r.try_get("created_at")?,
+                    r.try_get("calls")?,
+                ))
+            })
+            .collect()
+    }
+
     /// The agent a token belongs to (not disabled).
     pub async fn agent_by_token(&self, token_sha256: &str) -> Result<Option<String>, sqlx::Error> {
         let row = sqlx::query("SELECT name FROM agents WHERE token_sha256 = $1 AND NOT disabled")

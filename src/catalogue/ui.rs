@@ -31,6 +31,7 @@ pub struct UserView {
     pub audits: bool,
     pub staff: bool,
     pub dpo: bool,
+    pub admin: bool,
 }
 
 impl UserView {
@@ -42,6 +43,7 @@ impl UserView {
             audits: c.role.reads_audit(),
             staff: c.role == Role::Staff,
             dpo: c.role == Role::Dpo,
+            admin: c.role == Role::Admin,
         }
     }
 }
@@ -114,10 +116,11 @@ pub async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
         Ok(c) if matches!(c.role, Role::Auditor | Role::Staff) => {
             Redirect::to("/audit").into_response()
         }
+        Ok(c) if c.role == Role::Admin => Redirect::to("/admin").into_response(),
         Ok(c) => page(&Message {
             user: Some(UserView::of(&c)),
             title: "Signed in",
-            text: "Users, agents and keys are managed through the API for now.",
+            text: "There is nothing for your role here.",
         }),
         Err(r) => r,
     }
@@ -389,6 +392,8 @@ pub struct CallView {
     audio_ms: u64,
     /// Where later legs joined, as fractions of the recording, comma-separated.
     marks: String,
+    /// The SIP ladder, as SVG.
+    ladder: Option<String>,
 }
 
 pub struct GrantView {
@@ -403,6 +408,7 @@ pub struct GrantView {
 #[template(path = "call.html")]
 struct CallPage {
     user: Option<UserView>,
+    ladder: Option<String>,
     c: CallView,
     grant: Option<GrantView>,
     can_listen: bool,
@@ -511,6 +517,7 @@ async fn call_view(app: &App, id: &str) -> Result<CallView, Response> {
             .collect(),
         audio_ms: record.audio_ms,
         marks,
+        ladder: super::ladder::svg(&record.signalling),
     })
 }
 
@@ -533,6 +540,7 @@ async fn call_page(
     };
     page(&CallPage {
         user: Some(UserView::of(who)),
+        ladder: c.ladder.clone(),
         c,
         grant,
         can_listen: who.role.hears_calls(),
@@ -984,4 +992,196 @@ pub async fn consent(
             }
         )),
     })
+}
+
+// The admin's pages: signalling of a call (no caller number, no audio), users, agents.
+
+#[derive(Template)]
+#[template(path = "signalling.html")]
+struct SignallingPage {
+    user: Option<UserView>,
+    sip_call_id: String,
+    call: Option<CallView>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct SignallingQuery {
+    #[serde(default)]
+    pub sip_call_id: String,
+}
+
+pub async fn signalling(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<SignallingQuery>,
+) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if who.role != Role::Admin {
+        return not_allowed(&who);
+    }
+    let sip = q.sip_call_id.trim().to_owned();
+    let mut call = None;
+    if !sip.is_empty() {
+        let dpo_view = Caller {
+            username: who.username.clone(),
+            role: Role::Dpo,
+            services: Vec::new(),
+            extension: None,
+        };
+        let found = match app
+            .store
+            .search(
+                &dpo_view,
+                &CallQuery {
+                    sip_call_id: Some(sip.clone()),
+                    page_size: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+        {
+            Ok(r) => r.calls.into_iter().next(),
+            Err(e) => return internal(e),
+        };
+        if let Some(found) = found {
+            if let Err(e) = app
+                .store
+                .audit(Entry {
+                    actor: &who.username,
+                    action: "view_signalling",
+                    call_id: Some(&found.call_id),
+                    ..Default::default()
+                })
+                .await
+            {
+                return internal(e);
+            }
+            match call_view(&app, &found.call_id).await {
+                // the admin sees how the call was handled, not who called
+                Ok(mut c) => {
+                    c.caller = String::new();
+                    call = Some(c);
+                }
+                Err(r) => return r,
+            }
+        }
+    }
+    page(&SignallingPage {
+        user: Some(UserView::of(&who)),
+        sip_call_id: sip,
+        call,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    user: Option<UserView>,
+    users: Vec<(String, String, String, String)>,
+    agents: Vec<(String, String, i64)>,
+    message: Option<String>,
+}
+
+async fn admin_page(app: &App, who: &Caller, message: Option<String>) -> Response {
+    let users = match app.store.list_users().await {
+        Ok(u) => u
+            .iter()
+            .map(|u| {
+                let s = |k: &str| u[k].as_str().unwrap_or_default().to_owned();
+                (s("username"), s("role"), s("services"), s("extension"))
+            })
+            .collect(),
+        Err(e) => return internal(e),
+    };
+    let agents = match app.store.list_agents().await {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    page(&AdminPage {
+        user: Some(UserView::of(who)),
+        users,
+        agents,
+        message,
+    })
+}
+
+pub async fn admin(State(app): State<App>, headers: HeaderMap) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !who.role.manages_people() {
+        return not_allowed(&who);
+    }
+    admin_page(&app, &who, None).await
+}
+
+#[derive(Deserialize)]
+pub struct NewUserForm {
+    pub username: String,
+    pub password: String,
+    pub role: String,
+    #[serde(default)]
+    pub services: String,
+    #[serde(default)]
+    pub extension: String,
+}
+
+pub async fn add_user(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(f): Form<NewUserForm>,
+) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !who.role.manages_people() {
+        return not_allowed(&who);
+    }
+    let Some(role) = Role::parse(&f.role) else {
+        return admin_page(&app, &who, Some("Unknown role.".into())).await;
+    };
+    let services: Vec<String> = f
+        .services
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let extension = opt(&f.extension);
+    if let Err(why) = app
+        .store
+        .add_user(
+            &f.username,
+            &f.password,
+            role,
+            &services,
+            extension.as_deref(),
+        )
+        .await
+    {
+        return admin_page(&app, &who, Some(why)).await;
+    }
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "user_add",
+            detail: json!({ "username": f.username, "role": f.role, "services": services }),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    admin_page(
+        &app,
+        &who,
+        Some(format!("User {} added as {}.", f.username, role.as_str())),
+    )
+    .await
 }

@@ -28,7 +28,9 @@ use crate::policy::ScopePolicy;
 use crate::rtp::{looks_like_rtcp, looks_like_rtp};
 use crate::segment::SegmentStore;
 use crate::sip;
-use crate::spool::{CallRecord, DecisionRecord, LegRecord, TransferRecord, record::SCHEMA_VERSION};
+use crate::spool::{
+    CallRecord, DecisionRecord, LegRecord, SignalRecord, TransferRecord, record::SCHEMA_VERSION,
+};
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
 
@@ -405,6 +407,7 @@ impl<M: MediaPort> Core<M> {
                 let activity = &self.activity;
                 self.tracker
                     .on_message(dg.time, &msg, dg.src, &|key| activity.get(&key).copied());
+                self.tracker.note_signal(dg.time, &msg, dg.src, dg.dst);
                 self.apply_events();
             }
             Err(_) => self.counters.sip_rejected += 1,
@@ -558,6 +561,17 @@ pub fn call_record(agent: &str, call: &Call, media: MediaSummary) -> CallRecord 
                         status: t.status,
                     })
                     .collect(),
+            })
+            .collect(),
+        signalling: call
+            .signalling
+            .iter()
+            .map(|e| SignalRecord {
+                at: e.at.rfc3339(),
+                from: e.src.to_string(),
+                to: e.dst.to_string(),
+                message: e.message.clone(),
+                sip_call_id: e.sip_call_id.clone(),
             })
             .collect(),
         streams: media.streams,

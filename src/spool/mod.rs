@@ -13,7 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use record::{CallRecord, DecisionRecord, LegRecord, TransferRecord};
+pub use record::{CallRecord, DecisionRecord, LegRecord, SignalRecord, TransferRecord};
 
 use crate::segment::SegmentStore;
 

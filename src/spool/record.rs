@@ -28,6 +28,9 @@ pub struct CallRecord {
     pub end_reason: Option<String>,
     pub decision: DecisionRecord,
     pub legs: Vec<LegRecord>,
+    /// The call's SIP messages in order (time, addresses, method or status): its ladder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signalling: Vec<SignalRecord>,
     pub streams: Vec<StreamSummary>,
     pub segments: Vec<SegmentInfo>,
     pub audio_ms: u64,
@@ -65,4 +68,16 @@ pub struct TransferRecord {
     pub attended: bool,
     /// Last status the transferee reported (NOTIFY sipfrag), if any.
     pub status: Option<u16>,
+}
+
+/// One SIP message of a recorded call.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignalRecord {
+    pub at: String,
+    /// Source and destination, `ip:port`.
+    pub from: String,
+    pub to: String,
+    /// "INVITE + SDP", "180 (INVITE)", "200 (BYE)".
+    pub message: String,
+    pub sip_call_id: String,
 }

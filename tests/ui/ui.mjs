@@ -13,6 +13,7 @@ const callId = process.env.UI_CALL_ID;
 const durationMs = Number(process.env.UI_CALL_MS);
 const callerNumber = process.env.UI_CALLER;
 const staffExtension = process.env.UI_STAFF_EXT;
+const sipCallId = process.env.UI_SIP_CALL_ID;
 const artifacts = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts');
 mkdirSync(artifacts, { recursive: true });
 
@@ -54,7 +55,7 @@ try {
     await context.close();
   }
   // each role sees its pages and nothing else
-  const nav = { pat: ['Search calls'], dora: ['Search calls', 'Data protection'], aud: ['Audit log'], adam: [], stef: ['Who listened to my calls'] };
+  const nav = { pat: ['Search calls'], dora: ['Search calls', 'Data protection'], aud: ['Audit log'], adam: ['Users and agents', 'Signalling'], stef: ['Who listened to my calls'] };
   for (const [user, links] of Object.entries(nav)) {
     const { context, page } = await signIn(user);
     const shown = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents();
@@ -79,6 +80,7 @@ try {
     await page.waitForLoadState('networkidle');
     check(page.url() === `${base}/calls/${callId}`, 'the call page is addressed by its id only');
     check(await page.locator('audio').count() === 0, 'no player before a purpose is given');
+    check(await page.locator('svg.ladder').count() === 1, 'the call page shows the SIP ladder');
     await page.getByRole('button', { name: 'Listen' }).click();
     check(await page.locator('audio').count() === 0, 'the form does not submit without a purpose');
     await page.getByLabel('Purpose').selectOption('complaint');
@@ -159,6 +161,29 @@ try {
     await page.waitForLoadState('networkidle');
     const rows = page.locator('tbody tr');
     check(await rows.count() === 1 && (await rows.first().textContent()).includes('claim LP-9'), 'the auditor filters the log to the legal hold');
+    await context.close();
+  }
+  // the admin: users and agents, a user added, and a call's signalling without its caller
+  {
+    const { context, page } = await signIn('adam');
+    await page.goto(`${base}/admin`);
+    check(await page.locator('tbody tr', { hasText: 'pat' }).count() === 1, 'the admin sees the users');
+    check(await page.locator('tbody tr', { hasText: 'callvault-agent' }).count() === 1, 'and the agents');
+    await page.getByLabel('User name').fill('newbie');
+    await page.getByLabel(/^Password/).fill('a long enough password');
+    await page.getByLabel('Role').selectOption('manager');
+    await page.getByLabel(/^Services/).fill('Parking');
+    await page.getByRole('button', { name: 'Add user' }).click();
+    check((await page.getByRole('status').textContent()).includes('newbie'), 'the admin adds a user');
+    await page.goto(`${base}/admin/signalling`);
+    await page.getByLabel('SIP Call-ID', { exact: true }).fill(sipCallId);
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.waitForLoadState('networkidle');
+    const arrows = await page.locator('svg.ladder line[marker-end]').count();
+    check(arrows >= 4, `the admin sees the call's SIP ladder (${arrows} messages)`);
+    check((await page.locator('#decision').textContent()).includes('Parking'), 'and why it was recorded');
+    check(!(await page.content()).includes(callerNumber), "but not the caller's number");
+    await page.screenshot({ path: path.join(artifacts, 'signalling.png'), fullPage: true });
     await context.close();
   }
   // the member of staff on the call sees that someone listened to it
