@@ -28,13 +28,24 @@ fn spool_files(dir: &Path) -> Vec<String> {
 const BIN: &str = env!("CARGO_BIN_EXE_callvault");
 const AUTH_KEY: &str = "hep-s3cret";
 
+/// A port no other test of this run is given (a shared counter from a per-process base)
+/// that is free now, for TCP and UDP.
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    // the HEP UDP socket takes the same number: check it is free too
-    match std::net::UdpSocket::bind(("127.0.0.1", port)) {
-        Ok(_) => port,
-        Err(_) => free_port(),
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 2_000) as u16 * 10,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
     }
 }
 

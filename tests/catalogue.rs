@@ -21,12 +21,24 @@ const BIN: &str = env!("CARGO_BIN_EXE_callvault");
 const S3_ACCESS: &str = "callvault-test";
 const S3_SECRET: &str = "callvault-test-secret-key";
 
+/// A port no other test of this run is given (a shared counter from a per-process base)
+/// that is free now, for TCP and UDP.
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    match std::net::UdpSocket::bind(("127.0.0.1", port)) {
-        Ok(_) => port,
-        Err(_) => free_port(),
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 2_000) as u16 * 10,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
     }
 }
 
@@ -399,6 +411,15 @@ fn shipping_works(lab: Lab) {
     let (rt, store) = lab.db.store();
     assert_eq!(rt.block_on(store.count("calls")).unwrap(), 2);
     assert_eq!(rt.block_on(store.count("segments")).unwrap(), 2);
+    // the agent told the catalogue which numbers it records
+    let agents = rt.block_on(store.list_agents()).unwrap();
+    assert_eq!(agents[0].numbers.len(), 19, "{agents:?}");
+    assert!(
+        agents[0]
+            .numbers
+            .iter()
+            .any(|n| n.service == "Parking" && n.number == "020 7371 5678")
+    );
     for (record, blobs) in &originals {
         let stored = rt
             .block_on(store.call_document(&record.call_id))

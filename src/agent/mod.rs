@@ -195,12 +195,10 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         hep_udp_port,
         outbox: match token {
             Some(token) => Some(outbox::Outbox::new(
-                &cfg.catalogue.url,
+                &cfg.catalogue,
                 token,
                 spool.root(),
-                Duration::from_secs(cfg.catalogue.keep_shipped_hours as u64 * 3600),
-                Duration::from_secs(cfg.catalogue.retry_max_seconds as u64),
-                cfg.catalogue.ca_file.as_deref(),
+                &cfg.scope,
                 status.clone(),
             )?),
             None => None,

@@ -23,6 +23,9 @@ pub const SHIPPED_DIR: &str = "shipped";
 pub const REJECTED_DIR: &str = "rejected";
 
 pub struct Outbox {
+    /// The number list to report to the catalogue (what admins see the agent runs).
+    scope: Vec<serde_json::Value>,
+    scope_reported: bool,
     client: reqwest::Client,
     base: String,
     token: String,
@@ -41,14 +44,16 @@ enum ShipError {
 
 impl Outbox {
     pub fn new(
-        base: &str,
+        link: &crate::config::CatalogueLink,
         token: String,
         spool: &Path,
-        keep: Duration,
-        retry_max: Duration,
-        ca_file: Option<&Path>,
+        scope: &crate::config::ScopeSection,
         status: Arc<Status>,
     ) -> anyhow::Result<Outbox> {
+        let base = link.url.as_str();
+        let keep = Duration::from_secs(link.keep_shipped_hours as u64 * 3600);
+        let retry_max = Duration::from_secs(link.retry_max_seconds as u64);
+        let ca_file = link.ca_file.as_deref();
         let mut client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120));
@@ -65,6 +70,18 @@ impl Outbox {
             std::fs::create_dir_all(spool.join(dir))?;
         }
         Ok(Outbox {
+            scope: scope
+                .numbers
+                .iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "number": n.number,
+                        "service": n.service,
+                        "retention_days": n.retention_days,
+                    })
+                })
+                .collect(),
+            scope_reported: false,
             client,
             base: base.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
@@ -75,9 +92,12 @@ impl Outbox {
         })
     }
 
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let mut failures = 0u32;
         loop {
+            if !self.scope_reported {
+                self.scope_reported = self.report_scope().await;
+            }
             match self.round().await {
                 Ok(()) => {
                     failures = 0;
@@ -98,6 +118,16 @@ impl Outbox {
             let keep = self.keep;
             let _ = tokio::task::spawn_blocking(move || expire_shipped(&spool, keep)).await;
         }
+    }
+
+    /// Tells the catalogue which numbers this agent records (true once it has answered).
+    async fn report_scope(&self) -> bool {
+        let req = self
+            .client
+            .put(format!("{}/api/v1/agent/scope", self.base))
+            .bearer_auth(&self.token)
+            .json(&self.scope);
+        answer(req.send().await).is_ok()
     }
 
     /// Ships every due call; stops at the first transient failure.
@@ -162,6 +192,14 @@ fn answer(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), ShipErr
         return Ok(());
     }
     let why = format!("{code}");
+    if code == reqwest::StatusCode::UNAUTHORIZED {
+        // the token is wrong or revoked: a configuration problem, not this call's; keep
+        // everything and keep trying (the log says what to fix)
+        tracing::error!(
+            "the catalogue does not accept this agent's token (catalogue.token_file): recordings stay in the spool"
+        );
+        return Err(ShipError::Transient(why));
+    }
     if code.is_client_error()
         && code != reqwest::StatusCode::REQUEST_TIMEOUT
         && code != reqwest::StatusCode::TOO_MANY_REQUESTS

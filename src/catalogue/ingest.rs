@@ -209,3 +209,22 @@ pub async fn post_call(State(app): State<App>, headers: HeaderMap, body: Bytes) 
         Err(e) => internal(e),
     }
 }
+
+/// `PUT /api/v1/agent/scope`: the number list the agent runs with (what admins see).
+pub async fn put_scope(
+    State(app): State<App>,
+    headers: HeaderMap,
+    axum::Json(numbers): axum::Json<Vec<super::store::ScopeEntry>>,
+) -> Response {
+    let agent = match agent(&app, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if numbers.len() > 10_000 {
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, "too many numbers\n");
+    }
+    match app.store.set_agent_scope(&agent, &numbers).await {
+        Ok(()) => reply(StatusCode::OK, "stored\n"),
+        Err(e) => internal(e),
+    }
+}

@@ -44,6 +44,7 @@ pub fn router(app: App) -> axum::Router {
     axum::Router::new()
         .route("/api/v1/segments/{segment_id}", put(ingest::put_segment))
         .route("/api/v1/calls", post(ingest::post_call).get(api::search))
+        .route("/api/v1/agent/scope", put(ingest::put_scope))
         .route(
             "/api/v1/calls/{id}",
             get(api::call).delete(rights::erase_call),
@@ -81,6 +82,7 @@ pub fn router(app: App) -> axum::Router {
         .route("/dpo", get(ui::dpo))
         .route("/admin", get(ui::admin))
         .route("/admin/users", post(ui::add_user))
+        .route("/admin/agents", post(ui::add_agent))
         .route("/admin/signalling", get(ui::signalling))
         .route("/dpo/subject-access", post(ui::subject_access))
         .route("/dpo/consent", post(ui::consent))

@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0003_rights.sql"),
         include_str!("../../migrations/postgres/0003_rights.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_agent_scope.sql"),
+        include_str!("../../migrations/postgres/0004_agent_scope.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -53,6 +58,23 @@ pub struct SegmentRow {
     pub sha256: String,
     pub bytes: i64,
     pub blob: String,
+}
+
+/// One listed number as an agent runs it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScopeEntry {
+    pub number: String,
+    pub service: String,
+    pub retention_days: Option<u32>,
+}
+
+/// An agent as the admin page lists it.
+#[derive(Clone, Debug)]
+pub struct AgentRow {
+    pub name: String,
+    pub created_at: String,
+    pub calls: i64,
+    pub numbers: Vec<ScopeEntry>,
 }
 
 /// What storing a call did.
@@ -156,22 +178,42 @@ impl Store {
         Ok(())
     }
 
-    /// Agents: name, registration time, calls shipped.
-    pub async fn list_agents(&self) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    /// Agents: name, registration time, calls shipped, the number list it last reported.
+    pub async fn list_agents(&self) -> Result<Vec<AgentRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT a.name AS name, a.created_at AS created_at, (SELECT COUNT(*) FROM calls c WHERE c.agent = a.name) AS calls FROM agents a ORDER BY a.name",
+            "SELECT a.name AS name, a.created_at AS created_at, a.scope AS scope, (SELECT COUNT(*) FROM calls c WHERE c.agent = a.name) AS calls FROM agents a ORDER BY a.name",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("name")?,
-                    r.try_get("created_at")?,
-                    r.try_get("calls")?,
-                ))
+                let scope: Option<String> = r.try_get("scope")?;
+                Ok(AgentRow {
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                    calls: r.try_get("calls")?,
+                    numbers: scope
+                        .and_then(|s| serde_json::from_str(&s).ok())
+                        .unwrap_or_default(),
+                })
             })
             .collect()
+    }
+
+    /// Stores the number list an agent runs with.
+    pub async fn set_agent_scope(
+        &self,
+        agent: &str,
+        numbers: &[ScopeEntry],
+    ) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(numbers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query("UPDATE agents SET scope = $1, scope_ms = $2 WHERE name = $3")
+            .bind(json)
+            .bind(now_ms())
+            .bind(agent)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The agent a token belongs to (not disabled).

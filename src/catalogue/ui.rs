@@ -1081,11 +1081,22 @@ pub async fn signalling(
 struct AdminPage {
     user: Option<UserView>,
     users: Vec<(String, String, String, String)>,
-    agents: Vec<(String, String, i64)>,
+    agents: Vec<super::store::AgentRow>,
     message: Option<String>,
+    /// A new agent's token, shown once.
+    token: Option<(String, String)>,
 }
 
 async fn admin_page(app: &App, who: &Caller, message: Option<String>) -> Response {
+    admin_page_with(app, who, message, None).await
+}
+
+async fn admin_page_with(
+    app: &App,
+    who: &Caller,
+    message: Option<String>,
+    token: Option<(String, String)>,
+) -> Response {
     let users = match app.store.list_users().await {
         Ok(u) => u
             .iter()
@@ -1105,6 +1116,7 @@ async fn admin_page(app: &App, who: &Caller, message: Option<String>) -> Respons
         users,
         agents,
         message,
+        token,
     })
 }
 
@@ -1184,4 +1196,54 @@ pub async fn add_user(
         Some(format!("User {} added as {}.", f.username, role.as_str())),
     )
     .await
+}
+
+#[derive(Deserialize)]
+pub struct NewAgentForm {
+    pub name: String,
+}
+
+/// Registers a recording server; its token is shown on the page once.
+pub async fn add_agent(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(f): Form<NewAgentForm>,
+) -> Response {
+    let who = match signed_in(&app, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !who.role.manages_people() {
+        return not_allowed(&who);
+    }
+    let name = f.name.trim().to_owned();
+    if name.is_empty() || name.len() > 100 {
+        return admin_page(&app, &who, Some("Name the agent.".into())).await;
+    }
+    let token = super::people::new_token();
+    if let Err(e) = app
+        .store
+        .add_agent(&name, &super::ingest::token_hash(&token))
+        .await
+    {
+        return admin_page(
+            &app,
+            &who,
+            Some(format!("Agent {name} could not be added: {e}")),
+        )
+        .await;
+    }
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "agent_add",
+            detail: json!({ "agent": name }),
+            ..Default::default()
+        })
+        .await
+    {
+        return internal(e);
+    }
+    admin_page_with(&app, &who, None, Some((name, token))).await
 }

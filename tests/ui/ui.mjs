@@ -175,6 +175,10 @@ try {
     await page.getByLabel(/^Services/).fill('Parking');
     await page.getByRole('button', { name: 'Add user' }).click();
     check((await page.getByRole('status').textContent()).includes('newbie'), 'the admin adds a user');
+    await page.getByLabel(/Agent name/).fill('site-2');
+    await page.getByRole('button', { name: 'Register agent' }).click();
+    const token = await page.locator('#new-token code').last().textContent();
+    check(/^[0-9a-f]{64}$/.test(token), 'the admin registers an agent and sees its token once');
     await page.goto(`${base}/admin/signalling`);
     await page.getByLabel('SIP Call-ID', { exact: true }).fill(sipCallId);
     await page.getByRole('button', { name: 'Show' }).click();
