@@ -273,7 +273,8 @@ impl Agent {
     }
 
     fn metrics(&self) -> BTreeMap<String, u64> {
-        let (code, body) = http_get(self.port, "/metrics").expect("metrics");
+        let (code, body) = http_get(self.port, "/metrics")
+            .unwrap_or_else(|| panic!("no /metrics from the agent; its log:\n{}", self.log()));
         assert_eq!(code, 200);
         body.lines()
             .filter(|l| !l.starts_with('#'))
@@ -675,10 +676,37 @@ fn below_the_disk_floor_new_calls_are_refused_calls_in_progress_finish_and_recor
     let config = set(&lab.config(), "min_free_mb", "32");
     let filler = lab.spool().join("filler");
     fill(&filler, 40);
-    let agent = lab.start(&config);
+    let socket_path = lab.path("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let agent = lab.start_with_env(
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
     agent.wait_for("recording to pause", 10, |m| {
         m.get("recording_paused") == Some(&1)
     });
+    // paused is not hung: systemd's watchdog keeps being fed, so the agent is not restarted
+    let mut buf = [0u8; 256];
+    while socket.recv(&mut buf).is_ok() {}
+    let mut pings = 0;
+    let started = Instant::now();
+    while pings < 2 && started.elapsed() < Duration::from_secs(5) {
+        if let Ok(n) = socket.recv(&mut buf) {
+            pings += String::from_utf8_lossy(&buf[..n])
+                .matches("WATCHDOG=1")
+                .count();
+        }
+    }
+    assert!(
+        pings >= 2,
+        "the watchdog must be fed while recording is paused"
+    );
     let (code, body) = http_get(lab.port, "/healthz").unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("paused"), "{body}");

@@ -86,14 +86,20 @@ impl Status {
         self.snapshot.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// Whether the pipeline thread published its status in the last 10 s.
+    pub fn pipeline_alive(&self) -> bool {
+        self.snapshot
+            .lock()
+            .ok()
+            .and_then(|s| s.published_at)
+            .is_some_and(|t| t.elapsed() <= Duration::from_secs(10))
+    }
+
     /// `/healthz`: 200 when the pipeline thread is alive and recording is possible, 503
     /// with the reason otherwise.
     pub fn health(&self) -> (bool, String) {
         let snap = self.snapshot();
-        let stalled = snap
-            .published_at
-            .is_none_or(|t| t.elapsed() > Duration::from_secs(10));
-        if stalled {
+        if !self.pipeline_alive() {
             return (false, "pipeline thread not responding\n".into());
         }
         if self.recording_paused.load(Ordering::Relaxed) {

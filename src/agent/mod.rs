@@ -464,17 +464,10 @@ impl IoThread {
                 let mut t = tokio::time::interval(every);
                 loop {
                     t.tick().await;
-                    // only while the pipeline thread is alive: a hung agent gets restarted
-                    if status.health().0 || !status.recording_paused.load(Ordering::Relaxed) {
-                        let alive = status
-                            .snapshot
-                            .lock()
-                            .ok()
-                            .and_then(|s| s.published_at)
-                            .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
-                        if alive {
-                            systemd::notify("WATCHDOG=1");
-                        }
+                    // only while the pipeline thread is alive: a hung agent gets restarted,
+                    // but one that merely paused recording (disk below its floor) does not
+                    if status.pipeline_alive() {
+                        systemd::notify("WATCHDOG=1");
                     }
                 }
             });

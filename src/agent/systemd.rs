@@ -13,6 +13,11 @@ pub fn notify(state: &str) {
     let Ok(sock) = UnixDatagram::unbound() else {
         return;
     };
+    // never wait for the reader: a notify socket nobody drains must not stall the I/O thread
+    // (its queue holds ten datagrams); a message that does not fit is dropped
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
     let path = path.to_string_lossy().into_owned();
     let sent = if let Some(abstract_name) = path.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
