@@ -10,6 +10,8 @@
 
 mod common;
 
+use common::http_get;
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -2570,19 +2572,4 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
     let everyone = [&caller, &staff];
     assert_heard("left", &listen("left", &left, &everyone), &["caller"], 20);
     assert_heard("right", &listen("right", &right, &everyone), &["agent"], 20);
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n")?.1.to_owned()))
 }

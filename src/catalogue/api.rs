@@ -43,51 +43,58 @@ pub struct Login {
     pub password: String,
 }
 
+/// Checks a password, audits the attempt either way and, when it holds, opens a session:
+/// the user and the `Set-Cookie` value carrying it (API and web UI alike). Ok(None) is a
+/// wrong user name or password.
+pub async fn sign_in(app: &App, l: &Login) -> Result<Option<(Caller, HeaderValue)>, Response> {
+    let Some((who, token)) = app
+        .store
+        .login(&l.username, &l.password, None)
+        .await
+        .map_err(internal)?
+    else {
+        let _ = app
+            .store
+            .audit(Entry {
+                actor: &l.username,
+                action: "login_failed",
+                ..Default::default()
+            })
+            .await;
+        return Ok(None);
+    };
+    app.store
+        .audit(Entry {
+            actor: &who.username,
+            action: "login",
+            ..Default::default()
+        })
+        .await
+        .map_err(internal)?;
+    let secure = if app.config.server.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
+    let cookie = HeaderValue::from_str(&cookie).map_err(internal)?;
+    Ok(Some((who, cookie)))
+}
+
 pub async fn login(State(app): State<App>, Json(l): Json<Login>) -> Response {
-    match app.store.login(&l.username, &l.password, None).await {
-        Ok(Some((who, token))) => {
-            if let Err(e) = app
-                .store
-                .audit(Entry {
-                    actor: &who.username,
-                    action: "login",
-                    ..Default::default()
-                })
-                .await
-            {
-                return internal(e);
-            }
-            let cookie = format!(
-                "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{}",
-                if app.config.server.secure_cookies() {
-                    "; Secure"
-                } else {
-                    ""
-                }
-            );
+    match sign_in(&app, &l).await {
+        Ok(Some((who, cookie))) => {
             let mut r = Json(json!({
                 "username": who.username,
                 "role": who.role,
                 "services": who.services,
             }))
             .into_response();
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
+            r.headers_mut().insert(header::SET_COOKIE, cookie);
             r
         }
-        Ok(None) => {
-            let _ = app
-                .store
-                .audit(Entry {
-                    actor: &l.username,
-                    action: "login_failed",
-                    ..Default::default()
-                })
-                .await;
-            refuse(StatusCode::UNAUTHORIZED, "wrong user name or password")
-        }
-        Err(e) => internal(e),
+        Ok(None) => refuse(StatusCode::UNAUTHORIZED, "wrong user name or password"),
+        Err(r) => r,
     }
 }
 

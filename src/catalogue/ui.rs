@@ -18,7 +18,7 @@ use super::App;
 use super::api::{internal, may_see, open_access};
 use super::audit::{AuditQuery, Entry};
 use super::listen::{self, AccessRequest, PURPOSES};
-use super::people::{Caller, Role, SESSION_COOKIE, caller, presented_token};
+use super::people::{Caller, Role, caller, presented_token};
 use super::search::{CallQuery, SearchResult};
 use super::store::rfc3339_ms;
 use crate::time::Timestamp;
@@ -140,49 +140,14 @@ pub async fn login_form() -> Response {
     })
 }
 
-#[derive(Deserialize)]
-pub struct LoginForm {
-    pub username: String,
-    pub password: String,
-}
-
-pub async fn login(State(app): State<App>, Form(f): Form<LoginForm>) -> Response {
-    match app.store.login(&f.username, &f.password, None).await {
-        Ok(Some((who, token))) => {
-            if let Err(e) = app
-                .store
-                .audit(Entry {
-                    actor: &who.username,
-                    action: "login",
-                    ..Default::default()
-                })
-                .await
-            {
-                return internal(e);
-            }
+pub async fn login(State(app): State<App>, Form(f): Form<super::api::Login>) -> Response {
+    match super::api::sign_in(&app, &f).await {
+        Ok(Some((_, cookie))) => {
             let mut r = Redirect::to("/").into_response();
-            let cookie = format!(
-                "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{}",
-                if app.config.server.secure_cookies() {
-                    "; Secure"
-                } else {
-                    ""
-                }
-            );
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
+            r.headers_mut().insert(header::SET_COOKIE, cookie);
             r
         }
         Ok(None) => {
-            let _ = app
-                .store
-                .audit(Entry {
-                    actor: &f.username,
-                    action: "login_failed",
-                    ..Default::default()
-                })
-                .await;
             let mut r = page(&LoginPage {
                 user: None,
                 error: Some("Wrong user name or password.".into()),
@@ -190,7 +155,7 @@ pub async fn login(State(app): State<App>, Form(f): Form<LoginForm>) -> Response
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
         }
-        Err(e) => internal(e),
+        Err(r) => r,
     }
 }
 
