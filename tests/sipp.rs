@@ -2516,6 +2516,15 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         assert!(started.elapsed() < Duration::from_secs(20), "{m}");
         std::thread::sleep(Duration::from_millis(100));
     };
+    // the loopback capture sees the HEP feed on its way to the listener: it is recorded once
+    assert!(
+        !metrics.contains("callvault_hep_captured_to_listener_total 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("callvault_calls_seen_total 2\n"),
+        "{metrics}"
+    );
     for drop in ["kernel", "capture_queue", "media_queue"] {
         let line = format!("callvault_drops_total{{cause=\"{drop}\"}} 0");
         assert!(metrics.contains(&line), "{line}:\n{metrics}");
@@ -2539,7 +2548,18 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         .find(|r| r.sip_call_ids == ["parking-over-hep@synth.callvault"])
         .expect("the HEP call");
     assert_eq!(over_hep.service.as_deref(), Some("Parking"));
-    assert!(over_hep.audio_ms >= 1_900, "{} ms", over_hep.audio_ms);
+    assert!(
+        over_hep.streams.iter().all(|s| s.duplicates == 0),
+        "{:#?}",
+        over_hep.streams
+    );
+    assert!(
+        over_hep.audio_ms >= 1_900,
+        "{} ms: {:#?}\n{}",
+        over_hep.audio_ms,
+        over_hep.streams,
+        agent_log()
+    );
     let rec = live
         .iter()
         .find(|r| r.sip_call_ids == replayed.sip_call_ids)

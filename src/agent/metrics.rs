@@ -200,6 +200,13 @@ impl Status {
             ],
         );
         metric(
+            "hep_captured_to_listener_total",
+            "counter",
+            "HEP packets a capture interface saw on their way to this agent's HEP listener: \
+             left to the listener, not recorded twice.",
+            &[("", n.hep_to_own_listener)],
+        );
+        metric(
             "calls_active",
             "gauge",
             "Calls being tracked now.",

@@ -153,6 +153,12 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let media = ShardedMedia::start(workers, &cfg, key, &spool)?;
     let media_drops = media.queue_drops.clone();
     let mut pipeline = Pipeline::with_media(&cfg, media);
+    pipeline.set_live(
+        [hep_udp.as_ref().and_then(|s| s.local_addr().ok())]
+            .into_iter()
+            .flatten()
+            .collect(),
+    );
 
     let control = Arc::new(Control {
         stop: AtomicBool::new(false),
@@ -235,6 +241,11 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         } else {
             Duration::from_millis(20)
         };
+        // The wall clock moves capture time on only when no input is queued: input waiting
+        // behind a stall carries earlier times, and ticking past them would drain the
+        // playout buffer before their audio is placed (late, lost). While input flows, its
+        // own timestamps move time on.
+        let mut idle = false;
         match rx.recv_timeout(wait) {
             Ok(Input::Frames(batch)) => {
                 if let Some(link) = batch.link {
@@ -249,11 +260,11 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
                 }
             }
             Err(RecvTimeoutError::Timeout) if stopping => break,
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => idle = true,
             Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
-        if now >= next_tick {
+        if idle && now >= next_tick {
             next_tick = now + Duration::from_millis(100);
             pipeline.tick(Timestamp::now());
         }

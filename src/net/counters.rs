@@ -62,6 +62,9 @@ pub struct NetCounters {
     pub hep_auth_failed: u64,
     /// Valid HEP packets of a type we do not use (RTCP JSON, logs, ...) or without payload.
     pub hep_skipped: u64,
+    /// HEP packets seen on a captured interface on their way to this agent's own HEP
+    /// listener: left to the listener, which receives them too (one copy, one clock).
+    pub hep_to_own_listener: u64,
     /// IP protocols other than UDP, TCP and the tunnels (ICMP, SCTP, ESP, ...).
     pub other_transport: u64,
     /// Tunnels nested deeper than the decoder follows.

@@ -147,6 +147,12 @@ struct Layer {
 /// The network stage: link layer to datagrams, with IP and TCP reassembly state.
 pub struct NetDecoder {
     hep_ports: Vec<u16>,
+    /// Live capture (the agent): HEP found on the wire is timed by the frame's capture
+    /// time, like HEP received by the listener; a capture file keeps each packet's own
+    /// timestamp chunk.
+    live: bool,
+    /// The agent's own HEP listeners: HEP captured on its way to them is not decoded here.
+    own_hep_listeners: Vec<SocketAddr>,
     fragments: FragmentTable,
     tcp: TcpFlows,
     inflater: Decompress,
@@ -165,10 +171,27 @@ impl NetDecoder {
                 config.tcp_idle_timeout,
             ),
             hep_ports: config.hep_ports,
+            live: false,
+            own_hep_listeners: Vec::new(),
             inflater: Decompress::new(true),
             inflated: Vec::new(),
             counters: NetCounters::default(),
         }
+    }
+
+    /// Live capture by an agent that also listens for HEP on `own_hep_listeners`: the
+    /// copies of that feed a capture interface sees (the loopback, the listener's own
+    /// address) are left to the listener, and any other HEP on the wire is timed by the
+    /// capture, not by the sender's clock.
+    pub fn set_live(&mut self, own_hep_listeners: Vec<SocketAddr>) {
+        self.live = true;
+        self.own_hep_listeners = own_hep_listeners;
+    }
+
+    fn bound_for_own_listener(&self, dst: SocketAddr) -> bool {
+        self.own_hep_listeners
+            .iter()
+            .any(|l| l.port() == dst.port() && (l.ip().is_unspecified() || l.ip() == dst.ip()))
     }
 
     /// Decodes one frame; calls `sink` zero or more times (a frame can complete a reassembled
@@ -396,7 +419,11 @@ impl NetDecoder {
                     let src = SocketAddr::new(src, udp.src_port);
                     let dst = SocketAddr::new(dst, udp.dst_port);
                     if udp.payload.starts_with(b"HEP3") {
-                        self.hep_packet(Some(layer.time), false, udp.payload, sink);
+                        if self.bound_for_own_listener(dst) {
+                            self.counters.hep_to_own_listener += 1;
+                        } else {
+                            self.hep_packet(Some(layer.time), self.live, udp.payload, sink);
+                        }
                     } else if self.hep_ports.contains(&udp.dst_port) {
                         self.counters.hep_rejected += 1;
                     } else {
@@ -793,6 +820,38 @@ mod tests {
             Timestamp::from_secs_nanos(1_700_000_000, 250_000_000)
         );
         assert_eq!(d.counters.hep_packets, 1);
+    }
+
+    /// An agent capturing the interface its own HEP listener is on sees that feed twice:
+    /// the captured copy is left to the listener. Other HEP on the wire is decoded, timed by
+    /// the capture (the sender's clock may be anywhere).
+    #[test]
+    fn live_capture_leaves_its_own_hep_feed_to_the_listener() {
+        let hep = hep::tests::hep_packet(1, 17, 0x000f, OPTIONS);
+        let frame = |dst: [u8; 4], port: u16| {
+            let mut p = ipv4_header([10, 0, 0, 9], dst, 17, 0, 0, 8 + hep.len());
+            let mut udp = udp_header(40000, port, hep.len());
+            udp.extend_from_slice(&hep);
+            p.extend_from_slice(&udp);
+            eth(0x0800, &p)
+        };
+        let mut d = NetDecoder::new(NetConfig::default());
+        d.set_live(vec!["10.0.0.10:9060".parse().unwrap()]);
+        let out = run(
+            &mut d,
+            LinkType::Ethernet,
+            &[frame([10, 0, 0, 10], 9060), frame([10, 0, 0, 11], 9060)],
+        );
+        assert_eq!(d.counters.hep_to_own_listener, 1);
+        assert_eq!(out.len(), 1, "another collector's feed is still decoded");
+        assert_eq!(out[0].payload, OPTIONS);
+        assert_eq!(out[0].time, Timestamp::from_millis(1), "capture time");
+
+        let mut any = NetDecoder::new(NetConfig::default());
+        any.set_live(vec!["0.0.0.0:9060".parse().unwrap()]);
+        let out = run(&mut any, LinkType::Ethernet, &[frame([10, 0, 0, 11], 9060)]);
+        assert!(out.is_empty(), "a listener on every address");
+        assert_eq!(any.counters.hep_to_own_listener, 1);
     }
 
     #[test]

@@ -176,6 +176,11 @@ impl<M: MediaPort> Pipeline<M> {
         }
     }
 
+    /// Live capture: see [`NetDecoder::set_live`].
+    pub fn set_live(&mut self, own_hep_listeners: Vec<std::net::SocketAddr>) {
+        self.net.set_live(own_hep_listeners);
+    }
+
     /// Decide every call but record nothing: no media is decoded, no segment or metadata is
     /// written (the sink still sees every call through [`CallSink::decided`]).
     pub fn set_dry_run(&mut self) {
