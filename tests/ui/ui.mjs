@@ -5,7 +5,10 @@
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+
+const axeScript = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
 const base = process.env.CATALOGUE_URL;
 const password = process.env.UI_PASSWORD;
@@ -29,8 +32,20 @@ function check(ok, what) {
   console.log(`ok   ${what}`);
 }
 
+// axe-core's WCAG 2.1 A and AA rules on the page as it is now (the page's CSP is bypassed
+// only so that axe itself can be injected).
+async function accessible(page, what) {
+  await page.addScriptTag({ path: axeScript });
+  const result = await page.evaluate(() => axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+  }));
+  const problems = result.violations.map((v) =>
+    `${v.id} (${v.impact}) at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  check(problems.length === 0, `${what}: no WCAG 2.1 AA violation (axe-core ${result.testEngine.version})${problems.length ? ': ' + problems.join('; ') : ''}`);
+}
+
 async function signIn(user) {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, bypassCSP: true });
   const page = await context.newPage();
   await page.goto(`${base}/login`);
   await page.getByLabel('User name').fill(user);
@@ -44,7 +59,7 @@ let failed = false;
 try {
   // a wrong password is refused
   {
-    const context = await browser.newContext();
+    const context = await browser.newContext({ bypassCSP: true });
     const page = await context.newPage();
     await page.goto(`${base}/login`);
     await page.getByLabel('User name').fill('pat');
@@ -52,6 +67,7 @@ try {
     await page.getByRole('button', { name: 'Sign in' }).click();
     check(await page.getByRole('alert').isVisible(), 'a wrong password is refused with a message');
     await page.screenshot({ path: path.join(artifacts, 'login.png') });
+    await accessible(page, 'the login page');
     await context.close();
   }
   // each role sees its pages and nothing else
@@ -76,6 +92,7 @@ try {
     const rows = await page.locator('tbody tr').count();
     check(rows === 1, `the Parking manager finds 1 call (found ${rows})`);
     await page.screenshot({ path: path.join(artifacts, 'search.png'), fullPage: true });
+    await accessible(page, 'the search page');
     await page.getByRole('link', { name: /Open/ }).first().click();
     await page.waitForLoadState('networkidle');
     check(page.url() === `${base}/calls/${callId}`, 'the call page is addressed by its id only');
@@ -106,6 +123,45 @@ try {
     check(seeked > 0, `seeking to the middle works (${seeked.toFixed(2)} s)`);
     await page.waitForTimeout(500);
     await page.screenshot({ path: path.join(artifacts, 'call.png'), fullPage: true });
+    await accessible(page, 'the call page');
+    await context.close();
+  }
+  // the same path with the keyboard alone: sign in, search, open the call, state a purpose
+  {
+    const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+    const page = await context.newPage();
+    // Tab until `target` has the focus (it must be reachable, in a sensible number of steps)
+    const tabTo = async (target, what) => {
+      for (let i = 0; i < 60; i++) {
+        if (await target.evaluate((el) => el === document.activeElement)) return;
+        await page.keyboard.press('Tab');
+      }
+      check(false, `${what} is reachable with Tab`);
+    };
+    await page.goto(`${base}/login`);
+    await tabTo(page.getByLabel('User name'), 'the user name field');
+    await page.keyboard.type('pat');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(password);
+    await page.keyboard.press('Enter');
+    await page.waitForLoadState('networkidle');
+    await tabTo(page.getByRole('link', { name: 'Search calls' }), 'the search link');
+    await page.keyboard.press('Enter');
+    await page.waitForLoadState('networkidle');
+    await tabTo(page.getByRole('button', { name: 'Search' }), 'the search button');
+    await page.keyboard.press('Enter');
+    await page.waitForLoadState('networkidle');
+    await tabTo(page.getByRole('link', { name: /Open/ }).first(), 'the first result');
+    await page.keyboard.press('Enter');
+    await page.waitForLoadState('networkidle');
+    await tabTo(page.getByLabel('Purpose'), 'the purpose');
+    await page.keyboard.type('Complaint');
+    await tabTo(page.getByLabel(/Reference/), 'the reference');
+    await page.keyboard.type('C-2026-0043');
+    await page.keyboard.press('Enter');
+    await page.waitForLoadState('networkidle');
+    check(await page.locator('audio#player').count() === 1, 'a manager reaches the player with the keyboard alone');
+    await tabTo(page.locator('audio#player'), 'the player');
     await context.close();
   }
   // the retrieval is in the audit log at once, and the chain verifies
@@ -117,6 +173,7 @@ try {
     check((await row.textContent()).includes('pat') && (await row.textContent()).includes('complaint'), 'with who and why');
     check(await page.locator('#chain.ok').count() === 1, 'the audit page says the hash chain verifies');
     await page.screenshot({ path: path.join(artifacts, 'audit.png'), fullPage: true });
+    await accessible(page, 'the audit page');
     await context.close();
   }
   // the DPO: legal hold, subject-access bundle, a training agreement and a training export
@@ -128,6 +185,7 @@ try {
     await page.waitForLoadState('networkidle');
     check((await page.locator('#retention').textContent()).includes('under legal hold'), 'the DPO places the call under legal hold');
     await page.screenshot({ path: path.join(artifacts, 'dpo-call.png'), fullPage: true });
+    await accessible(page, 'the dpo-call page');
     await page.goto(`${base}/dpo`);
     await page.getByLabel(/Caller number/).fill(callerNumber);
     await page.getByLabel('Request reference').fill('SAR-2026-017');
@@ -143,6 +201,7 @@ try {
     await page.getByRole('button', { name: 'Record' }).click();
     check(await page.getByRole('status').isVisible(), 'a training agreement is recorded');
     await page.screenshot({ path: path.join(artifacts, 'dpo.png'), fullPage: true });
+    await accessible(page, 'the dpo page');
     await page.goto(`${base}/calls/${callId}`);
     await page.getByLabel('Training reference').fill('TRN-4');
     const [training] = await Promise.all([
@@ -169,6 +228,7 @@ try {
     await page.goto(`${base}/admin`);
     check(await page.locator('tbody tr', { hasText: 'pat' }).count() === 1, 'the admin sees the users');
     check(await page.locator('tbody tr', { hasText: 'callvault-agent' }).count() === 1, 'and the agents');
+    await accessible(page, 'the admin page');
     await page.getByLabel('User name').fill('newbie');
     await page.getByLabel(/^Password/).fill('a long enough password');
     await page.getByLabel('Role').selectOption('manager');
@@ -188,6 +248,7 @@ try {
     check((await page.locator('#decision').textContent()).includes('Parking'), 'and why it was recorded');
     check(!(await page.content()).includes(callerNumber), "but not the caller's number");
     await page.screenshot({ path: path.join(artifacts, 'signalling.png'), fullPage: true });
+    await accessible(page, 'the signalling page');
     await context.close();
   }
   // the member of staff on the call sees that someone listened to it
