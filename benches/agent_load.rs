@@ -10,7 +10,6 @@
 //! a feed sent faster than real time would also compress the media timing the jitter
 //! buffers follow. The spool is on the disk under `target/`.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +17,9 @@ use std::time::{Duration, Instant};
 use callvault::config::EXAMPLE_AGENT_TOML;
 use callvault::synth::{Scenario, write_capture};
 use callvault::vault::generate_keypair_files;
+
+mod common;
+use common::{http_get, metric, usage};
 
 const BIN: &str = env!("CARGO_BIN_EXE_callvault");
 const TALK_SECONDS: u64 = 12;
@@ -28,50 +30,6 @@ fn capture(dir: &Path, calls: usize) -> (PathBuf, u64) {
     let file = std::fs::File::create(&path).unwrap();
     let stats = write_capture(&scenario, std::io::BufWriter::with_capacity(1 << 20, file)).unwrap();
     (path, stats.rtp_packets)
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    Some(text.split_once("\r\n\r\n")?.1.to_owned())
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("callvault_{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// (CPU seconds, peak RSS bytes) of a process.
-fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 (11 and 12 after the command name)
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024;
-    (cpu, hwm)
 }
 
 fn run(work: &Path, calls: usize) {

@@ -244,10 +244,15 @@ impl Lab {
 
     /// Records a generated capture into the agent's spool (by replay): 2 of its 4 calls.
     fn record(&self, seed: u64) -> Vec<CallRecord> {
+        self.record_talk(seed, 2_000)
+    }
+
+    /// As `record`, with `talk_ms` of conversation in each call.
+    fn record_talk(&self, seed: u64, talk_ms: u64) -> Vec<CallRecord> {
         let capture = self.path(&format!("capture-{seed}.pcap"));
         let f = std::fs::File::create(&capture).unwrap();
         write_capture(
-            &Scenario::contact_centre_mix(4, 2_000, seed),
+            &Scenario::contact_centre_mix(4, talk_ms, seed),
             std::io::BufWriter::new(f),
         )
         .unwrap();
@@ -1051,6 +1056,109 @@ fn listening_needs_a_purpose_is_audited_first_and_serves_the_call_with_ranges() 
             .all(|r| r["action"] == "retrieve" && r["call_id"] == id.as_str()),
         "{seen}"
     );
+    // managers listening at the same moment: every retrieval is granted, audited and served
+    // (on SQLite a deferred transaction upgraded to a write failed with "database is locked")
+    let dora = api.login("dora");
+    let at_once = api
+        .rt
+        .block_on(futures_util::future::join_all((0..12).map(|i| {
+            let (client, base) = (api.client.clone(), api.base.clone());
+            let session = if i % 2 == 0 {
+                pat.clone()
+            } else {
+                dora.clone()
+            };
+            async move {
+                let g: serde_json::Value = client
+                .post(format!("{base}/api/v1/calls/{id}/access"))
+                .header(reqwest::header::COOKIE, &session)
+                .json(&serde_json::json!({ "purpose": "complaint", "reference": format!("C-{i}") }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+                let audio = g["audio"].as_str().unwrap_or_default().to_owned();
+                let r = client
+                    .get(format!("{base}{audio}"))
+                    .header(reqwest::header::COOKIE, &session)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.bytes().await.unwrap().len())
+            }
+        })));
+    assert!(
+        at_once.iter().all(|&(code, n)| code == 200 && n == len),
+        "{at_once:?}"
+    );
+    let log = api
+        .get(
+            &aud,
+            &format!("/api/v1/audit?action=retrieve&call_id={id}&page_size=100"),
+        )
+        .json();
+    assert_eq!(log.as_array().unwrap().len(), 13, "{log}");
+    assert_eq!(api.get(&aud, "/api/v1/audit/verify").json()["ok"], true);
+}
+
+/// A segment the agent recovered after a crash (cut mid-chunk, `complete: false`) is served
+/// up to its last whole chunk, as `callvault decrypt --recovered` opens it, Range by Range.
+#[test]
+fn a_segment_recovered_after_a_crash_is_served_up_to_its_last_whole_chunk() {
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    let token = std::fs::read_to_string(lab.agent_add("callvault-agent")).unwrap();
+    let mut recorded = lab.record_talk(72, 8_000);
+    user_add(&lab, "dora", "dpo", "", None);
+    let _cat = lab.start_catalogue();
+    let api = Api::new(lab.catalogue_port);
+    let rec = &mut recorded[0];
+    assert_eq!(rec.segments.len(), 1);
+    let seg = &mut rec.segments[0];
+    let path = lab.spool().join(&seg.file);
+    let full = std::fs::read(&path).unwrap();
+    let chunk = callvault::vault::SegmentHeader::parse(&full)
+        .unwrap()
+        .chunk_size as usize;
+    let stride = chunk + 16;
+    let cut = callvault::vault::HEADER_LEN + 2 * stride + 1_000;
+    assert!(full.len() > cut + stride, "three chunks or more");
+    let truncated = full[..cut].to_vec();
+    std::fs::write(&path, &truncated).unwrap();
+    seg.complete = false;
+    seg.bytes = cut as u64;
+    seg.sha256 = sha256_hex(&truncated);
+    ship(&api, &lab, &token, std::slice::from_ref(rec));
+
+    let key = callvault::vault::CataloguePrivateKey::load(&lab.private).unwrap();
+    let (_, plain, complete) = callvault::vault::SegmentOpener::recover(&truncated, &key).unwrap();
+    assert!(!complete);
+    let pcm = &plain[44..];
+    let pcm = &pcm[..pcm.len() / 4 * 4];
+    assert_eq!(pcm.len(), 2 * chunk - 44);
+
+    let dora = api.login("dora");
+    let g = api
+        .post(
+            &dora,
+            &format!("/api/v1/calls/{}/access", rec.call_id),
+            serde_json::json!({ "purpose": "complaint", "reference": "C-9" }),
+        )
+        .json();
+    let audio = g["audio"].as_str().unwrap();
+    let whole = api.get(&dora, audio);
+    assert_eq!(whole.code, 200);
+    assert_eq!(
+        &whole.body[44..],
+        pcm,
+        "the recovered audio, sample for sample"
+    );
+    // a range across the boundary of the first and second chunks
+    let (from, to) = (chunk - 3_000, chunk + 3_000);
+    let r = api.get_range(&dora, audio, &format!("bytes={from}-{}", to - 1));
+    assert_eq!(r.code, 206);
+    assert_eq!(r.body, whole.body[from..to]);
 }
 
 #[test]

@@ -113,7 +113,7 @@ impl Store {
     /// Appends a record and commits it; returns it.
     pub async fn audit(&self, e: Entry<'_>) -> Result<AuditRecord, sqlx::Error> {
         let _one_writer = APPEND.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;

@@ -78,6 +78,26 @@ impl Blobs {
         }
     }
 
+    /// `len` bytes of the blob from `offset` (fewer where it ends first).
+    pub async fn get_range(&self, name: &str, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Blobs::Dir(root) => {
+                let path = root.join(name);
+                let data = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    use std::io::{Read, Seek, SeekFrom};
+                    let mut file = std::fs::File::open(&path)?;
+                    file.seek(SeekFrom::Start(offset))?;
+                    let mut buf = Vec::with_capacity(len as usize);
+                    file.take(len).read_to_end(&mut buf)?;
+                    Ok(buf)
+                })
+                .await??;
+                Ok(data)
+            }
+            Blobs::S3(s3) => s3.get_range(name, offset, len).await,
+        }
+    }
+
     /// Deletes a blob (a missing one is not an error).
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
         match self {

@@ -20,7 +20,7 @@ use super::people::{Caller, refuse, token_hash};
 use super::store::{Store, now_ms};
 use crate::segment::wav;
 use crate::spool::CallRecord;
-use crate::vault::{CataloguePrivateKey, HEADER_LEN, SegmentHeader, SegmentOpener, TAG_LEN};
+use crate::vault::{HEADER_LEN, SegmentHeader, SegmentOpener, TAG_LEN};
 
 /// The purposes the policy allows a recording to be retrieved for.
 pub const PURPOSES: &[(&str, &str)] = &[
@@ -51,6 +51,8 @@ struct Part {
     frames: u64,
     /// Each source frame is repeated this often (8 kHz in a 16 kHz call).
     repeat: u64,
+    /// The sealed segment's size, as received (and hash-checked) by the catalogue.
+    bytes: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -104,6 +106,7 @@ pub async fn layout(app: &App, record: &CallRecord) -> anyhow::Result<Layout> {
             start,
             frames: n,
             repeat,
+            bytes: len,
         });
     }
     Ok(Layout {
@@ -113,19 +116,91 @@ pub async fn layout(app: &App, record: &CallRecord) -> anyhow::Result<Layout> {
     })
 }
 
-fn open_with(keys: &[CataloguePrivateKey], data: &[u8], complete: bool) -> Option<Vec<u8>> {
-    keys.iter().find_map(|k| {
-        if complete {
-            SegmentOpener::decrypt_file(data, k).ok().map(|(_, p)| p)
+/// The segments opened while serving one response: each DEK is unwrapped once.
+#[derive(Default)]
+struct Openers(Vec<Option<Arc<SegmentOpener>>>);
+
+impl Part {
+    /// Plaintext bytes `[lo, hi)` of this segment's WAV (header included), reading and
+    /// opening only the chunks they fall in: a 64 KiB piece of a long call costs one or two
+    /// chunks, not the whole segment.
+    async fn plaintext(
+        &self,
+        app: &App,
+        opener: &mut Option<Arc<SegmentOpener>>,
+        lo: u64,
+        hi: u64,
+    ) -> anyhow::Result<Vec<u8>> {
+        let op = match opener {
+            Some(o) => o.clone(),
+            None => {
+                let head = app.blobs.get(&self.blob, Some(HEADER_LEN)).await?;
+                let o = app
+                    .keys
+                    .iter()
+                    .find_map(|k| SegmentOpener::new(&head, k).ok())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("{}: cannot be opened with any catalogue key", self.blob)
+                    })?;
+                opener.insert(Arc::new(o)).clone()
+            }
+        };
+        let chunk = u64::from(op.header().chunk_size);
+        let stride = op.header().chunk_stride();
+        let body = self.bytes.saturating_sub(HEADER_LEN as u64);
+        // a segment recovered after a crash: its whole chunks only (as `segment_frames`)
+        let chunks = if self.complete {
+            body.div_ceil(stride)
         } else {
-            SegmentOpener::recover(data, k).ok().map(|(_, p, _)| p)
+            body / stride
+        };
+        if chunks == 0 || lo >= hi {
+            return Ok(Vec::new());
         }
-    })
+        let first = lo / chunk;
+        let last = ((hi - 1) / chunk).min(chunks - 1);
+        if first > last {
+            return Ok(Vec::new());
+        }
+        let offset = op.chunk_offset(first as u32);
+        let end = (op.chunk_offset(last as u32) + stride).min(self.bytes);
+        let sealed = app
+            .blobs
+            .get_range(&self.blob, offset, end.saturating_sub(offset))
+            .await?;
+        let (complete, blob) = (self.complete, self.blob.clone());
+        let plain = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+            let mut plain = Vec::with_capacity(sealed.len());
+            for (k, piece) in sealed.chunks(stride as usize).enumerate() {
+                let i = first + k as u64;
+                let opened = op
+                    .open_chunk(i as u32, piece, complete && i == chunks - 1)
+                    // a recovered segment may end with a chunk sealed as the last one
+                    .or_else(|e| match complete {
+                        true => Err(e),
+                        false => op.open_chunk(i as u32, piece, true),
+                    })
+                    .map_err(|e| anyhow::anyhow!("{blob}: chunk {i}: {e}"))?;
+                plain.extend_from_slice(&opened);
+            }
+            Ok(plain)
+        })
+        .await??;
+        let skip = ((lo - first * chunk) as usize).min(plain.len());
+        let take = ((hi - lo) as usize).min(plain.len() - skip);
+        Ok(plain[skip..skip + take].to_vec())
+    }
 }
 
-/// Bytes `from..to` of the call's WAV (header included), decrypting only the segments they
-/// touch.
-async fn render(app: &App, layout: &Layout, from: u64, to: u64) -> anyhow::Result<Vec<u8>> {
+/// Bytes `from..to` of the call's WAV (header included), decrypting only the chunks of the
+/// segments they touch.
+async fn render(
+    app: &App,
+    layout: &Layout,
+    openers: &mut Openers,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::with_capacity((to - from) as usize);
     let header = wav::header(layout.rate, Some((layout.frames * 4) as u32));
     let hlen = wav::HEADER_LEN as u64;
@@ -138,27 +213,28 @@ async fn render(app: &App, layout: &Layout, from: u64, to: u64) -> anyhow::Resul
     // audio bytes [a, b) of the data chunk
     let (a, b) = (from.max(hlen) - hlen, to - hlen);
     let mut data = vec![0u8; (b - a) as usize];
-    for p in &layout.parts {
+    openers.0.resize(layout.parts.len(), None);
+    for (p, opener) in layout.parts.iter().zip(openers.0.iter_mut()) {
         let (ps, pe) = (p.start * 4, (p.start + p.frames) * 4);
         if pe <= a || ps >= b {
             continue;
         }
-        let sealed = app.blobs.get(&p.blob, None).await?;
-        let (keys, complete) = (app.keys.clone(), p.complete);
-        let plain = tokio::task::spawn_blocking(move || open_with(&keys, &sealed, complete))
-            .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!("{}: cannot be opened with any catalogue key", p.blob)
-            })?;
-        let pcm = plain.get(wav::HEADER_LEN..).unwrap_or_default();
-        // byte i of this part at the output rate = source frame (i/4)/repeat, byte i%4
-        let lo = a.max(ps);
-        let hi = b.min(pe);
-        for pos in lo..hi {
-            let k = pos - ps;
-            let src = (k / 4 / p.repeat) * 4 + k % 4;
-            if let Some(&byte) = pcm.get(src as usize) {
-                data[(pos - a) as usize] = byte;
+        let (lo, hi) = (a.max(ps), b.min(pe));
+        // byte k of this part at the output rate = source frame (k/4)/repeat, byte k%4
+        let src = |k: u64| (k / 4 / p.repeat) * 4 + k % 4;
+        let (src_lo, src_hi) = (src(lo - ps), src(hi - 1 - ps) + 1);
+        let pcm = p
+            .plaintext(app, opener, hlen + src_lo, hlen + src_hi)
+            .await?;
+        if p.repeat == 1 {
+            let n = pcm.len().min((hi - lo) as usize);
+            let at = (lo - a) as usize;
+            data[at..at + n].copy_from_slice(&pcm[..n]);
+        } else {
+            for pos in lo..hi {
+                if let Some(&byte) = pcm.get((src(pos - ps) - src_lo) as usize) {
+                    data[(pos - a) as usize] = byte;
+                }
             }
         }
     }
@@ -169,7 +245,7 @@ async fn render(app: &App, layout: &Layout, from: u64, to: u64) -> anyhow::Resul
 /// The whole WAV of a call, in memory (subject-access and training bundles).
 pub async fn whole_wav(app: &App, record: &CallRecord) -> anyhow::Result<Vec<u8>> {
     let l = layout(app, record).await?;
-    render(app, &l, 0, l.wav_len()).await
+    render(app, &l, &mut Openers::default(), 0, l.wav_len()).await
 }
 
 /// Peaks of the call's two channels for a waveform: the largest |sample| in each of at most
@@ -305,19 +381,20 @@ pub async fn audio(
     // Served in pieces of about a second of audio, decrypted as they are sent.
     const PIECE: u64 = 1 << 16;
     let app2 = app.clone();
-    let stream = futures_util::stream::unfold(from, move |at| {
-        let (app, layout) = (app2.clone(), layout.clone());
-        async move {
-            if at >= to {
-                return None;
+    let stream =
+        futures_util::stream::unfold((from, Openers::default()), move |(at, mut openers)| {
+            let (app, layout) = (app2.clone(), layout.clone());
+            async move {
+                if at >= to {
+                    return None;
+                }
+                let end = (at + PIECE).min(to);
+                let piece = render(&app, &layout, &mut openers, at, end)
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("{e:#}")));
+                Some((piece.map(Bytes::from), (end, openers)))
             }
-            let end = (at + PIECE).min(to);
-            let piece = render(&app, &layout, at, end)
-                .await
-                .map_err(|e| std::io::Error::other(format!("{e:#}")));
-            Some((piece.map(Bytes::from), end))
-        }
-    });
+        });
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = code;
     let h = resp.headers_mut();

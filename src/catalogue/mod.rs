@@ -180,6 +180,12 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
                     .await?
             }
             None => {
+                use axum::serve::ListenerExt;
+                // audio goes out in pieces: without TCP_NODELAY a piece's tail waits for the
+                // client's delayed ACK (Nagle), about 40 ms per response
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 axum::serve(listener, router(app))
                     .with_graceful_shutdown(stop)
                     .await?

@@ -77,7 +77,7 @@ impl Store {
 
     /// Deletes a call's rows; returns the blobs its segments were in (to delete after).
     pub async fn erase_rows(&self, call_id: &str) -> Result<Vec<String>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let blobs = sqlx::query("SELECT blob FROM segments WHERE call_id = $1")
             .bind(call_id)
             .fetch_all(&mut *tx)
@@ -136,7 +136,7 @@ impl Store {
     }
 
     pub async fn consent(&self, party: &str, by: &str, agreed: bool) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM training_consents WHERE party = $1")
             .bind(party)
             .execute(&mut *tx)

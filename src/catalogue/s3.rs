@@ -184,6 +184,18 @@ impl S3 {
         Ok(r.bytes().await?.to_vec())
     }
 
+    pub async fn get_range(&self, key: &str, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let req = self.request(reqwest::Method::GET, key, None)?.header(
+            reqwest::header::RANGE,
+            format!("bytes={offset}-{}", offset + len - 1),
+        );
+        let r = Self::check(req.send().await?, &format!("GET {key}")).await?;
+        Ok(r.bytes().await?.to_vec())
+    }
+
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let r = self
             .request(reqwest::Method::DELETE, key, None)?

@@ -134,6 +134,19 @@ impl Store {
         Ok(store)
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock at BEGIN (IMMEDIATE): a
+    /// deferred transaction that reads first and writes after fails at once with "database
+    /// is locked" when another connection wrote in between (busy_timeout does not cover that
+    /// upgrade), which concurrent retrievals (audit, grant) hit.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     async fn migrate(&self) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
@@ -141,7 +154,7 @@ impl Store {
         .execute(&self.pool)
         .await?;
         for (version, sqlite, postgres) in MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.write_tx().await?;
             let done: Option<AnyRow> =
                 sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(*version)
@@ -302,7 +315,7 @@ impl Store {
         let days = record.retention_days.unwrap_or(default_retention_days) as i64;
         let document =
             serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let existed = sqlx::query("SELECT call_id FROM calls WHERE call_id = $1")
             .bind(&record.call_id)
             .fetch_optional(&mut *tx)

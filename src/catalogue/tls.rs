@@ -61,6 +61,8 @@ impl axum::serve::Listener for TlsListener {
                     continue;
                 }
             };
+            // see the plain listener: no Nagle delay on the audio's pieces
+            let _ = tcp.set_nodelay(true);
             match tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => return (tls, addr),
                 Ok(Err(e)) => tracing::debug!(%addr, "TLS handshake failed: {e}"),
