@@ -518,48 +518,176 @@ fn policy_check_json_lists_every_call_and_writes_nothing() {
     }));
 }
 
-/// The unit file passes `systemd-analyze verify` and its hardening scores as "OK" or better
-/// (exposure below 3.0 of 10). Skipped where systemd's tools are not installed.
+/// The unit files (agent and catalogue) pass `systemd-analyze verify` and their hardening
+/// scores as "OK" or better (exposure below 3.0 of 10). Skipped where systemd's tools are
+/// not installed.
 #[test]
-fn the_systemd_unit_verifies_and_is_hardened() {
+fn the_systemd_units_verify_and_are_hardened() {
     let tool = Path::new("/usr/bin/systemd-analyze");
     if !tool.exists() {
         println!("SKIPPED: systemd-analyze not installed");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let unit = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/callvault-agent.service"),
-    )
-    .unwrap()
-    .replace("/usr/bin/callvault", env!("CARGO_BIN_EXE_callvault"));
-    let path = dir.path().join("callvault-agent.service");
-    std::fs::write(&path, unit).unwrap();
-    let verify = Command::new(tool)
-        .arg("verify")
-        .arg(&path)
+    for name in ["callvault-agent.service", "callvault-catalogue.service"] {
+        let unit = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("systemd")
+                .join(name),
+        )
+        .unwrap()
+        .replace("/usr/bin/callvault", env!("CARGO_BIN_EXE_callvault"));
+        let path = dir.path().join(name);
+        std::fs::write(&path, unit).unwrap();
+        let verify = Command::new(tool)
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let complaints = String::from_utf8_lossy(&verify.stderr);
+        assert!(verify.status.success(), "{complaints}");
+        assert!(
+            !complaints.contains(name),
+            "systemd-analyze verify: {complaints}"
+        );
+        let security = Command::new(tool)
+            .args(["security", "--offline=yes"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&security.stdout);
+        let level: f64 = text
+            .lines()
+            .find_map(|l| l.split(&format!("exposure level for {name}: ")).nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level in: {text}"));
+        assert!(level < 3.0, "{name}: exposure {level}:\n{text}");
+    }
+}
+
+/// `packaging/deb/build.sh` makes a Debian package of the release binary: it installs into a
+/// scratch root with dpkg (the maintainer scripts run against that root), creates the
+/// callvault user and the 0700 spool and catalogue directories, keeps the configurations as
+/// conffiles across a removal, and a purge deletes them but never the recordings.
+#[test]
+fn the_debian_package_installs_removes_and_purges() {
+    for tool in ["dpkg-deb", "dpkg", "objdump"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            println!("SKIPPED: {tool} not installed");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let built = Command::new("sh")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/deb/build.sh"))
+        .arg(env!("CARGO_BIN_EXE_callvault"))
+        .arg(dir.path().join("out"))
         .output()
         .unwrap();
-    let complaints = String::from_utf8_lossy(&verify.stderr);
-    assert!(verify.status.success(), "{complaints}");
     assert!(
-        !complaints.contains("callvault-agent.service"),
-        "systemd-analyze verify: {complaints}"
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
     );
-    let security = Command::new(tool)
-        .args(["security", "--offline=yes"])
-        .arg(&path)
+    let deb = PathBuf::from(String::from_utf8(built.stdout).unwrap().trim());
+    let field = |name: &str| {
+        let out = Command::new("dpkg-deb")
+            .args(["--field"])
+            .arg(&deb)
+            .arg(name)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(field("Package"), "callvault");
+    assert_eq!(field("Version"), env!("CARGO_PKG_VERSION"));
+    assert!(
+        field("Depends").starts_with("libc6 (>= 2."),
+        "{}",
+        field("Depends")
+    );
+    let contents = Command::new("dpkg-deb")
+        .arg("--contents")
+        .arg(&deb)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&security.stdout);
-    let level: f64 = text
-        .lines()
-        .find_map(|l| {
-            l.split("exposure level for callvault-agent.service: ")
-                .nth(1)
-        })
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level in: {text}"));
-    assert!(level < 3.0, "exposure {level}:\n{text}");
+    let contents = String::from_utf8(contents.stdout).unwrap();
+    for path in [
+        "./usr/bin/callvault",
+        "./usr/lib/systemd/system/callvault-agent.service",
+        "./usr/lib/systemd/system/callvault-catalogue.service",
+        "./usr/lib/sysusers.d/callvault.conf",
+        "./usr/lib/tmpfiles.d/callvault.conf",
+        "./etc/callvault/agent.toml",
+        "./etc/callvault/catalogue.toml",
+    ] {
+        assert!(contents.contains(path), "{path} missing:\n{contents}");
+    }
+    assert!(
+        contents
+            .lines()
+            .any(|l| l.starts_with("-rw-r----- root/root") && l.ends_with("agent.toml")),
+        "the configuration is not world-readable:\n{contents}"
+    );
+
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED the installation: dpkg --root needs root");
+        return;
+    }
+    let root = dir.path().join("root");
+    for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    let dpkg = |args: &[&str]| {
+        let out = Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .args([
+                "--force-script-chrootless",
+                "--force-depends",
+                "--log=/dev/null",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "dpkg {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    dpkg(&["--install", deb.to_str().unwrap()]);
+    let version = Command::new(root.join("usr/bin/callvault"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let config = root.join("etc/callvault/agent.toml");
+    assert!(config.exists());
+    let spool = root.join("var/spool/callvault");
+    if Path::new("/usr/bin/systemd-sysusers").exists() {
+        use std::os::unix::fs::PermissionsExt;
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+        assert!(passwd.contains("callvault:"), "{passwd}");
+        for d in [&spool, &root.join("var/lib/callvault/segments")] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{d:?}");
+        }
+    }
+    // a recording waiting in the spool
+    std::fs::create_dir_all(spool.join("segments")).unwrap();
+    std::fs::write(spool.join("segments/waiting.cvseg"), b"sealed").unwrap();
+
+    dpkg(&["--remove", "callvault"]);
+    assert!(!root.join("usr/bin/callvault").exists());
+    assert!(config.exists(), "a removal keeps the configuration");
+    dpkg(&["--purge", "callvault"]);
+    assert!(!config.exists(), "a purge deletes the configuration");
+    assert!(
+        spool.join("segments/waiting.cvseg").exists(),
+        "never the recordings"
+    );
 }
