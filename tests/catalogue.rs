@@ -392,6 +392,27 @@ fn shipping_works(lab: Lab) {
             .iter()
             .any(|n| n.service == "Parking" && n.number == "020 7371 5678")
     );
+    // a reload (SIGHUP) with a changed number list is reported again
+    let config = lab.path("agent.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let parking = "[[scope.numbers]]\nnumber = \"020 7371 5678\"\nservice = \"Parking\"\n";
+    assert!(text.contains(parking));
+    std::fs::write(&config, text.replace(parking, "")).unwrap();
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(
+        unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) },
+        0
+    );
+    let started = Instant::now();
+    loop {
+        let agents = rt.block_on(store.list_agents()).unwrap();
+        if agents[0].numbers.len() == 18 {
+            assert!(agents[0].numbers.iter().all(|n| n.service != "Parking"));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{agents:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for (record, blobs) in &originals {
         let stored = rt
             .block_on(store.call_document(&record.call_id))

@@ -54,9 +54,30 @@ pub struct Status {
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub recovered_calls: AtomicU64,
+    /// The number list the agent records, as reported to the catalogue, and its version
+    /// (bumped by each reload; the outbox reports again when it changes).
+    pub scope: Mutex<(u64, Vec<serde_json::Value>)>,
 }
 
 impl Status {
+    /// A new number list (start, reload): the outbox reports it to the catalogue.
+    pub fn set_scope(&self, scope: &crate::config::ScopeSection) {
+        let numbers = scope
+            .numbers
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "number": n.number,
+                    "service": n.service,
+                    "retention_days": n.retention_days,
+                })
+            })
+            .collect();
+        if let Ok(mut s) = self.scope.lock() {
+            *s = (s.0 + 1, numbers);
+        }
+    }
+
     pub fn new(captures: Vec<(String, Arc<CaptureStats>)>, hep: Arc<HepStats>) -> Status {
         Status {
             started: Instant::now(),
@@ -73,6 +94,7 @@ impl Status {
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             recovered_calls: AtomicU64::new(0),
+            scope: Mutex::new((0, Vec::new())),
         }
     }
 

@@ -339,6 +339,7 @@ fn reload<M: crate::pipeline::MediaPort>(
     match AgentConfig::load(path) {
         Ok(new) => {
             pipeline.set_policy(&new);
+            status.set_scope(&new.scope);
             status.reloads.fetch_add(1, Ordering::Relaxed);
             let unchanged_rest = new.agent.spool_dir == running.agent.spool_dir
                 && new.capture.interfaces == running.capture.interfaces

@@ -23,9 +23,8 @@ pub const SHIPPED_DIR: &str = "shipped";
 pub const REJECTED_DIR: &str = "rejected";
 
 pub struct Outbox {
-    /// The number list to report to the catalogue (what admins see the agent runs).
-    scope: Vec<serde_json::Value>,
-    scope_reported: bool,
+    /// The version of the number list (`Status::scope`) the catalogue has acknowledged.
+    scope_reported: u64,
     client: reqwest::Client,
     base: String,
     token: String,
@@ -50,6 +49,7 @@ impl Outbox {
         scope: &crate::config::ScopeSection,
         status: Arc<Status>,
     ) -> anyhow::Result<Outbox> {
+        status.set_scope(scope);
         let base = link.url.as_str();
         let keep = Duration::from_secs(link.keep_shipped_hours as u64 * 3600);
         let retry_max = Duration::from_secs(link.retry_max_seconds as u64);
@@ -70,18 +70,7 @@ impl Outbox {
             std::fs::create_dir_all(spool.join(dir))?;
         }
         Ok(Outbox {
-            scope: scope
-                .numbers
-                .iter()
-                .map(|n| {
-                    serde_json::json!({
-                        "number": n.number,
-                        "service": n.service,
-                        "retention_days": n.retention_days,
-                    })
-                })
-                .collect(),
-            scope_reported: false,
+            scope_reported: 0,
             client,
             base: base.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
@@ -95,8 +84,18 @@ impl Outbox {
     pub async fn run(mut self) {
         let mut failures = 0u32;
         loop {
-            if !self.scope_reported {
-                self.scope_reported = self.report_scope().await;
+            // the number list at start, and again after each reload that changed it
+            let pending = self
+                .status
+                .scope
+                .lock()
+                .ok()
+                .filter(|s| s.0 != self.scope_reported)
+                .map(|s| s.clone());
+            if let Some((version, numbers)) = pending
+                && self.report_scope(&numbers).await
+            {
+                self.scope_reported = version;
             }
             match self.round().await {
                 Ok(()) => {
@@ -121,12 +120,12 @@ impl Outbox {
     }
 
     /// Tells the catalogue which numbers this agent records (true once it has answered).
-    async fn report_scope(&self) -> bool {
+    async fn report_scope(&self, scope: &[serde_json::Value]) -> bool {
         let req = self
             .client
             .put(format!("{}/api/v1/agent/scope", self.base))
             .bearer_auth(&self.token)
-            .json(&self.scope);
+            .json(scope);
         answer(req.send().await).is_ok()
     }
 
