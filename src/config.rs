@@ -143,6 +143,12 @@ pub struct CatalogueLink {
     /// besides the system's.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// This agent's client certificate and its key (PEM), for a catalogue that requires
+    /// them (`server.client_ca`): the certificate names the agent (subjectAltName DNS).
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for CatalogueLink {
@@ -153,6 +159,8 @@ impl Default for CatalogueLink {
             keep_shipped_hours: default_keep_shipped_hours(),
             retry_max_seconds: default_retry_max_seconds(),
             ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }

@@ -148,6 +148,10 @@ struct Lab {
     tls: std::cell::RefCell<Option<(PathBuf, PathBuf, PathBuf)>>,
     /// The port of an S3 server holding the segments, instead of a directory.
     s3: std::cell::Cell<Option<u16>>,
+    /// The CA of agents' client certificates (the catalogue's `server.client_ca`).
+    client_ca: std::cell::RefCell<Option<PathBuf>>,
+    /// The agent's client certificate and key.
+    client_cert: std::cell::RefCell<Option<(PathBuf, PathBuf)>>,
 }
 
 impl Lab {
@@ -164,6 +168,8 @@ impl Lab {
             agent_port: free_port(),
             tls: Default::default(),
             s3: Default::default(),
+            client_ca: Default::default(),
+            client_cert: Default::default(),
         })
     }
 
@@ -172,10 +178,13 @@ impl Lab {
     }
 
     fn catalogue_config(&self) -> PathBuf {
-        let tls = match &*self.tls.borrow() {
+        let mut tls = match &*self.tls.borrow() {
             Some((cert, key, _)) => format!("tls_cert = {cert:?}\ntls_key = {key:?}\n"),
             None => String::new(),
         };
+        if let Some(ca) = &*self.client_ca.borrow() {
+            tls.push_str(&format!("client_ca = {ca:?}\n"));
+        }
         let s3 = match self.s3.get() {
             Some(port) => format!(
                 "[storage.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"callvault\"\naccess_key = \"{S3_ACCESS}\"\nsecret_key = \"{S3_SECRET}\"\n"
@@ -313,6 +322,17 @@ impl Lab {
                 "# ca_file = \"/etc/callvault/ca.pem\"",
                 &format!("ca_file = {ca:?}"),
             );
+        }
+        if let Some((cert, key)) = &*self.client_cert.borrow() {
+            t = t
+                .replace(
+                    "# client_cert = \"/etc/callvault/agent.crt\"",
+                    &format!("client_cert = {cert:?}"),
+                )
+                .replace(
+                    "# client_key = \"/etc/callvault/agent.key\"",
+                    &format!("client_key = {key:?}"),
+                );
         }
         t = set(t, "token_file", format!("{token:?}"));
         t = set(t, "keep_shipped_hours", keep_hours.to_string());
@@ -1522,19 +1542,76 @@ fn the_dpo_holds_restricts_exports_and_erases_and_retention_purges_on_postgresql
 }
 
 /// A private CA and a server certificate for 127.0.0.1 (openssl, as an admin would).
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client certificate naming `name` (subjectAltName DNS), from `make_certificates`' CA.
+fn client_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, ext, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.ext"),
+        format!("{name}.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"
+        ),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+    (dir.join(pem), dir.join(key))
+}
+
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     run(&[
         "req",
         "-x509",
@@ -1626,6 +1703,60 @@ fn agents_ship_over_https_to_a_catalogue_with_the_organisations_own_ca() {
     // the agent, given the CA, ships its calls
     let agent = lab.start_agent(&token, 0);
     lab.wait_shipped(&agent, 2);
+}
+
+/// With `server.client_ca`, an agent's token is not enough: it must come with a client
+/// certificate from that CA naming the same agent. People's browsers need none.
+#[test]
+fn agents_present_a_client_certificate_naming_them_when_the_catalogue_asks() {
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    let certs = make_certificates(lab.dir.path());
+    *lab.tls.borrow_mut() = Some(certs.clone());
+    *lab.client_ca.borrow_mut() = Some(certs.2.clone());
+    let token = lab.agent_add("callvault-agent");
+    lab.record(66);
+    let own = client_certificate(lab.dir.path(), "callvault-agent");
+    let other = client_certificate(lab.dir.path(), "someone-else");
+    let _catalogue = lab.start_catalogue();
+    let rt = rt();
+    let client = |identity: Option<&(PathBuf, PathBuf)>| {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&certs.2).unwrap()).unwrap();
+        let mut b = reqwest::Client::builder().add_root_certificate(ca);
+        if let Some((cert, key)) = identity {
+            let mut pem = std::fs::read(cert).unwrap();
+            pem.extend(std::fs::read(key).unwrap());
+            b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let base = format!("https://127.0.0.1:{}", lab.catalogue_port);
+    // a browser, without a certificate, reaches the sign-in page
+    let page = rt
+        .block_on(client(None).get(format!("{base}/login")).send())
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    // the agent's token with no certificate, or with another agent's: refused
+    let token_text = std::fs::read_to_string(&token).unwrap();
+    for (identity, says) in [(None, "requires agents"), (Some(&other), "does not name")] {
+        let r = rt
+            .block_on(
+                client(identity)
+                    .put(format!("{base}/api/v1/agent/scope"))
+                    .bearer_auth(token_text.trim())
+                    .json(&serde_json::json!([]))
+                    .send(),
+            )
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let body = rt.block_on(r.text()).unwrap();
+        assert!(body.contains(says), "{body}");
+    }
+    // with its own certificate the agent ships its calls
+    *lab.client_cert.borrow_mut() = Some(own);
+    let agent = lab.start_agent(&token, 0);
+    lab.wait_shipped(&agent, 2);
+    let (rt, store) = lab.db.store();
+    assert_eq!(rt.block_on(store.count("calls")).unwrap(), 2);
 }
 
 /// The S3 server the storage test runs against (s3s-fs, which checks SigV4 signatures);

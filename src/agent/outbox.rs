@@ -65,6 +65,27 @@ impl Outbox {
             })?;
             client = client.add_root_certificate(cert);
         }
+        match (&link.client_cert, &link.client_key) {
+            (Some(cert), Some(key)) => {
+                let mut pem = std::fs::read(cert).map_err(|e| {
+                    anyhow::anyhow!("catalogue.client_cert = {cert:?}: cannot read it: {e}")
+                })?;
+                pem.push(b'\n');
+                pem.extend(std::fs::read(key).map_err(|e| {
+                    anyhow::anyhow!("catalogue.client_key = {key:?}: cannot read it: {e}")
+                })?);
+                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    anyhow::anyhow!(
+                        "catalogue.client_cert / catalogue.client_key: not a PEM certificate and key: {e}"
+                    )
+                })?;
+                client = client.identity(identity);
+            }
+            (None, None) => {}
+            _ => anyhow::bail!(
+                "catalogue.client_cert and catalogue.client_key go together: set both, or neither"
+            ),
+        }
         let client = client.build()?;
         for dir in [SHIPPED_DIR, REJECTED_DIR] {
             std::fs::create_dir_all(spool.join(dir))?;

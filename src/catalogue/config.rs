@@ -32,6 +32,11 @@ pub struct ServerSection {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that sign the agents' client certificates. With it (HTTPS only),
+    /// an agent must present, besides its token, a certificate from that CA naming the agent
+    /// (its registered name as a DNS name in subjectAltName). People's browsers need none.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 fn default_max_upload_mb() -> usize {
@@ -180,6 +185,14 @@ impl CatalogueConfig {
                 format!("{:?}", self.server.tls_cert),
                 "HTTPS needs both server.tls_cert and server.tls_key",
                 "set both (PEM files), or neither for plain HTTP behind a TLS proxy",
+            );
+        }
+        if self.server.client_ca.is_some() && self.server.tls_cert.is_none() {
+            return invalid(
+                "server.client_ca",
+                format!("{:?}", self.server.client_ca),
+                "agents' client certificates need HTTPS",
+                "set server.tls_cert and server.tls_key too, or remove server.client_ca",
             );
         }
         let url = &self.storage.database_url;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::App;
 use super::blobs::Blobs;
 use super::store::{SegmentRow, Stored};
+use super::tls::ClientCert;
 use crate::segment::writer::hex;
 use crate::spool::CallRecord;
 use crate::vault::{HEADER_LEN, SegmentHeader};
@@ -36,28 +37,42 @@ pub fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.trim().as_bytes()))
 }
 
-/// The agent presenting `Authorization: Bearer <token>`.
-async fn agent(app: &App, headers: &HeaderMap) -> Result<String, Response> {
+/// The agent presenting `Authorization: Bearer <token>` and, when `server.client_ca` is set,
+/// a client certificate naming that same agent (a stolen token alone is not enough).
+async fn agent(app: &App, headers: &HeaderMap, cert: &ClientCert) -> Result<String, Response> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| reply(StatusCode::UNAUTHORIZED, "agent token required\n"))?;
-    match app.store.agent_by_token(&token_hash(token)).await {
-        Ok(Some(name)) => Ok(name),
-        Ok(None) => Err(reply(StatusCode::UNAUTHORIZED, "unknown agent token\n")),
-        Err(e) => Err(internal(e)),
+    let name = match app.store.agent_by_token(&token_hash(token)).await {
+        Ok(Some(name)) => name,
+        Ok(None) => return Err(reply(StatusCode::UNAUTHORIZED, "unknown agent token\n")),
+        Err(e) => return Err(internal(e)),
+    };
+    if app.config.server.client_ca.is_some() && !cert.names(&name) {
+        let why = match cert.0 {
+            None => format!(
+                "this catalogue requires agents to present a client certificate (catalogue.client_cert) for their name, \"{name}\"\n"
+            ),
+            Some(_) => format!(
+                "the client certificate does not name agent \"{name}\" (a subjectAltName DNS entry)\n"
+            ),
+        };
+        return Err(reply(StatusCode::UNAUTHORIZED, why));
     }
+    Ok(name)
 }
 
 pub async fn put_segment(
     State(app): State<App>,
+    ConnectInfo(cert): ConnectInfo<ClientCert>,
     Path(segment_id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let agent = match agent(&app, &headers).await {
+    let agent = match agent(&app, &headers, &cert).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -136,8 +151,13 @@ pub async fn put_segment(
     }
 }
 
-pub async fn post_call(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let agent = match agent(&app, &headers).await {
+pub async fn post_call(
+    State(app): State<App>,
+    ConnectInfo(cert): ConnectInfo<ClientCert>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let agent = match agent(&app, &headers, &cert).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -213,10 +233,11 @@ pub async fn post_call(State(app): State<App>, headers: HeaderMap, body: Bytes) 
 /// `PUT /api/v1/agent/scope`: the number list the agent runs with (what admins see).
 pub async fn put_scope(
     State(app): State<App>,
+    ConnectInfo(cert): ConnectInfo<ClientCert>,
     headers: HeaderMap,
     axum::Json(numbers): axum::Json<Vec<super::store::ScopeEntry>>,
 ) -> Response {
-    let agent = match agent(&app, &headers).await {
+    let agent = match agent(&app, &headers, &cert).await {
         Ok(a) => a,
         Err(r) => return r,
     };

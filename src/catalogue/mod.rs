@@ -140,7 +140,11 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("server.listen = {:?}: cannot listen", cfg.server.listen))?;
         let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
-            (Some(c), Some(k)) => Some(tls::server_config(c, k)?),
+            (Some(c), Some(k)) => Some(tls::server_config(
+                c,
+                k,
+                cfg.server.client_ca.as_deref(),
+            )?),
             _ => None,
         };
         tracing::info!(listen = %cfg.server.listen, database = ?app.store.backend, https = tls.is_some(), "catalogue ready");
@@ -175,18 +179,18 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
         };
         match tls {
             Some(tls) => {
-                axum::serve(tls::TlsListener::new(listener, tls), router(app))
+                axum::serve(
+                    tls::TlsListener::new(listener, tls),
+                    router(app).into_make_service_with_connect_info::<tls::ClientCert>(),
+                )
                     .with_graceful_shutdown(stop)
                     .await?
             }
             None => {
-                use axum::serve::ListenerExt;
-                // audio goes out in pieces: without TCP_NODELAY a piece's tail waits for the
-                // client's delayed ACK (Nagle), about 40 ms per response
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, router(app))
+                axum::serve(
+                    tls::PlainListener(listener),
+                    router(app).into_make_service_with_connect_info::<tls::ClientCert>(),
+                )
                     .with_graceful_shutdown(stop)
                     .await?
             }
