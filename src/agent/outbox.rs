@@ -140,6 +140,21 @@ impl Outbox {
         }
     }
 
+    /// One pass, not a loop (`callvault demo`): the number list, then every due call; Err
+    /// at the first transient failure.
+    pub async fn ship_all(&mut self) -> Result<(), String> {
+        let (version, numbers) = self
+            .status
+            .scope
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        if self.report_scope(&numbers).await {
+            self.scope_reported = version;
+        }
+        self.round().await
+    }
+
     /// Tells the catalogue which numbers this agent records (true once it has answered).
     async fn report_scope(&self, scope: &[serde_json::Value]) -> bool {
         let req = self

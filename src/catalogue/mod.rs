@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod blobs;
 pub mod config;
+pub mod demo;
 pub mod ingest;
 pub mod ladder;
 pub mod listen;

@@ -1,0 +1,191 @@
+//! The demo's catalogue half: the calls `demo` recorded are shipped by the agent's own outbox
+//! into a local catalogue (SQLite and a directory), then found and heard through the
+//! catalogue's HTTP API as a manager would: a search, a stated purpose and reference (audited
+//! first), the WAV. Then the audit chain is verified.
+//!
+//! Owns the demo catalogue's configuration file and the one-off server it runs on an
+//! ephemeral loopback port; it must not touch anything outside the demo directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::config::CatalogueConfig;
+use super::people::Role;
+use super::tls::{ClientCert, PlainListener};
+use crate::agent::metrics::{HepStats, Status};
+use crate::agent::outbox::Outbox;
+use crate::config::{AgentConfig, CatalogueLink};
+
+/// Where `callvault catalogue -c <config>` serves the demo catalogue afterwards.
+pub const DEMO_LISTEN: &str = "127.0.0.1:8480";
+
+/// What the demo did in the catalogue.
+pub struct DemoCatalogue {
+    pub config: PathBuf,
+    pub shipped: u64,
+    /// Calls the manager's search found.
+    pub found: i64,
+    /// The call retrieved, its audit record, and the WAV served.
+    pub retrieved: (String, i64, Vec<u8>),
+    pub manager: (String, String),
+    pub auditor: (String, String),
+    pub audit_records: i64,
+}
+
+fn password() -> anyhow::Result<String> {
+    let mut raw = [0u8; 9];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(crate::segment::writer::hex(&raw))
+}
+
+/// Ships the spool to a fresh catalogue in `dir`, then searches and retrieves as a manager.
+pub fn run(
+    dir: &Path,
+    agent: &AgentConfig,
+    spool: &Path,
+    private_key: &Path,
+) -> anyhow::Result<DemoCatalogue> {
+    for old in ["catalogue.db", "catalogue.db-wal", "catalogue.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(old));
+    }
+    let _ = std::fs::remove_dir_all(dir.join("blobs"));
+    let config = dir.join("catalogue.toml");
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    std::fs::write(
+        &config,
+        format!(
+            "# The demo's catalogue (made by `callvault demo`): SQLite and a directory, loopback only.\n[server]\nlisten = \"{DEMO_LISTEN}\"\n[storage]\ndatabase_url = \"sqlite://{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n",
+            absolute(&dir.join("catalogue.db")).display(),
+            absolute(&dir.join("blobs")),
+            absolute(private_key),
+        ),
+    )
+    .with_context(|| format!("cannot write {}", config.display()))?;
+    let cfg = CatalogueConfig::load(&config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let app = super::open(&cfg).await?;
+        let manager = ("manager".to_owned(), password()?);
+        let auditor = ("auditor".to_owned(), password()?);
+        let services: Vec<String> = agent
+            .scope
+            .numbers
+            .iter()
+            .map(|n| n.service.clone())
+            .collect();
+        app.store
+            .add_user(&manager.0, &manager.1, Role::Manager, &services, None)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        app.store
+            .add_user(&auditor.0, &auditor.1, Role::Auditor, &[], None)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        for (user, role) in [(&manager.0, Role::Manager), (&auditor.0, Role::Auditor)] {
+            app.store
+                .audit(super::audit::Entry {
+                    actor: "demo",
+                    action: "user_add",
+                    detail: serde_json::json!({ "username": user, "role": role.as_str() }),
+                    ..Default::default()
+                })
+                .await?;
+        }
+        let token = password()?;
+        app.store
+            .add_agent(&agent.agent.name, &super::ingest::token_hash(&token))
+            .await?;
+
+        // the catalogue, for this run only, on an ephemeral port
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let service =
+            super::router(app.clone()).into_make_service_with_connect_info::<ClientCert>();
+        let server =
+            tokio::spawn(async move { axum::serve(PlainListener(listener), service).await });
+
+        // the agent's outbox ships what was recorded
+        let status = Arc::new(Status::new(Vec::new(), Arc::new(HepStats::default())));
+        let link = CatalogueLink {
+            url: base.clone(),
+            ..CatalogueLink::default()
+        };
+        let mut outbox = Outbox::new(&link, token, spool, &agent.scope, status.clone())?;
+        outbox
+            .ship_all()
+            .await
+            .map_err(|e| anyhow::anyhow!("shipping to the demo catalogue: {e}"))?;
+        let shipped = status
+            .shipped_calls
+            .load(std::sync::atomic::Ordering::Relaxed);
+
+        // a manager searches, states a purpose, listens
+        let client = reqwest::Client::new();
+        let login = client
+            .post(format!("{base}/api/v1/login"))
+            .json(&serde_json::json!({ "username": manager.0, "password": manager.1 }))
+            .send()
+            .await?
+            .error_for_status()?;
+        let cookie = login
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .context("no session cookie")?
+            .to_owned();
+        let found: super::search::SearchResult = client
+            .get(format!("{base}/api/v1/calls"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let call = found.calls.first().context("the search found no call")?;
+        let grant: serde_json::Value = client
+            .post(format!("{base}/api/v1/calls/{}/access", call.call_id))
+            .header(reqwest::header::COOKIE, &cookie)
+            .json(&serde_json::json!({ "purpose": "quality_training", "reference": "DEMO-1" }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let audio = grant["audio"].as_str().context("no grant")?;
+        let wav = client
+            .get(format!("{base}{audio}"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?
+            .to_vec();
+        let verification = app.store.audit_verify().await?;
+        anyhow::ensure!(
+            verification.ok,
+            "the demo catalogue's audit chain does not verify"
+        );
+        server.abort();
+        app.store.close().await;
+        Ok(DemoCatalogue {
+            config,
+            shipped,
+            found: found.total,
+            retrieved: (
+                call.call_id.clone(),
+                grant["audit_seq"].as_i64().unwrap_or_default(),
+                wav,
+            ),
+            manager,
+            auditor,
+            audit_records: verification.records,
+        })
+    })
+}
