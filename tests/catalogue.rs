@@ -920,6 +920,63 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
     drop(lab);
 }
 
+/// The OpenAPI document the catalogue serves names every `/api/v1` route the router has,
+/// with its methods, and every path it names exists (signed out: 401, never 404 or 405).
+#[test]
+fn the_openapi_document_describes_every_api_route() {
+    let (_lab, _cat, api, recorded) = people_lab(|d| Some(Db::sqlite(d))).unwrap();
+    let doc = api.send(api.client.get(format!("{}/api/v1/openapi.json", api.base)));
+    assert_eq!(doc.code, 200);
+    assert_eq!(doc.headers["content-type"], "application/json");
+    let doc = doc.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let documented: std::collections::BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (path.clone(), m.to_uppercase()))
+        })
+        .collect();
+    // the router's /api/v1 routes, read from its source: `.route("/api/v1/…", get(…).post(…))`
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/catalogue/mod.rs"))
+            .unwrap();
+    let mut routed = std::collections::BTreeSet::new();
+    for part in source.split(".route(").skip(1) {
+        let part = part.trim_start();
+        let Some(path) = part.strip_prefix('"').and_then(|p| p.split('"').next()) else {
+            continue;
+        };
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        let handlers = part.split_once(',').unwrap().1;
+        let handlers = &handlers[..handlers.find("\n        .").unwrap_or(handlers.len())];
+        for method in ["get", "post", "put", "delete", "patch"] {
+            if handlers.contains(&format!("{method}(")) {
+                routed.insert((path.to_owned(), method.to_uppercase()));
+            }
+        }
+    }
+    assert!(routed.len() >= 20, "{routed:?}");
+    assert_eq!(documented, routed, "documented vs routed");
+    let id = &recorded[0].call_id;
+    for (path, method) in &documented {
+        let url = format!(
+            "{}{}",
+            api.base,
+            path.replace("{id}", id).replace("{segment_id}", id)
+        );
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = api.send(api.client.request(method.clone(), &url));
+        assert!(![404, 405].contains(&r.code), "{method} {path}: {}", r.code);
+    }
+}
+
 #[test]
 fn every_endpoint_answers_each_role_as_the_policy_says_on_sqlite() {
     role_matrix(|d| Some(Db::sqlite(d)));
