@@ -433,6 +433,25 @@ fn shipping_works(lab: Lab) {
         assert!(started.elapsed() < Duration::from_secs(15), "{agents:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // both lists are in the audit log, the change named
+    let changes = rt
+        .block_on(store.audit_list(&callvault::catalogue::audit::AuditQuery {
+            action: Some("agent_scope".into()),
+            limit: 10,
+            ..Default::default()
+        }))
+        .unwrap();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(changes.iter().all(|c| c.actor == "callvault-agent"));
+    let removed = changes
+        .iter()
+        .find(|c| c.detail.contains("\"numbers\":18"))
+        .expect("the reload's record");
+    assert!(
+        removed.detail.contains("020 7371 5678 (Parking)"),
+        "{}",
+        removed.detail
+    );
     for (record, blobs) in &originals {
         let stored = rt
             .block_on(store.call_document(&record.call_id))

@@ -154,10 +154,11 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let media_drops = media.queue_drops.clone();
     let mut pipeline = Pipeline::with_media(&cfg, media);
     pipeline.set_live(
-        [hep_udp.as_ref().and_then(|s| s.local_addr().ok())]
-            .into_iter()
-            .flatten()
-            .collect(),
+        hep_udp
+            .as_ref()
+            .and_then(|s| s.local_addr().ok())
+            .map(listener_addresses)
+            .unwrap_or_default(),
     );
 
     let control = Arc::new(Control {
@@ -327,6 +328,50 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         "stopped"
     );
     Ok(())
+}
+
+/// The addresses HEP sent to a listener on `listen` arrives at: that one, or for an
+/// unspecified address every address of this host's interfaces (HEP on a mirror port bound
+/// for another collector on the same port is not ours).
+fn listener_addresses(listen: std::net::SocketAddr) -> Vec<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    if !listen.ip().is_unspecified() {
+        return vec![listen];
+    }
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs(3) fills `list`, freed below with freeifaddrs(3); each entry's
+    // address is checked for null and its family before it is read as that family's type.
+    unsafe {
+        if libc::getifaddrs(&mut list) == 0 {
+            let mut p = list;
+            while !p.is_null() {
+                let a = (*p).ifa_addr;
+                if !a.is_null() {
+                    match i32::from((*a).sa_family) {
+                        libc::AF_INET => {
+                            let sin = &*(a as *const libc::sockaddr_in);
+                            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                            out.push(SocketAddr::new(IpAddr::V4(ip), listen.port()));
+                        }
+                        libc::AF_INET6 => {
+                            let sin6 = &*(a as *const libc::sockaddr_in6);
+                            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                            out.push(SocketAddr::new(IpAddr::V6(ip), listen.port()));
+                        }
+                        _ => {}
+                    }
+                }
+                p = (*p).ifa_next;
+            }
+            libc::freeifaddrs(list);
+        }
+    }
+    if out.is_empty() {
+        // no interface list: any destination on the listener's port
+        out.push(listen);
+    }
+    out
 }
 
 /// SIGHUP: re-reads the file; a valid `[scope]` applies to calls that start from now on.
@@ -537,5 +582,22 @@ async fn serve_metrics(listener: tokio::net::TcpListener, status: Arc<Status>) {
         .with_state(status);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("metrics endpoint stopped: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_on_every_address_is_each_address_of_this_host() {
+        let any = listener_addresses("0.0.0.0:9060".parse().unwrap());
+        assert!(any.contains(&"127.0.0.1:9060".parse().unwrap()), "{any:?}");
+        assert!(
+            any.iter()
+                .all(|a| a.port() == 9060 && !a.ip().is_unspecified())
+        );
+        let one: std::net::SocketAddr = "10.1.2.3:9060".parse().unwrap();
+        assert_eq!(listener_addresses(one), vec![one]);
     }
 }

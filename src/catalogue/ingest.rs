@@ -244,8 +244,36 @@ pub async fn put_scope(
     if numbers.len() > 10_000 {
         return reply(StatusCode::PAYLOAD_TOO_LARGE, "too many numbers\n");
     }
-    match app.store.set_agent_scope(&agent, &numbers).await {
-        Ok(()) => reply(StatusCode::OK, "stored\n"),
-        Err(e) => internal(e),
+    // what an agent records is policy: a change of its number list goes in the audit log,
+    // before the new list is stored (a failure after it re-audits on the retry; none is lost)
+    let before = match app.store.agent_scope(&agent).await {
+        Ok(b) => b.unwrap_or_default(),
+        Err(e) => return internal(e),
+    };
+    let describe = |list: &[super::store::ScopeEntry], other: &[super::store::ScopeEntry]| {
+        list.iter()
+            .filter(|n| !other.contains(n))
+            .map(|n| format!("{} ({})", n.number, n.service))
+            .collect::<Vec<_>>()
+    };
+    let (added, removed) = (describe(&numbers, &before), describe(&before, &numbers));
+    if !added.is_empty() || !removed.is_empty() {
+        let entry = super::audit::Entry {
+            actor: &agent,
+            action: "agent_scope",
+            detail: serde_json::json!({
+                "numbers": numbers.len(),
+                "added": added,
+                "removed": removed,
+            }),
+            ..Default::default()
+        };
+        if let Err(e) = app.store.audit(entry).await {
+            return internal(e);
+        }
     }
+    if let Err(e) = app.store.set_agent_scope(&agent, &numbers).await {
+        return internal(e);
+    }
+    reply(StatusCode::OK, "stored\n")
 }

@@ -173,14 +173,18 @@ impl Part {
             let mut plain = Vec::with_capacity(sealed.len());
             for (k, piece) in sealed.chunks(stride as usize).enumerate() {
                 let i = first + k as u64;
-                let opened = op
-                    .open_chunk(i as u32, piece, complete && i == chunks - 1)
-                    // a recovered segment may end with a chunk sealed as the last one
-                    .or_else(|e| match complete {
-                        true => Err(e),
-                        false => op.open_chunk(i as u32, piece, true),
-                    })
-                    .map_err(|e| anyhow::anyhow!("{blob}: chunk {i}: {e}"))?;
+                let opened = match op.open_chunk(i as u32, piece, complete && i == chunks - 1) {
+                    Ok(p) => p,
+                    Err(e) if complete => {
+                        return Err(anyhow::anyhow!("{blob}: chunk {i}: {e}"));
+                    }
+                    // a recovered segment may end with a chunk sealed as the last one; past
+                    // a chunk that does not open (torn by the crash) it has no audio
+                    Err(_) => match op.open_chunk(i as u32, piece, true) {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
                 plain.extend_from_slice(&opened);
             }
             Ok(plain)
@@ -220,9 +224,11 @@ async fn render(
             continue;
         }
         let (lo, hi) = (a.max(ps), b.min(pe));
-        // byte k of this part at the output rate = source frame (k/4)/repeat, byte k%4
-        let src = |k: u64| (k / 4 / p.repeat) * 4 + k % 4;
-        let (src_lo, src_hi) = (src(lo - ps), src(hi - 1 - ps) + 1);
+        if lo >= hi {
+            continue;
+        }
+        let src = |k: u64| source_byte(k, p.repeat);
+        let (src_lo, src_hi) = source_span(lo - ps, hi - ps, p.repeat);
         let pcm = p
             .plaintext(app, opener, hlen + src_lo, hlen + src_hi)
             .await?;
@@ -240,6 +246,21 @@ async fn render(
     }
     out.extend_from_slice(&data);
     Ok(out)
+}
+
+/// The byte of a part's PCM that its output byte `k` comes from: source frame
+/// (k/4)/repeat, byte k%4 (an 8 kHz segment in a 16 kHz call repeats each frame twice).
+fn source_byte(k: u64, repeat: u64) -> u64 {
+    (k / 4 / repeat) * 4 + k % 4
+}
+
+/// The part's PCM bytes that its output bytes `[lo, hi)` come from: whole source frames
+/// (with `repeat > 1` an output range cut inside a frame still needs all of it).
+fn source_span(lo: u64, hi: u64, repeat: u64) -> (u64, u64) {
+    if repeat == 1 {
+        return (lo, hi);
+    }
+    (lo / 4 / repeat * 4, ((hi - 1) / 4 / repeat + 1) * 4)
 }
 
 /// The whole WAV of a call, in memory (subject-access and training bundles).
@@ -410,4 +431,28 @@ pub async fn audio(
         h.insert(header::CONTENT_RANGE, v);
     }
     resp.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every output byte of a range, however cut, comes from inside the source span fetched.
+    #[test]
+    fn a_range_cut_inside_a_frame_fetches_the_whole_source_frames() {
+        for repeat in [1, 2] {
+            for lo in 0..48 {
+                for hi in lo + 1..64 {
+                    let (src_lo, src_hi) = source_span(lo, hi, repeat);
+                    for k in lo..hi {
+                        let b = source_byte(k, repeat);
+                        assert!(
+                            (src_lo..src_hi).contains(&b),
+                            "repeat {repeat} [{lo}, {hi}): byte {k} from {b}, fetched [{src_lo}, {src_hi})"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

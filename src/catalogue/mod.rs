@@ -214,6 +214,9 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
 /// `callvault catalogue agent-add NAME`: registers an agent and returns its new token
 /// (shown once; only its hash is kept).
 pub fn add_agent(cfg: &CatalogueConfig, name: &str) -> anyhow::Result<String> {
+    if let Some(why) = people::agent_name_problem(name) {
+        anyhow::bail!("agent name {name:?}: {why}");
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

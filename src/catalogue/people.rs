@@ -125,6 +125,21 @@ fn password_matches(password: &str, stored: &str) -> bool {
     })
 }
 
+/// Why `name` cannot be an agent's name, if it cannot: a DNS label (1–63 of a–z, 0–9 and
+/// '-', not at either end), so that a client certificate can name the agent exactly.
+pub fn agent_name_problem(name: &str) -> Option<&'static str> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    (!ok).then_some(
+        "an agent's name is 1 to 63 lowercase letters, digits and '-' (not first or last), e.g. recorder-1",
+    )
+}
+
 pub fn refuse(code: StatusCode, why: &str) -> Response {
     (code, format!("{why}\n")).into_response()
 }

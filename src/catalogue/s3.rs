@@ -193,7 +193,17 @@ impl S3 {
             format!("bytes={offset}-{}", offset + len - 1),
         );
         let r = Self::check(req.send().await?, &format!("GET {key}")).await?;
-        Ok(r.bytes().await?.to_vec())
+        // a store that ignores Range answers 200 with the whole object
+        let whole = r.status() != reqwest::StatusCode::PARTIAL_CONTENT;
+        if whole && offset > 0 {
+            anyhow::bail!(
+                "GET {key}: the object store ignored the Range header ({})",
+                r.status()
+            );
+        }
+        let mut data = r.bytes().await?.to_vec();
+        data.truncate(len as usize);
+        Ok(data)
     }
 
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {

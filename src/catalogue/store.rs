@@ -214,6 +214,16 @@ impl Store {
     }
 
     /// Stores the number list an agent runs with.
+    /// The number list an agent reported last (None: it has not reported one).
+    pub async fn agent_scope(&self, agent: &str) -> Result<Option<Vec<ScopeEntry>>, sqlx::Error> {
+        let before: Option<String> = sqlx::query("SELECT scope FROM agents WHERE name = $1")
+            .bind(agent)
+            .fetch_optional(&self.pool)
+            .await?
+            .and_then(|r| r.try_get::<Option<String>, _>("scope").ok().flatten());
+        Ok(before.and_then(|b| serde_json::from_str(&b).ok()))
+    }
+
     pub async fn set_agent_scope(
         &self,
         agent: &str,

@@ -1182,8 +1182,8 @@ pub async fn add_agent(
         return not_allowed(&who);
     }
     let name = f.name.trim().to_owned();
-    if name.is_empty() || name.len() > 100 {
-        return admin_page(&app, &who, Some("Name the agent.".into())).await;
+    if let Some(why) = super::people::agent_name_problem(&name) {
+        return admin_page(&app, &who, Some(format!("{why}."))).await;
     }
     let token = super::people::new_token();
     if let Err(e) = app
