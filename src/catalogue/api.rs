@@ -187,22 +187,10 @@ pub async fn search(
     if !who.role.finds_calls() {
         return forbidden("search calls");
     }
-    let result = match app.store.search(&who, &q).await {
+    let result = match app.store.audited_search(&who, &q).await {
         Ok(r) => r,
         Err(e) => return internal(e),
     };
-    if let Err(e) = app
-        .store
-        .audit(Entry {
-            actor: &who.username,
-            action: "search",
-            detail: json!({ "filters": q, "total": result.total }),
-            ..Default::default()
-        })
-        .await
-    {
-        return internal(e);
-    }
     Json(result).into_response()
 }
 

@@ -159,6 +159,24 @@ fn bind<'q>(
 }
 
 impl Store {
+    /// A search as a person runs it (API or web UI): the result, and its audit record
+    /// (who, the filters, how many calls matched) committed before it is shown.
+    pub async fn audited_search(
+        &self,
+        who: &Caller,
+        q: &CallQuery,
+    ) -> Result<SearchResult, sqlx::Error> {
+        let result = self.search(who, q).await?;
+        self.audit(super::audit::Entry {
+            actor: &who.username,
+            action: "search",
+            detail: serde_json::json!({ "filters": q, "total": result.total }),
+            ..Default::default()
+        })
+        .await?;
+        Ok(result)
+    }
+
     pub async fn search(&self, who: &Caller, q: &CallQuery) -> Result<SearchResult, sqlx::Error> {
         let page = q.page.unwrap_or(1).max(1);
         let page_size = q.page_size.unwrap_or(50).clamp(1, 500);

@@ -286,22 +286,10 @@ pub async fn search(
         page_size: Some(25),
         ..Default::default()
     };
-    let result = match app.store.search(&who, &q).await {
+    let result = match app.store.audited_search(&who, &q).await {
         Ok(r) => r,
         Err(e) => return internal(e),
     };
-    if let Err(e) = app
-        .store
-        .audit(Entry {
-            actor: &who.username,
-            action: "search",
-            detail: json!({ "filters": q, "total": result.total }),
-            ..Default::default()
-        })
-        .await
-    {
-        return internal(e);
-    }
     let rows = result
         .calls
         .iter()
