@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=(sip-tester tcpdump postgresql chromium)
-# SIPp and tcpdump for the real-SIP-peer tests (tests/sipp.rs); PostgreSQL for the catalogue
+need_apt=(sip-tester tcpdump kamailio rtpengine-daemon postgresql chromium)
+# SIPp and tcpdump for the real-SIP-peer tests (tests/sipp.rs); Kamailio and rtpengine for the
+# SBC tests (tests/sbc.rs: run by the tests, never as services); PostgreSQL for the catalogue
 # tests (tests/catalogue.rs runs on SQLite and on PostgreSQL); Chromium for the web UI's
 # browser test.
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -17,6 +18,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     if [ ${#missing[@]} -gt 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     fi
+    # the SBC tests start their own Kamailio and rtpengine; a packaged service that started
+    # on install would hold port 5060 on every address
+    for svc in kamailio rtpengine-daemon; do
+      if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        systemctl stop "$svc" || true
+      fi
+    done
   else
     echo "tests need: ${need_apt[*]} (run as root, or install them)" >&2
   fi

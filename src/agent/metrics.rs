@@ -222,6 +222,13 @@ impl Status {
             ],
         );
         metric(
+            "rtp_relay_copies_total",
+            "counter",
+            "RTP packets of recorded calls seen again on another hop of a media relay (before \
+             and after an SBC): the voice is recorded once, the copies are counted.",
+            &[("", m.rtp_relay_copies)],
+        );
+        metric(
             "hep_captured_to_listener_total",
             "counter",
             "HEP packets a capture interface saw on their way to this agent's HEP listener: \

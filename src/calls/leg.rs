@@ -1,6 +1,6 @@
 //! A leg: one SIP dialog (Call-ID and tags) with its offer/answer media endpoints.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
@@ -84,6 +84,20 @@ pub struct TransferNote {
     pub cseq: u32,
 }
 
+/// One hop of a dialog's signalling path: the two addresses a SIP message travelled between
+/// (in either direction). Behind a proxy or SBC one dialog crosses several hops, and each hop
+/// announces its own media addresses in its own copy of the SDP (the SBC rewrites them for
+/// the media relay): a forwarded offer adds the addresses of a hop, it does not move the media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Hop(IpAddr, IpAddr);
+
+impl Hop {
+    pub fn between(a: SocketAddr, b: SocketAddr) -> Hop {
+        let (a, b) = (a.ip(), b.ip());
+        if a <= b { Hop(a, b) } else { Hop(b, a) }
+    }
+}
+
 /// Organisation identities kept per leg.
 pub const MAX_ORG_IDENTITIES: usize = 8;
 
@@ -116,8 +130,8 @@ pub struct Leg {
     pub ended_at: Option<Timestamp>,
     pub end_reason: Option<String>,
     pub last_signal: Timestamp,
-    /// Where each party receives media, from every SDP seen (latest first wins on lookup).
-    pub endpoints: Vec<(SocketAddr, Party)>,
+    /// Where each party receives media, per hop, from every SDP seen.
+    pub endpoints: Vec<(SocketAddr, Party, Hop)>,
     /// A CANCEL was seen: the failure response that follows is the caller giving up.
     pub cancelled: bool,
     /// REFERs sent inside this leg.
@@ -160,15 +174,16 @@ impl Leg {
         }
     }
 
-    pub fn remember_endpoint(&mut self, addr: SocketAddr, party: Party) {
-        if let Some(e) = self.endpoints.iter_mut().find(|(a, _)| *a == addr) {
+    pub fn remember_endpoint(&mut self, addr: SocketAddr, party: Party, hop: Hop) {
+        if let Some(e) = self.endpoints.iter_mut().find(|(a, _, _)| *a == addr) {
             e.1 = party;
+            e.2 = hop;
             return;
         }
         if self.endpoints.len() >= MAX_ENDPOINTS {
             self.endpoints.remove(0);
         }
-        self.endpoints.push((addr, party));
+        self.endpoints.push((addr, party, hop));
     }
 
     pub fn end(&mut self, at: Timestamp, reason: &str) {

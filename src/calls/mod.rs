@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::decode::PayloadMap;
 
 pub use call::Call;
-pub use leg::{JoinedBy, Leg, LegState, Party};
+pub use leg::{Hop, JoinedBy, Leg, LegState, Party};
 pub use tracker::{CallCounters, CallTracker};
 
 /// The two channels of a recording.

@@ -23,7 +23,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::call::Call;
-use super::leg::{JoinedBy, Leg, LegState, MAX_TRANSFER_NOTES, Party, TransferNote};
+use super::leg::{Hop, JoinedBy, Leg, LegState, MAX_TRANSFER_NOTES, Party, TransferNote};
 use super::transfer::{
     InviteEvidence, Join, MAX_PENDING, MEDIA_JOIN_ACTIVITY, PendingTransfer, TRANSFER_WINDOW,
     comparable, match_pending,
@@ -86,6 +86,8 @@ pub struct CallTracker {
     endpoints: HashMap<SocketAddr, (CallKey, Side)>,
     /// Call-IDs of calls that ended recently, with their decision (see `TOMBSTONE_TTL`).
     tombstones: HashMap<String, Tombstone>,
+    /// The hop the message being handled travelled (its SDP speaks for that hop only).
+    hop: Hop,
     pub counters: CallCounters,
 }
 
@@ -101,6 +103,10 @@ impl CallTracker {
             pending: Vec::new(),
             endpoints: HashMap::new(),
             tombstones: HashMap::new(),
+            hop: Hop::between(
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+            ),
             counters: CallCounters::default(),
         }
     }
@@ -154,15 +160,17 @@ impl CallTracker {
         Some(call)
     }
 
-    /// Handles one SIP message. `activity` tells when a call last had media (for joins by
-    /// media endpoint).
+    /// Handles one SIP message sent from `src` to `dst`. `activity` tells when a call last
+    /// had media (for joins by media endpoint).
     pub fn on_message(
         &mut self,
         time: Timestamp,
         msg: &Message<'_>,
         src: SocketAddr,
+        dst: SocketAddr,
         activity: &dyn Fn(CallKey) -> Option<Timestamp>,
     ) {
+        self.hop = Hop::between(src, dst);
         let Some(sip_id) = msg.call_id() else {
             self.counters.without_call_id += 1;
             return;
@@ -835,16 +843,21 @@ impl CallTracker {
         let owner = leg.side_of(party);
         let peer = leg.side_of(party.other());
         let announced = audio_endpoints(&sdp, src);
+        let hop = self.hop;
         if !announced.is_empty() {
-            // The party now receives only where this SDP says: its earlier addresses are
-            // forgotten, so that a port it gave up cannot record someone else later.
+            // The party now receives only where this SDP says, on the hop it was sent on:
+            // its earlier addresses there are forgotten, so that a port it gave up cannot
+            // record someone else later. Its addresses on the other hops of a proxied dialog
+            // (the SBC's side of the media relay) are that hop's to change.
             let gone: Vec<SocketAddr> = leg
                 .endpoints
                 .iter()
-                .filter(|(a, p)| *p == party && !announced.iter().any(|(n, _)| n == a))
-                .map(|(a, _)| *a)
+                .filter(|(a, p, h)| {
+                    *p == party && *h == hop && !announced.iter().any(|(n, _)| n == a)
+                })
+                .map(|(a, _, _)| *a)
                 .collect();
-            leg.endpoints.retain(|(a, _)| !gone.contains(a));
+            leg.endpoints.retain(|(a, _, _)| !gone.contains(a));
             for addr in gone {
                 if self.endpoints.get(&addr).is_some_and(|(k, _)| *k == key) {
                     self.endpoints.remove(&addr);
@@ -853,7 +866,7 @@ impl CallTracker {
             }
         }
         for (addr, codecs) in announced {
-            leg.remember_endpoint(addr, party);
+            leg.remember_endpoint(addr, party, hop);
             if self.endpoints.len() < self.limits.max_dialogs * 4
                 || self.endpoints.contains_key(&addr)
             {

@@ -27,7 +27,7 @@ use crate::calls::Side;
 use crate::config::MediaSection;
 use crate::decode::{CodecKind, Decoder, MAX_PACKET_SAMPLES, PayloadMap};
 use crate::mixer::Timeline;
-use crate::rtp::{Anchor, SeqVerdict, Stream};
+use crate::rtp::{Anchor, PacketPrint, SeqVerdict, Stream};
 use crate::segment::{SegmentInfo, SegmentStore, SegmentWriter};
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
@@ -45,6 +45,9 @@ pub struct MediaCounters {
     pub rtp_malformed: u64,
     pub rtp_duplicates: u64,
     pub rtp_late: u64,
+    /// Packets another hop of a media relay had already delivered (the same voice seen
+    /// before and after an SBC): counted, not heard twice.
+    pub rtp_relay_copies: u64,
     /// Packets whose timestamp put them far in the future of capture time (and whose sequence
     /// number said they were not the newest, so the stream was not re-anchored): dropped.
     pub rtp_bogus_timestamp: u64,
@@ -71,6 +74,7 @@ impl MediaCounters {
         self.rtp_malformed += other.rtp_malformed;
         self.rtp_duplicates += other.rtp_duplicates;
         self.rtp_late += other.rtp_late;
+        self.rtp_relay_copies += other.rtp_relay_copies;
         self.rtp_bogus_timestamp += other.rtp_bogus_timestamp;
         self.rtp_events += other.rtp_events;
         self.rtp_undecodable += other.rtp_undecodable;
@@ -101,6 +105,10 @@ pub struct StreamSummary {
     pub late: u64,
     pub events: u64,
     pub resyncs: u64,
+    /// Packets of this stream another stream of the same party had already delivered: the
+    /// copy of a media relay's other hop, not heard twice.
+    #[serde(default)]
+    pub relay_copies: u64,
     pub first_seen: String,
     pub last_seen: String,
 }
@@ -280,6 +288,42 @@ impl<S: SegmentStore> MediaStage<S> {
             }
         };
         let ext_ts = stream.extend_timestamp(rtp.timestamp());
+        // The same packet on another hop of a media relay (an SBC between caller and agent
+        // on the mirrored path): the voice is heard once. The first copy of each packet to
+        // arrive is the one recorded, whichever hop it came from: it is nearest the sender
+        // (a relay only adds delay), and a packet the mirror lost on one hop is still
+        // recorded from the other.
+        let print = PacketPrint::of(rtp.sequence_number().into(), rtp.timestamp(), rtp.payload());
+        let copy_of = (cm.streams.len() > 1)
+            .then(|| {
+                cm.streams.iter().enumerate().find_map(|(j, s)| {
+                    (j != idx && s.side == side && s.ssrc == ssrc)
+                        .then(|| s.recent.find(print, time).map(|ext| (j, ext)))
+                        .flatten()
+                })
+            })
+            .flatten();
+        if let Some((j, their_ext)) = copy_of {
+            // Its own packets (those the other hop lost) land where the other copy's would.
+            let aligned = cm
+                .timeline
+                .as_ref()
+                .and_then(|t| cm.streams[j].position(their_ext, t.rate()))
+                .filter(|&pos| pos >= 0);
+            let stream = &mut cm.streams[idx];
+            if let Some(pos) = aligned {
+                stream.anchor = Some(Anchor {
+                    rtp_ts: ext_ts,
+                    pos: pos as u64,
+                });
+            }
+            stream.recent.push(print, time, ext_ts);
+            stream.stats.relay_copies += 1;
+            self.counters.rtp_relay_copies += 1;
+            return;
+        }
+        let stream = &mut cm.streams[idx];
+        stream.recent.push(print, time, ext_ts);
         match stream.kind {
             Some(CodecKind::TelephoneEvent) => {
                 stream.stats.events += 1;
@@ -550,6 +594,7 @@ fn stream_summary(s: &Stream) -> StreamSummary {
         late: s.stats.late,
         events: s.stats.events,
         resyncs: s.stats.resyncs,
+        relay_copies: s.stats.relay_copies,
         first_seen: s.first_seen.rfc3339(),
         last_seen: s.last_seen.rfc3339(),
     }
@@ -770,6 +815,81 @@ mod tests {
         );
         let plains = decrypt(&stage, &key);
         assert_eq!(plains.len(), 2);
+    }
+
+    const RELAY: SocketAddr = SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 99)),
+        30000,
+    );
+
+    /// The caller's channel of a one-segment recording.
+    fn left_channel(stage: &MediaStage<MemStore>, key: &CataloguePrivateKey) -> Vec<i16> {
+        let plain = &decrypt(stage, key)[0];
+        plain[44..]
+            .chunks_exact(4)
+            .map(|f| i16::from_le_bytes([f[0], f[1]]))
+            .collect()
+    }
+
+    fn noise(seed: u16) -> Vec<u8> {
+        (0..160u16)
+            .map(|i| (i.wrapping_mul(31).wrapping_add(seed.wrapping_mul(97)) % 251) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn a_relay_copy_of_a_voice_is_heard_once_and_fills_what_the_other_hop_lost() {
+        let (mut stage, key) = stage();
+        let slot = stage.open(Uuid::now_v7());
+        let pcma = map(8, "PCMA");
+        for i in 0..50u16 {
+            let t = Timestamp::from_millis(1_000 + i as u64 * 20);
+            let p = rtp(8, i, i as u32 * 160, 0xCA11_0000, &noise(i));
+            // the caller's hop lost packet 10; the relay's copy, 0.2 ms later, has it
+            if i != 10 {
+                stage.packet(slot, Side::Caller, SRC, t, &p, &pcma);
+            }
+            let relayed = t + Duration::from_micros(200);
+            stage.packet(slot, Side::Caller, RELAY, relayed, &p, &pcma);
+        }
+        let summary = stage.close(slot, Timestamp::from_millis(2_000));
+        assert_eq!(stage.counters.rtp_relay_copies, 49);
+        let copies: Vec<u64> = summary.streams.iter().map(|s| s.relay_copies).collect();
+        assert_eq!(copies, [0, 49]);
+        let left = left_channel(&stage, &key);
+        let sent: Vec<i16> = (0..50u16)
+            .flat_map(noise)
+            .map(g711::alaw_to_linear)
+            .collect();
+        assert_eq!(
+            &left[..sent.len()],
+            &sent[..],
+            "each sample once, none missing"
+        );
+    }
+
+    #[test]
+    fn two_senders_to_one_party_are_both_heard_even_with_one_ssrc() {
+        // a conference bridge or music on hold beside the agent's phone: other audio, even
+        // when the devices share an SSRC, sequence and timing (SIPp and some PBXs do)
+        let (mut stage, key) = stage();
+        let slot = stage.open(Uuid::now_v7());
+        let pcma = map(8, "PCMA");
+        for i in 0..50u16 {
+            let t = Timestamp::from_millis(1_000 + i as u64 * 20);
+            let a = rtp(8, i, i as u32 * 160, 0xCA11_0000, &[0xd4; 160]);
+            let b = rtp(8, i, i as u32 * 160, 0xCA11_0000, &[0x2a; 160]);
+            stage.packet(slot, Side::Caller, SRC, t, &a, &pcma);
+            stage.packet(slot, Side::Caller, RELAY, t, &b, &pcma);
+        }
+        stage.close(slot, Timestamp::from_millis(2_000));
+        assert_eq!(stage.counters.rtp_relay_copies, 0);
+        let left = left_channel(&stage, &key);
+        let both = g711::alaw_to_linear(0xd4).saturating_add(g711::alaw_to_linear(0x2a));
+        assert!(
+            left[80..7_000].iter().all(|&s| s == both),
+            "both senders mixed"
+        );
     }
 
     #[test]

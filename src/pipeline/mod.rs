@@ -411,7 +411,9 @@ impl<M: MediaPort> Core<M> {
                 self.counters.sip_messages += 1;
                 let activity = &self.activity;
                 self.tracker
-                    .on_message(dg.time, &msg, dg.src, &|key| activity.get(&key).copied());
+                    .on_message(dg.time, &msg, dg.src, dg.dst, &|key| {
+                        activity.get(&key).copied()
+                    });
                 self.tracker.note_signal(dg.time, &msg, dg.src, dg.dst);
                 self.apply_events();
             }

@@ -52,8 +52,8 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "RTP in recorded     {} duplicates, {} late, {} DTMF events, {} undecodable",
-            m.rtp_duplicates, m.rtp_late, m.rtp_events, m.rtp_undecodable
+            "RTP in recorded     {} duplicates, {} relay copies, {} late, {} DTMF events, {} undecodable",
+            m.rtp_duplicates, m.rtp_relay_copies, m.rtp_late, m.rtp_events, m.rtp_undecodable
         )?;
         writeln!(
             f,

@@ -5,9 +5,11 @@
 //! packets that the stream table has already matched to a recorded call and emits placement
 //! decisions; it never decodes audio itself and never sees packets of calls out of scope.
 
+pub mod relay;
 pub mod sequence;
 pub mod stream;
 
+pub use relay::{PacketPrint, RecentPackets};
 pub use sequence::{SeqVerdict, SequenceTracker};
 pub use stream::{Anchor, Stream, StreamStats};
 

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+use super::relay::RecentPackets;
 use super::sequence::SequenceTracker;
 use crate::calls::Side;
 use crate::decode::{CodecKind, Decoder};
@@ -35,6 +36,9 @@ pub struct StreamStats {
     pub late: u64,
     /// Times the stream was re-anchored to capture time (timestamp jumps, long gaps).
     pub resyncs: u64,
+    /// Packets another stream of the same party had already carried: the copy of a media
+    /// relay's other hop (see [`super::relay`]), not heard twice.
+    pub relay_copies: u64,
 }
 
 #[derive(Debug)]
@@ -53,6 +57,8 @@ pub struct Stream {
     pub codec_name: String,
     pub clock_rate: u32,
     pub decoder: Option<Decoder>,
+    /// The packets it carried last, to recognise another hop's copies of them.
+    pub recent: RecentPackets,
     ts_started: bool,
     ts_highest: u64,
     pub first_seen: Timestamp,
@@ -73,6 +79,7 @@ impl Stream {
             codec_name: String::new(),
             clock_rate: 8000,
             decoder: None,
+            recent: RecentPackets::default(),
             ts_started: false,
             ts_highest: 0,
             first_seen: now,

@@ -1,0 +1,342 @@
+//! Calls through a real SBC: Kamailio (Debian's `kamailio`: stateful proxy, double
+//! Record-Route, the `rtpengine` module, `siptrace` in HEP v3) anchors the signalling and
+//! rtpengine (Debian's `rtpengine-daemon`, userspace forwarding only, no kernel module) relays
+//! the media between its outside address (callers) and its inside address (agents' phones).
+//! SIPp plays the phones. The mirror (tcpdump on the lab's loopback network) sees every SIP
+//! message and every RTP packet twice, once on each side of the SBC, as a mirror port in
+//! front of a real SBC does.
+//!
+//! Each recording is decrypted and checked per channel: the right voice, heard once (level
+//! within 1 dB of what the phone sent, no sample louder than anything the phone sent: two
+//! relay copies summed would be 6 dB up and clip), every Call-ID of the conversation in one
+//! recording, and nothing of an out-of-scope call on disk.
+//!
+//! Each test has its own loopback network (127.0.N.0/24) and rtpengine port range, so the
+//! tests run in parallel. They need root, `sipp`, `tcpdump`, `kamailio` and `rtpengine`
+//! (`tests/run.sh` installs them); without them they say SKIPPED.
+
+mod common;
+mod lab;
+
+use lab::*;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use callvault::spool::CallRecord;
+
+/// Where the dial plan sends the Switchboard: the agent on duty.
+const AGENT_EXT: &str = "2005";
+/// The staff member whose DDI is `STAFF_DDI`.
+const STAFF_EXT: &str = "4711";
+
+/// Lab hosts: the phones, the SBC's two addresses and rtpengine's control socket.
+const CALLER_HOST: u8 = 1;
+const AGENT_HOST: u8 = 2;
+const STAFF_HOST: u8 = 3;
+const SBC_OUTSIDE: u8 = 10;
+const SBC_INSIDE: u8 = 11;
+const RTPENGINE_NG: u8 = 12;
+
+fn missing_sbc_tools() -> Option<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = |tool: &str| {
+        std::env::split_paths(&path)
+            .chain([Path::new("/usr/sbin").to_owned()])
+            .any(|d| d.join(tool).is_file())
+    };
+    for tool in ["kamailio", "rtpengine"] {
+        if !found(tool) {
+            return Some(format!(
+                "`{tool}` is not installed (apt-get install kamailio rtpengine-daemon; \
+                 tests/run.sh installs them when run as root)"
+            ));
+        }
+    }
+    None
+}
+
+/// The SBC of a lab: rtpengine and Kamailio, started with the lab's addresses (the lab
+/// owns the processes).
+struct Sbc;
+
+impl Sbc {
+    /// Starts rtpengine and Kamailio on `lab`'s network and returns once both listen;
+    /// `topoh` hides the inside topology (Call-ID, Via, Contact masked on one side).
+    fn start(lab: &mut Lab, topoh: bool) -> Sbc {
+        let net = lab.net;
+        let dir = lab.dir.path().join("sbc");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ng = lab.addr(RTPENGINE_NG, 2223);
+        let ports = 30_000 + net as u16 * 100;
+        let rtpengine = Command::new("rtpengine")
+            .args([
+                "--config-file=none",
+                "--foreground",
+                "--log-stderr",
+                "--table=-1",
+                "--log-level=6",
+            ])
+            .arg(format!("--interface=outside/{}", lab.ip(SBC_OUTSIDE)))
+            .arg(format!("--interface=inside/{}", lab.ip(SBC_INSIDE)))
+            .arg(format!("--listen-ng={ng}"))
+            .arg(format!("--port-min={ports}"))
+            .arg(format!("--port-max={}", ports + 99))
+            .arg(format!("--pidfile={}", dir.join("rtpengine.pid").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("rtpengine.log")).unwrap())
+            .spawn()
+            .expect("start rtpengine");
+        lab.adopt("rtpengine", dir.clone(), rtpengine);
+        lab.wait_bound("rtpengine", lab.sock(RTPENGINE_NG, 2223));
+
+        let dialplan = [
+            (SWITCHBOARD, AGENT_EXT, AGENT_HOST),
+            (STAFF_DDI, STAFF_EXT, STAFF_HOST),
+            (AGENT_EXT, AGENT_EXT, AGENT_HOST),
+            (STAFF_EXT, STAFF_EXT, STAFF_HOST),
+        ]
+        .iter()
+        .map(|(number, ext, host)| {
+            format!(
+                "    if ($rU == \"{number}\") {{\n        $ru = \"sip:{ext}@{}\";\n    }} else ",
+                lab.addr(*host, 5060)
+            )
+        })
+        .collect::<String>()
+            + "{\n        sl_send_reply(\"404\", \"No such number\");\n        exit;\n    }";
+        let template = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sbc/kamailio.cfg"),
+        )
+        .unwrap();
+        let cfg = template
+            .replace("@OUTSIDE@", &lab.ip(SBC_OUTSIDE).to_string())
+            .replace("@INSIDE@", &lab.ip(SBC_INSIDE).to_string())
+            .replace("@RTPENGINE_NG@", &ng)
+            .replace("@HEP_COLLECTOR@", &lab.addr(20, 9060))
+            .replace("@TRACE_ON@", "0")
+            .replace(
+                "@TOPOH_LOAD@",
+                if topoh { "loadmodule \"topoh.so\"" } else { "" },
+            )
+            .replace("@TOPOH_PARAMS@", "")
+            .replace("@DIALPLAN@", &dialplan);
+        let cfg_path = dir.join("kamailio.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let kamailio = Command::new("kamailio")
+            .arg("-f")
+            .arg(&cfg_path)
+            .args(["-DD", "-E", "-m", "32", "-M", "8"])
+            .arg("-Y")
+            .arg(&dir)
+            .arg("-P")
+            .arg(dir.join("kamailio.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("kamailio.log")).unwrap())
+            .spawn()
+            .expect("start kamailio");
+        lab.adopt("kamailio", dir, kamailio);
+        lab.wait_bound("kamailio", lab.sock(SBC_OUTSIDE, 5060));
+        lab.wait_bound("kamailio", lab.sock(SBC_INSIDE, 5060));
+        Sbc
+    }
+}
+
+/// A lab with an SBC, or None (after saying SKIPPED and why) when a tool is missing.
+fn sbc_lab(test: &str, net: u8, topoh: bool) -> Option<(Lab, Sbc)> {
+    if let Some(why) = lab::missing_tools().or_else(missing_sbc_tools) {
+        lab::skipped(&format!("sbc test {test}"), &why);
+        return None;
+    }
+    let mut lab = Lab::new(test, net)?;
+    lab.capture();
+    let sbc = Sbc::start(&mut lab, topoh);
+    Some((lab, sbc))
+}
+
+/// A caller at CALLER_HOST dials `number` at the SBC's outside address; the phone with the
+/// extension the dial plan gives answers. Both talk for `talk_ms`, then the caller hangs up.
+fn inbound_call(
+    lab: &mut Lab,
+    number: &str,
+    phone_host: u8,
+    phone_ext: &str,
+    caller: &Signal,
+    phone: &Signal,
+    talk_ms: u32,
+) {
+    let sbc = lab.addr(SBC_OUTSIDE, 5060);
+    let media = 16_000 + lab.net as u16 * 10;
+    lab.sipp(
+        "phone",
+        "uas.xml",
+        phone_host,
+        5060,
+        media + 2,
+        phone,
+        &["-set", "user", phone_ext, "-set", "tag", "ph1"],
+    );
+    lab.sipp(
+        "caller",
+        "uac.xml",
+        CALLER_HOST,
+        5060,
+        media,
+        caller,
+        &[
+            &sbc,
+            "-s",
+            number,
+            "-set",
+            "caller",
+            CALLER,
+            "-set",
+            "tag",
+            "cl1",
+            "-d",
+            &talk_ms.to_string(),
+        ],
+    );
+    lab.wait("caller");
+    lab.wait("phone");
+}
+
+/// Each voice once: a channel's level is within 1 dB of what the phone sent, and no sample
+/// is louder than the loudest the phone sent.
+fn assert_heard_once(channel: &str, samples: &[i16], heard: &[Heard], party: &Signal) {
+    let sent_rms = party.rms();
+    let sent_peak = party.peak();
+    let mut levels: Vec<f64> = heard
+        .iter()
+        .zip(samples.chunks_exact(WINDOW))
+        .filter(|(h, _)| matches!(h, Heard::Party(p, _) if *p == party.name))
+        .map(|(_, w)| {
+            let e: f64 = w.iter().map(|&s| (s as f64) * (s as f64)).sum();
+            (e / WINDOW as f64).sqrt()
+        })
+        .collect();
+    assert!(levels.len() >= 10, "{channel}: {} hardly heard", party.name);
+    levels.sort_by(|a, b| a.total_cmp(b));
+    let median = levels[levels.len() / 2];
+    let db = 20.0 * (median / sent_rms).log10();
+    let peak = samples.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    let full_scale = samples
+        .iter()
+        .filter(|s| s.unsigned_abs() >= 32_000)
+        .count();
+    println!(
+        "  {channel}: {} at {db:+.2} dB of what it sent (median of {} windows), peak {peak} \
+         (sent {sent_peak}), {full_scale} samples at full scale",
+        party.name,
+        levels.len()
+    );
+    assert!(
+        db.abs() <= 1.0,
+        "{channel}: {} recorded {db:+.2} dB from what it sent (two relay copies summed are \
+         +6 dB)",
+        party.name
+    );
+    assert!(
+        peak <= sent_peak,
+        "{channel}: a sample of {peak} is louder than anything {} sent ({sent_peak})",
+        party.name
+    );
+}
+
+/// Every stream of `rec` that is a relay copy was counted as one, and each direction has
+/// exactly one stream that was heard.
+fn assert_one_copy_per_direction(rec: &CallRecord) {
+    for direction in ["from_caller", "from_organisation"] {
+        let streams: Vec<_> = rec
+            .streams
+            .iter()
+            .filter(|s| s.direction == direction)
+            .collect();
+        let heard: Vec<_> = streams
+            .iter()
+            .filter(|s| s.packets > s.relay_copies + 5)
+            .collect();
+        let copies: u64 = streams.iter().map(|s| s.relay_copies).sum();
+        println!(
+            "  {direction}: {} streams, {} heard, {copies} relay copies counted",
+            streams.len(),
+            heard.len()
+        );
+        assert_eq!(heard.len(), 1, "{direction}: {streams:?}");
+        assert!(
+            copies + 5 >= heard[0].packets,
+            "{direction}: the other hop's copies were not all recognised: {streams:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+
+/// A caller rings the Switchboard through the SBC; the dial plan rings the agent on duty
+/// (extension 2005: the dialled number is only in the outside INVITE); they talk for 3 s.
+#[test]
+fn a_call_to_the_switchboard_through_the_sbc_is_recorded_once_per_voice() {
+    let Some((mut lab, _sbc)) = sbc_lab("sbc-switchboard", 101, false) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 11);
+    let agent = Signal::noise("agent", 'A', 12);
+    inbound_call(
+        &mut lab,
+        SWITCHBOARD,
+        AGENT_HOST,
+        AGENT_EXT,
+        &caller,
+        &agent,
+        3000,
+    );
+    let out = lab.replay();
+    out.print();
+
+    let rec = out.the_call();
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(rec.decision.rule, "listed_number");
+    assert_eq!(rec.caller, CALLER);
+    assert_eq!(rec.sip_call_ids.len(), 1, "{:?}", rec.sip_call_ids);
+    assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+    assert_one_copy_per_direction(rec);
+    assert_no_packet_dropped(rec);
+    let (left, right) = out.audio(rec);
+    let everyone = [&caller, &agent];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    assert_heard("left", &left_heard, &["caller"], 20);
+    assert_heard("right", &right_heard, &["agent"], 20);
+    assert_heard_once("left", &left, &left_heard, &caller);
+    assert_heard_once("right", &right, &right_heard, &agent);
+    out.assert_no_plaintext(&everyone);
+}
+
+/// The same caller dials a staff member's DDI through the SBC: nothing is recorded.
+#[test]
+fn a_staff_ddi_through_the_sbc_leaves_nothing_on_disk() {
+    let Some((mut lab, _sbc)) = sbc_lab("sbc-ddi", 102, false) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 13);
+    let staff = Signal::noise("staff", 'S', 14);
+    inbound_call(
+        &mut lab, STAFF_DDI, STAFF_HOST, STAFF_EXT, &caller, &staff, 2000,
+    );
+    let out = lab.replay();
+    out.print();
+    let s = &out.report.summary;
+    assert!(out.report.recorded.is_empty(), "{s}");
+    assert_eq!(s.calls.calls_seen, 1, "one conversation: {s}");
+    assert_eq!(
+        s.calls.not_recorded_by_rule.get("unlisted_number"),
+        Some(&1),
+        "{s}"
+    );
+    assert!(s.routes.rtp_out_of_scope > 300, "{s}");
+    assert_eq!(s.routes.rtp_recorded, 0, "{s}");
+    out.assert_spool_empty();
+}
