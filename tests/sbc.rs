@@ -29,11 +29,14 @@ use callvault::spool::CallRecord;
 const AGENT_EXT: &str = "2005";
 /// The staff member whose DDI is `STAFF_DDI`.
 const STAFF_EXT: &str = "4711";
+/// The back office the agent transfers callers to.
+const BACK_OFFICE_EXT: &str = "4712";
 
 /// Lab hosts: the phones, the SBC's two addresses and rtpengine's control socket.
 const CALLER_HOST: u8 = 1;
 const AGENT_HOST: u8 = 2;
 const STAFF_HOST: u8 = 3;
+const BACK_OFFICE_HOST: u8 = 4;
 const SBC_OUTSIDE: u8 = 10;
 const SBC_INSIDE: u8 = 11;
 const RTPENGINE_NG: u8 = 12;
@@ -96,6 +99,7 @@ impl Sbc {
             (STAFF_DDI, STAFF_EXT, STAFF_HOST),
             (AGENT_EXT, AGENT_EXT, AGENT_HOST),
             (STAFF_EXT, STAFF_EXT, STAFF_HOST),
+            (BACK_OFFICE_EXT, BACK_OFFICE_EXT, BACK_OFFICE_HOST),
         ]
         .iter()
         .map(|(number, ext, host)| {
@@ -339,4 +343,123 @@ fn a_staff_ddi_through_the_sbc_leaves_nothing_on_disk() {
     assert!(s.routes.rtp_out_of_scope > 300, "{s}");
     assert_eq!(s.routes.rtp_recorded, 0, "{s}");
     out.assert_spool_empty();
+}
+
+/// Blind transfer through the SBC: the caller rings the Switchboard, the agent on duty
+/// answers, talks for 3 s and REFERs the caller (relayed by the SBC) to the back office; the
+/// caller's phone INVITEs the back office through the SBC, talks for 3 s and hangs up.
+/// Both dialogs, each seen on both sides of the SBC, are one recording: the caller on the
+/// left, the agent then the back office on the right, each voice once.
+#[test]
+fn a_blind_transfer_through_the_sbc_is_one_recording_of_the_whole_conversation() {
+    let Some((mut lab, _sbc)) = sbc_lab("sbc-blind-transfer", 103, false) else {
+        return;
+    };
+    let caller = Signal::noise("caller", 'C', 15);
+    let agent = Signal::noise("agent", 'A', 16);
+    let back_office = Signal::noise("back_office", 'B', 17);
+    let sbc = lab.addr(SBC_OUTSIDE, 5060);
+    let media = 16_000 + lab.net as u16 * 10;
+    let refer_to = format!("sip:{BACK_OFFICE_EXT}@{}", lab.ip(SBC_OUTSIDE));
+    let referred_by = format!("sip:{AGENT_EXT}@{}", lab.ip(AGENT_HOST));
+    lab.sipp(
+        "back_office",
+        "uas.xml",
+        BACK_OFFICE_HOST,
+        5060,
+        media + 4,
+        &back_office,
+        &["-set", "user", BACK_OFFICE_EXT, "-set", "tag", "bo1"],
+    );
+    lab.sipp(
+        "agent",
+        "agent_refer.xml",
+        AGENT_HOST,
+        5060,
+        media + 2,
+        &agent,
+        &[
+            "-set", "user", AGENT_EXT, "-set", "tag", "ag1", "-set", "target", &refer_to, "-d",
+            "3000",
+        ],
+    );
+    lab.sipp(
+        "caller",
+        "caller_referred.xml",
+        CALLER_HOST,
+        5060,
+        media,
+        &caller,
+        &[
+            &sbc,
+            "-s",
+            SWITCHBOARD,
+            "-set",
+            "caller",
+            CALLER,
+            "-set",
+            "tag",
+            "cl1",
+        ],
+    );
+    lab.wait("caller");
+    lab.wait("agent");
+    lab.sipp(
+        "transferee",
+        "transferee.xml",
+        CALLER_HOST,
+        5062,
+        media,
+        &caller,
+        &[
+            &sbc,
+            "-s",
+            BACK_OFFICE_EXT,
+            "-set",
+            "caller",
+            CALLER,
+            "-set",
+            "tag",
+            "cl2",
+            "-set",
+            "referred_by",
+            &referred_by,
+            "-set",
+            "extra_header",
+            "Subject",
+            "-set",
+            "extra_value",
+            "blind transfer",
+            "-d",
+            "3000",
+        ],
+    );
+    lab.wait("transferee");
+    lab.wait("back_office");
+    let out = lab.replay();
+    out.print();
+
+    let s = &out.report.summary;
+    let rec = out.the_call();
+    assert_eq!(s.calls.calls_seen, 1, "one conversation: {s}");
+    assert_eq!(rec.service.as_deref(), Some("Switchboard"));
+    assert_eq!(joined(rec), ["initial", "refer"]);
+    assert_eq!(rec.sip_call_ids.len(), 2, "{:?}", rec.sip_call_ids);
+    assert_eq!(
+        rec.legs[0].transfers.len(),
+        1,
+        "one transfer, seen on both hops"
+    );
+    assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
+    assert_no_packet_dropped(rec);
+    let (left, right) = out.audio(rec);
+    let everyone = [&caller, &agent, &back_office];
+    let left_heard = listen("left", &left, &everyone);
+    let right_heard = listen("right", &right, &everyone);
+    assert_heard("left", &left_heard, &["caller"], 40);
+    assert_heard("right", &right_heard, &["agent", "back_office"], 20);
+    assert_heard_once("left", &left, &left_heard, &caller);
+    assert_heard_once("right", &right, &right_heard, &agent);
+    assert_heard_once("right", &right, &right_heard, &back_office);
+    out.assert_no_plaintext(&everyone);
 }
