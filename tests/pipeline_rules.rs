@@ -195,3 +195,85 @@ fn one_bogus_future_timestamp_does_not_stop_calls_from_ending() {
     );
     assert_eq!(p.summary().routes.clock_steps, 1);
 }
+
+/// A new dialog joins a call as the other side of an SBC only with both the From tag and the
+/// caller of a live leg: the same tag from someone else, or the same caller with another tag
+/// (every line of a company shares its number), is a call of its own.
+#[test]
+fn a_dialog_joins_as_the_other_side_of_an_sbc_only_with_the_tag_and_the_caller() {
+    let (mut p, _dir) = pipeline(&example_config());
+    let outside = addr("192.0.2.10:5060");
+    let sbc = addr("10.20.0.5:5060");
+    let phone = addr("10.20.1.5:5060");
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let invite = |p: &mut LocalPipeline<_, _>,
+                  ms: u64,
+                  src,
+                  dst,
+                  to: &str,
+                  from: &str,
+                  tag: &str,
+                  id: &str| {
+        let msg = sip_with_sdp(
+            &format!(
+                "INVITE sip:{to}@10.20.0.5 SIP/2.0\r\nVia: SIP/2.0/UDP 10.20.0.5;branch=z9hG4bK{id}\r\nFrom: <sip:{from}@192.0.2.10>;tag={tag}\r\nTo: <sip:{to}@10.20.0.5>\r\nCall-ID: {id}\r\nCSeq: 1 INVITE\r\n"
+            ),
+            None,
+        );
+        p.frame(t(ms), LinkType::Ethernet, &udp_frame(src, dst, &msg));
+    };
+    // the public calls the switchboard (recorded)
+    invite(
+        &mut p,
+        0,
+        outside,
+        sbc,
+        "02087483020",
+        "+447700900123",
+        "a1",
+        "outside@carrier",
+    );
+    // the same tag from another caller, and the same caller with another tag: their own calls
+    invite(
+        &mut p,
+        10,
+        outside,
+        sbc,
+        "02087484711",
+        "+447700900999",
+        "a1",
+        "other@carrier",
+    );
+    invite(
+        &mut p,
+        20,
+        outside,
+        sbc,
+        "02087484712",
+        "+447700900123",
+        "z9",
+        "line2@carrier",
+    );
+    // the SBC's inside copy of the first dialog, under a Call-ID of its own (topology hiding)
+    invite(
+        &mut p,
+        30,
+        sbc,
+        phone,
+        "2005",
+        "+447700900123",
+        "a1",
+        "!!:hidden",
+    );
+    p.finish("capture_end");
+    let s = p.summary();
+    assert_eq!(s.calls.calls_seen, 3, "{s}");
+    assert_eq!(s.calls.calls_recorded, 1, "{s}");
+    assert_eq!(s.calls.legs_joined.get("b2bua"), Some(&1), "{s}");
+    let sink = p.sink();
+    assert_eq!(sink.recorded.len(), 1);
+    assert_eq!(
+        sink.recorded[0].sip_call_ids,
+        ["outside@carrier", "!!:hidden"]
+    );
+}

@@ -124,7 +124,14 @@ impl Sbc {
                 "@TOPOH_LOAD@",
                 if topoh { "loadmodule \"topoh.so\"" } else { "" },
             )
-            .replace("@TOPOH_PARAMS@", "")
+            .replace(
+                "@TOPOH_PARAMS@",
+                if topoh {
+                    "modparam(\"topoh\", \"mask_callid\", 1)"
+                } else {
+                    ""
+                },
+            )
             .replace("@DIALPLAN@", &dialplan);
         let cfg_path = dir.join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
@@ -276,6 +283,21 @@ fn assert_one_copy_per_direction(rec: &CallRecord) {
     }
 }
 
+/// The recording names `dialogs` outside Call-IDs and as many masked ones (topoh's `!!:`).
+fn assert_hidden_call_ids(rec: &CallRecord, dialogs: usize) {
+    let masked = rec
+        .sip_call_ids
+        .iter()
+        .filter(|id| id.starts_with("!!:"))
+        .count();
+    assert_eq!(
+        (rec.sip_call_ids.len() - masked, masked),
+        (dialogs, dialogs),
+        "{:?}",
+        rec.sip_call_ids
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Scenarios
 
@@ -283,7 +305,20 @@ fn assert_one_copy_per_direction(rec: &CallRecord) {
 /// (extension 2005: the dialled number is only in the outside INVITE); they talk for 3 s.
 #[test]
 fn a_call_to_the_switchboard_through_the_sbc_is_recorded_once_per_voice() {
-    let Some((mut lab, _sbc)) = sbc_lab("sbc-switchboard", 101, false) else {
+    switchboard_call("sbc-switchboard", 101, false);
+}
+
+/// The same with the SBC hiding its topology (`topoh`): on the agent's side the dialog has
+/// another Call-ID (and Via, Contact masked), and the number dialled is only on the outside.
+/// It is the same conversation: one recording, both Call-IDs, the inside dialog joined as
+/// `b2bua` with the outside dialog's decision.
+#[test]
+fn a_call_through_an_sbc_hiding_its_topology_is_one_recording_with_both_call_ids() {
+    switchboard_call("sbc-topoh", 104, true);
+}
+
+fn switchboard_call(test: &str, net: u8, topoh: bool) {
+    let Some((mut lab, _sbc)) = sbc_lab(test, net, topoh) else {
         return;
     };
     let caller = Signal::noise("caller", 'C', 11);
@@ -304,7 +339,14 @@ fn a_call_to_the_switchboard_through_the_sbc_is_recorded_once_per_voice() {
     assert_eq!(rec.service.as_deref(), Some("Switchboard"));
     assert_eq!(rec.decision.rule, "listed_number");
     assert_eq!(rec.caller, CALLER);
-    assert_eq!(rec.sip_call_ids.len(), 1, "{:?}", rec.sip_call_ids);
+    assert_eq!(out.report.summary.calls.calls_seen, 1, "one conversation");
+    if topoh {
+        assert_eq!(joined(rec), ["initial", "b2bua"]);
+        assert_hidden_call_ids(rec, 1);
+    } else {
+        assert_eq!(joined(rec), ["initial"]);
+        assert_eq!(rec.sip_call_ids.len(), 1, "{:?}", rec.sip_call_ids);
+    }
     assert_eq!(rec.end_reason.as_deref(), Some("caller_hangup"));
     assert_one_copy_per_direction(rec);
     assert_no_packet_dropped(rec);
@@ -322,7 +364,18 @@ fn a_call_to_the_switchboard_through_the_sbc_is_recorded_once_per_voice() {
 /// The same caller dials a staff member's DDI through the SBC: nothing is recorded.
 #[test]
 fn a_staff_ddi_through_the_sbc_leaves_nothing_on_disk() {
-    let Some((mut lab, _sbc)) = sbc_lab("sbc-ddi", 102, false) else {
+    staff_ddi("sbc-ddi", 102, false);
+}
+
+/// The same through an SBC hiding its topology: the inside dialog (to extension 4711, under
+/// another Call-ID) is the same unrecorded conversation, never a call of its own.
+#[test]
+fn a_staff_ddi_through_an_sbc_hiding_its_topology_leaves_nothing_on_disk() {
+    staff_ddi("sbc-topoh-ddi", 106, true);
+}
+
+fn staff_ddi(test: &str, net: u8, topoh: bool) {
+    let Some((mut lab, _sbc)) = sbc_lab(test, net, topoh) else {
         return;
     };
     let caller = Signal::noise("caller", 'C', 13);
@@ -340,6 +393,8 @@ fn a_staff_ddi_through_the_sbc_leaves_nothing_on_disk() {
         Some(&1),
         "{s}"
     );
+    let b2bua = s.calls.legs_joined.get("b2bua").copied().unwrap_or(0);
+    assert_eq!(b2bua, u64::from(topoh), "{s}");
     assert!(s.routes.rtp_out_of_scope > 300, "{s}");
     assert_eq!(s.routes.rtp_recorded, 0, "{s}");
     out.assert_spool_empty();
@@ -352,7 +407,18 @@ fn a_staff_ddi_through_the_sbc_leaves_nothing_on_disk() {
 /// left, the agent then the back office on the right, each voice once.
 #[test]
 fn a_blind_transfer_through_the_sbc_is_one_recording_of_the_whole_conversation() {
-    let Some((mut lab, _sbc)) = sbc_lab("sbc-blind-transfer", 103, false) else {
+    blind_transfer("sbc-blind-transfer", 103, false);
+}
+
+/// The same with the SBC hiding its topology (`topoh`): each dialog has another Call-ID on
+/// the agents' side; all four are named by the one recording.
+#[test]
+fn a_blind_transfer_through_an_sbc_hiding_its_topology_is_one_recording() {
+    blind_transfer("sbc-topoh-transfer", 105, true);
+}
+
+fn blind_transfer(test: &str, net: u8, topoh: bool) {
+    let Some((mut lab, _sbc)) = sbc_lab(test, net, topoh) else {
         return;
     };
     let caller = Signal::noise("caller", 'C', 15);
@@ -443,8 +509,13 @@ fn a_blind_transfer_through_the_sbc_is_one_recording_of_the_whole_conversation()
     let rec = out.the_call();
     assert_eq!(s.calls.calls_seen, 1, "one conversation: {s}");
     assert_eq!(rec.service.as_deref(), Some("Switchboard"));
-    assert_eq!(joined(rec), ["initial", "refer"]);
-    assert_eq!(rec.sip_call_ids.len(), 2, "{:?}", rec.sip_call_ids);
+    if topoh {
+        assert_eq!(joined(rec), ["initial", "b2bua", "refer", "b2bua"]);
+        assert_hidden_call_ids(rec, 2);
+    } else {
+        assert_eq!(joined(rec), ["initial", "refer"]);
+        assert_eq!(rec.sip_call_ids.len(), 2, "{:?}", rec.sip_call_ids);
+    }
     assert_eq!(
         rec.legs[0].transfers.len(),
         1,

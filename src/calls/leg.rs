@@ -54,6 +54,10 @@ pub enum JoinedBy {
     /// The agent's consultation call during a transfer, recorded only when
     /// `scope.record_consultation_calls` is on; both its parties are the organisation side.
     Consultation,
+    /// The same conversation on the other side of an SBC or B2BUA that gives that side a
+    /// Call-ID of its own (topology hiding): the new dialog carries the From tag and the
+    /// caller of a live leg.
+    B2bua,
 }
 
 impl JoinedBy {
@@ -65,6 +69,7 @@ impl JoinedBy {
             JoinedBy::Replaces => "replaces",
             JoinedBy::MediaEndpoint => "media_endpoint",
             JoinedBy::Consultation => "consultation",
+            JoinedBy::B2bua => "b2bua",
         }
     }
 }

@@ -327,6 +327,7 @@ impl CallTracker {
                 .request_uri()
                 .and_then(|u| u.user_unescaped_opt())
                 .unwrap_or_default(),
+            from_tag: msg.from().and_then(|f| f.tag().map(str::to_owned)),
             replaces: msg.replaces(),
             referred_by: msg.referred_by().and_then(|r| r.uri.user_unescaped_opt()),
             callers: msg
@@ -375,7 +376,31 @@ impl CallTracker {
                 b_side: Side::Organisation,
             });
         }
-        // 1. the INVITE a REFER asked for
+        // 1. the same dialog behind an SBC that gave it a Call-ID of its own: the From tag
+        // of a live leg, and the same caller
+        if let Some(tag) = evidence.from_tag.as_deref().filter(|t| !t.is_empty())
+            && let Some((call, leg)) = self.calls.values().filter(|c| live(c)).find_map(|c| {
+                c.legs
+                    .iter()
+                    .find(|l| {
+                        !l.is_over()
+                            && l.a_tag == tag
+                            && evidence
+                                .callers
+                                .iter()
+                                .any(|u| same_party(&self.policy, u, &l.from_user))
+                    })
+                    .map(|l| (c, l))
+            })
+        {
+            return Some(Join {
+                call: call.key,
+                by: JoinedBy::B2bua,
+                a_side: leg.a_side,
+                b_side: leg.b_side,
+            });
+        }
+        // 2. the INVITE a REFER asked for
         let calls = &self.calls;
         let endpoints = &self.endpoints;
         let policy = &self.policy;
@@ -398,7 +423,7 @@ impl CallTracker {
                 });
             }
         }
-        // 2. Replaces naming a leg
+        // 3. Replaces naming a leg
         if let Some(r) = &evidence.replaces
             && let Some(&key) = self.by_sip_id.get(r.call_id.trim())
             && let Some(call) = self.calls.get(&key).filter(|c| live(c))
@@ -422,7 +447,7 @@ impl CallTracker {
                 b_side: a_side.other(),
             });
         }
-        // 3. the caller's media endpoint carried on while the call is alive (only the
+        // 4. the caller's media endpoint carried on while the call is alive (only the
         // caller's: an agent's phone offering its own port for a consultation call must not
         // pull that organisation-internal conversation into the recording), by a dialog that
         // still names the same caller (an SDP address alone is not unique: two callers behind

@@ -11,7 +11,12 @@
 //! 3. its SDP offer carries on the *caller's* media endpoint while that call is alive and it
 //!    still names the same caller (a PBX/B2BUA leg, direct media after a transfer); an
 //!    agent's endpoint does not count, so an agent's consultation call is never pulled into
-//!    the recording, and an SDP address alone (not unique behind NATs) is never enough.
+//!    the recording, and an SDP address alone (not unique behind NATs) is never enough;
+//! 4. it is the same dialog on the other side of an SBC that hides its topology (Kamailio
+//!    `topoh`, OpenSIPS `topology_hiding`): a new Call-ID, but the From tag of a live leg of
+//!    the call (tags are chosen at random by the caller's phone, RFC 3261 19.3, and proxies
+//!    pass them on) and the same caller. Neither alone is enough: a tag could be reused by a
+//!    careless phone, and a caller number is shared by every line of a company.
 //!
 //! A joined leg inherits the call's decision: legs created by transferring an in-scope call are
 //! recorded, and legs created by transferring an out-of-scope call are not, whatever they dial.
@@ -53,6 +58,8 @@ pub struct PendingTransfer {
 #[derive(Clone, Debug, Default)]
 pub struct InviteEvidence {
     pub dialled: String,
+    /// From tag.
+    pub from_tag: Option<String>,
     pub replaces: Option<Replaces>,
     pub referred_by: Option<String>,
     /// From and P-Asserted-Identity users.

@@ -377,6 +377,7 @@ fn joined_words(j: &str) -> &'static str {
         "replaces" => "attended transfer",
         "media_endpoint" => "PBX-made leg",
         "consultation" => "consultation",
+        "b2bua" => "other side of the SBC",
         "mid_call" => "joined mid-call",
         _ => "joined",
     }
