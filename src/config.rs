@@ -105,6 +105,12 @@ pub struct CaptureSection {
     /// busy. Frames that find it full are dropped by the kernel and counted.
     #[serde(default = "default_ring_mb")]
     pub ring_mb: u32,
+    /// How long a stall of the agent (CPU starvation, a slow disk, SIGSTOP) the ring rides
+    /// out without losing a frame, at any traffic rate up to `ring_mb` per this many seconds:
+    /// the kernel hands over a block at least every 20 ms however few frames it holds, so the
+    /// ring needs this many seconds' worth of blocks.
+    #[serde(default = "default_ring_seconds")]
+    pub ring_seconds: u32,
 }
 
 impl Default for CaptureSection {
@@ -113,12 +119,17 @@ impl Default for CaptureSection {
             interfaces: Vec::new(),
             promiscuous: false,
             ring_mb: default_ring_mb(),
+            ring_seconds: default_ring_seconds(),
         }
     }
 }
 
 fn default_ring_mb() -> u32 {
     64
+}
+
+fn default_ring_seconds() -> u32 {
+    4
 }
 
 /// Where `callvault agent` ships recorded calls (its outbox is the spool).
@@ -600,6 +611,14 @@ impl AgentConfig {
                 cap.ring_mb.to_string(),
                 "must be between 1 and 4096".into(),
                 "use 64; raise it if the kernel_drops metric grows",
+            );
+        }
+        if !(1..=60).contains(&cap.ring_seconds) {
+            return invalid(
+                "capture.ring_seconds".into(),
+                cap.ring_seconds.to_string(),
+                "must be between 1 and 60".into(),
+                "use 4; raise it (with ring_mb) if the kernel drops frames when the agent stalls",
             );
         }
         Ok(())

@@ -13,6 +13,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::merge::Delivery;
 use crate::net::LinkType;
 use crate::time::Timestamp;
 
@@ -32,7 +33,73 @@ const ARPHRD_NONE: u16 = 0xfffe;
 /// arrives fragmented at the IP layer anyway).
 const SNAP_LEN: u32 = 65_535;
 /// A block is handed to us after this long even if not full (latency bound at low rates).
-const BLOCK_TIMEOUT_MS: u32 = 20;
+pub const BLOCK_TIMEOUT_MS: u32 = 20;
+/// Frame slots in a block (TPACKET_V3 packs frames of any size; the kernel still wants a
+/// frame size that divides the block).
+const FRAME_SIZE: u32 = 1 << 11;
+/// Smallest block: a whole 64 KiB frame must fit in one.
+const MIN_BLOCK: u32 = 128 << 10;
+
+/// How a ring of `ring_mb` MiB is cut into blocks so that it holds `ring_seconds` of traffic.
+///
+/// The kernel retires a block every [`BLOCK_TIMEOUT_MS`] however few frames it holds, so at
+/// low rates a ring of N blocks holds N × 20 ms whatever its size (64 MiB in 16 blocks of
+/// 4 MiB held 0.32 s: a 0.7 s stall lost audio). Enough blocks for the seconds asked, each
+/// as large as the memory allows, hold that long at any rate up to `ring_mb / ring_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingGeometry {
+    pub block_size: u32,
+    pub block_nr: u32,
+}
+
+impl RingGeometry {
+    pub fn new(ring_mb: u32, ring_seconds: u32) -> RingGeometry {
+        let block_nr = (ring_seconds.max(1) * 1000)
+            .div_ceil(BLOCK_TIMEOUT_MS)
+            .max(2);
+        let bytes = ring_mb.max(1) as u64 * (1 << 20);
+        // page-aligned (and so a whole number of frame slots)
+        let block_size = ((bytes / block_nr as u64) as u32 & !4095).max(MIN_BLOCK);
+        RingGeometry {
+            block_size,
+            block_nr,
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.block_size as u64 * self.block_nr as u64
+    }
+
+    /// How long the ring holds traffic at a low rate (each block retired by its timeout).
+    pub fn seconds(&self) -> f64 {
+        self.block_nr as f64 * BLOCK_TIMEOUT_MS as f64 / 1000.0
+    }
+
+    /// The highest rate (bytes per second) at which it still holds [`Self::seconds`].
+    pub fn rate_held(&self) -> f64 {
+        self.bytes() as f64 / self.seconds()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ring_holds_the_seconds_asked_for() {
+        let g = RingGeometry::new(64, 4);
+        assert_eq!(g.block_nr, 200);
+        assert_eq!(g.seconds(), 4.0);
+        assert_eq!(g.block_size % 4096, 0);
+        assert!(g.bytes() <= 64 << 20 && g.bytes() > 60 << 20, "{g:?}");
+        // about 16 MB/s: 80,000 packets/s of 200-byte RTP frames
+        assert!(g.rate_held() > 15e6, "{}", g.rate_held());
+        // a small ring still holds whole 64 KiB frames
+        let small = RingGeometry::new(1, 4);
+        assert_eq!(small.block_size, MIN_BLOCK);
+        assert_eq!(small.block_nr, 200);
+    }
+}
 
 #[repr(C)]
 struct TpacketReq3 {
@@ -111,6 +178,7 @@ pub struct PacketRing {
     next_block: usize,
     link: LinkType,
     loopback: bool,
+    pub geometry: RingGeometry,
     pub name: String,
 }
 
@@ -123,9 +191,14 @@ fn os_err(what: &str, iface: &str) -> io::Error {
 }
 
 impl PacketRing {
-    /// Opens `iface` with a ring of about `ring_mb` MiB. Needs CAP_NET_RAW (and CAP_NET_ADMIN
-    /// for `promiscuous`).
-    pub fn open(iface: &str, ring_mb: u32, promiscuous: bool) -> io::Result<PacketRing> {
+    /// Opens `iface` with a ring of about `ring_mb` MiB that holds `ring_seconds` of traffic
+    /// (see [`RingGeometry`]). Needs CAP_NET_RAW (and CAP_NET_ADMIN for `promiscuous`).
+    pub fn open(
+        iface: &str,
+        ring_mb: u32,
+        ring_seconds: u32,
+        promiscuous: bool,
+    ) -> io::Result<PacketRing> {
         let cname = CString::new(iface)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
         // SAFETY: plain libc calls with valid arguments; every result is checked.
@@ -158,6 +231,7 @@ impl PacketRing {
                 next_block: 0,
                 link: LinkType::Ethernet,
                 loopback: false,
+                geometry: RingGeometry::new(ring_mb, ring_seconds),
                 name: iface.to_owned(),
             };
             let hw = hardware_type(fd, iface)?;
@@ -178,9 +252,9 @@ impl PacketRing {
             if setsockopt(fd, PACKET_VERSION, &version) < 0 {
                 return Err(os_err("TPACKET_V3 not available", iface));
             }
-            let block_size: u32 = 1 << 22;
-            let block_nr = (ring_mb.max(1) * (1 << 20)).div_ceil(block_size).max(2);
-            let frame_size: u32 = 1 << 11;
+            let geometry = RingGeometry::new(ring_mb, ring_seconds);
+            let (block_size, block_nr) = (geometry.block_size, geometry.block_nr);
+            let frame_size: u32 = FRAME_SIZE;
             let req = TpacketReq3 {
                 tp_block_size: block_size,
                 tp_block_nr: block_nr,
@@ -195,6 +269,7 @@ impl PacketRing {
             }
             ring.block_size = block_size as usize;
             ring.block_nr = block_nr as usize;
+            ring.geometry = geometry;
             ring.map_len = ring.block_size * ring.block_nr;
             let map = libc::mmap(
                 ptr::null_mut(),
@@ -397,28 +472,33 @@ fn hardware_type(fd: libc::c_int, iface: &str) -> io::Result<u16> {
 
 /// Runs the capture loop of one interface until `stop`: each block of frames goes to `send`
 /// (which must not block; it returns false when the pipeline's queue refused the batch).
+/// Whenever no block is ready, it says how far the ring has been drained (a watermark: a
+/// frame captured earlier than a block timeout or two ago is in a block already handed over).
 pub fn run(
     mut ring: PacketRing,
     stats: &CaptureStats,
     stop: &AtomicBool,
-    send: &mut dyn FnMut(FrameBatch) -> bool,
+    send: &mut dyn FnMut(Delivery) -> bool,
 ) -> io::Result<()> {
     let link = ring.link();
     let mut polls = 0u32;
+    let lag = Duration::from_millis(BLOCK_TIMEOUT_MS as u64 * 5 / 2);
     while !stop.load(Ordering::Relaxed) {
         let mut batch = FrameBatch {
             link: Some(link),
             ..Default::default()
         };
-        let n = ring.next_block(Duration::from_millis(100), &mut batch)?;
+        let n = ring.next_block(Duration::from_millis(BLOCK_TIMEOUT_MS as u64), &mut batch)?;
         if n > 0 {
             stats.frames.fetch_add(n as u64, Ordering::Relaxed);
             stats
                 .bytes
                 .fetch_add(batch.bytes.len() as u64, Ordering::Relaxed);
-            if !send(batch) {
+            if !send(Delivery::Frames(batch)) {
                 stats.queue_drops.fetch_add(n as u64, Ordering::Relaxed);
             }
+        } else {
+            send(Delivery::Watermark(Timestamp::now() - lag));
         }
         polls += 1;
         if n == 0 || polls.is_multiple_of(64) {

@@ -1,7 +1,10 @@
 //! HEP v3 receivers: UDP datagrams and TCP streams of HEP frames.
 //!
 //! Owns the sockets only: each packet is stamped with its arrival time and handed to the
-//! pipeline thread untouched (parsing, auth-key check and counting happen there). A full
+//! pipeline thread untouched (parsing, auth-key check and counting happen there). UDP
+//! datagrams carry the kernel's receive time (SO_TIMESTAMPNS), so a stall of the agent does
+//! not retime what waited in the socket buffer, and the listener reports how far it has
+//! drained (a watermark) whenever the socket is empty; TCP frames are timed when read. A full
 //! pipeline queue drops the packet and counts it; a TCP stream that stops looking like HEP v3
 //! is closed (counted) rather than resynchronised.
 
@@ -13,6 +16,7 @@ use tokio::io::AsyncReadExt;
 
 use super::Input;
 use super::af_packet::FrameBatch;
+use super::merge::{Delivery, SourceId};
 use super::metrics::HepStats;
 use crate::time::Timestamp;
 
@@ -76,15 +80,13 @@ pub fn socket_drops(port: u16) -> u64 {
 /// packet (per-packet messages cost more than the pipeline's own work on them).
 const BATCH_PACKETS: usize = 256;
 
-fn push(batch: &mut FrameBatch, packet: &[u8]) {
+fn push(batch: &mut FrameBatch, time: Timestamp, packet: &[u8]) {
     let start = batch.bytes.len() as u32;
     batch.bytes.extend_from_slice(packet);
-    batch
-        .frames
-        .push((Timestamp::now(), start, batch.bytes.len() as u32));
+    batch.frames.push((time, start, batch.bytes.len() as u32));
 }
 
-fn forward(tx: &SyncSender<Input>, stats: &HepStats, batch: FrameBatch) {
+fn forward(tx: &SyncSender<Input>, source: SourceId, stats: &HepStats, batch: FrameBatch) {
     let n = batch.frames.len() as u64;
     if n == 0 {
         return;
@@ -93,31 +95,96 @@ fn forward(tx: &SyncSender<Input>, stats: &HepStats, batch: FrameBatch) {
     stats
         .bytes
         .fetch_add(batch.bytes.len() as u64, Ordering::Relaxed);
-    if tx.try_send(Input::Hep(batch)).is_err() {
+    let input = Input {
+        source,
+        delivery: Delivery::Hep(batch),
+    };
+    if tx.try_send(input).is_err() {
         stats.queue_drops.fetch_add(n, Ordering::Relaxed);
     }
 }
 
-pub async fn udp(sock: tokio::net::UdpSocket, tx: SyncSender<Input>, stats: Arc<HepStats>) {
+/// How often an idle listener says it has nothing more (so that capture time moves on).
+const IDLE_WATERMARK: std::time::Duration = std::time::Duration::from_millis(20);
+
+pub async fn udp(
+    sock: tokio::net::UdpSocket,
+    source: SourceId,
+    tx: SyncSender<Input>,
+    stats: Arc<HepStats>,
+) {
+    receive_timestamps(&sock);
     let mut ring = ReceiveRing::new();
     loop {
-        if let Err(e) = sock.readable().await {
-            tracing::warn!("HEP UDP socket: {e}");
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            continue;
+        let readable = tokio::time::timeout(IDLE_WATERMARK, sock.readable()).await;
+        match readable {
+            Err(_) => {
+                // nothing arrived for a while: everything before now has been handed over
+                let _ = tx.try_send(Input {
+                    source,
+                    delivery: Delivery::Watermark(Timestamp::now()),
+                });
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("HEP UDP socket: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+            Ok(Ok(())) => {}
         }
         // take everything already queued, up to a batch, in as few system calls as possible
         let mut batch = FrameBatch::default();
+        let mut drained = false;
         while batch.frames.len() < BATCH_PACKETS {
+            let before = Timestamp::now();
             let got = sock.try_io(tokio::io::Interest::READABLE, || {
                 ring.receive(&sock, &mut batch, &stats)
             });
+            let empty = match &got {
+                Ok(n) => *n < RING_SLOTS,
+                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            };
             match got {
-                Ok(0) | Err(_) => break,
+                _ if empty => {
+                    // the socket was empty before `before`: nothing stamped earlier is left
+                    drained = true;
+                    forward(&tx, source, &stats, std::mem::take(&mut batch));
+                    let _ = tx.try_send(Input {
+                        source,
+                        delivery: Delivery::Watermark(before),
+                    });
+                    break;
+                }
                 Ok(_) => {}
+                Err(_) => break,
             }
         }
-        forward(&tx, &stats, batch);
+        if !drained {
+            forward(&tx, source, &stats, batch);
+        }
+    }
+}
+
+/// Asks the kernel to stamp every datagram with its receive time.
+fn receive_timestamps(sock: &tokio::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a c_int value on a socket we own.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        tracing::warn!(
+            "HEP UDP: no kernel receive timestamps ({}): packets are timed when read",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -132,8 +199,13 @@ const SLOT_BYTES: usize = 9216;
 struct ReceiveRing {
     buffers: Vec<u8>,
     iov: Vec<libc::iovec>,
+    /// Ancillary data per slot: the SCM_TIMESTAMPNS receive time.
+    control: Vec<u64>,
     headers: Vec<libc::mmsghdr>,
 }
+
+/// Ancillary bytes per slot (8-aligned words): room for one `timespec` control message.
+const CONTROL_WORDS: usize = 8;
 
 // The raw pointers point into `buffers`, owned alongside them.
 unsafe impl Send for ReceiveRing {}
@@ -151,6 +223,7 @@ impl ReceiveRing {
         let mut ring = ReceiveRing {
             buffers,
             iov,
+            control: vec![0u64; RING_SLOTS * CONTROL_WORDS],
             headers: Vec::with_capacity(RING_SLOTS),
         };
         for i in 0..RING_SLOTS {
@@ -160,7 +233,40 @@ impl ReceiveRing {
             h.msg_hdr.msg_iovlen = 1;
             ring.headers.push(h);
         }
+        ring.reset_control();
         ring
+    }
+
+    /// Points each header at its control buffer again (the kernel shrinks msg_controllen).
+    fn reset_control(&mut self) {
+        for (i, h) in self.headers.iter_mut().enumerate() {
+            h.msg_hdr.msg_control = self.control[i * CONTROL_WORDS..].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = CONTROL_WORDS * 8;
+        }
+    }
+
+    /// The kernel's receive time of slot `i`, if it sent one.
+    fn received_at(&self, i: usize) -> Option<Timestamp> {
+        let h = &self.headers[i].msg_hdr;
+        // SAFETY: CMSG_FIRSTHDR/NXTHDR walk the control buffer the kernel filled, within
+        // msg_controllen; the data of an SCM_TIMESTAMPNS message is one timespec.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(h);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let ts =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                    return Some(Timestamp::from_secs_nanos(
+                        ts.tv_sec.max(0) as u64,
+                        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+                    ));
+                }
+                cmsg = libc::CMSG_NXTHDR(h, cmsg);
+            }
+        }
+        None
     }
 
     /// Receives what is queued (without waiting) into `batch`; returns how many datagrams.
@@ -172,6 +278,7 @@ impl ReceiveRing {
     ) -> std::io::Result<usize> {
         use std::os::fd::AsRawFd;
         let room = (BATCH_PACKETS - batch.frames.len()).min(RING_SLOTS);
+        self.reset_control();
         // SAFETY: the headers point at `room` valid iovecs over `buffers`, all owned by self.
         let n = unsafe {
             libc::recvmmsg(
@@ -193,13 +300,19 @@ impl ReceiveRing {
                 continue;
             }
             let start = i * SLOT_BYTES;
-            push(batch, &self.buffers[start..start + len]);
+            let time = self.received_at(i).unwrap_or_else(Timestamp::now);
+            push(batch, time, &self.buffers[start..start + len]);
         }
         Ok(n)
     }
 }
 
-pub async fn tcp(listener: tokio::net::TcpListener, tx: SyncSender<Input>, stats: Arc<HepStats>) {
+pub async fn tcp(
+    listener: tokio::net::TcpListener,
+    source: SourceId,
+    tx: SyncSender<Input>,
+    stats: Arc<HepStats>,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -218,7 +331,7 @@ pub async fn tcp(listener: tokio::net::TcpListener, tx: SyncSender<Input>, stats
         let (tx, stats) = (tx.clone(), stats.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(why) = tcp_stream(stream, &tx, &stats).await {
+            if let Err(why) = tcp_stream(stream, source, &tx, &stats).await {
                 stats.tcp_framing_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%peer, "HEP TCP stream closed: {why}");
             }
@@ -229,6 +342,7 @@ pub async fn tcp(listener: tokio::net::TcpListener, tx: SyncSender<Input>, stats
 /// Reads `HEP3 <u16 total length> chunks...` frames until the peer closes.
 async fn tcp_stream(
     mut stream: tokio::net::TcpStream,
+    source: SourceId,
     tx: &SyncSender<Input>,
     stats: &HepStats,
 ) -> Result<(), String> {
@@ -253,7 +367,7 @@ async fn tcp_stream(
             .await
             .map_err(|e| e.to_string())?;
         let mut batch = FrameBatch::default();
-        push(&mut batch, &packet);
-        forward(tx, stats, batch);
+        push(&mut batch, Timestamp::now(), &packet);
+        forward(tx, source, stats, batch);
     }
 }

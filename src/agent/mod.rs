@@ -17,6 +17,7 @@
 pub mod af_packet;
 pub mod disk;
 pub mod hep_listener;
+pub mod merge;
 pub mod metrics;
 pub mod outbox;
 pub mod systemd;
@@ -35,15 +36,15 @@ use crate::pipeline::Pipeline;
 use crate::spool::Spool;
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
-use af_packet::{CaptureStats, FrameBatch, PacketRing};
+use af_packet::{CaptureStats, PacketRing};
+use merge::{Delivery, Ready, SourceId, SourceMerge};
 use metrics::{HepStats, Snapshot, Status};
 use workers::ShardedMedia;
 
-/// Messages from the sources to the pipeline thread.
-pub enum Input {
-    Frames(FrameBatch),
-    /// HEP packets, each with its arrival time (the `FrameBatch` layout, link unused).
-    Hep(FrameBatch),
+/// A message from a source to the pipeline thread.
+pub struct Input {
+    pub source: SourceId,
+    pub delivery: Delivery,
 }
 
 /// Batches (frame blocks or HEP packets) the pipeline's input queue holds.
@@ -133,8 +134,24 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let metrics_tcp = bind_tcp("agent.metrics_listen", &cfg.agent.metrics_listen)?;
     let mut rings = Vec::new();
     for (i, iface) in cfg.capture.interfaces.iter().enumerate() {
-        let ring = PacketRing::open(iface, cfg.capture.ring_mb, cfg.capture.promiscuous)
-            .with_context(|| format!("{file}: capture.interfaces[{i}] = {iface:?}"))?;
+        let ring = PacketRing::open(
+            iface,
+            cfg.capture.ring_mb,
+            cfg.capture.ring_seconds,
+            cfg.capture.promiscuous,
+        )
+        .with_context(|| format!("{file}: capture.interfaces[{i}] = {iface:?}"))?;
+        let g = ring.geometry;
+        tracing::info!(
+            interface = %iface,
+            blocks = g.block_nr,
+            block_kib = g.block_size >> 10,
+            "capture ring of {:.1} MiB: rides out a stall of {:.1} s at up to {:.1} MB/s of traffic (about {} RTP packets/s)",
+            g.bytes() as f64 / f64::from(1 << 20),
+            g.seconds(),
+            g.rate_held() / 1e6,
+            (g.rate_held() / 214.0) as u64
+        );
         rings.push(ring);
     }
     if rings.is_empty() && hep_udp.is_none() && hep_tcp.is_none() {
@@ -169,7 +186,16 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let hep_stats = Arc::new(HepStats::default());
     let mut capture_stats = Vec::new();
     let mut capture_threads = Vec::new();
-    for ring in rings {
+    // Sources by id: the interfaces, then HEP over UDP (kernel timestamps, merged in capture
+    // order with them), then HEP over TCP (timed when read: not ordered).
+    let hep_udp_source = rings.len();
+    let hep_tcp_source = rings.len() + 1;
+    // (a listener that is not configured never reports: it must not hold capture time back)
+    let mut ordered = vec![true; rings.len()];
+    ordered.push(hep_udp.is_some());
+    ordered.push(false);
+    let mut merge = SourceMerge::new(&ordered);
+    for (source, ring) in rings.into_iter().enumerate() {
         let stats = Arc::new(CaptureStats::default());
         capture_stats.push((ring.name.clone(), stats.clone()));
         let (tx, control) = (tx.clone(), control.clone());
@@ -178,7 +204,8 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
             std::thread::Builder::new()
                 .name(format!("capture-{name}"))
                 .spawn(move || {
-                    let mut send = |b: FrameBatch| tx.try_send(Input::Frames(b)).is_ok();
+                    let mut send =
+                        |delivery: Delivery| tx.try_send(Input { source, delivery }).is_ok();
                     if let Err(e) = af_packet::run(ring, &stats, &control.stop, &mut send) {
                         tracing::error!(interface = %name, "capture stopped: {e}");
                     }
@@ -200,6 +227,7 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
         control: control.clone(),
         spool_root: spool.root().to_owned(),
         hep_udp_port,
+        hep_sources: (hep_udp_source, hep_tcp_source),
         outbox: match token {
             Some(token) => Some(outbox::Outbox::new(
                 &cfg.catalogue,
@@ -235,39 +263,63 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let mut floor = disk::DiskFloor::new(cfg.agent.min_free_mb.saturating_mul(1 << 20));
     let mut next_tick = Instant::now();
     let mut next_second = Instant::now();
+    let mut disconnected = false;
     loop {
-        let stopping = control.stop.load(Ordering::Relaxed);
+        let stopping = control.stop.load(Ordering::Relaxed) || disconnected;
+        // Capture time moves on only as the sources say: batches are handed to the pipeline
+        // in capture order across sources, and while nothing is waiting it ticks to where
+        // every source has drained (a stall of the agent leaves frames in the kernel's ring
+        // and socket buffers; ticking past them by the wall clock would make them late).
         let wait = if stopping {
             Duration::ZERO
+        } else if merge.queued() > 0 {
+            Duration::from_millis(5)
         } else {
             Duration::from_millis(20)
         };
-        // The wall clock moves capture time on only when no input is queued: input waiting
-        // behind a stall carries earlier times, and ticking past them would drain the
-        // playout buffer before their audio is placed (late, lost). While input flows, its
-        // own timestamps move time on.
-        let mut idle = false;
         match rx.recv_timeout(wait) {
-            Ok(Input::Frames(batch)) => {
-                if let Some(link) = batch.link {
-                    for (time, frame) in batch.iter() {
-                        pipeline.frame(time, link, frame);
+            Ok(input) => merge.push(input.source, input.delivery, Instant::now()),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => disconnected = true,
+        }
+        // what else is queued, without waiting (bounded: a source whose batches wait for
+        // another source's finds the queue full and counts its drops)
+        while merge.queued() < INPUT_QUEUE
+            && let Ok(input) = rx.try_recv()
+        {
+            merge.push(input.source, input.delivery, Instant::now());
+        }
+        while let Some(ready) = merge.next(Instant::now(), stopping) {
+            match ready {
+                Ready::Frames(batch) => {
+                    if let Some(link) = batch.link {
+                        for (time, frame) in batch.iter() {
+                            pipeline.frame(time, link, frame);
+                        }
+                    }
+                }
+                Ready::Hep(batch) => {
+                    for (arrival, packet) in batch.iter() {
+                        pipeline.hep_received(arrival, packet, auth_key.as_deref());
                     }
                 }
             }
-            Ok(Input::Hep(batch)) => {
-                for (arrival, packet) in batch.iter() {
-                    pipeline.hep_received(arrival, packet, auth_key.as_deref());
-                }
+        }
+        if stopping && merge.queued() == 0 {
+            match rx.try_recv() {
+                Ok(input) => merge.push(input.source, input.delivery, Instant::now()),
+                Err(_) => break,
             }
-            Err(RecvTimeoutError::Timeout) if stopping => break,
-            Err(RecvTimeoutError::Timeout) => idle = true,
-            Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
-        if idle && now >= next_tick {
+        if merge.queued() == 0 && now >= next_tick {
             next_tick = now + Duration::from_millis(100);
-            pipeline.tick(Timestamp::now());
+            if !merge.has_ordered() {
+                // HEP over TCP only: timed when read, so the wall clock
+                pipeline.tick(Timestamp::now());
+            } else if let Some(settled) = merge.settled(now) {
+                pipeline.tick(settled);
+            }
         }
         if now >= next_second {
             next_second = now + Duration::from_secs(1);
@@ -417,6 +469,8 @@ struct IoThread {
     control: Arc<Control>,
     spool_root: PathBuf,
     hep_udp_port: Option<u16>,
+    /// Source ids of the HEP UDP and TCP listeners.
+    hep_sources: (SourceId, SourceId),
     outbox: Option<outbox::Outbox>,
 }
 
@@ -448,6 +502,7 @@ impl IoThread {
             control,
             spool_root,
             hep_udp_port,
+            hep_sources,
             outbox,
         } = self;
         let shipping = outbox.is_some();
@@ -469,7 +524,7 @@ impl IoThread {
         if let Some(sock) = hep_udp {
             match tokio::net::UdpSocket::from_std(sock) {
                 Ok(s) => {
-                    tokio::spawn(hep_listener::udp(s, tx.clone(), hep.clone()));
+                    tokio::spawn(hep_listener::udp(s, hep_sources.0, tx.clone(), hep.clone()));
                 }
                 Err(e) => tracing::error!("HEP UDP socket: {e}"),
             }
@@ -477,7 +532,7 @@ impl IoThread {
         if let Some(l) = hep_tcp {
             match tokio::net::TcpListener::from_std(l) {
                 Ok(l) => {
-                    tokio::spawn(hep_listener::tcp(l, tx.clone(), hep.clone()));
+                    tokio::spawn(hep_listener::tcp(l, hep_sources.1, tx.clone(), hep.clone()));
                 }
                 Err(e) => tracing::error!("HEP TCP listener: {e}"),
             }
