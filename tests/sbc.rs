@@ -60,14 +60,37 @@ fn missing_sbc_tools() -> Option<String> {
     None
 }
 
+/// How the SBC of a test is set up, and where callvault gets the SIP from.
+#[derive(Clone, Copy, Debug)]
+struct Setup {
+    /// Kamailio hides the inside topology (`topoh`: Call-ID, Via, Contact masked).
+    topoh: bool,
+    /// callvault gets the SIP from Kamailio's HEP feed (siptrace), the RTP from the mirror.
+    sip_over_hep: bool,
+}
+
+const MIRROR: Setup = Setup {
+    topoh: false,
+    sip_over_hep: false,
+};
+const TOPOH: Setup = Setup {
+    topoh: true,
+    sip_over_hep: false,
+};
+
+/// The HEP collector siptrace sends to (nothing listens: the mirror captures the feed).
+const HEP_COLLECTOR: u8 = 20;
+
 /// The SBC of a lab: rtpengine and Kamailio, started with the lab's addresses (the lab
 /// owns the processes).
-struct Sbc;
+struct Sbc {
+    setup: Setup,
+}
 
 impl Sbc {
-    /// Starts rtpengine and Kamailio on `lab`'s network and returns once both listen;
-    /// `topoh` hides the inside topology (Call-ID, Via, Contact masked on one side).
-    fn start(lab: &mut Lab, topoh: bool) -> Sbc {
+    /// Starts rtpengine and Kamailio on `lab`'s network and returns once both listen.
+    fn start(lab: &mut Lab, setup: Setup) -> Sbc {
+        let topoh = setup.topoh;
         let net = lab.net;
         let dir = lab.dir.path().join("sbc");
         std::fs::create_dir_all(&dir).unwrap();
@@ -119,8 +142,8 @@ impl Sbc {
             .replace("@OUTSIDE@", &lab.ip(SBC_OUTSIDE).to_string())
             .replace("@INSIDE@", &lab.ip(SBC_INSIDE).to_string())
             .replace("@RTPENGINE_NG@", &ng)
-            .replace("@HEP_COLLECTOR@", &lab.addr(20, 9060))
-            .replace("@TRACE_ON@", "0")
+            .replace("@HEP_COLLECTOR@", &lab.addr(HEP_COLLECTOR, 9060))
+            .replace("@TRACE_ON@", if setup.sip_over_hep { "1" } else { "0" })
             .replace(
                 "@TOPOH_LOAD@",
                 if topoh { "loadmodule \"topoh.so\"" } else { "" },
@@ -152,19 +175,41 @@ impl Sbc {
         lab.adopt("kamailio", dir, kamailio);
         lab.wait_bound("kamailio", lab.sock(SBC_OUTSIDE, 5060));
         lab.wait_bound("kamailio", lab.sock(SBC_INSIDE, 5060));
-        Sbc
+        Sbc { setup }
+    }
+
+    /// What callvault records of the lab's traffic: replay of the mirror's capture, or with
+    /// `sip_over_hep`, of the capture without its SIP (port 5060) but with the HEP feed: the RTP from the mirror,
+    /// the SIP from siptrace's HEP feed, in the order Kamailio traced it.
+    fn record(&self, lab: &mut Lab) -> Outcome {
+        if !self.setup.sip_over_hep {
+            return lab.replay();
+        }
+        lab.stop_capture();
+        let hep = lab.dir.path().join("rtp-and-hep.pcap");
+        let ok = Command::new("tcpdump")
+            .arg("-r")
+            .arg(lab.pcap())
+            .arg("-w")
+            .arg(&hep)
+            .arg("not port 5060 or dst port 9060")
+            .stderr(Stdio::null())
+            .status()
+            .expect("tcpdump -r");
+        assert!(ok.success(), "filtering the capture failed");
+        lab.replay_files(vec![hep], "spool")
     }
 }
 
 /// A lab with an SBC, or None (after saying SKIPPED and why) when a tool is missing.
-fn sbc_lab(test: &str, net: u8, topoh: bool) -> Option<(Lab, Sbc)> {
+fn sbc_lab(test: &str, net: u8, setup: Setup) -> Option<(Lab, Sbc)> {
     if let Some(why) = lab::missing_tools().or_else(missing_sbc_tools) {
         lab::skipped(&format!("sbc test {test}"), &why);
         return None;
     }
     let mut lab = Lab::new(test, net)?;
     lab.capture();
-    let sbc = Sbc::start(&mut lab, topoh);
+    let sbc = Sbc::start(&mut lab, setup);
     Some((lab, sbc))
 }
 
@@ -306,7 +351,7 @@ fn assert_hidden_call_ids(rec: &CallRecord, dialogs: usize) {
 /// (extension 2005: the dialled number is only in the outside INVITE); they talk for 3 s.
 #[test]
 fn a_call_to_the_switchboard_through_the_sbc_is_recorded_once_per_voice() {
-    switchboard_call("sbc-switchboard", 101, false);
+    switchboard_call("sbc-switchboard", 101, MIRROR);
 }
 
 /// The same with the SBC hiding its topology (`topoh`): on the agent's side the dialog has
@@ -315,13 +360,28 @@ fn a_call_to_the_switchboard_through_the_sbc_is_recorded_once_per_voice() {
 /// `b2bua` with the outside dialog's decision.
 #[test]
 fn a_call_through_an_sbc_hiding_its_topology_is_one_recording_with_both_call_ids() {
-    switchboard_call("sbc-topoh", 104, true);
+    switchboard_call("sbc-topoh", 104, TOPOH);
 }
 
-fn switchboard_call(test: &str, net: u8, topoh: bool) {
-    let Some((mut lab, _sbc)) = sbc_lab(test, net, topoh) else {
+/// The same with callvault reading the SIP from the SBC's HEP feed (Kamailio siptrace, not
+/// in wire order) and the RTP from the mirror.
+#[test]
+fn a_call_through_the_sbc_with_sip_over_hep_is_recorded_once_per_voice() {
+    switchboard_call(
+        "sbc-hep",
+        108,
+        Setup {
+            topoh: true,
+            sip_over_hep: true,
+        },
+    );
+}
+
+fn switchboard_call(test: &str, net: u8, setup: Setup) {
+    let Some((mut lab, sbc)) = sbc_lab(test, net, setup) else {
         return;
     };
+    let topoh = setup.topoh;
     let caller = Signal::noise("caller", 'C', 11);
     let agent = Signal::noise("agent", 'A', 12);
     inbound_call(
@@ -333,7 +393,7 @@ fn switchboard_call(test: &str, net: u8, topoh: bool) {
         &agent,
         3000,
     );
-    let out = lab.replay();
+    let out = sbc.record(&mut lab);
     out.print();
 
     let rec = out.the_call();
@@ -365,26 +425,27 @@ fn switchboard_call(test: &str, net: u8, topoh: bool) {
 /// The same caller dials a staff member's DDI through the SBC: nothing is recorded.
 #[test]
 fn a_staff_ddi_through_the_sbc_leaves_nothing_on_disk() {
-    staff_ddi("sbc-ddi", 102, false);
+    staff_ddi("sbc-ddi", 102, MIRROR);
 }
 
 /// The same through an SBC hiding its topology: the inside dialog (to extension 4711, under
 /// another Call-ID) is the same unrecorded conversation, never a call of its own.
 #[test]
 fn a_staff_ddi_through_an_sbc_hiding_its_topology_leaves_nothing_on_disk() {
-    staff_ddi("sbc-topoh-ddi", 106, true);
+    staff_ddi("sbc-topoh-ddi", 106, TOPOH);
 }
 
-fn staff_ddi(test: &str, net: u8, topoh: bool) {
-    let Some((mut lab, _sbc)) = sbc_lab(test, net, topoh) else {
+fn staff_ddi(test: &str, net: u8, setup: Setup) {
+    let Some((mut lab, sbc)) = sbc_lab(test, net, setup) else {
         return;
     };
+    let topoh = setup.topoh;
     let caller = Signal::noise("caller", 'C', 13);
     let staff = Signal::noise("staff", 'S', 14);
     inbound_call(
         &mut lab, STAFF_DDI, STAFF_HOST, STAFF_EXT, &caller, &staff, 2000,
     );
-    let out = lab.replay();
+    let out = sbc.record(&mut lab);
     out.print();
     let s = &out.report.summary;
     assert!(out.report.recorded.is_empty(), "{s}");
@@ -408,24 +469,40 @@ fn staff_ddi(test: &str, net: u8, topoh: bool) {
 /// left, the agent then the back office on the right, each voice once.
 #[test]
 fn a_blind_transfer_through_the_sbc_is_one_recording_of_the_whole_conversation() {
-    blind_transfer("sbc-blind-transfer", 103, false);
+    blind_transfer("sbc-blind-transfer", 103, MIRROR);
 }
 
 /// The same with the SBC hiding its topology (`topoh`): each dialog has another Call-ID on
 /// the agents' side; all four are named by the one recording.
 #[test]
 fn a_blind_transfer_through_an_sbc_hiding_its_topology_is_one_recording() {
-    blind_transfer("sbc-topoh-transfer", 105, true);
+    blind_transfer("sbc-topoh-transfer", 105, TOPOH);
 }
 
-fn blind_transfer(test: &str, net: u8, topoh: bool) {
-    let Some((mut lab, _sbc)) = sbc_lab(test, net, topoh) else {
+/// The same with the SIP from the SBC's HEP feed: Kamailio traces a forwarded message after
+/// its reply and often after the next request (the REFER relayed to the caller after the
+/// caller's 202, NOTIFY and new INVITE), so the transfer is seen out of order.
+#[test]
+fn a_blind_transfer_through_an_sbc_hiding_its_topology_seen_over_hep_is_one_recording() {
+    blind_transfer(
+        "sbc-hep-transfer",
+        109,
+        Setup {
+            topoh: true,
+            sip_over_hep: true,
+        },
+    );
+}
+
+fn blind_transfer(test: &str, net: u8, setup: Setup) {
+    let Some((mut lab, sbc)) = sbc_lab(test, net, setup) else {
         return;
     };
+    let topoh = setup.topoh;
     let caller = Signal::noise("caller", 'C', 15);
     let agent = Signal::noise("agent", 'A', 16);
     let back_office = Signal::noise("back_office", 'B', 17);
-    let sbc = lab.addr(SBC_OUTSIDE, 5060);
+    let sbc_addr = lab.addr(SBC_OUTSIDE, 5060);
     let media = 16_000 + lab.net as u16 * 10;
     let refer_to = format!("sip:{BACK_OFFICE_EXT}@{}", lab.ip(SBC_OUTSIDE));
     let referred_by = format!("sip:{AGENT_EXT}@{}", lab.ip(AGENT_HOST));
@@ -458,7 +535,7 @@ fn blind_transfer(test: &str, net: u8, topoh: bool) {
         media,
         &caller,
         &[
-            &sbc,
+            &sbc_addr,
             "-s",
             SWITCHBOARD,
             "-set",
@@ -479,7 +556,7 @@ fn blind_transfer(test: &str, net: u8, topoh: bool) {
         media,
         &caller,
         &[
-            &sbc,
+            &sbc_addr,
             "-s",
             BACK_OFFICE_EXT,
             "-set",
@@ -503,7 +580,7 @@ fn blind_transfer(test: &str, net: u8, topoh: bool) {
     );
     lab.wait("transferee");
     lab.wait("back_office");
-    let out = lab.replay();
+    let out = sbc.record(&mut lab);
     out.print();
 
     let s = &out.report.summary;
@@ -564,7 +641,7 @@ fn an_agent_stalled_for_two_seconds_mid_call_loses_nothing() {
         .args(["link", "set", "lo", "up"])
         .status();
     assert!(up.is_ok_and(|s| s.success()), "ip link set lo up");
-    let Some((mut lab, _sbc)) = sbc_lab("sbc-stall", 107, false) else {
+    let Some((mut lab, _sbc)) = sbc_lab("sbc-stall", 107, MIRROR) else {
         return;
     };
     let (public, private) =

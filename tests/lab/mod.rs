@@ -623,6 +623,12 @@ impl Lab {
 
     /// Stops the capture (SIGTERM) and replays it through callvault.
     pub fn replay(&mut self) -> Outcome {
+        self.stop_capture();
+        self.replay_files(vec![self.pcap()], "spool")
+    }
+
+    /// Stops the capture (SIGTERM), checking that tcpdump lost nothing.
+    pub fn stop_capture(&mut self) {
         // let the last packets (the final 200 OK) reach the capture
         std::thread::sleep(Duration::from_millis(300));
         let mut child = self.tcpdump.take().expect("capture running");
@@ -650,17 +656,22 @@ impl Lab {
             "tcpdump lost packets:\n{log}"
         );
         println!("  tcpdump: {}", log.trim().replace('\n', "; "));
+    }
 
+    /// Replays `files` through callvault with the example configuration, into the spool
+    /// `spool` of the lab's directory.
+    pub fn replay_files(&self, files: Vec<PathBuf>, spool: &str) -> Outcome {
         let config =
             AgentConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml"))
                 .expect("config/agent.toml");
-        let (public, private) = generate_keypair_files(&self.dir.path().join("keys")).unwrap();
-        let spool = self.dir.path().join("spool");
+        let (public, private) =
+            generate_keypair_files(&self.dir.path().join(format!("{spool}-keys"))).unwrap();
+        let spool = self.dir.path().join(spool);
         let report = replay::run(ReplayOptions {
             config,
             spool: spool.clone(),
             public_key: public,
-            files: vec![self.pcap()],
+            files,
             progress: false,
         })
         .expect("replay");
