@@ -277,3 +277,165 @@ fn a_dialog_joins_as_the_other_side_of_an_sbc_only_with_the_tag_and_the_caller()
         ["outside@carrier", "!!:hidden"]
     );
 }
+
+/// A HEP feed traces a forwarded REFER after the messages that follow it: here the
+/// transferee's INVITE (and its answer) come before the REFER that asked for it. Within two
+/// seconds that dialog is still the rest of the conversation: one recording, the back office
+/// heard on the right. Later than that, it stays a call of its own, unrecorded.
+#[test]
+fn a_refer_seen_after_the_invite_it_caused_still_links_the_transfer() {
+    for (refer_late_ms, linked) in [(50u64, true), (3_000, false)] {
+        let (mut p, _dir) = pipeline(&example_config());
+        let sbc = addr("192.0.2.10:5060");
+        let pbx = addr("10.20.0.5:5060");
+        let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+        let send = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, payload: &[u8]| {
+            p.frame(t(ms), LinkType::Ethernet, &udp_frame(src, dst, payload));
+        };
+        let sip = |head: &str, media: Option<(&str, u16)>| sip_with_sdp(head, media);
+        let from1 =
+            "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>";
+        send(
+            &mut p,
+            0,
+            sbc,
+            pbx,
+            &sip(
+                &format!(
+                    "INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{from1}\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"
+                ),
+                Some(("192.0.2.10", 20000)),
+            ),
+        );
+        send(
+            &mut p,
+            100,
+            pbx,
+            sbc,
+            &sip(
+                &format!(
+                    "SIP/2.0 200 OK\r\n{from1};tag=b1\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContact: <sip:4711@10.20.1.5>\r\n"
+                ),
+                Some(("10.20.1.5", 30000)),
+            ),
+        );
+        let mut ms = 200;
+        let rtp_to = |p: &mut LocalPipeline<_, _>,
+                      from_ms: u64,
+                      to_ms: u64,
+                      caller: &str,
+                      org: &str,
+                      ssrc: u32| {
+            for (i, at) in (from_ms..to_ms).step_by(20).enumerate() {
+                let i = i as u16;
+                send(
+                    p,
+                    at,
+                    addr(caller),
+                    addr(org),
+                    &rtp_packet(i, i as u32 * 160, 1, 0x55),
+                );
+                send(
+                    p,
+                    at,
+                    addr(org),
+                    addr(caller),
+                    &rtp_packet(i, i as u32 * 160, ssrc, 0xd5),
+                );
+            }
+        };
+        rtp_to(
+            &mut p,
+            ms,
+            ms + 1_000,
+            "192.0.2.10:20000",
+            "10.20.1.5:30000",
+            2,
+        );
+        ms += 1_000;
+        // the transferee's INVITE (from a new port of the caller's phone) and its answer,
+        // traced before the REFER
+        let from2 = "From: <sip:+447700900123@192.0.2.10>;tag=a2\r\nTo: <sip:4712@10.20.0.5>";
+        send(
+            &mut p,
+            ms,
+            sbc,
+            pbx,
+            &sip(
+                &format!(
+                    "INVITE sip:4712@10.20.0.5 SIP/2.0\r\n{from2}\r\nCall-ID: c2\r\nCSeq: 1 INVITE\r\nReferred-By: <sip:4711@10.20.0.5>\r\n"
+                ),
+                Some(("192.0.2.10", 20002)),
+            ),
+        );
+        send(
+            &mut p,
+            ms + 20,
+            pbx,
+            sbc,
+            &sip(
+                &format!("SIP/2.0 200 OK\r\n{from2};tag=b2\r\nCall-ID: c2\r\nCSeq: 1 INVITE\r\n"),
+                Some(("10.20.1.6", 30002)),
+            ),
+        );
+        send(
+            &mut p,
+            ms + refer_late_ms,
+            pbx,
+            sbc,
+            &sip(
+                "REFER sip:+447700900123@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=b1\r\nTo: <sip:+447700900123@192.0.2.10>;tag=a1\r\nCall-ID: c1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:4712@10.20.0.5>\r\nReferred-By: <sip:4711@10.20.0.5>\r\n",
+                None,
+            ),
+        );
+        ms += refer_late_ms + 20;
+        rtp_to(
+            &mut p,
+            ms,
+            ms + 1_000,
+            "192.0.2.10:20002",
+            "10.20.1.6:30002",
+            3,
+        );
+        ms += 1_000;
+        send(
+            &mut p,
+            ms,
+            sbc,
+            pbx,
+            &sip(
+                &format!(
+                    "BYE sip:4712@10.20.0.5 SIP/2.0\r\n{from2};tag=b2\r\nCall-ID: c2\r\nCSeq: 2 BYE\r\n"
+                ),
+                None,
+            ),
+        );
+        p.finish("capture_end");
+        let s = p.summary();
+        let sink = p.sink();
+        assert_eq!(sink.recorded.len(), 1, "{s}");
+        let rec = &sink.recorded[0];
+        let back_office: u64 = rec
+            .streams
+            .iter()
+            .filter(|st| st.ssrc == "0x00000003")
+            .map(|st| st.packets)
+            .sum();
+        if linked {
+            assert_eq!(s.calls.calls_seen, 1, "{s}");
+            assert_eq!(s.calls.late_transfers, 1, "{s}");
+            assert_eq!(rec.sip_call_ids, ["c1", "c2"]);
+            assert_eq!(rec.legs[1].joined_by, "refer");
+            assert!(
+                back_office >= 40,
+                "the back office is recorded: {:?}",
+                rec.streams
+            );
+        } else {
+            assert_eq!(s.calls.calls_seen, 2, "{s}");
+            assert_eq!(s.calls.late_transfers, 0, "{s}");
+            assert_eq!(rec.sip_call_ids, ["c1"]);
+            assert_eq!(back_office, 0, "{:?}", rec.streams);
+        }
+    }
+}

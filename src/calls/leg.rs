@@ -143,6 +143,9 @@ pub struct Leg {
     pub transfers: Vec<TransferNote>,
     /// Names the organisation's party of this leg is known by (see `note_org_identity`).
     pub org_identities: Vec<String>,
+    /// What the INVITE that started this leg as a call of its own carried: a REFER seen
+    /// after it (out of wire order) can still claim it (see the tracker).
+    pub invite: Option<Box<super::transfer::InviteEvidence>>,
 }
 
 impl Leg {

@@ -71,4 +71,11 @@ pub enum CallEvent {
     Forget { call: CallKey, addr: SocketAddr },
     /// The call is over: finish its recording (if any) and write its metadata.
     Ended { call: CallKey, record: bool },
+    /// Call `from` (never recorded) turned out to be part of call `into`: its media
+    /// addresses are `into`'s from now on, its parties' sides swapped if `swap_sides`.
+    Merged {
+        from: CallKey,
+        into: CallKey,
+        swap_sides: bool,
+    },
 }

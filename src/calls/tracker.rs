@@ -25,8 +25,8 @@ use uuid::Uuid;
 use super::call::Call;
 use super::leg::{Hop, JoinedBy, Leg, LegState, MAX_TRANSFER_NOTES, Party, TransferNote};
 use super::transfer::{
-    InviteEvidence, Join, MAX_PENDING, MEDIA_JOIN_ACTIVITY, PendingTransfer, TRANSFER_WINDOW,
-    comparable, match_pending,
+    InviteEvidence, Join, MAX_PENDING, MEDIA_JOIN_ACTIVITY, PendingTransfer, REORDER_WINDOW,
+    TRANSFER_WINDOW, comparable, match_pending,
 };
 use super::{CallEvent, CallKey, Side};
 use crate::config::CallsSection;
@@ -55,6 +55,9 @@ pub struct CallCounters {
     pub refers: u64,
     /// Legs that joined an existing call, by how.
     pub legs_joined: BTreeMap<String, u64>,
+    /// Transfers whose REFER was seen after the INVITE it caused (a HEP feed out of wire
+    /// order): that INVITE's dialog joined the call then.
+    pub late_transfers: u64,
 }
 
 /// REFERs waiting per call.
@@ -196,10 +199,12 @@ impl CallTracker {
             (Some(Method::Invite), None) => {
                 if has_to_tag {
                     self.start_mid_call(time, msg, sip_id, src, activity);
-                } else if let Some(join) = self.find_join(time, msg, activity) {
-                    self.join_leg(time, msg, sip_id, src, join);
                 } else {
-                    self.start_call(time, msg, sip_id, src);
+                    let evidence = invite_evidence(msg);
+                    match self.find_join(time, &evidence, activity) {
+                        Some(join) => self.join_leg(time, msg, sip_id, src, join),
+                        None => self.start_call(time, msg, sip_id, src, evidence),
+                    }
                 }
             }
             (
@@ -288,7 +293,14 @@ impl CallTracker {
         Some(key)
     }
 
-    fn start_call(&mut self, time: Timestamp, msg: &Message<'_>, sip_id: &str, src: SocketAddr) {
+    fn start_call(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        sip_id: &str,
+        src: SocketAddr,
+        evidence: InviteEvidence,
+    ) {
         let Some(key) = self.allocate() else { return };
         let dialled = msg
             .request_uri()
@@ -309,45 +321,104 @@ impl CallTracker {
             caller: &caller_raw,
             original_called: &original_called,
         });
-        let leg = new_leg(sip_id, msg, time, Side::Caller, JoinedBy::Initial);
+        let mut leg = new_leg(sip_id, msg, time, Side::Caller, JoinedBy::Initial);
+        leg.invite = Some(Box::new(evidence));
         self.admit(key, decision, dialled, caller_raw, leg, time);
         self.media_from_message(msg, key, sip_id, src);
+    }
+
+    /// A REFER seen after the INVITE it asked for (a HEP feed traces a forwarded REFER after
+    /// the messages that follow it: the 202, the NOTIFY, the transferee's INVITE): the call
+    /// that INVITE started on its own, unrecorded, within [`REORDER_WINDOW`], is the rest of
+    /// the REFER's conversation and joins it. Nothing of it was recorded meanwhile (its RTP
+    /// was dropped as out of scope), so nothing has to be taken back; a call that was
+    /// recorded on its own right stays as it is.
+    fn rejoin_late_transferee(&mut self, time: Timestamp) {
+        let Some(p) = self.pending.last().cloned() else {
+            return;
+        };
+        let calls = &self.calls;
+        let endpoints = &self.endpoints;
+        let policy = &self.policy;
+        let late = calls
+            .values()
+            .filter(|c| {
+                c.key != p.call
+                    && !c.ended
+                    && !c.record()
+                    && c.legs.len() == 1
+                    && c.legs[0].joined_by == JoinedBy::Initial
+                    && time.saturating_since(c.started_at) <= REORDER_WINDOW
+            })
+            .filter(|c| {
+                c.legs[0].invite.as_deref().is_some_and(|ev| {
+                    match_pending(
+                        std::slice::from_ref(&p),
+                        ev,
+                        time,
+                        &|k| calls.get(&k).map(|c| c.caller.clone()),
+                        &|a| endpoints.get(a).map(|(k, _)| *k),
+                        &|a, b| same_party(policy, a, b),
+                    )
+                    .is_some()
+                })
+            })
+            .map(|c| c.key)
+            .min();
+        let Some(from) = late else { return };
+        if self.calls.get(&p.call).is_none_or(|c| c.ended) {
+            return;
+        }
+        let Some(mut gone) = self.calls.remove(&from) else {
+            return;
+        };
+        let Some(mut leg) = gone.legs.pop() else {
+            return;
+        };
+        self.pending.pop();
+        // its counts as a call of its own are taken back: one conversation, one call
+        self.counters.calls_seen = self.counters.calls_seen.saturating_sub(1);
+        self.counters.calls_not_recorded = self.counters.calls_not_recorded.saturating_sub(1);
+        if let Some(n) = self
+            .counters
+            .not_recorded_by_rule
+            .get_mut(gone.decision.rule.as_str())
+        {
+            *n = n.saturating_sub(1);
+        }
+        *self
+            .counters
+            .legs_joined
+            .entry(JoinedBy::Refer.as_str().to_owned())
+            .or_default() += 1;
+        self.counters.late_transfers += 1;
+        let swap_sides = leg.a_side != p.transferee_side;
+        leg.joined_by = JoinedBy::Refer;
+        leg.a_side = p.transferee_side;
+        leg.b_side = p.transferee_side.other();
+        self.by_sip_id.insert(leg.sip_call_id.clone(), p.call);
+        for (addr, party, _) in &leg.endpoints {
+            if self.endpoints.get(addr).is_some_and(|(k, _)| *k == from) {
+                self.endpoints.insert(*addr, (p.call, leg.side_of(*party)));
+            }
+        }
+        if let Some(call) = self.calls.get_mut(&p.call) {
+            call.legs.push(leg);
+        }
+        self.events.push(CallEvent::Merged {
+            from,
+            into: p.call,
+            swap_sides,
+        });
     }
 
     /// The existing call a new INVITE continues, if any (see `transfer`).
     fn find_join(
         &mut self,
         time: Timestamp,
-        msg: &Message<'_>,
+        evidence: &InviteEvidence,
         activity: &dyn Fn(CallKey) -> Option<Timestamp>,
     ) -> Option<Join> {
-        let sdp = msg.sdp();
-        let evidence = InviteEvidence {
-            dialled: msg
-                .request_uri()
-                .and_then(|u| u.user_unescaped_opt())
-                .unwrap_or_default(),
-            from_tag: msg.from().and_then(|f| f.tag().map(str::to_owned)),
-            replaces: msg.replaces(),
-            referred_by: msg.referred_by().and_then(|r| r.uri.user_unescaped_opt()),
-            callers: msg
-                .from()
-                .and_then(|f| f.uri.user_unescaped_opt())
-                .into_iter()
-                .chain(
-                    msg.p_asserted_identity()
-                        .iter()
-                        .filter_map(|p| p.uri.user_unescaped_opt()),
-                )
-                .collect(),
-            offered_endpoints: sdp
-                .as_ref()
-                .map(|s| audio_endpoints(s, SocketAddr::from(([0, 0, 0, 0], 0))))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(a, _)| a)
-                .collect(),
-        };
         let live = |call: &Call| !call.ended;
         // 0. an agent's own internal call while a recorded call of theirs is live: its
         // consultation (recorded only when the policy says so)
@@ -406,7 +477,7 @@ impl CallTracker {
         let policy = &self.policy;
         let found = match_pending(
             &self.pending,
-            &evidence,
+            evidence,
             time,
             &|k| calls.get(&k).map(|c| c.caller.clone()),
             &|a| endpoints.get(a).map(|(k, _)| *k),
@@ -650,6 +721,8 @@ impl CallTracker {
                         referred_by,
                         transferee_side: leg.side_of(sender.other()),
                     });
+                    self.rejoin_late_transferee(time);
+                    return;
                 }
             }
             (Some(Method::Notify), _) => {
@@ -909,6 +982,37 @@ impl CallTracker {
     }
 }
 
+/// What a new INVITE brings to be matched against the calls in progress.
+fn invite_evidence(msg: &Message<'_>) -> InviteEvidence {
+    InviteEvidence {
+        dialled: msg
+            .request_uri()
+            .and_then(|u| u.user_unescaped_opt())
+            .unwrap_or_default(),
+        from_tag: msg.from().and_then(|f| f.tag().map(str::to_owned)),
+        replaces: msg.replaces(),
+        referred_by: msg.referred_by().and_then(|r| r.uri.user_unescaped_opt()),
+        callers: msg
+            .from()
+            .and_then(|f| f.uri.user_unescaped_opt())
+            .into_iter()
+            .chain(
+                msg.p_asserted_identity()
+                    .iter()
+                    .filter_map(|p| p.uri.user_unescaped_opt()),
+            )
+            .collect(),
+        offered_endpoints: msg
+            .sdp()
+            .as_ref()
+            .map(|s| audio_endpoints(s, SocketAddr::from(([0, 0, 0, 0], 0))))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect(),
+    }
+}
+
 /// Where an SDP body says its sender receives audio, with its payload map. Hold addresses
 /// (0.0.0.0, ::) and disabled streams (port 0) yield nothing.
 fn audio_endpoints(sdp: &Sdp, src: SocketAddr) -> Vec<(SocketAddr, PayloadMap)> {
@@ -977,6 +1081,7 @@ fn new_leg(
         cancelled: false,
         transfers: Vec::new(),
         org_identities: Vec::new(),
+        invite: None,
     }
 }
 

@@ -35,6 +35,9 @@ pub const TRANSFER_WINDOW: Duration = Duration::from_secs(40);
 /// A call's media endpoint is carried on by a new leg only while the call was active this
 /// recently (a call whose BYE was lost must not capture a new call that reuses its port).
 pub const MEDIA_JOIN_ACTIVITY: Duration = Duration::from_secs(10);
+/// A REFER seen this soon after the INVITE it caused still links them: a HEP feed traces a
+/// forwarded REFER after the messages that follow it.
+pub const REORDER_WINDOW: Duration = Duration::from_secs(2);
 /// Pending transfers kept at most (hostile REFER floods cannot grow the list).
 pub const MAX_PENDING: usize = 4096;
 

@@ -478,6 +478,20 @@ impl<M: MediaPort> Core<M> {
                     }
                 }
                 CallEvent::Forget { call, addr } => self.table.remove_if_call(&addr, call),
+                CallEvent::Merged {
+                    from,
+                    into,
+                    swap_sides,
+                } => {
+                    let slot = self.slots.get(&into).copied();
+                    let record = self.tracker.call(into).is_some_and(|c| c.record());
+                    self.table
+                        .rehome(from, into, slot.filter(|_| record), swap_sides);
+                    if let Some(t) = self.activity.remove(&from) {
+                        let at = self.activity.entry(into).or_insert(t);
+                        *at = (*at).max(t);
+                    }
+                }
                 CallEvent::Ended { call, record } => {
                     self.closing.push((call, record, self.now + self.linger));
                 }

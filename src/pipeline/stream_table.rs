@@ -65,6 +65,25 @@ impl StreamTable {
         }
     }
 
+    /// Gives every address of call `from` to call `into` (recorded through `slot` when it
+    /// has one), swapping who owns and who sends to each when `swap_sides`.
+    pub fn rehome(
+        &mut self,
+        from: CallKey,
+        into: CallKey,
+        slot: Option<MediaSlot>,
+        swap_sides: bool,
+    ) {
+        for r in self.routes.values_mut().filter(|r| r.call == from) {
+            r.call = into;
+            r.slot = slot;
+            r.record = slot.is_some();
+            if swap_sides {
+                std::mem::swap(&mut r.owner, &mut r.peer);
+            }
+        }
+    }
+
     /// Marks every address of an ended call as closed: nothing more is recorded through them.
     pub fn close_call(&mut self, call: CallKey, at: Timestamp) {
         for r in self.routes.values_mut().filter(|r| r.call == call) {
