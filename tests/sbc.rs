@@ -18,11 +18,12 @@
 mod common;
 mod lab;
 
+use lab::agent::{LiveAgent, assert_no_drops, enter_own_network_namespace};
 use lab::*;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use callvault::spool::CallRecord;
 
@@ -646,69 +647,16 @@ fn an_agent_stalled_for_two_seconds_mid_call_loses_nothing() {
         lab::skipped("sbc stall test", &why);
         return;
     }
-    // SAFETY: unshare(2) moves this test's thread (and every process it starts from now on)
-    // into a new network namespace; other threads are not affected.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        lab::skipped(
-            "sbc stall test",
-            &format!(
-                "cannot create a network namespace ({})",
-                std::io::Error::last_os_error()
-            ),
-        );
+    if !enter_own_network_namespace("sbc stall test") {
         return;
     }
-    let up = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status();
-    assert!(up.is_ok_and(|s| s.success()), "ip link set lo up");
     let Some((mut lab, _sbc)) = sbc_lab("sbc-stall", 107, MIRROR) else {
         return;
     };
-    let (public, private) =
-        callvault::vault::generate_keypair_files(&lab.dir.path().join("agent-keys")).unwrap();
-    let agent_spool = lab.dir.path().join("agent-spool");
-    let config = callvault::config::EXAMPLE_AGENT_TOML
-        .replace(
-            "spool_dir = \"/var/spool/callvault\"",
-            &format!("spool_dir = {agent_spool:?}"),
-        )
-        .replace(
-            "catalogue_public_key = \"/etc/callvault/catalogue.pub\"",
-            &format!("catalogue_public_key = {public:?}"),
-        )
-        .replace("interfaces = []", "interfaces = [\"lo\"]")
-        .replace("min_free_mb = 2048", "min_free_mb = 16");
-    let config_path = lab.dir.path().join("agent.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let log_path = lab.dir.path().join("agent.log");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_callvault"))
-        .args(["agent", "-c"])
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .expect("start callvault agent");
-    let agent_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let started = Instant::now();
-    while common::http_get(9187, "/healthz").is_none_or(|(code, _)| code != 200) {
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "the agent exited:\n{}",
-            agent_log()
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            agent_log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
+    let mut agent = LiveAgent::start(&lab, None);
     let caller = Signal::noise("caller", 'C', 18);
     let agent_voice = Signal::noise("agent", 'A', 19);
-    let pid = agent.id() as i32;
+    let pid = agent.pid();
     let stall = std::thread::spawn(move || {
         // two seconds into the conversation, for two seconds
         std::thread::sleep(Duration::from_millis(2_500));
@@ -727,26 +675,16 @@ fn an_agent_stalled_for_two_seconds_mid_call_loses_nothing() {
         6_000,
     );
     stall.join().unwrap();
-    let started = Instant::now();
-    let metrics = loop {
-        let (_, m) = common::http_get(9187, "/metrics").expect("metrics");
-        if m.contains("callvault_segments_written_total 1") {
-            break m;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{m}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    for drop in ["kernel", "capture_queue", "media_queue", "rtp_late"] {
-        let line = format!("callvault_drops_total{{cause=\"{drop}\"}} 0");
-        assert!(metrics.contains(&line), "{line}:\n{metrics}");
-    }
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = agent.wait().unwrap();
-    assert!(status.success(), "{status}\n{}", agent_log());
+    let metrics = agent.metrics_once("callvault_segments_written_total 1");
+    assert_no_drops(
+        &metrics,
+        &["kernel", "capture_queue", "media_queue", "rtp_late"],
+    );
+    let live = agent.stop();
     println!(
         "  agent: {}",
-        agent_log()
+        agent
+            .log()
             .lines()
             .find(|l| l.contains("capture ring"))
             .unwrap_or("(no ring line)")
@@ -755,11 +693,6 @@ fn an_agent_stalled_for_two_seconds_mid_call_loses_nothing() {
     let out = lab.replay();
     out.print();
     let replayed = out.the_call();
-    let live: Vec<CallRecord> = std::fs::read_dir(agent_spool.join("calls"))
-        .unwrap()
-        .flatten()
-        .map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap())
-        .collect();
     assert_eq!(live.len(), 1, "{live:#?}");
     let rec = &live[0];
     assert_eq!(rec.sip_call_ids, replayed.sip_call_ids);
@@ -768,14 +701,8 @@ fn an_agent_stalled_for_two_seconds_mid_call_loses_nothing() {
         rec.streams, replayed.streams,
         "the same packets, the same streams"
     );
-    let json = agent_spool
-        .join("calls")
-        .join(format!("{}.json", rec.call_id));
-    let key = callvault::vault::CataloguePrivateKey::load(&private).unwrap();
-    let call = callvault::export::export_call(&json, &key).expect("export");
+    let (left, right) = agent.audio(rec);
     let (want_left, want_right) = out.audio(replayed);
-    let left: Vec<i16> = call.samples.iter().step_by(2).copied().collect();
-    let right: Vec<i16> = call.samples.iter().skip(1).step_by(2).copied().collect();
     println!(
         "  live: {} samples, replay: {} samples",
         left.len(),

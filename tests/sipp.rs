@@ -6,19 +6,19 @@
 //!
 //! Scenario files live in `tests/sipp/`. Every test uses its own loopback network
 //! (127.0.N.0/24), so the tests run in parallel. They need root (tcpdump), `sipp` and
-//! `tcpdump` (`tests/run.sh` installs them); without those they print why and pass.
+//! `tcpdump` (`tests/run.sh` installs them); without those they say SKIPPED, and fail under
+//! CI (`CI=true`), where the test command has installed them.
 
 mod common;
 mod lab;
 
-use common::http_get;
+use lab::agent::{LiveAgent, assert_no_drops, enter_own_network_namespace};
 use lab::*;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use callvault::spool::CallRecord;
-use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
 
 // ---------------------------------------------------------------------------------------
 // Scenarios
@@ -1463,65 +1463,16 @@ fn a_forked_invite_answered_by_one_phone_is_one_call_with_that_phone_on_the_righ
 #[test]
 fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
     if let Some(why) = missing_tools() {
-        println!("SKIPPED live agent test: {why}");
+        skipped("live agent test", &why);
         return;
     }
-    // SAFETY: unshare(2) moves this test's thread (and every process it starts from now on)
-    // into a new network namespace; other threads are not affected.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        println!(
-            "SKIPPED live agent test: cannot create a network namespace ({})",
-            std::io::Error::last_os_error()
-        );
+    if !enter_own_network_namespace("live agent test") {
         return;
     }
-    let up = Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status();
-    assert!(up.is_ok_and(|s| s.success()), "ip link set lo up");
     let Some(mut lab) = Lab::new("live", 40) else {
         return;
     };
-    let (public, private) = generate_keypair_files(&lab.dir.path().join("agent-keys")).unwrap();
-    let agent_spool = lab.dir.path().join("agent-spool");
-    let config = callvault::config::EXAMPLE_AGENT_TOML
-        .replace(
-            "spool_dir = \"/var/spool/callvault\"",
-            &format!("spool_dir = {agent_spool:?}"),
-        )
-        .replace(
-            "catalogue_public_key = \"/etc/callvault/catalogue.pub\"",
-            &format!("catalogue_public_key = {public:?}"),
-        )
-        .replace("interfaces = []", "interfaces = [\"lo\"]")
-        .replace("listen_udp = \"\"", "listen_udp = \"127.0.0.1:9060\"")
-        .replace("min_free_mb = 2048", "min_free_mb = 16");
-    let config_path = lab.dir.path().join("agent.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let log_path = lab.dir.path().join("agent.log");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_callvault"))
-        .args(["agent", "-c"])
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .expect("start callvault agent");
-    let agent_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let started = Instant::now();
-    while http_get(9187, "/healthz").is_none_or(|(code, _)| code != 200) {
-        assert!(
-            agent.try_wait().unwrap().is_none(),
-            "the agent exited:\n{}",
-            agent_log()
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{}",
-            agent_log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut agent = LiveAgent::start(&lab, Some("127.0.0.1:9060"));
 
     let caller = Signal::noise("caller", 'C', 401);
     let staff = Signal::noise("agent", 'A', 402);
@@ -1566,15 +1517,7 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
     lab.wait("caller");
     lab.wait("agent");
     // the calls close once their last packets have had the playout delay to arrive
-    let started = Instant::now();
-    let metrics = loop {
-        let (_, m) = http_get(9187, "/metrics").expect("metrics");
-        if m.contains("callvault_segments_written_total 2") {
-            break m;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{m}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let metrics = agent.metrics_once("callvault_segments_written_total 2");
     // the loopback capture sees the HEP feed on its way to the listener: it is recorded once
     assert!(
         !metrics.contains("callvault_hep_captured_to_listener_total 0\n"),
@@ -1584,23 +1527,12 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         metrics.contains("callvault_calls_seen_total 2\n"),
         "{metrics}"
     );
-    for drop in ["kernel", "capture_queue", "media_queue"] {
-        let line = format!("callvault_drops_total{{cause=\"{drop}\"}} 0");
-        assert!(metrics.contains(&line), "{line}:\n{metrics}");
-    }
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) }, 0);
-    let status = agent.wait().unwrap();
-    assert!(status.success(), "{status}\n{}", agent_log());
+    assert_no_drops(&metrics, &["kernel", "capture_queue", "media_queue"]);
+    let live = agent.stop();
 
     let out = lab.replay();
     out.print();
     let replayed = out.the_call();
-    let live: Vec<CallRecord> = std::fs::read_dir(agent_spool.join("calls"))
-        .unwrap()
-        .flatten()
-        .map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap())
-        .collect();
     assert_eq!(live.len(), 2, "the SIPp call and the HEP call");
     let over_hep = live
         .iter()
@@ -1617,7 +1549,7 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         "{} ms: {:#?}\n{}",
         over_hep.audio_ms,
         over_hep.streams,
-        agent_log()
+        agent.log()
     );
     let rec = live
         .iter()
@@ -1633,14 +1565,8 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         rec.streams, replayed.streams,
         "the same packets, the same streams"
     );
-    let json = agent_spool
-        .join("calls")
-        .join(format!("{}.json", rec.call_id));
-    let key = CataloguePrivateKey::load(&private).unwrap();
-    let call = callvault::export::export_call(&json, &key).expect("export");
+    let (left, right) = agent.audio(rec);
     let (want_left, want_right) = out.audio(replayed);
-    let left: Vec<i16> = call.samples.iter().step_by(2).copied().collect();
-    let right: Vec<i16> = call.samples.iter().skip(1).step_by(2).copied().collect();
     println!(
         "  live: {} samples, replay: {} samples",
         left.len(),

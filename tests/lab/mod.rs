@@ -3,6 +3,8 @@
 //! the checks of a recording against what each endpoint sent and what the capture holds.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
