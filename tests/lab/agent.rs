@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use callvault::spool::CallRecord;
 use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
 
-use super::{Lab, skipped};
+use super::{Lab, decrypt_call, skipped};
 use crate::common::http_get;
 
 /// The metrics port of the example configuration (free in the test's own namespace).
@@ -137,14 +137,7 @@ impl LiveAgent {
 
     /// The decrypted recording of `rec`: (left = caller, right = organisation).
     pub fn audio(&self, rec: &CallRecord) -> (Vec<i16>, Vec<i16>) {
-        let json = self
-            .spool
-            .join("calls")
-            .join(format!("{}.json", rec.call_id));
-        let call = callvault::export::export_call(&json, &self.key).expect("export");
-        let left = call.samples.iter().step_by(2).copied().collect();
-        let right = call.samples.iter().skip(1).step_by(2).copied().collect();
-        (left, right)
+        decrypt_call(&self.spool, &self.key, rec)
     }
 }
 

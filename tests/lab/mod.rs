@@ -249,6 +249,21 @@ pub fn missing_tools() -> Option<String> {
     None
 }
 
+/// The decrypted recording of `rec` in `spool`, at 8 kHz: (left = caller, right =
+/// organisation).
+pub fn decrypt_call(
+    spool: &Path,
+    key: &CataloguePrivateKey,
+    rec: &CallRecord,
+) -> (Vec<i16>, Vec<i16>) {
+    let json = spool.join("calls").join(format!("{}.json", rec.call_id));
+    let call = callvault::export::export_call(&json, key).expect("export");
+    assert_eq!(call.rate, 8000);
+    let left = call.samples.iter().step_by(2).copied().collect();
+    let right = call.samples.iter().skip(1).step_by(2).copied().collect();
+    (left, right)
+}
+
 /// Says that a test did not run and why. Under CI (`CI=true`), where tests/run.sh has
 /// installed every part these tests need, a missing part fails the test instead.
 pub fn skipped(what: &str, why: &str) {
@@ -832,15 +847,7 @@ impl Outcome {
 
     /// The decrypted recording: (left = caller, right = organisation).
     pub fn audio(&self, rec: &CallRecord) -> (Vec<i16>, Vec<i16>) {
-        let json = self
-            .spool
-            .join("calls")
-            .join(format!("{}.json", rec.call_id));
-        let call = callvault::export::export_call(&json, &self.key).expect("export");
-        assert_eq!(call.rate, 8000);
-        let left = call.samples.iter().step_by(2).copied().collect();
-        let right = call.samples.iter().skip(1).step_by(2).copied().collect();
-        (left, right)
+        decrypt_call(&self.spool, &self.key, rec)
     }
 
     /// Nothing at all was written: no metadata, no segment, not even a partial one.
