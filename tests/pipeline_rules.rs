@@ -439,3 +439,153 @@ fn a_refer_seen_after_the_invite_it_caused_still_links_the_transfer() {
         }
     }
 }
+
+/// A B2BUA gives its inside leg a new Call-ID and new tags, and its dial plan a new number:
+/// only the media ties it to the outside call. The same RTP packets on both (relayed a
+/// fraction of a millisecond apart) join the inside dialog to the call as `b2bua`; a call
+/// from the same number at the same moment with other media stays a call of its own.
+#[test]
+fn a_b2bua_inside_leg_joins_its_call_by_its_relayed_media_only() {
+    for relayed in [true, false] {
+        let (mut p, _dir) = pipeline(&example_config());
+        let carrier = addr("192.0.2.10:5060");
+        let b2bua = addr("10.20.0.5:5060");
+        let phone = addr("10.20.1.5:5060");
+        let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+        let send = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, payload: &[u8]| {
+            p.frame(t(ms), LinkType::Ethernet, &udp_frame(src, dst, payload));
+        };
+        let outside =
+            "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>";
+        let inside = "From: <sip:+447700900123@10.20.0.5>;tag=z7\r\nTo: <sip:2005@10.20.1.5>";
+        send(
+            &mut p,
+            0,
+            carrier,
+            b2bua,
+            &sip_with_sdp(
+                &format!(
+                    "INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{outside}\r\nCall-ID: out@carrier\r\nCSeq: 1 INVITE\r\n"
+                ),
+                Some(("192.0.2.10", 20000)),
+            ),
+        );
+        send(
+            &mut p,
+            5,
+            b2bua,
+            phone,
+            &sip_with_sdp(
+                &format!(
+                    "INVITE sip:2005@10.20.1.5 SIP/2.0\r\n{inside}\r\nCall-ID: in@b2bua\r\nCSeq: 1 INVITE\r\n"
+                ),
+                Some(("10.20.0.5", 40000)),
+            ),
+        );
+        send(
+            &mut p,
+            100,
+            phone,
+            b2bua,
+            &sip_with_sdp(
+                &format!(
+                    "SIP/2.0 200 OK\r\n{inside};tag=p1\r\nCall-ID: in@b2bua\r\nCSeq: 1 INVITE\r\n"
+                ),
+                Some(("10.20.1.5", 30000)),
+            ),
+        );
+        send(
+            &mut p,
+            105,
+            b2bua,
+            carrier,
+            &sip_with_sdp(
+                &format!(
+                    "SIP/2.0 200 OK\r\n{outside};tag=b1\r\nCall-ID: out@carrier\r\nCSeq: 1 INVITE\r\n"
+                ),
+                Some(("10.20.0.5", 40002)),
+            ),
+        );
+        for i in 0..100u16 {
+            let ms = 200 + i as u64 * 20;
+            let (seq, ts) = (i, i as u32 * 160);
+            // the caller's voice on the outside leg, then relayed on the inside leg
+            send(
+                &mut p,
+                ms,
+                addr("192.0.2.10:20000"),
+                addr("10.20.0.5:40002"),
+                &rtp_packet(seq, ts, 1, 0x55),
+            );
+            let fill = if relayed { 0x55 } else { 0x56 };
+            send(
+                &mut p,
+                ms,
+                addr("10.20.0.5:40000"),
+                addr("10.20.1.5:30000"),
+                &rtp_packet(seq, ts, 1, fill),
+            );
+            // the agent's voice on the inside leg, then relayed on the outside leg
+            send(
+                &mut p,
+                ms + 1,
+                addr("10.20.1.5:30000"),
+                addr("10.20.0.5:40000"),
+                &rtp_packet(seq, ts, 2, 0xd5),
+            );
+            let fill = if relayed { 0xd5 } else { 0xd6 };
+            send(
+                &mut p,
+                ms + 1,
+                addr("10.20.0.5:40002"),
+                addr("192.0.2.10:20000"),
+                &rtp_packet(seq, ts, 2, fill),
+            );
+        }
+        send(
+            &mut p,
+            2_300,
+            carrier,
+            b2bua,
+            &sip_with_sdp(
+                &format!(
+                    "BYE sip:02087483020@10.20.0.5 SIP/2.0\r\n{outside};tag=b1\r\nCall-ID: out@carrier\r\nCSeq: 2 BYE\r\n"
+                ),
+                None,
+            ),
+        );
+        send(
+            &mut p,
+            2_301,
+            b2bua,
+            phone,
+            &sip_with_sdp(
+                &format!(
+                    "BYE sip:2005@10.20.1.5 SIP/2.0\r\n{inside};tag=p1\r\nCall-ID: in@b2bua\r\nCSeq: 2 BYE\r\n"
+                ),
+                None,
+            ),
+        );
+        p.finish("capture_end");
+        let s = p.summary();
+        let sink = p.sink();
+        assert_eq!(sink.recorded.len(), 1, "{s}");
+        let rec = &sink.recorded[0];
+        if relayed {
+            assert_eq!(s.calls.calls_seen, 1, "{s}");
+            assert_eq!(s.calls.relay_joins, 1, "{s}");
+            assert_eq!(rec.sip_call_ids, ["out@carrier", "in@b2bua"]);
+            assert_eq!(rec.legs[1].joined_by, "b2bua");
+            let copies: u64 = rec.streams.iter().map(|st| st.relay_copies).sum();
+            assert!(
+                copies >= 150,
+                "the inside copies are counted: {:?}",
+                rec.streams
+            );
+        } else {
+            assert_eq!(s.calls.calls_seen, 2, "{s}");
+            assert_eq!(s.calls.relay_joins, 0, "{s}");
+            assert_eq!(rec.sip_call_ids, ["out@carrier"]);
+        }
+    }
+}

@@ -71,6 +71,14 @@ pub enum CallEvent {
     Forget { call: CallKey, addr: SocketAddr },
     /// The call is over: finish its recording (if any) and write its metadata.
     Ended { call: CallKey, record: bool },
+    /// Call `inside` may be a B2BUA's inside leg of call `outside`: until `until`, compare
+    /// their RTP, and tell the tracker ([`CallTracker::relay_proven`]) when the same packets
+    /// show on both.
+    RelayWatch {
+        inside: CallKey,
+        outside: CallKey,
+        until: crate::time::Timestamp,
+    },
     /// Call `from` (never recorded) turned out to be part of call `into`: its media
     /// addresses are `into`'s from now on, its parties' sides swapped if `swap_sides`.
     Merged {

@@ -58,10 +58,17 @@ pub struct CallCounters {
     /// Transfers whose REFER was seen after the INVITE it caused (a HEP feed out of wire
     /// order): that INVITE's dialog joined the call then.
     pub late_transfers: u64,
+    /// Dialogs shown by their media to be a B2BUA's inside leg of another call (the same RTP
+    /// packets on both), joined to it.
+    pub relay_joins: u64,
 }
 
 /// REFERs waiting per call.
 const MAX_PENDING_PER_CALL: usize = 4;
+
+/// How long after a call starts a new call from the same caller may turn out to be its
+/// B2BUA inside leg (its media compared with the call's).
+const RELAY_WATCH: Duration = Duration::from_secs(10);
 
 /// How long an ended call's Call-ID is remembered: a new attempt of the same call (after a
 /// 3xx redirect, 422, 491, or sequential forking) keeps its decision, and stragglers of the
@@ -91,6 +98,12 @@ pub struct CallTracker {
     tombstones: HashMap<String, Tombstone>,
     /// The hop the message being handled travelled (its SDP speaks for that hop only).
     hop: Hop,
+    /// The From tag of each live call's legs: the same dialog behind an SBC that hides its
+    /// topology is found without a scan (an INVITE flood must not cost a pass over every call).
+    by_a_tag: HashMap<String, Vec<CallKey>>,
+    /// Calls by caller (E.164), latest few each: the calls a new call from the same caller
+    /// may be the B2BUA inside leg of.
+    by_caller: HashMap<String, Vec<CallKey>>,
     pub counters: CallCounters,
 }
 
@@ -110,6 +123,8 @@ impl CallTracker {
                 SocketAddr::from(([0, 0, 0, 0], 0)),
                 SocketAddr::from(([0, 0, 0, 0], 0)),
             ),
+            by_a_tag: HashMap::new(),
+            by_caller: HashMap::new(),
             counters: CallCounters::default(),
         }
     }
@@ -146,6 +161,7 @@ impl CallTracker {
         }
         self.endpoints.retain(|_, (k, _)| *k != key);
         self.pending.retain(|p| p.call != key);
+        self.forget_indexes(key, &call);
         let until = call.ended_at().unwrap_or(call.started_at) + TOMBSTONE_TTL;
         for leg in &call.legs {
             if self.tombstones.len() < self.limits.max_dialogs {
@@ -283,6 +299,24 @@ impl CallTracker {
         self.media_from_message(msg, key, sip_id, src);
     }
 
+    /// Indexes a leg's From tag (and the call's caller, for its first leg).
+    fn index_leg(&mut self, key: CallKey, a_tag: &str, caller: Option<&str>) {
+        if !a_tag.is_empty() {
+            push_bounded(self.by_a_tag.entry(a_tag.to_owned()).or_default(), key);
+        }
+        if let Some(caller) = caller.filter(|c| c.starts_with('+')) {
+            push_bounded(self.by_caller.entry(caller.to_owned()).or_default(), key);
+        }
+    }
+
+    /// Drops a call that is gone from the indexes.
+    fn forget_indexes(&mut self, key: CallKey, call: &Call) {
+        for leg in &call.legs {
+            unindex(&mut self.by_a_tag, &leg.a_tag, key);
+        }
+        unindex(&mut self.by_caller, &call.caller, key);
+    }
+
     fn allocate(&mut self) -> Option<CallKey> {
         if self.by_sip_id.len() >= self.limits.max_dialogs {
             self.counters.dialogs_refused += 1;
@@ -325,6 +359,46 @@ impl CallTracker {
         leg.invite = Some(Box::new(evidence));
         self.admit(key, decision, dialled, caller_raw, leg, time);
         self.media_from_message(msg, key, sip_id, src);
+        self.watch_for_relay(key, time);
+    }
+
+    /// A new call, not recorded, from the same caller as a call that started moments before
+    /// may be that call's inside leg through a B2BUA (new Call-ID, new tags, the dialled
+    /// number rewritten): neither the caller (every line of a company shares its number) nor
+    /// the timing proves it, so the pipeline is asked to compare their media
+    /// ([`CallEvent::RelayWatch`]); only identical RTP on both joins them.
+    fn watch_for_relay(&mut self, key: CallKey, time: Timestamp) {
+        let Some(call) = self.calls.get(&key).filter(|c| !c.record()) else {
+            return;
+        };
+        let caller = call.caller.clone();
+        if !matches!(
+            self.policy.normalise(&caller),
+            crate::policy::Number::E164(_)
+        ) {
+            return;
+        }
+        let outside: Vec<CallKey> = self
+            .by_caller
+            .get(&caller)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.calls.get(k))
+            .filter(|c| {
+                c.key != key
+                    && !c.ended
+                    && time.saturating_since(c.started_at) <= RELAY_WATCH
+                    && c.started_at <= time
+            })
+            .map(|c| c.key)
+            .collect();
+        for outside in outside {
+            self.events.push(CallEvent::RelayWatch {
+                inside: key,
+                outside,
+                until: time + RELAY_WATCH,
+            });
+        }
     }
 
     /// A REFER seen after the INVITE it asked for (a HEP feed traces a forwarded REFER after
@@ -369,14 +443,26 @@ impl CallTracker {
         if self.calls.get(&p.call).is_none_or(|c| c.ended) {
             return;
         }
+        self.pending.pop();
+        self.counters.late_transfers += 1;
+        self.merge_call(from, p.call, JoinedBy::Refer, p.transferee_side);
+    }
+
+    /// Moves the one leg of call `from` (never recorded: nothing of it is on disk) into
+    /// call `into`, joined `by`, its party A on `a_side`; `from` is gone, and its counts as
+    /// a call of its own are taken back: one conversation, one call.
+    fn merge_call(&mut self, from: CallKey, into: CallKey, by: JoinedBy, a_side: Side) {
+        if !self.calls.contains_key(&into) {
+            return;
+        }
         let Some(mut gone) = self.calls.remove(&from) else {
             return;
         };
+        self.forget_indexes(from, &gone);
         let Some(mut leg) = gone.legs.pop() else {
             return;
         };
-        self.pending.pop();
-        // its counts as a call of its own are taken back: one conversation, one call
+        self.index_leg(into, &leg.a_tag, None);
         self.counters.calls_seen = self.counters.calls_seen.saturating_sub(1);
         self.counters.calls_not_recorded = self.counters.calls_not_recorded.saturating_sub(1);
         if let Some(n) = self
@@ -389,27 +475,46 @@ impl CallTracker {
         *self
             .counters
             .legs_joined
-            .entry(JoinedBy::Refer.as_str().to_owned())
+            .entry(by.as_str().to_owned())
             .or_default() += 1;
-        self.counters.late_transfers += 1;
-        let swap_sides = leg.a_side != p.transferee_side;
-        leg.joined_by = JoinedBy::Refer;
-        leg.a_side = p.transferee_side;
-        leg.b_side = p.transferee_side.other();
-        self.by_sip_id.insert(leg.sip_call_id.clone(), p.call);
+        let swap_sides = leg.a_side != a_side;
+        leg.joined_by = by;
+        leg.a_side = a_side;
+        leg.b_side = a_side.other();
+        self.by_sip_id.insert(leg.sip_call_id.clone(), into);
         for (addr, party, _) in &leg.endpoints {
             if self.endpoints.get(addr).is_some_and(|(k, _)| *k == from) {
-                self.endpoints.insert(*addr, (p.call, leg.side_of(*party)));
+                self.endpoints.insert(*addr, (into, leg.side_of(*party)));
             }
         }
-        if let Some(call) = self.calls.get_mut(&p.call) {
+        if let Some(call) = self.calls.get_mut(&into) {
             call.legs.push(leg);
         }
         self.events.push(CallEvent::Merged {
             from,
-            into: p.call,
+            into,
             swap_sides,
         });
+    }
+
+    /// Call `inside` (a dialog of its own, unrecorded) carries media that is a relay of call
+    /// `outside`'s (the pipeline saw the same RTP packets on both, a few ms apart): it is the
+    /// inside leg of a B2BUA, which gives its side new Call-ID and tags. It joins `outside`
+    /// as `b2bua` and takes its decision.
+    pub fn relay_proven(&mut self, inside: CallKey, outside: CallKey) {
+        let still = self.calls.get(&inside).is_some_and(|c| {
+            !c.ended && !c.record() && c.legs.len() == 1 && c.legs[0].joined_by == JoinedBy::Initial
+        });
+        if !still || self.calls.get(&outside).is_none_or(|c| c.ended) {
+            return;
+        }
+        let a_side = self
+            .calls
+            .get(&outside)
+            .and_then(|c| c.legs.first())
+            .map_or(Side::Caller, |l| l.a_side);
+        self.counters.relay_joins += 1;
+        self.merge_call(inside, outside, JoinedBy::B2bua, a_side);
     }
 
     /// The existing call a new INVITE continues, if any (see `transfer`).
@@ -450,19 +555,26 @@ impl CallTracker {
         // 1. the same dialog behind an SBC that gave it a Call-ID of its own: the From tag
         // of a live leg, and the same caller
         if let Some(tag) = evidence.from_tag.as_deref().filter(|t| !t.is_empty())
-            && let Some((call, leg)) = self.calls.values().filter(|c| live(c)).find_map(|c| {
-                c.legs
-                    .iter()
-                    .find(|l| {
-                        !l.is_over()
-                            && l.a_tag == tag
-                            && evidence
-                                .callers
-                                .iter()
-                                .any(|u| same_party(&self.policy, u, &l.from_user))
-                    })
-                    .map(|l| (c, l))
-            })
+            && let Some((call, leg)) = self
+                .by_a_tag
+                .get(tag)
+                .into_iter()
+                .flatten()
+                .filter_map(|k| self.calls.get(k))
+                .filter(|c| live(c))
+                .find_map(|c| {
+                    c.legs
+                        .iter()
+                        .find(|l| {
+                            !l.is_over()
+                                && l.a_tag == tag
+                                && evidence
+                                    .callers
+                                    .iter()
+                                    .any(|u| same_party(&self.policy, u, &l.from_user))
+                        })
+                        .map(|l| (c, l))
+                })
         {
             return Some(Join {
                 call: call.key,
@@ -564,7 +676,9 @@ impl CallTracker {
         };
         let mut leg = new_leg(sip_id, msg, time, join.a_side, join.by);
         leg.b_side = join.b_side;
+        let a_tag = leg.a_tag.clone();
         call.legs.push(leg);
+        self.index_leg(join.call, &a_tag, None);
         *self
             .counters
             .legs_joined
@@ -628,6 +742,7 @@ impl CallTracker {
         let caller = self.policy.normalise(&caller_raw);
         let record = decision.record;
         self.by_sip_id.insert(leg.sip_call_id.clone(), key);
+        self.index_leg(key, &leg.a_tag, Some(&caller.to_string()));
         self.calls.insert(
             key,
             Call {
@@ -978,6 +1093,28 @@ impl CallTracker {
                 codecs,
                 record,
             });
+        }
+    }
+}
+
+/// Calls kept per key of an index (a flood of one tag or one number cannot grow it).
+const MAX_PER_KEY: usize = 4;
+
+fn push_bounded(keys: &mut Vec<CallKey>, key: CallKey) {
+    if keys.contains(&key) {
+        return;
+    }
+    if keys.len() >= MAX_PER_KEY {
+        keys.remove(0);
+    }
+    keys.push(key);
+}
+
+fn unindex(index: &mut HashMap<String, Vec<CallKey>>, name: &str, key: CallKey) {
+    if let Some(keys) = index.get_mut(name) {
+        keys.retain(|k| *k != key);
+        if keys.is_empty() {
+            index.remove(name);
         }
     }
 }

@@ -25,7 +25,8 @@ use crate::config::AgentConfig;
 use crate::media::{MediaCounters, MediaSlot, MediaStage, MediaSummary};
 use crate::net::{Datagram, LinkType, NetConfig, NetDecoder, Transport};
 use crate::policy::ScopePolicy;
-use crate::rtp::{looks_like_rtcp, looks_like_rtp};
+use crate::rtp::relay::RELAY_WINDOW;
+use crate::rtp::{PacketPrint, looks_like_rtcp, looks_like_rtp};
 use crate::segment::SegmentStore;
 use crate::sip;
 use crate::spool::{
@@ -112,7 +113,22 @@ struct Core<M: MediaPort> {
     clock_steps: u64,
     /// A leap far ahead, waiting for a second packet to confirm it.
     leap: Option<Timestamp>,
+    /// Calls that may be a B2BUA's inside leg of another, their media compared until then.
+    relay_watch: Vec<RelayWatch>,
+    /// Recent RTP packets of the watched outside calls: (SSRC, sequence, timestamp) →
+    /// (fingerprint, call, when).
+    relay_prints: HashMap<(u32, u16, u32), (PacketPrint, CallKey, Timestamp)>,
 }
+
+#[derive(Clone, Copy, Debug)]
+struct RelayWatch {
+    inside: CallKey,
+    outside: CallKey,
+    until: Timestamp,
+}
+
+/// Packets of watched calls remembered at most (a flood cannot grow the map).
+const MAX_RELAY_PRINTS: usize = 4096;
 
 /// How often audio is drained and timeouts checked, in capture time.
 const DRAIN_EVERY: Duration = Duration::from_millis(100);
@@ -172,6 +188,8 @@ impl<M: MediaPort> Pipeline<M> {
                 dry_run: false,
                 clock_steps: 0,
                 leap: None,
+                relay_watch: Vec::new(),
+                relay_prints: HashMap::new(),
             },
         }
     }
@@ -354,6 +372,13 @@ impl<M: MediaPort> Core<M> {
             let activity = &self.activity;
             self.tracker.tick(now, &|key| activity.get(&key).copied());
             self.table.expire_closed(now - CLOSED_ROUTE_TTL);
+            self.relay_watch.retain(|w| w.until > now);
+            if self.relay_watch.is_empty() {
+                self.relay_prints.clear();
+            } else {
+                let before = now - RELAY_WINDOW;
+                self.relay_prints.retain(|_, (_, _, at)| *at >= before);
+            }
             self.apply_events();
         }
     }
@@ -371,6 +396,9 @@ impl<M: MediaPort> Core<M> {
 
     #[inline]
     fn rtp(&mut self, dg: &Datagram<'_>) {
+        if !self.relay_watch.is_empty() {
+            self.compare_relay(dg);
+        }
         let (route, side) = match self.table.get(&dg.dst) {
             Some(r) => (r, r.peer),
             None => match self
@@ -400,6 +428,65 @@ impl<M: MediaPort> Core<M> {
         self.activity.insert(route.call, dg.time);
         self.media
             .packet(slot, side, dg.src, dg.time, dg.payload, &route.codecs);
+    }
+
+    /// While a call may be a B2BUA's inside leg of another (see [`CallEvent::RelayWatch`]):
+    /// the packets of both are remembered for the relay window, and the same packet (SSRC,
+    /// sequence, timestamp and payload) on both proves it. Only the packet headers and a
+    /// fingerprint are looked at: nothing is decoded, and calls not watched cost one check.
+    fn compare_relay(&mut self, dg: &Datagram<'_>) {
+        let call = match self.table.get(&dg.dst).or_else(|| {
+            self.symmetric_rtp
+                .then(|| self.table.get(&dg.src))
+                .flatten()
+        }) {
+            Some(r) if r.closed_at.is_none() => r.call,
+            _ => return,
+        };
+        let p = dg.payload;
+        let (seq, ts, ssrc) = (
+            u16::from_be_bytes([p[2], p[3]]),
+            u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+            u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+        );
+        let print = PacketPrint::of(seq, ts, &p[12..]);
+        let key = (ssrc, seq, ts);
+        if !self
+            .relay_watch
+            .iter()
+            .any(|w| w.outside == call || w.inside == call)
+        {
+            return;
+        }
+        // the same packet seen on the other call of a watched pair (either may come first:
+        // the caller's voice reaches the outside leg first, the agent's the inside leg)
+        let other = self
+            .relay_prints
+            .get(&key)
+            .filter(|(seen, of, at)| {
+                *seen == print && *of != call && dg.time.saturating_since(*at) <= RELAY_WINDOW
+            })
+            .map(|(_, of, _)| *of);
+        let proven = other.and_then(|other| {
+            self.relay_watch.iter().find(|w| {
+                (w.inside, w.outside) == (call, other) || (w.inside, w.outside) == (other, call)
+            })
+        });
+        if proven.is_none() {
+            if self.relay_prints.len() >= MAX_RELAY_PRINTS {
+                let before = dg.time - RELAY_WINDOW;
+                self.relay_prints.retain(|_, (_, _, at)| *at >= before);
+            }
+            if self.relay_prints.len() < MAX_RELAY_PRINTS {
+                self.relay_prints.insert(key, (print, call, dg.time));
+            }
+        }
+        if let Some(w) = proven.copied() {
+            self.relay_watch
+                .retain(|x| x.inside != w.inside && x.outside != w.inside);
+            self.tracker.relay_proven(w.inside, w.outside);
+            self.apply_events();
+        }
     }
 
     fn sip(&mut self, dg: &Datagram<'_>) {
@@ -478,6 +565,19 @@ impl<M: MediaPort> Core<M> {
                     }
                 }
                 CallEvent::Forget { call, addr } => self.table.remove_if_call(&addr, call),
+                CallEvent::RelayWatch {
+                    inside,
+                    outside,
+                    until,
+                } => {
+                    if self.relay_watch.len() < MAX_RELAY_PRINTS {
+                        self.relay_watch.push(RelayWatch {
+                            inside,
+                            outside,
+                            until,
+                        });
+                    }
+                }
                 CallEvent::Merged {
                     from,
                     into,
