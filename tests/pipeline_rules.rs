@@ -589,3 +589,38 @@ fn a_b2bua_inside_leg_joins_its_call_by_its_relayed_media_only() {
         }
     }
 }
+
+/// A HEP feed may trace the SBC's inside copy of a dialog (another Call-ID, to the agent's
+/// extension) before the outside INVITE that names the number dialled. The outcome is the
+/// one of wire order: the outside INVITE decides, and the inside copy joins it.
+#[test]
+fn the_inside_copy_of_a_dialog_seen_first_still_joins_the_call_the_outside_one_decides() {
+    let (mut p, _dir) = pipeline(&example_config());
+    let outside = addr("192.0.2.10:5060");
+    let sbc = addr("10.20.0.5:5060");
+    let phone = addr("10.20.1.5:5060");
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let invite = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, to: &str, id: &str| {
+        let msg = sip_with_sdp(
+            &format!(
+                "INVITE sip:{to}@10.20.0.5 SIP/2.0\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:{to}@10.20.0.5>\r\nCall-ID: {id}\r\nCSeq: 1 INVITE\r\n"
+            ),
+            None,
+        );
+        p.frame(t(ms), LinkType::Ethernet, &udp_frame(src, dst, &msg));
+    };
+    invite(&mut p, 0, sbc, phone, "2005", "!!:hidden");
+    invite(&mut p, 3, outside, sbc, "02087483020", "outside@carrier");
+    p.finish("capture_end");
+    let s = p.summary();
+    assert_eq!(s.calls.calls_seen, 1, "{s}");
+    assert_eq!(s.calls.calls_recorded, 1, "{s}");
+    assert_eq!(s.calls.calls_not_recorded, 0, "{s}");
+    let sink = p.sink();
+    assert_eq!(sink.recorded.len(), 1);
+    assert_eq!(
+        sink.recorded[0].sip_call_ids,
+        ["outside@carrier", "!!:hidden"]
+    );
+    assert_eq!(sink.recorded[0].legs[1].joined_by, "b2bua");
+}

@@ -218,8 +218,18 @@ impl CallTracker {
                 } else {
                     let evidence = invite_evidence(msg);
                     match self.find_join(time, &evidence, activity) {
+                        Some(join) if self.seen_inside_first(&join, msg, time) => {
+                            // a HEP feed traced the SBC's inside copy of this dialog before
+                            // the outside INVITE that names the number dialled: the call is
+                            // this one, decided on that number, and the inside copy joins it
+                            if let Some(key) = self.start_call(time, msg, sip_id, src, evidence) {
+                                self.merge_call(join.call, key, JoinedBy::B2bua, Side::Caller);
+                            }
+                        }
                         Some(join) => self.join_leg(time, msg, sip_id, src, join),
-                        None => self.start_call(time, msg, sip_id, src, evidence),
+                        None => {
+                            self.start_call(time, msg, sip_id, src, evidence);
+                        }
                     }
                 }
             }
@@ -327,15 +337,22 @@ impl CallTracker {
         Some(key)
     }
 
-    fn start_call(
-        &mut self,
-        time: Timestamp,
-        msg: &Message<'_>,
-        sip_id: &str,
-        src: SocketAddr,
-        evidence: InviteEvidence,
-    ) {
-        let Some(key) = self.allocate() else { return };
+    /// Whether a join by From tag found the dialog's other copy first: a call of its own,
+    /// unrecorded, started within [`REORDER_WINDOW`], that this INVITE would have recorded
+    /// on its own number. In wire order the outside INVITE comes first and decides.
+    fn seen_inside_first(&self, join: &Join, msg: &Message<'_>, time: Timestamp) -> bool {
+        join.by == JoinedBy::B2bua
+            && self.calls.get(&join.call).is_some_and(|c| {
+                !c.record()
+                    && c.legs.len() == 1
+                    && c.legs[0].joined_by == JoinedBy::Initial
+                    && time.saturating_since(c.started_at) <= REORDER_WINDOW
+            })
+            && self.decide_invite(msg).0.record
+    }
+
+    /// The scope decision an INVITE would get on its own: (decision, dialled, caller).
+    fn decide_invite(&self, msg: &Message<'_>) -> (Decision, String, String) {
         let dialled = msg
             .request_uri()
             .and_then(|u| u.user_unescaped_opt())
@@ -355,11 +372,25 @@ impl CallTracker {
             caller: &caller_raw,
             original_called: &original_called,
         });
+        (decision, dialled, caller_raw)
+    }
+
+    fn start_call(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        sip_id: &str,
+        src: SocketAddr,
+        evidence: InviteEvidence,
+    ) -> Option<CallKey> {
+        let key = self.allocate()?;
+        let (decision, dialled, caller_raw) = self.decide_invite(msg);
         let mut leg = new_leg(sip_id, msg, time, Side::Caller, JoinedBy::Initial);
         leg.invite = Some(Box::new(evidence));
         self.admit(key, decision, dialled, caller_raw, leg, time);
         self.media_from_message(msg, key, sip_id, src);
         self.watch_for_relay(key, time);
+        Some(key)
     }
 
     /// A new call, not recorded, from the same caller as a call that started moments before
