@@ -624,3 +624,98 @@ fn the_inside_copy_of_a_dialog_seen_first_still_joins_the_call_the_outside_one_d
     );
     assert_eq!(sink.recorded[0].legs[1].joined_by, "b2bua");
 }
+
+/// A HEP feed traces a forwarded message after its reply: behind topology hiding the
+/// agent's 200 OK to the SBC's inside INVITE comes before that INVITE, on a Call-ID not yet
+/// known. It is held, and handled once the INVITE appears: the inside leg is answered and
+/// the agent's media address on that hop is known, as in wire order.
+#[test]
+fn a_reply_seen_before_its_forwarded_request_is_handled_when_the_request_appears() {
+    let (mut p, _dir) = pipeline(&example_config());
+    let carrier = addr("192.0.2.10:5060");
+    let sbc_out = addr("192.0.2.20:5060");
+    let sbc_in = addr("10.20.0.5:5060");
+    let phone = addr("10.20.1.5:5060");
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let send = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, payload: &[u8]| {
+        p.frame(t(ms), LinkType::Ethernet, &udp_frame(src, dst, payload));
+    };
+    let outside = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@192.0.2.20>";
+    let inside = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@192.0.2.20>";
+    send(
+        &mut p,
+        0,
+        carrier,
+        sbc_out,
+        &sip_with_sdp(
+            &format!(
+                "INVITE sip:02087483020@192.0.2.20 SIP/2.0\r\n{outside}\r\nCall-ID: out@carrier\r\nCSeq: 1 INVITE\r\n"
+            ),
+            Some(("192.0.2.10", 20000)),
+        ),
+    );
+    // traced out of order: the agent's answer on the inside, then the INVITE it answers
+    send(
+        &mut p,
+        100,
+        phone,
+        sbc_in,
+        &sip_with_sdp(
+            &format!(
+                "SIP/2.0 200 OK\r\n{inside};tag=p1\r\nCall-ID: !!:hidden\r\nCSeq: 1 INVITE\r\n"
+            ),
+            Some(("10.20.1.5", 30000)),
+        ),
+    );
+    send(
+        &mut p,
+        101,
+        sbc_in,
+        phone,
+        &sip_with_sdp(
+            &format!(
+                "INVITE sip:2005@10.20.1.5 SIP/2.0\r\n{inside}\r\nCall-ID: !!:hidden\r\nCSeq: 1 INVITE\r\n"
+            ),
+            Some(("10.20.0.5", 40000)),
+        ),
+    );
+    send(
+        &mut p,
+        102,
+        sbc_out,
+        carrier,
+        &sip_with_sdp(
+            &format!(
+                "SIP/2.0 200 OK\r\n{outside};tag=p1\r\nCall-ID: out@carrier\r\nCSeq: 1 INVITE\r\n"
+            ),
+            Some(("192.0.2.20", 40002)),
+        ),
+    );
+    // the caller's voice, relayed to the agent: on the inside hop only, here
+    for i in 0..50u16 {
+        send(
+            &mut p,
+            200 + i as u64 * 20,
+            addr("10.20.0.5:40000"),
+            addr("10.20.1.5:30000"),
+            &rtp_packet(i, i as u32 * 160, 1, 0x55),
+        );
+    }
+    p.finish("capture_end");
+    let s = p.summary();
+    let sink = p.sink();
+    assert_eq!(s.calls.calls_seen, 1, "{s}");
+    let rec = &sink.recorded[0];
+    assert_eq!(rec.sip_call_ids, ["out@carrier", "!!:hidden"]);
+    assert!(rec.legs[1].answered_at.is_some(), "{:?}", rec.legs[1]);
+    let heard: u64 = rec
+        .streams
+        .iter()
+        .filter(|st| st.direction == "from_caller")
+        .map(|st| st.packets)
+        .sum();
+    assert_eq!(
+        heard, 50,
+        "the agent's address on the inside hop, from the held answer: {s}"
+    );
+}

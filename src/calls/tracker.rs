@@ -138,6 +138,11 @@ impl CallTracker {
         self.policy = policy;
     }
 
+    /// Whether a live call has a leg with this SIP Call-ID.
+    pub fn knows(&self, sip_call_id: &str) -> bool {
+        self.by_sip_id.contains_key(sip_call_id)
+    }
+
     pub fn call(&self, key: CallKey) -> Option<&Call> {
         self.calls.get(&key)
     }

@@ -8,6 +8,7 @@
 //! thread; the media side (rtp onwards) sits behind a [`MediaPort`]: [`LocalMedia`] runs it
 //! inline (replay, tests), the agent shards it over worker threads.
 
+pub mod early;
 pub mod local_media;
 pub mod media_port;
 pub mod stream_table;
@@ -115,6 +116,8 @@ struct Core<M: MediaPort> {
     leap: Option<Timestamp>,
     /// Calls that may be a B2BUA's inside leg of another, their media compared until then.
     relay_watch: Vec<RelayWatch>,
+    /// SIP messages that came before the message opening their dialog (HEP out of order).
+    early: early::EarlyMessages,
     /// Recent RTP packets of the watched outside calls: (SSRC, sequence, timestamp) →
     /// (fingerprint, call, when).
     relay_prints: HashMap<(u32, u16, u32), (PacketPrint, CallKey, Timestamp)>,
@@ -189,6 +192,7 @@ impl<M: MediaPort> Pipeline<M> {
                 clock_steps: 0,
                 leap: None,
                 relay_watch: Vec::new(),
+                early: early::EarlyMessages::default(),
                 relay_prints: HashMap::new(),
             },
         }
@@ -373,6 +377,9 @@ impl<M: MediaPort> Core<M> {
             self.tracker.tick(now, &|key| activity.get(&key).copied());
             self.table.expire_closed(now - CLOSED_ROUTE_TTL);
             self.relay_watch.retain(|w| w.until > now);
+            if !self.early.is_empty() {
+                self.early.expire(now);
+            }
             if self.relay_watch.is_empty() {
                 self.relay_prints.clear();
             } else {
@@ -496,16 +503,47 @@ impl<M: MediaPort> Core<M> {
         match sip::parse(bytes) {
             Ok(msg) => {
                 self.counters.sip_messages += 1;
-                let activity = &self.activity;
-                self.tracker
-                    .on_message(dg.time, &msg, dg.src, dg.dst, &|key| {
-                        activity.get(&key).copied()
-                    });
-                self.tracker.note_signal(dg.time, &msg, dg.src, dg.dst);
-                self.apply_events();
+                let id = msg.call_id().map(str::trim).unwrap_or_default();
+                let known = self.tracker.knows(id);
+                self.on_sip(dg.time, &msg, dg.src, dg.dst);
+                if known || id.is_empty() {
+                    return;
+                }
+                if self.tracker.knows(id) {
+                    // its dialog has just appeared: what came before it, in order
+                    for held in self.early.take(id) {
+                        if let Ok(m) = sip::parse(&held.bytes) {
+                            self.on_sip(held.time, &m, held.src, held.dst);
+                        }
+                    }
+                } else if belongs_to_a_call(&msg) {
+                    self.early.hold(
+                        id,
+                        early::Held {
+                            time: dg.time,
+                            src: dg.src,
+                            dst: dg.dst,
+                            bytes: bytes.to_vec(),
+                        },
+                    );
+                }
             }
             Err(_) => self.counters.sip_rejected += 1,
         }
+    }
+
+    fn on_sip(
+        &mut self,
+        time: Timestamp,
+        msg: &sip::Message<'_>,
+        src: std::net::SocketAddr,
+        dst: std::net::SocketAddr,
+    ) {
+        let activity = &self.activity;
+        self.tracker
+            .on_message(time, msg, src, dst, &|key| activity.get(&key).copied());
+        self.tracker.note_signal(time, msg, src, dst);
+        self.apply_events();
     }
 
     fn apply_events(&mut self) {
@@ -634,6 +672,26 @@ impl<M: MediaPort> Core<M> {
             let doc = call_record(&self.agent, &call, MediaSummary::default());
             self.media.close(slot, ended_at, doc);
         }
+    }
+}
+
+/// Whether a message is part of an INVITE dialog (the only ones worth holding until their
+/// dialog appears): responses to and in-dialog requests of calls, not REGISTER, OPTIONS,
+/// SUBSCRIBE or MESSAGE traffic, which a busy PBX sends by the thousand.
+fn belongs_to_a_call(msg: &sip::Message<'_>) -> bool {
+    use sip::Method as M;
+    let of_a_call = |m: &M<'_>| {
+        matches!(
+            m,
+            M::Invite | M::Ack | M::Bye | M::Cancel | M::Prack | M::Update | M::Refer | M::Notify
+        )
+    };
+    match msg.method() {
+        // an INVITE without a To tag opens a dialog itself
+        Some(m) => {
+            of_a_call(m) && (!matches!(m, M::Invite) || msg.to().is_some_and(|t| t.tag().is_some()))
+        }
+        None => msg.cseq().is_some_and(|c| of_a_call(&c.method)),
     }
 }
 
