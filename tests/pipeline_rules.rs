@@ -719,3 +719,55 @@ fn a_reply_seen_before_its_forwarded_request_is_handled_when_the_request_appears
         "the agent's address on the inside hop, from the held answer: {s}"
     );
 }
+
+/// A phone that reuses its From tag for a second call, made while its first (recorded) call
+/// goes on, is not the first dialog seen behind an SBC: once the first is answered, only a
+/// dialog forwarded before the answer (or moments after it) carries its tag.
+#[test]
+fn a_reused_tag_does_not_join_an_answered_call() {
+    let (mut p, _dir) = pipeline(&example_config());
+    let phone = addr("192.0.2.10:5060");
+    let pbx = addr("10.20.0.5:5060");
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let send = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, msg: &str| {
+        p.frame(
+            t(ms),
+            LinkType::Ethernet,
+            &udp_frame(src, dst, &sip_with_sdp(msg, None)),
+        );
+    };
+    let from = "From: <sip:+447700900123@192.0.2.10>;tag=same";
+    send(
+        &mut p,
+        0,
+        phone,
+        pbx,
+        &format!(
+            "INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{from}\r\nTo: <sip:02087483020@10.20.0.5>\r\nCall-ID: first\r\nCSeq: 1 INVITE\r\n"
+        ),
+    );
+    send(
+        &mut p,
+        500,
+        pbx,
+        phone,
+        &format!(
+            "SIP/2.0 200 OK\r\n{from}\r\nTo: <sip:02087483020@10.20.0.5>;tag=b1\r\nCall-ID: first\r\nCSeq: 1 INVITE\r\n"
+        ),
+    );
+    // a minute later, the same tag on a call to a staff DDI
+    send(
+        &mut p,
+        60_000,
+        phone,
+        pbx,
+        &format!(
+            "INVITE sip:02087484711@10.20.0.5 SIP/2.0\r\n{from}\r\nTo: <sip:02087484711@10.20.0.5>\r\nCall-ID: second\r\nCSeq: 1 INVITE\r\n"
+        ),
+    );
+    p.finish("capture_end");
+    let s = p.summary();
+    assert_eq!(s.calls.calls_seen, 2, "{s}");
+    assert!(s.calls.legs_joined.is_empty(), "{s}");
+    assert_eq!(p.sink().recorded[0].sip_call_ids, ["first"]);
+}

@@ -602,7 +602,11 @@ impl CallTracker {
                     c.legs
                         .iter()
                         .find(|l| {
+                            // the SBC forwards a dialog before it is answered (a phone that
+                            // reused its tag for a second call later is not that dialog)
                             !l.is_over()
+                                && (l.answered_at.is_none()
+                                    || time.saturating_since(l.started_at) <= REORDER_WINDOW)
                                 && l.a_tag == tag
                                 && evidence
                                     .callers

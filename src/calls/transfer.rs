@@ -16,7 +16,8 @@
 //!    `topoh`, OpenSIPS `topology_hiding`): a new Call-ID, but the From tag of a live leg of
 //!    the call (tags are chosen at random by the caller's phone, RFC 3261 19.3, and proxies
 //!    pass them on) and the same caller. Neither alone is enough: a tag could be reused by a
-//!    careless phone, and a caller number is shared by every line of a company.
+//!    careless phone, and a caller number is shared by every line of a company; and the leg
+//!    must not be answered yet (or only just): a proxy forwards a dialog before its answer.
 //!
 //! A joined leg inherits the call's decision: legs created by transferring an in-scope call are
 //! recorded, and legs created by transferring an out-of-scope call are not, whatever they dial.
