@@ -570,35 +570,14 @@ fn blind_transfer(test: &str, net: u8, setup: Setup) {
     );
     lab.wait("caller");
     lab.wait("agent");
-    lab.sipp(
-        "transferee",
-        "transferee.xml",
+    lab.transferee(
         CALLER_HOST,
-        5062,
         media,
         &caller,
-        &[
-            &sbc_addr,
-            "-s",
-            BACK_OFFICE_EXT,
-            "-set",
-            "caller",
-            CALLER,
-            "-set",
-            "tag",
-            "cl2",
-            "-set",
-            "referred_by",
-            &referred_by,
-            "-set",
-            "extra_header",
-            "Subject",
-            "-set",
-            "extra_value",
-            "blind transfer",
-            "-d",
-            "3000",
-        ],
+        &sbc_addr,
+        BACK_OFFICE_EXT,
+        &referred_by,
+        ("Subject", "blind transfer"),
     );
     lab.wait("transferee");
     lab.wait("back_office");

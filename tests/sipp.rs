@@ -274,35 +274,14 @@ fn blind_transfer(test: &str, net: u8, target: &str) -> Option<CallRecord> {
     );
     lab.wait("caller");
     lab.wait("agent");
-    lab.sipp(
-        "transferee",
-        "transferee.xml",
+    lab.transferee(
         1,
-        5062,
         16000,
         &caller,
-        &[
-            &back_office_addr,
-            "-s",
-            target,
-            "-set",
-            "caller",
-            CALLER,
-            "-set",
-            "tag",
-            "cl2",
-            "-set",
-            "referred_by",
-            &referred_by,
-            "-set",
-            "extra_header",
-            "Subject",
-            "-set",
-            "extra_value",
-            "blind transfer",
-            "-d",
-            "3000",
-        ],
+        &back_office_addr,
+        target,
+        &referred_by,
+        ("Subject", "blind transfer"),
     );
     lab.wait("transferee");
     lab.wait("back_office");
@@ -456,35 +435,14 @@ fn an_attended_transfer_records_the_conversation_but_not_the_consultation() {
     );
     lab.wait("caller");
     lab.wait("agent");
-    lab.sipp(
-        "transferee",
-        "transferee.xml",
+    lab.transferee(
         1,
-        5062,
         16000,
         &caller,
-        &[
-            &back_office_addr,
-            "-s",
-            "4712",
-            "-set",
-            "caller",
-            CALLER,
-            "-set",
-            "tag",
-            "cl2",
-            "-set",
-            "referred_by",
-            &referred_by,
-            "-set",
-            "extra_header",
-            "Replaces",
-            "-set",
-            "extra_value",
-            &replaces,
-            "-d",
-            "3000",
-        ],
+        &back_office_addr,
+        "4712",
+        &referred_by,
+        ("Replaces", &replaces),
     );
     lab.wait("agent_consulting");
     lab.wait("back_office_consulted");

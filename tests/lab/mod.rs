@@ -487,6 +487,53 @@ impl Lab {
         self.sipp(name, scenario, host, 5060, media_port, signal, &all);
     }
 
+    /// The INVITE a transfer's REFER asked for: the caller's phone (CALLER, From tag cl2)
+    /// at 127.0.net.`host`:5062 with media on `media_port`, dialling `target` at `remote`
+    /// with Referred-By `referred_by` and one more header `extra` (Replaces for an attended
+    /// transfer, a Subject otherwise); talks for 3 s and hangs up.
+    #[allow(clippy::too_many_arguments)]
+    pub fn transferee(
+        &mut self,
+        host: u8,
+        media_port: u16,
+        signal: &Signal,
+        remote: &str,
+        target: &str,
+        referred_by: &str,
+        extra: (&str, &str),
+    ) {
+        self.sipp(
+            "transferee",
+            "transferee.xml",
+            host,
+            5062,
+            media_port,
+            signal,
+            &[
+                remote,
+                "-s",
+                target,
+                "-set",
+                "caller",
+                CALLER,
+                "-set",
+                "tag",
+                "cl2",
+                "-set",
+                "referred_by",
+                referred_by,
+                "-set",
+                "extra_header",
+                extra.0,
+                "-set",
+                "extra_value",
+                extra.1,
+                "-d",
+                "3000",
+            ],
+        );
+    }
+
     /// Waits until SIPp process `name` has sent a message starting with `start` (its
     /// message log shows what it sent: the start line is the second line after "message
     /// sent"; the messages it received later follow in the same block and are not looked at).
