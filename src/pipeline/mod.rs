@@ -676,17 +676,23 @@ impl<M: MediaPort> Core<M> {
 }
 
 /// Whether a message is part of an INVITE dialog (the only ones worth holding until their
-/// dialog appears): responses to and in-dialog requests of calls, not REGISTER, OPTIONS,
-/// SUBSCRIBE or MESSAGE traffic, which a busy PBX sends by the thousand.
+/// dialog appears): responses to and in-dialog requests of calls and a transfer's NOTIFY,
+/// not REGISTER, OPTIONS, SUBSCRIBE, presence NOTIFY or MESSAGE traffic.
 fn belongs_to_a_call(msg: &sip::Message<'_>) -> bool {
     use sip::Method as M;
     let of_a_call = |m: &M<'_>| {
         matches!(
             m,
-            M::Invite | M::Ack | M::Bye | M::Cancel | M::Prack | M::Update | M::Refer | M::Notify
+            M::Invite | M::Ack | M::Bye | M::Cancel | M::Prack | M::Update | M::Refer
         )
     };
     match msg.method() {
+        // a transfer's progress, not presence (which a busy PBX sends by the thousand)
+        Some(M::Notify) => msg.header(sip::HeaderName::Event).is_some_and(|e| {
+            e.trim_start()
+                .get(..5)
+                .is_some_and(|w| w.eq_ignore_ascii_case("refer"))
+        }),
         // an INVITE without a To tag opens a dialog itself
         Some(m) => {
             of_a_call(m) && (!matches!(m, M::Invite) || msg.to().is_some_and(|t| t.tag().is_some()))
@@ -757,5 +763,39 @@ pub fn call_record(agent: &str, call: &Call, media: MediaSummary) -> CallRecord 
         segments: media.segments,
         audio_ms: media.audio_ms,
         write_failed: media.write_failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_messages_of_calls_are_held_for_their_dialog() {
+        let held = |text: &str| belongs_to_a_call(&sip::parse(text.as_bytes()).unwrap());
+        let head = "From: <sip:a@x>;tag=1\r\nCall-ID: c\r\nContent-Length: 0\r\n\r\n";
+        assert!(held(&format!(
+            "SIP/2.0 200 OK\r\nTo: <sip:b@x>;tag=2\r\nCSeq: 1 INVITE\r\n{head}"
+        )));
+        assert!(held(&format!(
+            "BYE sip:b@x SIP/2.0\r\nTo: <sip:b@x>;tag=2\r\nCSeq: 2 BYE\r\n{head}"
+        )));
+        assert!(held(&format!(
+            "NOTIFY sip:b@x SIP/2.0\r\nTo: <sip:b@x>;tag=2\r\nCSeq: 3 NOTIFY\r\nEvent: refer\r\n{head}"
+        )));
+        // a new INVITE opens its own dialog; presence, registrations and keep-alives are not
+        // part of a call
+        assert!(!held(&format!(
+            "INVITE sip:b@x SIP/2.0\r\nTo: <sip:b@x>\r\nCSeq: 1 INVITE\r\n{head}"
+        )));
+        assert!(!held(&format!(
+            "NOTIFY sip:b@x SIP/2.0\r\nTo: <sip:b@x>;tag=2\r\nCSeq: 3 NOTIFY\r\nEvent: presence\r\n{head}"
+        )));
+        assert!(!held(&format!(
+            "SIP/2.0 200 OK\r\nTo: <sip:b@x>;tag=2\r\nCSeq: 1 REGISTER\r\n{head}"
+        )));
+        assert!(!held(&format!(
+            "OPTIONS sip:b@x SIP/2.0\r\nTo: <sip:b@x>;tag=2\r\nCSeq: 9 OPTIONS\r\n{head}"
+        )));
     }
 }
