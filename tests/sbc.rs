@@ -673,22 +673,7 @@ fn an_agent_stalled_for_two_seconds_mid_call_loses_nothing() {
     out.print();
     let replayed = out.the_call();
     assert_eq!(live.len(), 1, "{live:#?}");
-    let rec = &live[0];
-    assert_eq!(rec.sip_call_ids, replayed.sip_call_ids);
-    assert_eq!(rec.decision, replayed.decision);
-    assert_eq!(
-        rec.streams, replayed.streams,
-        "the same packets, the same streams"
-    );
-    let (left, right) = agent.audio(rec);
-    let (want_left, want_right) = out.audio(replayed);
-    println!(
-        "  live: {} samples, replay: {} samples",
-        left.len(),
-        want_left.len()
-    );
-    assert_eq!(left, want_left, "caller channel sample for sample");
-    assert_eq!(right, want_right, "organisation channel sample for sample");
+    let (left, right) = agent.assert_recorded_as_replay(&live[0], &out, replayed);
     let everyone = [&caller, &agent_voice];
     let left_heard = listen("left", &left, &everyone);
     let right_heard = listen("right", &right, &everyone);

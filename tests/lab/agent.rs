@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use callvault::spool::CallRecord;
 use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
 
-use super::{Lab, decrypt_call, skipped};
+use super::{Lab, Outcome, decrypt_call, joined, skipped};
 use crate::common::http_get;
 
 /// The metrics port of the example configuration (free in the test's own namespace).
@@ -133,6 +133,36 @@ impl LiveAgent {
             .flatten()
             .map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap())
             .collect()
+    }
+
+    /// Checks that the agent recorded `rec` as replay recorded `replayed` (in `out`) from
+    /// tcpdump's capture of the same traffic: the same Call-IDs, decision, caller, legs, end
+    /// and streams, and the same audio sample for sample. Returns the audio.
+    pub fn assert_recorded_as_replay(
+        &self,
+        rec: &CallRecord,
+        out: &Outcome,
+        replayed: &CallRecord,
+    ) -> (Vec<i16>, Vec<i16>) {
+        assert_eq!(rec.sip_call_ids, replayed.sip_call_ids);
+        assert_eq!(rec.decision, replayed.decision);
+        assert_eq!(rec.end_reason, replayed.end_reason);
+        assert_eq!(rec.caller, replayed.caller);
+        assert_eq!(joined(rec), joined(replayed));
+        assert_eq!(
+            rec.streams, replayed.streams,
+            "the same packets, the same streams"
+        );
+        let (left, right) = self.audio(rec);
+        let (want_left, want_right) = out.audio(replayed);
+        println!(
+            "  live: {} samples, replay: {} samples",
+            left.len(),
+            want_left.len()
+        );
+        assert_eq!(left, want_left, "caller channel sample for sample");
+        assert_eq!(right, want_right, "organisation channel sample for sample");
+        (left, right)
     }
 
     /// The decrypted recording of `rec`: (left = caller, right = organisation).

@@ -419,21 +419,8 @@ impl Lab {
             .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
             .spawn()
             .expect("start sipp");
-        self.processes.push(Process {
-            name: name.to_owned(),
-            dir,
-            child,
-        });
-        let started = Instant::now();
-        while !udp_bound(self.ip(host), port) {
-            if started.elapsed() > Duration::from_secs(20) {
-                panic!("{name}: sipp never bound {ip}:{port}{}", self.logs(name));
-            }
-            if let Some(status) = self.process(name).child.try_wait().unwrap() {
-                panic!("{name}: sipp exited at once ({status}){}", self.logs(name));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.adopt(name, dir, child);
+        self.wait_bound(name, self.sock(host, port));
     }
 
     /// The answering side of a call: `scenario` at 127.0.net.`host`:5060 as extension
