@@ -159,7 +159,9 @@ try {
     await tabTo(page.getByLabel(/Reference/), 'the reference');
     await page.keyboard.type('C-2026-0043');
     await page.keyboard.press('Enter');
-    await page.waitForLoadState('networkidle');
+    // the form's navigation may not have begun when Enter returns: wait for its outcome
+    // (networkidle alone can resolve on the page being left)
+    await page.locator('audio#player').waitFor({ timeout: 10000 }).catch(() => {});
     check(await page.locator('audio#player').count() === 1, 'a manager reaches the player with the keyboard alone');
     await tabTo(page.locator('audio#player'), 'the player');
     await context.close();
