@@ -635,8 +635,7 @@ fn fill(path: &Path, mb: usize) {
 fn below_the_disk_floor_new_calls_are_refused_calls_in_progress_finish_and_recording_resumes() {
     let lab = Lab::new("disk");
     let Some(_fs) = Tmpfs::mount(&lab.spool(), 64) else {
-        println!("SKIPPED: cannot mount a tmpfs (not root?)");
-        return;
+        return common::parts::skipped("disk floor test", "cannot mount a tmpfs (needs root)");
     };
     let config = set(&lab.config(), "min_free_mb", "32");
     let filler = lab.spool().join("filler");

@@ -58,8 +58,9 @@ impl Db {
 
     fn postgres(test: &str) -> Option<Db> {
         let Ok(admin) = std::env::var("CALLVAULT_TEST_POSTGRES") else {
-            println!(
-                "SKIPPED on PostgreSQL: CALLVAULT_TEST_POSTGRES is not set (tests/run.sh sets it)"
+            common::parts::skipped(
+                &format!("catalogue test {test} on PostgreSQL"),
+                "CALLVAULT_TEST_POSTGRES is not set (tests/run.sh starts a server and sets it)",
             );
             return None;
         };
@@ -1837,19 +1838,18 @@ fn agents_present_a_client_certificate_naming_them_when_the_catalogue_asks() {
 
 /// The S3 server the storage test runs against (s3s-fs, which checks SigV4 signatures);
 /// `tests/run.sh` installs it with `cargo install`.
-fn s3s_fs() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .chain(home.map(|h| h.join(".cargo/bin")))
-        .map(|d| d.join("s3s-fs"))
-        .find(|p| p.is_file())
+fn s3s_fs() -> Result<PathBuf, String> {
+    common::parts::tool(
+        "s3s-fs",
+        "cargo install s3s-fs@0.14.1 --features binary; tests/run.sh installs it",
+    )
 }
 
 #[test]
 fn segments_kept_in_an_s3_bucket_are_stored_served_and_erased() {
-    let Some(server) = s3s_fs() else {
-        println!("SKIPPED: s3s-fs is not installed (tests/run.sh installs it)");
-        return;
+    let server = match s3s_fs() {
+        Ok(server) => server,
+        Err(why) => return common::parts::skipped("S3 storage test", &why),
     };
     let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
     let port = free_port();
@@ -1974,10 +1974,7 @@ fn browser_tools() -> Result<PathBuf, String> {
 fn the_web_ui_works_for_each_role_in_a_real_browser() {
     let ui = match browser_tools() {
         Ok(ui) => ui,
-        Err(why) => {
-            println!("SKIPPED browser test: {why}");
-            return;
-        }
+        Err(why) => return common::parts::skipped("browser test", &why),
     };
     let (lab, _cat, _api, recorded) = people_lab(|d| Some(Db::sqlite(d))).unwrap();
     let parking = recorded

@@ -1,6 +1,8 @@
 //! The commands a user runs, through the real binary: keys, generate, replay (text and JSON),
 //! export, decrypt, demo, the environment overrides, and the errors a user meets.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -543,11 +545,10 @@ fn policy_check_json_lists_every_call_and_writes_nothing() {
 /// not installed.
 #[test]
 fn the_systemd_units_verify_and_are_hardened() {
-    let tool = Path::new("/usr/bin/systemd-analyze");
-    if !tool.exists() {
-        println!("SKIPPED: systemd-analyze not installed");
-        return;
-    }
+    let tool = match common::parts::tool("systemd-analyze", "apt-get install systemd") {
+        Ok(tool) => tool,
+        Err(why) => return common::parts::skipped("systemd unit test", &why),
+    };
     let dir = tempfile::tempdir().unwrap();
     for name in ["callvault-agent.service", "callvault-catalogue.service"] {
         let unit = std::fs::read_to_string(
@@ -559,7 +560,7 @@ fn the_systemd_units_verify_and_are_hardened() {
         .replace("/usr/bin/callvault", env!("CARGO_BIN_EXE_callvault"));
         let path = dir.path().join(name);
         std::fs::write(&path, unit).unwrap();
-        let verify = Command::new(tool)
+        let verify = Command::new(&tool)
             .arg("verify")
             .arg(&path)
             .output()
@@ -570,7 +571,7 @@ fn the_systemd_units_verify_and_are_hardened() {
             !complaints.contains(name),
             "systemd-analyze verify: {complaints}"
         );
-        let security = Command::new(tool)
+        let security = Command::new(&tool)
             .args(["security", "--offline=yes"])
             .arg(&path)
             .output()
@@ -592,10 +593,13 @@ fn the_systemd_units_verify_and_are_hardened() {
 /// conffiles across a removal, and a purge deletes them but never the recordings.
 #[test]
 fn the_debian_package_installs_removes_and_purges() {
-    for tool in ["dpkg-deb", "dpkg", "objdump"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            println!("SKIPPED: {tool} not installed");
-            return;
+    for (tool, package) in [
+        ("dpkg-deb", "dpkg"),
+        ("dpkg", "dpkg"),
+        ("objdump", "binutils"),
+    ] {
+        if let Err(why) = common::parts::tool(tool, &format!("apt-get install {package}")) {
+            return common::parts::skipped("Debian package test", &why);
         }
     }
     let dir = tempfile::tempdir().unwrap();
@@ -651,10 +655,8 @@ fn the_debian_package_installs_removes_and_purges() {
         "the configuration is not world-readable:\n{contents}"
     );
 
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIPPED the installation: dpkg --root needs root");
-        return;
+    if let Err(why) = common::parts::root() {
+        return common::parts::skipped("Debian package installation", &why);
     }
     let root = dir.path().join("root");
     for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {

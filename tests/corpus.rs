@@ -1,4 +1,4 @@
-//! The real captures of `../shared/corpus/pcaps/` (public projects' test files, with tshark's
+//! The real captures of `tests/corpus/pcaps/` (public projects' test files, with tshark's
 //! ground truth in truth.json) through the whole pipeline: nothing panics, every SIP call and
 //! every signalled RTP stream tshark sees is seen, and nothing out of scope is written.
 
@@ -12,7 +12,7 @@ use callvault::source::CaptureFile;
 use common::{CollectingSink, example_config, spool_files, test_keys};
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus"))
 }
 
 fn truth() -> serde_json::Value {

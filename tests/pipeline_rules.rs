@@ -196,6 +196,54 @@ fn one_bogus_future_timestamp_does_not_stop_calls_from_ending() {
     assert_eq!(p.summary().routes.clock_steps, 1);
 }
 
+/// One RTP frame stamped more than ten minutes in the past (fuzzing found it) must not drag
+/// capture time back: the call would then be padded with silence up to the next good packet.
+/// The recording holds no more audio than the capture spans, plus the playout delay.
+#[test]
+fn one_frame_stamped_far_in_the_past_does_not_pad_the_call() {
+    let cfg = example_config();
+    let (mut p, _dir) = pipeline(&cfg);
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let (sbc, pbx) = (addr("192.0.2.10:5060"), addr("10.20.0.5:5060"));
+    let invite = sip_with_sdp(
+        "INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>\r\nCall-ID: past\r\nCSeq: 1 INVITE\r\n",
+        Some(("192.0.2.10", 20000)),
+    );
+    p.frame(t(0), LinkType::Ethernet, &udp_frame(sbc, pbx, &invite));
+    let ok = sip_with_sdp(
+        "SIP/2.0 200 OK\r\nFrom: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>;tag=b1\r\nCall-ID: past\r\nCSeq: 1 INVITE\r\n",
+        Some(("10.20.1.5", 30000)),
+    );
+    p.frame(t(10), LinkType::Ethernet, &udp_frame(pbx, sbc, &ok));
+    let rtp = |i: u16| {
+        udp_frame(
+            addr("192.0.2.10:20000"),
+            addr("10.20.1.5:30000"),
+            &rtp_packet(i, i as u32 * 160, 1, 0x55),
+        )
+    };
+    for i in 0..12u16 {
+        // the sixth packet's record says it was captured 700 s before the call began
+        let at = if i == 5 {
+            Timestamp::from_millis(1_700_000_000_000 - 700_000)
+        } else {
+            t(20 + i as u64 * 20)
+        };
+        p.frame(at, LinkType::Ethernet, &rtp(i));
+    }
+    p.finish("end_of_capture");
+    let span_ms = 20 + 11 * 20;
+    let rec = &p.sink().recorded[0];
+    assert!(
+        rec.audio_ms <= span_ms + cfg.media.playout_delay_ms as u64,
+        "{} ms of audio from a {span_ms} ms capture\n{}",
+        rec.audio_ms,
+        p.summary()
+    );
+    assert!(rec.audio_ms >= 200, "{} ms", rec.audio_ms);
+    assert_eq!(p.summary().routes.clock_steps, 1);
+}
+
 /// A new dialog joins a call as the other side of an SBC only with both the From tag and the
 /// caller of a live leg: the same tag from someone else, or the same caller with another tag
 /// (every line of a company shares its number), is a call of its own.

@@ -1,7 +1,7 @@
 //! Hostile input: the pipeline never panics, never lets memory grow without bound, and never
 //! records anything it should not, whatever frames it is given.
 //!
-//! - Generated contact-centre traffic and the real captures of `../shared/corpus/pcaps/`,
+//! - Generated contact-centre traffic and the real captures of `tests/corpus/pcaps/`,
 //!   mutated deterministically (bit flips, byte overwrites, truncation, garbage frames,
 //!   duplicates, dropped frames, frames under the wrong link type, time going backwards), on
 //!   every link type the decoder reads; the corpus files are also damaged as files.
@@ -802,10 +802,7 @@ fn mutated_generated_traffic_on_every_link_type_records_only_listed_numbers() {
 // The real captures, mutated frame by frame and damaged as files.
 
 fn corpus_files() -> Vec<PathBuf> {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/pcaps"
-    ));
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/pcaps"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())

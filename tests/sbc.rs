@@ -44,21 +44,10 @@ const SBC_INSIDE: u8 = 11;
 const RTPENGINE_NG: u8 = 12;
 
 fn missing_sbc_tools() -> Option<String> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = |tool: &str| {
-        std::env::split_paths(&path)
-            .chain([Path::new("/usr/sbin").to_owned()])
-            .any(|d| d.join(tool).is_file())
-    };
-    for tool in ["kamailio", "rtpengine"] {
-        if !found(tool) {
-            return Some(format!(
-                "`{tool}` is not installed (apt-get install kamailio rtpengine-daemon; \
-                 tests/run.sh installs them when run as root)"
-            ));
-        }
-    }
-    None
+    let install = "apt-get install kamailio rtpengine-daemon; tests/run.sh installs them as root";
+    common::parts::tool("kamailio", install)
+        .and(common::parts::tool("rtpengine", install))
+        .err()
 }
 
 /// How the SBC of a test is set up, and where callvault gets the SIP from.

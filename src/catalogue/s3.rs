@@ -4,7 +4,7 @@
 //!
 //! Written here rather than taken from object_store or the AWS SDK: the catalogue needs these
 //! three calls only, and those crates cost this project's 2-core build machine more than ten
-//! minutes and a C toolchain for aws-lc (measured, see ../shared/notes/crates.md). Signing is
+//! minutes and a C toolchain for aws-lc (measured when the catalogue was built). Signing is
 //! tested against the AWS documentation's example and against a real S3 server (s3s-fs).
 
 use sha2::{Digest, Sha256};

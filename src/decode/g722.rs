@@ -368,7 +368,7 @@ mod tests {
 
     const CORPUS_G722: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/pcaps/Red-Rabbit__examples_pcap_sip-rtp-g722.pcap"
+        "/tests/corpus/pcaps/Red-Rabbit__examples_pcap_sip-rtp-g722.pcap"
     );
 
     fn le_i16(bytes: &[u8]) -> Vec<i16> {

@@ -13,8 +13,7 @@
 //! recognising a SIP start line and Content-Length for TCP framing.
 //!
 //! Hand-written rather than built on etherparse: etherparse has no Linux SLL2, GRE or ERSPAN,
-//! rejects loopback SLL (ARPHRD 772), and its defragmentation pool is unbounded
-//! (shared/notes/crates.md section 3).
+//! rejects loopback SLL (ARPHRD 772), and its defragmentation pool is unbounded.
 
 mod counters;
 mod defrag;
@@ -919,7 +918,7 @@ mod tests {
 
     // ---- corpus -------------------------------------------------------------------------
 
-    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
 
     struct Frame {
         time: Timestamp,

@@ -172,44 +172,101 @@ enum Framing {
     NeedTotal(usize),
     NeedMore,
     NotSip,
+    /// Headers went on past [`MAX_SIP_HEADER`] without ending: not SIP, and nothing inside
+    /// them is looked at again (a resync inside would read them once per candidate line).
+    TooLong,
+}
+
+/// How far framing got through the message at the head of a stream, so that the next
+/// delivery goes on from there instead of reading the headers again from their start. A
+/// header section that arrives one byte per segment is then read once, not once per byte
+/// (which was quadratic up to [`MAX_SIP_HEADER`]: a CPU denial of service from the mirror).
+/// Valid while the head of the stream does not move; reset when it does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct FrameScan {
+    /// The start line was read and is SIP.
+    start_line: bool,
+    /// Where the header line being looked at begins.
+    line_start: usize,
+    /// Bytes from `line_start` already known to hold no newline.
+    searched: usize,
+    /// Content-Length seen so far.
+    body: usize,
+}
+
+impl FrameScan {
+    /// The first newline at or after `line_start + searched`, looking no further than
+    /// `limit` bytes past `line_start`; remembers how far it looked.
+    fn next_newline(&mut self, buf: &[u8], limit: usize) -> Option<usize> {
+        let from = self.line_start.saturating_add(self.searched);
+        let end = buf
+            .len()
+            .min(self.line_start.saturating_add(limit).saturating_add(1));
+        let window = buf.get(from..end).unwrap_or_default();
+        let found = window.iter().position(|&b| b == b'\n');
+        #[cfg(test)]
+        tests::BYTES_SCANNED.with(|n| n.set(n.get() + found.map_or(window.len(), |p| p + 1)));
+        match found {
+            Some(rel) => Some(from + rel),
+            None => {
+                self.searched = end.saturating_sub(self.line_start);
+                None
+            }
+        }
+    }
 }
 
 fn frame(buf: &[u8]) -> Framing {
-    match classify(buf, newline_within(buf, MAX_START_LINE)) {
-        StartLine::No => return Framing::NotSip,
-        StartLine::NeedMore => return Framing::NeedMore,
-        StartLine::Yes => {}
+    frame_from(buf, &mut FrameScan::default())
+}
+
+/// Frames the message at the start of `buf`, going on from `scan`.
+fn frame_from(buf: &[u8], scan: &mut FrameScan) -> Framing {
+    if !scan.start_line {
+        let newline = scan.next_newline(buf, MAX_START_LINE);
+        match classify(buf, newline) {
+            StartLine::No => return Framing::NotSip,
+            StartLine::NeedMore => return Framing::NeedMore,
+            StartLine::Yes => {}
+        }
+        // the start line is never a header: the header scan begins after it (a status line
+        // is known to be SIP from its first 12 bytes, before its end has come)
+        let Some(nl) = newline else {
+            return Framing::NeedMore;
+        };
+        *scan = FrameScan {
+            start_line: true,
+            line_start: nl + 1,
+            searched: 0,
+            body: 0,
+        };
     }
-    let mut body = 0usize;
-    let mut line_start = 0usize;
     loop {
-        let Some(rel) = buf[line_start..].iter().position(|&b| b == b'\n') else {
+        let Some(newline) = scan.next_newline(buf, MAX_SIP_HEADER) else {
             return if buf.len() > MAX_SIP_HEADER {
-                Framing::NotSip
+                Framing::TooLong
             } else {
                 Framing::NeedMore
             };
         };
-        let newline = line_start + rel;
         if newline > MAX_SIP_HEADER {
-            return Framing::NotSip;
+            return Framing::TooLong;
         }
-        let line = &buf[line_start..newline];
+        let line = buf.get(scan.line_start..newline).unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             // CRLFCRLF (or a bare LFLF) ends the headers.
-            return match (newline + 1).checked_add(body) {
+            return match (newline + 1).checked_add(scan.body) {
                 Some(total) if total <= buf.len() => Framing::Complete(total),
                 Some(total) => Framing::NeedTotal(total),
                 None => Framing::NotSip,
             };
         }
-        if line_start > 0
-            && let Some(len) = content_length(line)
-        {
-            body = len;
+        if let Some(len) = content_length(line) {
+            scan.body = len;
         }
-        line_start = newline + 1;
+        scan.line_start = newline + 1;
+        scan.searched = 0;
     }
 }
 
@@ -219,7 +276,7 @@ pub fn sip_frame_len(buf: &[u8]) -> FrameResult {
     match frame(buf) {
         Framing::Complete(n) => FrameResult::Complete(n),
         Framing::NeedTotal(_) | Framing::NeedMore => FrameResult::NeedMore,
-        Framing::NotSip => FrameResult::NotSip,
+        Framing::NotSip | Framing::TooLong => FrameResult::NotSip,
     }
 }
 
@@ -258,6 +315,8 @@ struct Direction {
     discard: usize,
     /// The stream's bytes were seen to begin with a SIP start line.
     verified: bool,
+    /// Framing progress through the message at the head of `stream`.
+    scan: FrameScan,
     pending: Vec<PendingSegment>,
     pending_bytes: usize,
     last_seen: Timestamp,
@@ -278,6 +337,7 @@ impl Direction {
             wanted: 0,
             discard: 0,
             verified,
+            scan: FrameScan::default(),
             pending: Vec::new(),
             pending_bytes: 0,
             last_seen: now,
@@ -323,6 +383,7 @@ impl Direction {
             // from the earliest byte we hold; framing resynchronises there.
             counters.tcp_gaps += 1;
             self.stream.clear();
+            self.scan = FrameScan::default();
             self.wanted = 0;
             self.discard = 0;
             if let Some(earliest) = self
@@ -369,50 +430,61 @@ impl Direction {
             self.stream.drain(..n);
             self.discard -= n;
             counters.tcp_non_sip_bytes += n as u64;
+            self.scan = FrameScan::default();
         }
         if self.stream.len() < self.wanted {
             return true;
         }
         let mut pos = 0usize;
         loop {
-            let rest = &self.stream[pos..];
+            let rest = self.stream.get(pos..).unwrap_or_default();
             // RFC 5626 keep-alives (CRLF pings) sit between messages.
             let blank = rest
                 .iter()
                 .take_while(|&&b| b == b'\r' || b == b'\n')
                 .count();
+            if blank > 0 {
+                // the head moved: framing starts afresh (a scan is never kept over blanks)
+                self.scan = FrameScan::default();
+            }
             pos += blank;
-            let rest = &rest[blank..];
+            let rest = rest.get(blank..).unwrap_or_default();
             if rest.is_empty() {
                 self.wanted = 0;
                 break;
             }
+            let framing = frame_from(rest, &mut self.scan);
             if !self.verified {
-                match classify(rest, newline_within(rest, MAX_START_LINE)) {
-                    StartLine::Yes => self.verified = true,
-                    StartLine::NeedMore => {
-                        self.wanted = rest.len() + 1;
-                        break;
-                    }
-                    StartLine::No => {
-                        counters.tcp_non_sip_bytes += self.stream.len() as u64;
-                        self.stream = Vec::new();
-                        return false;
-                    }
+                if self.scan.start_line {
+                    self.verified = true;
+                } else if matches!(framing, Framing::NotSip | Framing::TooLong) {
+                    counters.tcp_non_sip_bytes += self.stream.len() as u64;
+                    self.stream = Vec::new();
+                    self.scan = FrameScan::default();
+                    return false;
                 }
             }
-            match frame(rest) {
+            match framing {
+                Framing::Complete(n) if n > max_buffer => {
+                    // Larger than the largest message accepted over TCP, even though it
+                    // arrived whole: dropped and counted like one that arrives in pieces.
+                    counters.tcp_buffer_overflows += 1;
+                    counters.tcp_non_sip_bytes += n as u64;
+                    self.scan = FrameScan::default();
+                    pos += n;
+                }
                 Framing::Complete(n) => {
                     sink(&Datagram {
                         time,
                         src: key.src,
                         dst: key.dst,
                         transport: Transport::Tcp,
-                        payload: &rest[..n],
+                        payload: rest.get(..n).unwrap_or_default(),
                         vlan: key.vlan,
                         via_hep: false,
                     });
                     counters.sip_tcp_messages += 1;
+                    self.scan = FrameScan::default();
                     pos += n;
                 }
                 Framing::NeedTotal(total) if total > max_buffer => {
@@ -422,6 +494,7 @@ impl Direction {
                     counters.tcp_non_sip_bytes += rest.len() as u64;
                     self.discard = total - rest.len();
                     self.stream = Vec::new();
+                    self.scan = FrameScan::default();
                     self.wanted = 0;
                     return true;
                 }
@@ -436,6 +509,18 @@ impl Direction {
                 Framing::NotSip => {
                     let skip = resync_point(rest).unwrap_or(rest.len());
                     counters.tcp_non_sip_bytes += skip as u64;
+                    self.scan = FrameScan::default();
+                    pos += skip;
+                }
+                Framing::TooLong => {
+                    // a message can begin only after the last line of what was dropped
+                    let skip = rest
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(rest.len(), |nl| nl + 1);
+                    counters.tcp_buffer_overflows += 1;
+                    counters.tcp_non_sip_bytes += skip as u64;
+                    self.scan = FrameScan::default();
                     pos += skip;
                 }
             }
@@ -447,6 +532,7 @@ impl Direction {
             counters.tcp_buffer_overflows += 1;
             counters.tcp_non_sip_bytes += self.stream.len() as u64;
             self.stream = Vec::new();
+            self.scan = FrameScan::default();
             self.wanted = 0;
         }
         true
@@ -586,6 +672,11 @@ impl TcpFlows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Bytes the header scan has looked at on this thread (a cost that cannot be timed).
+        pub(super) static BYTES_SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     const INVITE: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/TCP a;branch=z9hG4bK1\r\nContent-Length: 5\r\n\r\nv=0\r\n";
     const OK: &[u8] = b"SIP/2.0 200 OK\r\nl: 0\r\nCall-ID: x\r\n\r\n";
@@ -836,5 +927,66 @@ mod tests {
         assert_eq!(resync_point(&junk), Some(99_968));
         assert_eq!(resync_point(b"\x00\x00SIP/2."), Some(2));
         assert_eq!(resync_point(b"\x00\x00zzz"), None);
+    }
+
+    /// A header section that never ends, sent one byte per segment, is read once: the scan
+    /// goes on where the previous delivery stopped (fuzzing found it read from the start on
+    /// every byte, quadratic up to the 64 KiB header limit).
+    #[test]
+    fn a_header_sent_one_byte_per_segment_is_read_once() {
+        let mut h = Harness::new();
+        h.send(syn(0));
+        let mut stream = b"INVITE sip:bob@example.com SIP/2.0\r\n".to_vec();
+        // lines that look like start lines too, so a resync inside the header would find
+        // a candidate on every line
+        while stream.len() < MAX_SIP_HEADER + 1000 {
+            stream.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+            stream.extend_from_slice(b"ACK sip:bob@example.com SIP/2.0\r\n");
+        }
+        BYTES_SCANNED.with(|n| n.set(0));
+        for (i, b) in stream.iter().enumerate() {
+            h.send(seg(1 + i as u32, std::slice::from_ref(b)));
+        }
+        let scanned = BYTES_SCANNED.with(|n| n.get());
+        assert!(
+            scanned <= 2 * stream.len(),
+            "{scanned} bytes scanned for {} sent",
+            stream.len()
+        );
+        assert!(h.out.is_empty());
+        assert!(h.counters.tcp_buffer_overflows >= 1);
+        // the flow gave the header up past the limit and still frames what follows
+        let mut seq = 1 + stream.len() as u32;
+        for m in [&b"\r\n\r\n"[..], OK] {
+            h.send(seg(seq, m));
+            seq += m.len() as u32;
+        }
+        assert_eq!(h.out.last().map(Vec::as_slice), Some(OK));
+    }
+
+    /// `max_tcp_buffer` is the largest SIP message accepted over TCP, however it arrives:
+    /// one that comes whole in one segment is dropped and counted too.
+    #[test]
+    fn a_message_over_the_buffer_bound_is_dropped_even_when_it_arrives_whole() {
+        let mut h = Harness::with_buffer(2048);
+        h.send(syn(0));
+        let body = vec![b'x'; 10_000];
+        let big = [
+            format!(
+                "MESSAGE sip:a SIP/2.0\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+            &body,
+        ]
+        .concat();
+        h.send(seg(1, &[&big[..], OK].concat()));
+        assert_eq!(h.out, vec![OK.to_vec()]);
+        assert_eq!(h.counters.tcp_buffer_overflows, 1);
+        // and one that fits is delivered
+        let mut h = Harness::with_buffer(INVITE.len());
+        h.send(syn(0));
+        h.send(seg(1, INVITE));
+        assert_eq!(h.out, vec![INVITE.to_vec()]);
     }
 }

@@ -76,7 +76,8 @@ pub struct RouteCounters {
     pub route_conflicts: u64,
     /// Media addresses not tracked because the stream table was full.
     pub routes_refused: u64,
-    /// Capture-time leaps ignored (a lone packet far ahead) or followed back (bogus timestamps).
+    /// Capture-time jumps (more than 10 minutes ahead or back) seen; capture time follows one
+    /// only when a second packet confirms it.
     pub clock_steps: u64,
     /// Calls in scope not recorded because recording was paused (disk below its floor).
     pub recordings_refused: u64,
@@ -110,9 +111,9 @@ struct Core<M: MediaPort> {
     linger: Duration,
     /// `policy check`: decide every call, record none.
     dry_run: bool,
-    /// Times capture time had to step back to follow the traffic, or ignored a leap ahead.
+    /// Capture-time jumps seen (see `RouteCounters::clock_steps`).
     clock_steps: u64,
-    /// A leap far ahead, waiting for a second packet to confirm it.
+    /// A jump far ahead or back, waiting for a second packet to confirm it.
     leap: Option<Timestamp>,
     /// Calls that may be a B2BUA's inside leg of another, their media compared until then.
     relay_watch: Vec<RelayWatch>,
@@ -327,16 +328,20 @@ impl<M: MediaPort> Core<M> {
             self.next_tick = time + TICK_EVERY;
             return;
         }
-        // A leap far ahead moves capture time only once a second packet confirms it: one
-        // corrupt record or forged HEP timestamp must not time every call out.
-        if time.saturating_since(self.now) > CLOCK_STEP_BACK {
+        // A jump far ahead or far back moves capture time only once a second packet confirms
+        // it: one corrupt record or forged HEP timestamp must neither time every call out
+        // (ahead) nor drag every call's media origin back with it (behind: the next good
+        // packet would then be a leap, and the calls padded with silence up to it).
+        let far_ahead = time.saturating_since(self.now) > CLOCK_STEP_BACK;
+        let far_behind = self.now.saturating_since(time) > CLOCK_STEP_BACK;
+        if far_ahead || far_behind {
             match self.leap {
                 Some(first)
                     if time.saturating_since(first) <= CLOCK_STEP_BACK
-                        || first.saturating_since(time) <= CLOCK_STEP_BACK =>
+                        && first.saturating_since(time) <= CLOCK_STEP_BACK =>
                 {
                     self.leap = None;
-                    self.now = time;
+                    self.follow(time, far_behind);
                 }
                 _ => {
                     self.leap = Some(time);
@@ -346,21 +351,24 @@ impl<M: MediaPort> Core<M> {
             return;
         }
         self.leap = None;
-        // Merged captures are not always in order: time only moves forward...
+        // Merged captures are not always in order: time only moves forward.
         if time > self.now {
             self.now = time;
-        } else if self.now.saturating_since(time) > CLOCK_STEP_BACK {
-            // ...unless the traffic is far behind it: then the earlier leap was a bogus
-            // timestamp (one corrupt record, a forged HEP time) or the clock stepped back.
-            // Follow the traffic, or timeouts and call ends would wait for the bogus future.
-            self.now = time;
+        }
+    }
+
+    /// Capture time follows the traffic to `time`, confirmed by two packets. Back: the clock
+    /// stepped back (or the earlier leap was bogus), so timeouts and call ends must not wait
+    /// for the old future.
+    fn follow(&mut self, time: Timestamp, back: bool) {
+        self.now = time;
+        if back {
             self.next_drain = time;
             self.next_tick = time;
             let linger = self.linger;
             for (_, _, at) in &mut self.closing {
                 *at = (*at).min(time + linger);
             }
-            self.clock_steps += 1;
         }
     }
 

@@ -5,7 +5,7 @@
 //! Hand-written rather than taken from a SIP crate because the recorder only watches: it must
 //! read whatever real endpoints send (compact and folded headers, LF-only lines, broken
 //! Content-Length, unbracketed IPv6, junk before the start line) where a strict stack would
-//! reject the message (see shared/notes/crates.md section 2).
+//! reject the message.
 //!
 //! It never fails a whole message for one bad header, never panics on any input, bounds every
 //! allocation (message size, header count, media sections, list lengths), and never performs
@@ -41,13 +41,13 @@ pub enum SipError {
 
 #[cfg(test)]
 mod tests {
-    //! Whole-corpus checks: every UDP payload of the real captures in shared/corpus is fed to the
+    //! Whole-corpus checks: every UDP payload of the real captures in tests/corpus is fed to the
     //! parser, and the Call-IDs found are compared with tshark's ground truth (truth.json).
 
     use super::*;
     use std::collections::{BTreeMap, BTreeSet};
 
-    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
 
     // ---- minimal capture reading (classic pcap and pcapng) ----
 

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod parts;
+
 use callvault::calls::Call;
 use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
 use callvault::pipeline::CallSink;

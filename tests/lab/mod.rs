@@ -228,25 +228,12 @@ pub fn assert_heard(channel: &str, heard: &[Heard], expected: &[&str], min_windo
 // The lab: tcpdump and SIPp processes on one loopback network, killed when it is dropped.
 
 pub fn missing_tools() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0");
-    if !root {
-        return Some("not running as root (tcpdump needs it; CI runs as root)".into());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for tool in ["sipp", "tcpdump"] {
-        if !std::env::split_paths(&path).any(|d| d.join(tool).is_file()) {
-            return Some(format!(
-                "`{tool}` is not installed (apt-get install sip-tester tcpdump; tests/run.sh \
-                 installs them when run as root)"
-            ));
-        }
-    }
-    None
+    use common::parts::{root, tool};
+    let install = "apt-get install sip-tester tcpdump; tests/run.sh installs them as root";
+    root()
+        .and(tool("sipp", install))
+        .and(tool("tcpdump", install))
+        .err()
 }
 
 /// The decrypted recording of `rec` in `spool`, at 8 kHz: (left = caller, right =
@@ -264,14 +251,9 @@ pub fn decrypt_call(
     (left, right)
 }
 
-/// Says that a test did not run and why. Under CI (`CI=true`), where tests/run.sh has
-/// installed every part these tests need, a missing part fails the test instead.
+/// Says that a test did not run and why (fails it under CI: see `common::parts`).
 pub fn skipped(what: &str, why: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{what} cannot run under CI: {why}");
-    }
-    println!("SKIPPED {what}: {why}");
-    eprintln!("SKIPPED {what}: {why}");
+    common::parts::skipped(what, why);
 }
 
 pub struct Process {
