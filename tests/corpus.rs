@@ -199,3 +199,40 @@ fn the_corpus_attended_transfer_is_followed_and_its_consultation_is_not_recorded
     assert_eq!(run.summary.calls.refers, 4);
     assert_eq!(transfers.len(), 1, "{transfers:?}");
 }
+
+/// The repository stands alone: no source, test, bench or build file reads anything beside
+/// it (the corpus once lived in a directory next to the checkout, so a clone's tests failed).
+#[test]
+fn nothing_in_the_repository_reads_files_outside_it() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut offenders = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !["target", ".git", "node_modules", "corpus"].contains(&name.as_str()) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let code = [".rs", ".toml", ".sh", ".mjs", ".json", ".cfg", ".xml"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+                || name == "run";
+            if !code {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let outside = ["\"/../", "/../shared", "../shared/"];
+            if outside.iter().any(|p| text.contains(p)) && !path.ends_with("tests/corpus.rs") {
+                offenders.push(path.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "these files read outside the repository: {offenders:?}"
+    );
+}

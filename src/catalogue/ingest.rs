@@ -151,6 +151,37 @@ pub async fn put_segment(
     }
 }
 
+/// The checks of an uploaded call document that need nothing but the document and the
+/// agent that sent it (hostile input: never panics; the fuzz target `call_document` holds
+/// it to that). The store's checks (ownership, segments received) come after.
+pub fn check_call_document(body: &[u8], agent: &str) -> Result<CallRecord, (StatusCode, String)> {
+    let record: CallRecord = serde_json::from_slice(body).map_err(|e| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("not a call document: {e}\n"),
+        )
+    })?;
+    if record.agent != agent {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("agent {agent} cannot write calls of {}\n", record.agent),
+        ));
+    }
+    if record.ended_at.is_none() {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the call has not ended: ship it when it has\n".into(),
+        ));
+    }
+    if uuid::Uuid::parse_str(&record.call_id).is_err() {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "call_id is not a UUID\n".into(),
+        ));
+    }
+    Ok(record)
+}
+
 pub async fn post_call(
     State(app): State<App>,
     ConnectInfo(cert): ConnectInfo<ClientCert>,
@@ -161,30 +192,10 @@ pub async fn post_call(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let record: CallRecord = match serde_json::from_slice(&body) {
+    let record = match check_call_document(&body, &agent) {
         Ok(r) => r,
-        Err(e) => {
-            return reply(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("not a call document: {e}\n"),
-            );
-        }
+        Err((status, why)) => return reply(status, why),
     };
-    if record.agent != agent {
-        return reply(
-            StatusCode::FORBIDDEN,
-            format!("agent {agent} cannot write calls of {}\n", record.agent),
-        );
-    }
-    if record.ended_at.is_none() {
-        return reply(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the call has not ended: ship it when it has\n",
-        );
-    }
-    if uuid::Uuid::parse_str(&record.call_id).is_err() {
-        return reply(StatusCode::UNPROCESSABLE_ENTITY, "call_id is not a UUID\n");
-    }
     match app.store.call_agent(&record.call_id).await {
         Ok(Some(owner)) if owner != agent => {
             return reply(StatusCode::FORBIDDEN, "the call belongs to another agent\n");

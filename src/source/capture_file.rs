@@ -59,13 +59,31 @@ pub struct CaptureFile {
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<CaptureFile, SourceError> {
+        let file = File::open(path).map_err(|e| SourceError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Self::from_reader(path, size, BufReader::new(file))
+    }
+
+    /// A capture held in memory (`name` is what errors call it): the fuzz targets read
+    /// whole files this way.
+    pub fn from_bytes(name: &Path, data: Vec<u8>) -> Result<CaptureFile, SourceError> {
+        let size = data.len() as u64;
+        Self::from_reader(name, size, std::io::Cursor::new(data))
+    }
+
+    fn from_reader(
+        path: &Path,
+        size: u64,
+        input: impl std::io::Read + Send + 'static,
+    ) -> Result<CaptureFile, SourceError> {
         let open_err = |reason: String| SourceError::Open {
             path: path.to_owned(),
             reason,
         };
-        let file = File::open(path).map_err(|e| open_err(e.to_string()))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let reader = create_reader(1 << 20, BufReader::new(file)).map_err(|e| {
+        let reader = create_reader(1 << 20, input).map_err(|e| {
             open_err(match e {
                 PcapError::Eof => "empty file".to_owned(),
                 PcapError::HeaderNotRecognized => "not a pcap or pcapng capture".to_owned(),
