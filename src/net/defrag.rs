@@ -92,7 +92,7 @@ impl FragmentSet {
                 break;
             }
             if start > cursor {
-                self.data[cursor..start].copy_from_slice(&payload[cursor - offset..start - offset]);
+                copy(&mut self.data, cursor..start, payload, cursor - offset);
             }
             overlapped = true;
             cursor = cursor.max(stop);
@@ -101,7 +101,7 @@ impl FragmentSet {
             }
         }
         if cursor < end {
-            self.data[cursor..end].copy_from_slice(&payload[cursor - offset..]);
+            copy(&mut self.data, cursor..end, payload, cursor - offset);
         }
         self.merge(offset, end);
         overlapped
@@ -111,7 +111,9 @@ impl FragmentSet {
         // Absorb every piece that touches [start, end), then insert the union in order.
         let mut i = 0;
         while i < self.pieces.len() {
-            let (s, e) = self.pieces[i];
+            let Some(&(s, e)) = self.pieces.get(i) else {
+                break;
+            };
             if e < start || s > end {
                 i += 1;
                 continue;
@@ -282,6 +284,15 @@ impl FragmentTable {
         let sets = &self.sets;
         self.order
             .retain(|(k, g)| sets.get(k).is_some_and(|s| s.generation == *g));
+    }
+}
+
+/// Copies `src[from..]` into `dst[to]`, as much as both hold (they always hold it all: the
+/// ranges come from the fragment's own offset and length).
+fn copy(dst: &mut [u8], to: std::ops::Range<usize>, src: &[u8], from: usize) {
+    let len = to.len();
+    if let (Some(d), Some(s)) = (dst.get_mut(to), src.get(from..from.saturating_add(len))) {
+        d.copy_from_slice(s);
     }
 }
 

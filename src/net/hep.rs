@@ -158,7 +158,9 @@ pub fn encode(p: &HepOut<'_>, out: &mut Vec<u8>) -> bool {
         return false;
     }
     chunk(out, CHUNK_PAYLOAD, p.payload);
-    out[start + 4..start + 6].copy_from_slice(&(total as u16).to_be_bytes());
+    if let Some(length) = out.get_mut(start + 4..start + 6) {
+        length.copy_from_slice(&(total as u16).to_be_bytes());
+    }
     true
 }
 
@@ -172,17 +174,17 @@ fn fixed<const N: usize>(chunk: u16, value: &[u8]) -> Result<[u8; N], HepError> 
 
 /// Parses the chunk list of one HEP v3 packet.
 pub(crate) fn parse(buf: &[u8]) -> Result<HepPacket<'_>, HepError> {
-    if buf.len() < 6 || &buf[..4] != b"HEP3" {
+    let [b'H', b'E', b'P', b'3', len_hi, len_lo, ..] = *buf else {
         return Err(HepError::NotHep3);
-    }
-    let declared = usize::from(u16::from_be_bytes([buf[4], buf[5]]));
+    };
+    let declared = usize::from(u16::from_be_bytes([len_hi, len_lo]));
     if declared < 6 || declared > buf.len() {
         return Err(HepError::TotalLength {
             declared,
             available: buf.len(),
         });
     }
-    let packet = &buf[..declared];
+    let packet = buf.get(..declared).unwrap_or_default();
 
     let mut family = None;
     let mut ip_protocol = None;
@@ -196,15 +198,15 @@ pub(crate) fn parse(buf: &[u8]) -> Result<HepPacket<'_>, HepError> {
 
     let mut offset = 6;
     while offset < packet.len() {
-        let Some(header) = packet.get(offset..offset + 6) else {
+        let Some(&[v0, v1, c0, c1, l0, l1]) = packet.get(offset..offset + 6) else {
             return Err(HepError::ChunkLength {
                 offset,
                 length: packet.len() - offset,
             });
         };
-        let vendor = u16::from_be_bytes([header[0], header[1]]);
-        let chunk = u16::from_be_bytes([header[2], header[3]]);
-        let length = usize::from(u16::from_be_bytes([header[4], header[5]]));
+        let vendor = u16::from_be_bytes([v0, v1]);
+        let chunk = u16::from_be_bytes([c0, c1]);
+        let length = usize::from(u16::from_be_bytes([l0, l1]));
         let Some(value) = (length >= 6)
             .then(|| packet.get(offset + 6..offset + length))
             .flatten()

@@ -10,6 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 
+use super::bytes::{array16, be16, be32, from, span, u8_at};
+
 pub(crate) const PROTO_IPV4_IN_IP: u8 = 4;
 pub(crate) const PROTO_TCP: u8 = 6;
 pub(crate) const PROTO_UDP: u8 = 17;
@@ -52,28 +54,6 @@ fn malformed(what: &'static str, problem: &'static str) -> HeaderError {
     HeaderError::Malformed { what, problem }
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    match b.get(at..at + 2) {
-        Some(&[x, y]) => u16::from_be_bytes([x, y]),
-        _ => 0,
-    }
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at + 4) {
-        Some(&[w, x, y, z]) => u32::from_be_bytes([w, x, y, z]),
-        _ => 0,
-    }
-}
-
-fn array16(b: &[u8], at: usize) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    if let Some(s) = b.get(at..at + 16) {
-        out.copy_from_slice(s);
-    }
-    out
-}
-
 /// Where a fragment sits in its original datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fragment {
@@ -99,10 +79,10 @@ pub(crate) fn ipv4(bytes: &[u8]) -> Result<IpPacket<'_>, HeaderError> {
     if bytes.len() < 20 {
         return Err(truncated("IPv4 header", 20, bytes.len()));
     }
-    if bytes[0] >> 4 != 4 {
+    if u8_at(bytes, 0) >> 4 != 4 {
         return Err(malformed("IPv4 header", "version is not 4"));
     }
-    let header_len = usize::from(bytes[0] & 0x0f) * 4;
+    let header_len = usize::from(u8_at(bytes, 0) & 0x0f) * 4;
     if header_len < 20 {
         return Err(malformed("IPv4 header", "IHL below 5"));
     }
@@ -127,10 +107,10 @@ pub(crate) fn ipv4(bytes: &[u8]) -> Result<IpPacket<'_>, HeaderError> {
         more,
     });
     Ok(IpPacket {
-        src: IpAddr::V4(Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15])),
-        dst: IpAddr::V4(Ipv4Addr::new(bytes[16], bytes[17], bytes[18], bytes[19])),
-        protocol: bytes[9],
-        payload: &bytes[header_len..total],
+        src: IpAddr::V4(Ipv4Addr::from(be32(bytes, 12))),
+        dst: IpAddr::V4(Ipv4Addr::from(be32(bytes, 16))),
+        protocol: u8_at(bytes, 9),
+        payload: span(bytes, header_len, total),
         fragment,
     })
 }
@@ -141,7 +121,7 @@ pub(crate) fn ipv6(bytes: &[u8]) -> Result<IpPacket<'_>, HeaderError> {
     if bytes.len() < 40 {
         return Err(truncated("IPv6 header", 40, bytes.len()));
     }
-    if bytes[0] >> 4 != 6 {
+    if u8_at(bytes, 0) >> 4 != 6 {
         return Err(malformed("IPv6 header", "version is not 6"));
     }
     let declared = usize::from(be16(bytes, 4));
@@ -154,7 +134,7 @@ pub(crate) fn ipv6(bytes: &[u8]) -> Result<IpPacket<'_>, HeaderError> {
     if end > bytes.len() {
         return Err(truncated("IPv6 datagram", end, bytes.len()));
     }
-    let (protocol, payload, fragment) = ipv6_extensions(bytes[6], &bytes[40..end])?;
+    let (protocol, payload, fragment) = ipv6_extensions(u8_at(bytes, 6), span(bytes, 40, end))?;
     Ok(IpPacket {
         src: IpAddr::V6(Ipv6Addr::from(array16(bytes, 8))),
         dst: IpAddr::V6(Ipv6Addr::from(array16(bytes, 24))),
@@ -177,15 +157,15 @@ pub(crate) fn ipv6_extensions(
                     return Err(truncated("IPv6 extension header", 2, rest.len()));
                 }
                 let len = if next == IPV6_AH {
-                    (usize::from(rest[1]) + 2) * 4
+                    (usize::from(u8_at(rest, 1)) + 2) * 4
                 } else {
-                    (usize::from(rest[1]) + 1) * 8
+                    (usize::from(u8_at(rest, 1)) + 1) * 8
                 };
                 if rest.len() < len {
                     return Err(truncated("IPv6 extension header", len, rest.len()));
                 }
-                next = rest[0];
-                rest = &rest[len..];
+                next = u8_at(rest, 0);
+                rest = from(rest, len);
             }
             IPV6_FRAGMENT => {
                 if rest.len() < 8 {
@@ -199,7 +179,7 @@ pub(crate) fn ipv6_extensions(
                 };
                 // An atomic fragment (offset 0, no more) is a whole datagram (RFC 6946).
                 let fragment = (fragment.more || fragment.offset != 0).then_some(fragment);
-                return Ok((rest[0], &rest[8..], fragment));
+                return Ok((u8_at(rest, 0), from(rest, 8), fragment));
             }
             upper => return Ok((upper, rest, None)),
         }
@@ -233,7 +213,7 @@ pub(crate) fn udp(bytes: &[u8]) -> Result<UdpDatagram<'_>, HeaderError> {
     Ok(UdpDatagram {
         src_port: be16(bytes, 0),
         dst_port: be16(bytes, 2),
-        payload: &bytes[8..end],
+        payload: span(bytes, 8, end),
     })
 }
 
@@ -253,14 +233,14 @@ pub(crate) fn tcp(bytes: &[u8]) -> Result<TcpSegment<'_>, HeaderError> {
     if bytes.len() < 20 {
         return Err(truncated("TCP header", 20, bytes.len()));
     }
-    let header_len = usize::from(bytes[12] >> 4) * 4;
+    let header_len = usize::from(u8_at(bytes, 12) >> 4) * 4;
     if header_len < 20 {
         return Err(malformed("TCP header", "data offset below 5"));
     }
     if bytes.len() < header_len {
         return Err(truncated("TCP options", header_len, bytes.len()));
     }
-    let flags = bytes[13];
+    let flags = u8_at(bytes, 13);
     Ok(TcpSegment {
         src_port: be16(bytes, 0),
         dst_port: be16(bytes, 2),
@@ -268,7 +248,7 @@ pub(crate) fn tcp(bytes: &[u8]) -> Result<TcpSegment<'_>, HeaderError> {
         fin: flags & 0x01 != 0,
         syn: flags & 0x02 != 0,
         rst: flags & 0x04 != 0,
-        payload: &bytes[header_len..],
+        payload: from(bytes, header_len),
     })
 }
 
@@ -303,7 +283,7 @@ pub(crate) fn gre(bytes: &[u8]) -> Result<GrePacket<'_>, HeaderError> {
     Ok(GrePacket {
         protocol: be16(bytes, 2),
         sequenced,
-        payload: &bytes[len..],
+        payload: from(bytes, len),
     })
 }
 

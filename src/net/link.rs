@@ -10,6 +10,7 @@
 use thiserror::Error;
 
 use super::LinkType;
+use super::bytes::{be16, be32, from, u8_at};
 
 pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
 pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -67,13 +68,6 @@ fn need(what: &'static str, bytes: &[u8], needed: usize) -> Result<(), LinkError
     }
 }
 
-fn be16(bytes: &[u8], at: usize) -> u16 {
-    match bytes.get(at..at + 2) {
-        Some(&[a, b]) => u16::from_be_bytes([a, b]),
-        _ => 0,
-    }
-}
-
 fn ip_version_ethertype(payload: &[u8]) -> Result<u16, LinkError> {
     match payload.first().map(|b| b >> 4) {
         Some(4) => Ok(ETHERTYPE_IPV4),
@@ -112,13 +106,13 @@ pub(crate) fn decapsulate(link: LinkType, frame: &[u8]) -> Result<LinkPayload<'_
             // protocol is an ethertype for every ARPHRD we care about, loopback (772)
             // included, so the ARPHRD type is not consulted.
             need("Linux cooked header", frame, 16)?;
-            shims(be16(frame, 14), &frame[16..], None)
+            shims(be16(frame, 14), from(frame, 16), None)
         }
         LinkType::LinuxSll2 => {
             // protocol, reserved, interface index, ARPHRD, packet type, address length,
             // 8 address bytes.
             need("Linux cooked v2 header", frame, 20)?;
-            shims(be16(frame, 0), &frame[20..], None)
+            shims(be16(frame, 0), from(frame, 20), None)
         }
     }
 }
@@ -127,7 +121,7 @@ pub(crate) fn decapsulate(link: LinkType, frame: &[u8]) -> Result<LinkPayload<'_
 /// network order (DLT_LOOP); writers disagree, so both orders are accepted.
 fn loopback(frame: &[u8]) -> Result<LinkPayload<'_>, LinkError> {
     need("BSD loopback header", frame, 4)?;
-    let raw = [frame[0], frame[1], frame[2], frame[3]];
+    let raw = be32(frame, 0).to_be_bytes();
     let family_of = |family: u32| match family {
         2 => Some(ETHERTYPE_IPV4),
         // AF_INET6 differs per BSD: 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS).
@@ -139,7 +133,7 @@ fn loopback(frame: &[u8]) -> Result<LinkPayload<'_>, LinkError> {
     match family_of(le).or_else(|| family_of(be)) {
         Some(ethertype) => Ok(LinkPayload {
             ethertype,
-            payload: &frame[4..],
+            payload: from(frame, 4),
             vlan: None,
         }),
         None => Err(LinkError::UnknownFamily(le)),
@@ -154,7 +148,7 @@ pub(crate) fn ethernet(frame: &[u8]) -> Result<LinkPayload<'_>, LinkError> {
         // 802.3 length field: LLC/SNAP frames (STP, CDP, ...) never carry our traffic.
         return Err(LinkError::NotIp(ethertype));
     }
-    shims(ethertype, &frame[14..], None)
+    shims(ethertype, from(frame, 14), None)
 }
 
 /// Walks VLAN tags, PPPoE session headers and MPLS labels until a protocol the caller
@@ -172,18 +166,18 @@ fn shims(
                     vlan = Some(be16(rest, 0) & 0x0fff);
                 }
                 ethertype = be16(rest, 2);
-                rest = &rest[4..];
+                rest = from(rest, 4);
             }
             ETHERTYPE_PPPOE_SESSION => {
                 // version/type, code, session id, length, then the PPP protocol field.
                 need("PPPoE session header", rest, 8)?;
                 let declared = usize::from(be16(rest, 4));
                 let protocol = be16(rest, 6);
-                let body = &rest[8..];
+                let body = from(rest, 8);
                 // The PPPoE length counts the PPP protocol field; it trims Ethernet padding.
                 let body = match declared.checked_sub(2) {
-                    Some(len) if len <= body.len() => &body[..len],
-                    _ => body,
+                    Some(len) => body.get(..len).unwrap_or(body),
+                    None => body,
                 };
                 return match protocol {
                     PPP_IPV4 => Ok(LinkPayload {
@@ -205,8 +199,8 @@ fn shims(
                 let mut labels = rest;
                 for _ in 0..MAX_SHIMS {
                     need("MPLS label", labels, 4)?;
-                    let bottom = labels[2] & 0x01 != 0;
-                    labels = &labels[4..];
+                    let bottom = u8_at(labels, 2) & 0x01 != 0;
+                    labels = from(labels, 4);
                     if bottom {
                         return Ok(LinkPayload {
                             ethertype: ip_version_ethertype(labels)?,
@@ -236,14 +230,18 @@ pub(crate) fn erspan(ethertype: u16, sequenced: bool, payload: &[u8]) -> Result<
         ETHERTYPE_ERSPAN_II if !sequenced => Ok(payload),
         ETHERTYPE_ERSPAN_II => {
             need("ERSPAN II header", payload, 8)?;
-            Ok(&payload[8..])
+            Ok(from(payload, 8))
         }
         _ => {
             // Type III: 12 bytes, plus an 8-byte platform-specific sub-header when O is set.
             need("ERSPAN III header", payload, 12)?;
-            let len = if payload[11] & 0x01 != 0 { 20 } else { 12 };
+            let len = if u8_at(payload, 11) & 0x01 != 0 {
+                20
+            } else {
+                12
+            };
             need("ERSPAN III platform sub-header", payload, len)?;
-            Ok(&payload[len..])
+            Ok(from(payload, len))
         }
     }
 }

@@ -14,7 +14,14 @@
 //!
 //! Hand-written rather than built on etherparse: etherparse has no Linux SLL2, GRE or ERSPAN,
 //! rejects loopback SLL (ARPHRD 772), and its defragmentation pool is unbounded.
+// A parsing stage of hostile input: no unwrap, no expect, no unchecked indexing (a fuzz
+// target guards each parser; README "Fuzzing").
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
+mod bytes;
 mod counters;
 mod defrag;
 pub mod hep;

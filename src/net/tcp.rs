@@ -59,8 +59,7 @@ fn newline_within(buf: &[u8], limit: usize) -> Option<usize> {
 /// `\n` in `buf`, if any (passed in so that a resync scan can share one newline search).
 fn classify(buf: &[u8], newline: Option<usize>) -> StartLine {
     const RESPONSE: &[u8] = b"SIP/2.0 ";
-    let n = buf.len().min(RESPONSE.len());
-    if buf[..n] == RESPONSE[..n] {
+    if buf.iter().zip(RESPONSE).all(|(a, b)| a == b) {
         return match buf.get(RESPONSE.len()..RESPONSE.len() + 3) {
             None => StartLine::NeedMore,
             Some(code) if code.iter().all(u8::is_ascii_digit) => StartLine::Yes,
@@ -80,13 +79,16 @@ fn classify(buf: &[u8], newline: Option<usize>) -> StartLine {
         Some(b' ') => {}
         Some(_) => return StartLine::No,
     }
-    let uri = &buf[method + 1..];
+    let uri = buf.get(method + 1..).unwrap_or_default();
     let mut partial = false;
     let mut scheme = false;
     for known in [&b"sip:"[..], b"sips:", b"tel:", b"urn:"] {
-        let n = uri.len().min(known.len());
-        if uri[..n].eq_ignore_ascii_case(&known[..n]) {
-            if n == known.len() {
+        if uri
+            .iter()
+            .zip(known)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        {
+            if uri.len() >= known.len() {
                 scheme = true;
             } else {
                 partial = true;
@@ -102,10 +104,13 @@ fn classify(buf: &[u8], newline: Option<usize>) -> StartLine {
     }
     match newline {
         Some(nl) if nl <= MAX_START_LINE => {
-            let line = &buf[..nl];
+            let line = buf.get(..nl).unwrap_or_default();
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let version = b" SIP/2.0";
-            let tail = line.len().checked_sub(version.len()).map(|at| &line[at..]);
+            let tail = line
+                .len()
+                .checked_sub(version.len())
+                .and_then(|at| line.get(at..));
             if tail.is_some_and(|t| t.eq_ignore_ascii_case(version)) {
                 StartLine::Yes
             } else {
@@ -130,16 +135,17 @@ fn resync_point(buf: &[u8]) -> Option<usize> {
     // buffer once.
     let mut next_newline: Option<usize> = None;
     let mut no_more_newlines = false;
-    for i in 1..buf.len() {
-        if !buf[i].is_ascii_uppercase() {
+    for (i, b) in buf.iter().enumerate().skip(1) {
+        if !b.is_ascii_uppercase() {
             continue;
         }
+        let here = buf.get(i..).unwrap_or_default();
         if !no_more_newlines && next_newline.is_none_or(|nl| nl < i) {
-            next_newline = buf[i..].iter().position(|&b| b == b'\n').map(|p| p + i);
+            next_newline = here.iter().position(|&b| b == b'\n').map(|p| p + i);
             no_more_newlines = next_newline.is_none();
         }
         let newline = next_newline.map(|nl| nl - i);
-        if classify(&buf[i..], newline) != StartLine::No {
+        if classify(here, newline) != StartLine::No {
             return Some(i);
         }
     }
@@ -150,11 +156,11 @@ fn resync_point(buf: &[u8]) -> Option<usize> {
 /// count as 0 (lenient: framing then resynchronises); absurd ones as `usize::MAX`.
 fn content_length(line: &[u8]) -> Option<usize> {
     let colon = line.iter().position(|&b| b == b':')?;
-    let name = line[..colon].trim_ascii();
+    let name = line.get(..colon).unwrap_or_default().trim_ascii();
     if !(name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l")) {
         return None;
     }
-    let value = line[colon + 1..].trim_ascii();
+    let value = line.get(colon + 1..).unwrap_or_default().trim_ascii();
     let mut n = 0usize;
     for &b in value.iter().take_while(|b| b.is_ascii_digit()) {
         n = n
@@ -362,7 +368,7 @@ impl Direction {
             if offset + len <= 0 {
                 return;
             }
-            self.append(&payload[(-offset) as usize..]);
+            self.append(payload.get((-offset) as usize..).unwrap_or_default());
         } else if offset == 0 {
             self.append(payload);
         } else {
@@ -411,7 +417,7 @@ impl Direction {
                 counters.tcp_retransmissions += 1;
                 continue;
             }
-            self.append(&segment.bytes[(-offset) as usize..]);
+            self.append(segment.bytes.get((-offset) as usize..).unwrap_or_default());
         }
     }
 

@@ -4,6 +4,12 @@
 //! mapping of RTP timestamps to positions on the call's timeline (the anchor). It receives
 //! packets that the stream table has already matched to a recorded call and emits placement
 //! decisions; it never decodes audio itself and never sees packets of calls out of scope.
+// A parsing stage of hostile input: no unwrap, no expect, no unchecked indexing (a fuzz
+// target guards each parser; README "Fuzzing").
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod relay;
 pub mod sequence;
@@ -17,13 +23,13 @@ pub use stream::{Anchor, Stream, StreamStats};
 /// (payload types 72–79 with the marker bit are RTCP packet types 200–207, RFC 5761).
 #[inline]
 pub fn looks_like_rtp(payload: &[u8]) -> bool {
-    payload.len() >= 12 && payload[0] >> 6 == 2 && !(72..=79).contains(&(payload[1] & 0x7f))
+    matches!(payload, [b0, b1, ..] if payload.len() >= 12 && b0 >> 6 == 2 && !(72..=79).contains(&(b1 & 0x7f)))
 }
 
 /// RTCP (SR, RR, SDES, BYE, APP, feedback, XR): counted, not recorded.
 #[inline]
 pub fn looks_like_rtcp(payload: &[u8]) -> bool {
-    payload.len() >= 8 && payload[0] >> 6 == 2 && (200..=207).contains(&payload[1])
+    matches!(payload, [b0, b1, ..] if payload.len() >= 8 && b0 >> 6 == 2 && (200..=207).contains(b1))
 }
 
 #[cfg(test)]

@@ -37,9 +37,9 @@ impl PacketPrint {
     pub fn of(seq: u16, ts: u32, payload: &[u8]) -> PacketPrint {
         let word = |at: usize| -> u64 {
             let mut w = [0u8; 8];
-            let end = (at + 8).min(payload.len());
-            if at < end {
-                w[..end - at].copy_from_slice(&payload[at..end]);
+            let bytes = payload.get(at..).unwrap_or_default();
+            for (to, from) in w.iter_mut().zip(bytes) {
+                *to = *from;
             }
             u64::from_le_bytes(w)
         };
@@ -66,7 +66,9 @@ pub struct RecentPackets {
 
 impl RecentPackets {
     pub fn push(&mut self, print: PacketPrint, time: Timestamp, ext_ts: u64) {
-        self.entries[self.next] = (print, time, ext_ts);
+        if let Some(slot) = self.entries.get_mut(self.next) {
+            *slot = (print, time, ext_ts);
+        }
         self.next = (self.next + 1) % RECENT;
         self.len = (self.len + 1).min(RECENT);
     }
@@ -74,8 +76,9 @@ impl RecentPackets {
     /// The extended timestamp (in this stream's numbering) of the packet `print` names, if
     /// this stream carried it within [`RELAY_WINDOW`] of `time`.
     pub fn find(&self, print: PacketPrint, time: Timestamp) -> Option<u64> {
-        self.entries[..self.len]
+        self.entries
             .iter()
+            .take(self.len)
             .find(|(p, at, _)| {
                 *p == print
                     && time.saturating_since(*at) <= RELAY_WINDOW

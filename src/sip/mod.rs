@@ -10,6 +10,12 @@
 //! It never fails a whole message for one bad header, never panics on any input, bounds every
 //! allocation (message size, header count, media sections, list lengths), and never performs
 //! I/O or keeps state between messages.
+// A parsing stage of hostile input: no unwrap, no expect, no unchecked indexing (a fuzz
+// target guards each parser; README "Fuzzing").
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod header;
 pub mod message;

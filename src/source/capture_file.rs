@@ -177,7 +177,7 @@ impl CaptureFile {
                                 self.last_time = t;
                                 let caplen = (epb.caplen as usize).min(epb.data.len());
                                 match iface.link {
-                                    Some(l) => f(t, l, &epb.data[..caplen]),
+                                    Some(l) => f(t, l, epb.data.get(..caplen).unwrap_or_default()),
                                     None => self.counters.unsupported_link += 1,
                                 }
                             }
@@ -187,7 +187,11 @@ impl CaptureFile {
                                 let link = self.interfaces.first().and_then(|i| i.link);
                                 let caplen = (spb.origlen as usize).min(spb.data.len());
                                 match link {
-                                    Some(l) => f(self.last_time, l, &spb.data[..caplen]),
+                                    Some(l) => f(
+                                        self.last_time,
+                                        l,
+                                        spb.data.get(..caplen).unwrap_or_default(),
+                                    ),
                                     None => self.counters.unsupported_link += 1,
                                 }
                             }

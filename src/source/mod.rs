@@ -4,6 +4,12 @@
 //! Owns reading and timestamping frames and knowing each frame's link type. It emits
 //! `(capture time, link type, frame bytes)` and nothing else: no protocol parsing happens here.
 //! A damaged file is reported with its name and offset and never panics the reader.
+// A parsing stage of hostile input: no unwrap, no expect, no unchecked indexing (a fuzz
+// target guards each parser; README "Fuzzing").
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 pub mod capture_file;
 
