@@ -102,6 +102,9 @@ struct Core<M: MediaPort> {
     symmetric_rtp: bool,
     counters: RouteCounters,
     first_time: Option<Timestamp>,
+    /// Capture time that has passed: every forward move of `now` added up (a confirmed
+    /// jump back starts a new stretch rather than cancelling what went before).
+    span: Duration,
     now: Timestamp,
     next_drain: Timestamp,
     next_tick: Timestamp,
@@ -184,6 +187,7 @@ impl<M: MediaPort> Pipeline<M> {
                 symmetric_rtp: cfg.media.symmetric_rtp,
                 counters: RouteCounters::default(),
                 first_time: None,
+                span: Duration::ZERO,
                 now: Timestamp::ZERO,
                 next_drain: Timestamp::ZERO,
                 next_tick: Timestamp::ZERO,
@@ -213,7 +217,7 @@ impl<M: MediaPort> Pipeline<M> {
     /// One captured frame.
     pub fn frame(&mut self, time: Timestamp, link: LinkType, frame: &[u8]) {
         let core = &mut self.core;
-        core.advance(time);
+        let time = core.advance(time);
         // Calls whose linger has passed close before this frame is routed, however long the
         // capture was quiet: a late packet never lands in an ended call.
         core.close_lingering(Some(core.now));
@@ -229,9 +233,9 @@ impl<M: MediaPort> Pipeline<M> {
     pub fn hep(&mut self, packet: &[u8]) {
         let core = &mut self.core;
         self.net.hep(packet, &mut |dg| {
-            core.advance(dg.time);
+            let time = core.advance(dg.time);
             core.close_lingering(Some(core.now));
-            core.datagram(dg);
+            core.datagram(&Datagram { time, ..*dg });
         });
         core.maybe_tick();
     }
@@ -285,10 +289,7 @@ impl<M: MediaPort> Pipeline<M> {
                 clock_steps: self.core.clock_steps,
                 ..self.core.counters.clone()
             },
-            capture_span: match self.core.first_time {
-                Some(t) => self.core.now.saturating_since(t),
-                None => Duration::ZERO,
-            },
+            capture_span: self.core.span,
         }
     }
 
@@ -320,13 +321,17 @@ impl<M: MediaPort> Pipeline<M> {
 }
 
 impl<M: MediaPort> Core<M> {
-    fn advance(&mut self, time: Timestamp) {
+    /// Moves capture time on for a packet captured at `time`, and returns the time the
+    /// packet is to be handled at: its own, or capture time when its own is a lone jump
+    /// far ahead or far back (one corrupt record must not place audio, start a timeout or
+    /// age a fragment ten minutes away from everything else).
+    fn advance(&mut self, time: Timestamp) -> Timestamp {
         if self.first_time.is_none() {
             self.first_time = Some(time);
             self.now = time;
             self.next_drain = time + DRAIN_EVERY;
             self.next_tick = time + TICK_EVERY;
-            return;
+            return time;
         }
         // A jump far ahead or far back moves capture time only once a second packet confirms
         // it: one corrupt record or forged HEP timestamp must neither time every call out
@@ -342,25 +347,29 @@ impl<M: MediaPort> Core<M> {
                 {
                     self.leap = None;
                     self.follow(time, far_behind);
+                    return time;
                 }
                 _ => {
                     self.leap = Some(time);
                     self.clock_steps += 1;
+                    return self.now;
                 }
             }
-            return;
         }
         self.leap = None;
         // Merged captures are not always in order: time only moves forward.
         if time > self.now {
+            self.span += time.saturating_since(self.now);
             self.now = time;
         }
+        time
     }
 
     /// Capture time follows the traffic to `time`, confirmed by two packets. Back: the clock
     /// stepped back (or the earlier leap was bogus), so timeouts and call ends must not wait
     /// for the old future.
     fn follow(&mut self, time: Timestamp, back: bool) {
+        self.span += time.saturating_since(self.now);
         self.now = time;
         if back {
             self.next_drain = time;

@@ -16,6 +16,8 @@ pub struct Summary {
     pub calls: CallCounters,
     pub media: MediaCounters,
     pub routes: RouteCounters,
+    /// Capture time that passed (its forward moves added up; a jump it did not follow is
+    /// not counted).
     #[serde(skip)]
     pub capture_span: Duration,
 }
