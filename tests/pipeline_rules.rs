@@ -819,3 +819,284 @@ fn a_reused_tag_does_not_join_an_answered_call() {
     assert!(s.calls.legs_joined.is_empty(), "{s}");
     assert_eq!(p.sink().recorded[0].sip_call_ids, ["first"]);
 }
+
+/// From a HEP feed (out of wire order), a transferee's INVITE can arrive before the REFER that
+/// asked for it while another call's REFER to the same target is pending. Here agent 4711
+/// transfers two callers to 4712: a recorded Switchboard caller (A) and a caller (B) who
+/// dialled a staff line, which is never recorded. B's INVITE comes 300 ms before its own
+/// call's REFER; it must not join A's recording on the strength of A's pending REFER. Its
+/// decision waits for the REFER, which ties it to B's call; then A's INVITE joins A's call.
+/// Feeds one SIP message as the SBC's HEP trace of it.
+fn hep_sip(
+    p: &mut LocalPipeline<Spool, CollectingSink>,
+    time: Timestamp,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload: &[u8],
+) {
+    use callvault::net::hep::{HepOut, encode};
+    let mut out = Vec::new();
+    let hep = HepOut {
+        time,
+        src: src.into(),
+        dst: dst.into(),
+        ip_protocol: 17,
+        proto_type: 1,
+        capture_id: 7,
+        auth_key: None,
+        payload,
+    };
+    assert!(encode(&hep, &mut out));
+    p.hep(&out);
+}
+
+#[test]
+fn a_transferee_invite_traced_before_its_refer_waits_rather_than_joining_another_call() {
+    for via_hep in [true, false] {
+        let (mut p, _dir) = pipeline(&example_config());
+        let sbc = addr("192.0.2.10:5060");
+        let pbx = addr("10.20.0.5:5060");
+        let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+        // SIP from the SBC's HEP trace (or, for contrast, the mirror port in wire order)
+        let sip = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, head: &str, media| {
+            let payload = sip_with_sdp(head, media);
+            if via_hep {
+                hep_sip(p, t(ms), src, dst, &payload);
+            } else {
+                p.frame(t(ms), LinkType::Ethernet, &udp_frame(src, dst, &payload));
+            }
+        };
+        let rtp =
+            |p: &mut LocalPipeline<_, _>, from_ms: u64, caller: &str, org: &str, ssrc: u32| {
+                for (i, at) in (from_ms..from_ms + 1_000).step_by(20).enumerate() {
+                    let i = i as u16;
+                    let c = rtp_packet(i, i as u32 * 160, ssrc, 0x55);
+                    let o = rtp_packet(i, i as u32 * 160, ssrc + 1, 0xd5);
+                    p.frame(
+                        t(at),
+                        LinkType::Ethernet,
+                        &udp_frame(addr(caller), addr(org), &c),
+                    );
+                    p.frame(
+                        t(at),
+                        LinkType::Ethernet,
+                        &udp_frame(addr(org), addr(caller), &o),
+                    );
+                }
+            };
+        let a = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>";
+        let b = "From: <sip:+447700900999@192.0.2.10>;tag=b1\r\nTo: <sip:02087489999@10.20.0.5>";
+        // A calls the Switchboard (recorded), B a staff line (not), both answered by 4711
+        let inv = |to: &str, rest: &str, id: &str| {
+            format!(
+                "INVITE sip:{to}@10.20.0.5 SIP/2.0\r\n{rest}\r\nCall-ID: {id}\r\nCSeq: 1 INVITE\r\n"
+            )
+        };
+        let ok = |rest: &str, tag: &str, id: &str, contact: &str| {
+            format!(
+                "SIP/2.0 200 OK\r\n{rest};tag={tag}\r\nCall-ID: {id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{contact}@10.20.1.5>\r\n"
+            )
+        };
+        sip(
+            &mut p,
+            0,
+            sbc,
+            pbx,
+            &inv("02087483020", a, "x1"),
+            Some(("192.0.2.10", 20000)),
+        );
+        sip(
+            &mut p,
+            100,
+            pbx,
+            sbc,
+            &ok(a, "o1", "x1", "4711"),
+            Some(("10.20.1.5", 30000)),
+        );
+        sip(
+            &mut p,
+            150,
+            sbc,
+            pbx,
+            &inv("02087489999", b, "y1"),
+            Some(("192.0.2.10", 20010)),
+        );
+        sip(
+            &mut p,
+            250,
+            pbx,
+            sbc,
+            &ok(b, "o2", "y1", "4711"),
+            Some(("10.20.1.5", 30010)),
+        );
+        rtp(&mut p, 300, "192.0.2.10:20000", "10.20.1.5:30000", 1);
+        rtp(&mut p, 300, "192.0.2.10:20010", "10.20.1.5:30010", 11);
+        let refer = |id: &str, from_tag: &str, to: &str| {
+            format!(
+                "REFER sip:x@192.0.2.10 SIP/2.0\r\nFrom: <sip:4711@10.20.0.5>;tag={from_tag}\r\nTo: <sip:{to}@192.0.2.10>;tag=a1\r\nCall-ID: {id}\r\nCSeq: 2 REFER\r\nRefer-To: <sip:4712@10.20.0.5>\r\nReferred-By: <sip:4711@10.20.0.5>\r\n"
+            )
+        };
+        // A's transfer is asked for first
+        sip(
+            &mut p,
+            1_300,
+            pbx,
+            sbc,
+            &refer("x1", "o1", "+447700900123"),
+            None,
+        );
+        // B's transferee INVITE is traced 300 ms before B's REFER
+        let b2 = "From: <sip:+447700900999@192.0.2.10>;tag=b2\r\nTo: <sip:4712@10.20.0.5>";
+        let by = "Referred-By: <sip:4711@10.20.0.5>";
+        sip(
+            &mut p,
+            1_400,
+            sbc,
+            pbx,
+            &inv("4712", &format!("{b2}\r\n{by}"), "y2"),
+            Some(("192.0.2.10", 20012)),
+        );
+        sip(
+            &mut p,
+            1_420,
+            pbx,
+            sbc,
+            &ok(b2, "o3", "y2", "4712"),
+            Some(("10.20.1.6", 30012)),
+        );
+        rtp(&mut p, 1_440, "192.0.2.10:20012", "10.20.1.6:30012", 13);
+        sip(
+            &mut p,
+            1_700,
+            pbx,
+            sbc,
+            &refer("y1", "o2", "+447700900999"),
+            None,
+        );
+        // then A's transferee INVITE
+        let a2 = "From: <sip:+447700900123@192.0.2.10>;tag=a2\r\nTo: <sip:4712@10.20.0.5>";
+        sip(
+            &mut p,
+            2_000,
+            sbc,
+            pbx,
+            &inv("4712", &format!("{a2}\r\n{by}"), "x2"),
+            Some(("192.0.2.10", 20002)),
+        );
+        sip(
+            &mut p,
+            2_020,
+            pbx,
+            sbc,
+            &ok(a2, "o4", "x2", "4712"),
+            Some(("10.20.1.7", 30002)),
+        );
+        rtp(&mut p, 2_040, "192.0.2.10:20002", "10.20.1.7:30002", 3);
+        p.finish("capture_end");
+        let s = p.summary();
+        let rec = &p.sink().recorded;
+        assert_eq!(rec.len(), 1, "{s}");
+        let packets = |ssrc: u32| -> u64 {
+            let ssrc = format!("0x{ssrc:08X}");
+            rec[0]
+                .streams
+                .iter()
+                .filter(|st| st.ssrc == ssrc)
+                .map(|st| st.packets)
+                .sum()
+        };
+        let b_heard = packets(11) + packets(12) + packets(13) + packets(14);
+        if via_hep {
+            assert_eq!(s.calls.calls_seen, 2, "{s}");
+            assert!(s.calls.deferred_decisions >= 1, "{s}");
+            assert_eq!(rec[0].sip_call_ids, ["x1", "x2"], "{s}");
+            assert_eq!(
+                b_heard, 0,
+                "B's voice is in A's recording: {:?}",
+                rec[0].streams
+            );
+            assert!(packets(3) >= 40 && packets(4) >= 40, "{:?}", rec[0].streams);
+        } else {
+            // the hazard is real: a mirror port keeps wire order, so nothing waits there, and
+            // the same messages taken as they come join B's INVITE to A's pending REFER
+            assert_eq!(s.calls.deferred_decisions, 0, "{s}");
+            assert!(b_heard > 0, "{:?}", rec[0].streams);
+        }
+    }
+}
+
+/// A waiting dialog that no REFER claims gets its own INVITE's decision when the wait ends:
+/// here a caller with another live call dials a recorded number with Referred-By (a transfer
+/// whose REFER the trace lost). It is recorded from then on, the audio of the wait dropped.
+#[test]
+fn a_waiting_dialog_that_no_refer_claims_is_decided_on_its_own_number() {
+    let (mut p, _dir) = pipeline(&example_config());
+    let sbc = addr("192.0.2.10:5060");
+    let pbx = addr("10.20.0.5:5060");
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let a = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087489999@10.20.0.5>";
+    let head = "Call-ID: z1\r\nCSeq: 1 INVITE\r\n";
+    let invite = format!("INVITE sip:02087489999@10.20.0.5 SIP/2.0\r\n{a}\r\n{head}");
+    hep_sip(
+        &mut p,
+        t(0),
+        sbc,
+        pbx,
+        &sip_with_sdp(&invite, Some(("192.0.2.10", 20000))),
+    );
+    let ok = format!("SIP/2.0 200 OK\r\n{a};tag=o1\r\n{head}");
+    hep_sip(
+        &mut p,
+        t(100),
+        pbx,
+        sbc,
+        &sip_with_sdp(&ok, Some(("10.20.1.5", 30000))),
+    );
+    let a2 = "From: <sip:+447700900123@192.0.2.10>;tag=a2\r\nTo: <sip:02087483020@10.20.0.5>";
+    let head2 = "Call-ID: z2\r\nCSeq: 1 INVITE\r\nReferred-By: <sip:4711@10.20.0.5>\r\n";
+    let invite = format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{a2}\r\n{head2}");
+    hep_sip(
+        &mut p,
+        t(1_000),
+        sbc,
+        pbx,
+        &sip_with_sdp(&invite, Some(("192.0.2.10", 20002))),
+    );
+    let ok = format!("SIP/2.0 200 OK\r\n{a2};tag=o2\r\n{head2}");
+    hep_sip(
+        &mut p,
+        t(1_020),
+        pbx,
+        sbc,
+        &sip_with_sdp(&ok, Some(("10.20.1.6", 30002))),
+    );
+    // 4 s of media on the new dialog: the first 2 s are the wait
+    for (i, at) in (1_040..5_040u64).step_by(20).enumerate() {
+        let i = i as u16;
+        let c = rtp_packet(i, i as u32 * 160, 3, 0x55);
+        let o = rtp_packet(i, i as u32 * 160, 4, 0xd5);
+        let (caller, org) = (addr("192.0.2.10:20002"), addr("10.20.1.6:30002"));
+        p.frame(t(at), LinkType::Ethernet, &udp_frame(caller, org, &c));
+        p.frame(t(at), LinkType::Ethernet, &udp_frame(org, caller, &o));
+    }
+    p.finish("capture_end");
+    let s = p.summary();
+    assert_eq!(s.calls.deferred_decisions, 1, "{s}");
+    assert_eq!(s.calls.calls_recorded, 1, "{s}");
+    let rec = &p.sink().recorded;
+    assert_eq!(rec.len(), 1, "{s}");
+    assert_eq!(rec[0].sip_call_ids, ["z2"]);
+    let caller: u64 = rec[0]
+        .streams
+        .iter()
+        .filter(|st| st.ssrc == "0x00000003")
+        .map(|st| st.packets)
+        .sum();
+    // about 100 packets of the wait are dropped, the rest recorded
+    assert!((80..=120).contains(&caller), "{:?}", rec[0].streams);
+    assert_eq!(
+        s.calls.not_recorded_by_rule.get("awaiting_transfer"),
+        None,
+        "{s}"
+    );
+}

@@ -13,7 +13,13 @@
 //! - a leg seen only from the middle (no initial INVITE) cannot be decided and is never
 //!   recorded: it is tracked just enough to drop its media and count it;
 //! - calls that never see a BYE end on media inactivity, an unanswered INVITE on the setup
-//!   timeout, and every call at `max_call_seconds`.
+//!   timeout, and every call at `max_call_seconds`;
+//! - from a feed that does not keep wire order (HEP: a forwarded REFER is often traced after
+//!   the INVITE it caused), a transferee's INVITE joined only by a REFER's target and
+//!   identity, or carrying Referred-By without a REFER seen, is not decided at once: it waits
+//!   (unrecorded, at most [`REORDER_WINDOW`]) for a REFER that ties it to another call, so no
+//!   audio of it is written into a call it turns out not to belong to. A transfer target
+//!   rings for longer than that, so waiting rarely costs audio.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -61,6 +67,33 @@ pub struct CallCounters {
     /// Dialogs shown by their media to be a B2BUA's inside leg of another call (the same RTP
     /// packets on both), joined to it.
     pub relay_joins: u64,
+    /// Dialogs from a feed out of wire order whose decision waited for a REFER.
+    pub deferred_decisions: u64,
+}
+
+impl CallCounters {
+    /// Takes back one call counted as not recorded under `rule` (its count goes when empty).
+    fn uncount_rule(&mut self, rule: &str) {
+        if let Some(n) = self.not_recorded_by_rule.get_mut(rule) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.not_recorded_by_rule.remove(rule);
+            }
+        }
+    }
+}
+
+/// A dialog whose decision waits for a REFER that may still arrive (feeds out of wire order).
+#[derive(Clone, Debug)]
+struct Deferred {
+    call: CallKey,
+    until: Timestamp,
+    /// The call it would have joined at once (by a pending REFER), if any, and that REFER
+    /// (given back if the dialog turns out to be another call's).
+    join: Option<Join>,
+    taken: Option<PendingTransfer>,
+    /// The decision its own INVITE gets.
+    own: Decision,
 }
 
 /// REFERs waiting per call.
@@ -104,6 +137,10 @@ pub struct CallTracker {
     /// Calls by caller (E.164), latest few each: the calls a new call from the same caller
     /// may be the B2BUA inside leg of.
     by_caller: HashMap<String, Vec<CallKey>>,
+    /// Dialogs whose decision waits (see the module doc).
+    deferred: Vec<Deferred>,
+    /// Whether the message being handled came from a feed that may not keep wire order.
+    reorderable: bool,
     pub counters: CallCounters,
 }
 
@@ -117,6 +154,8 @@ impl CallTracker {
             next_key: 1,
             events: Vec::new(),
             pending: Vec::new(),
+            deferred: Vec::new(),
+            reorderable: false,
             endpoints: HashMap::new(),
             tombstones: HashMap::new(),
             hop: Hop::between(
@@ -184,17 +223,19 @@ impl CallTracker {
         Some(call)
     }
 
-    /// Handles one SIP message sent from `src` to `dst`. `activity` tells when a call last
-    /// had media (for joins by media endpoint).
+    /// Handles one SIP message sent from `src` to `dst`. `reorderable`: it came from a feed
+    /// that may not keep wire order (HEP), so a REFER may still follow the INVITE it caused.
+    /// `activity` tells when a call last had media (for joins by media endpoint).
     pub fn on_message(
         &mut self,
         time: Timestamp,
         msg: &Message<'_>,
-        src: SocketAddr,
-        dst: SocketAddr,
+        (src, dst): (SocketAddr, SocketAddr),
+        reorderable: bool,
         activity: &dyn Fn(CallKey) -> Option<Timestamp>,
     ) {
         self.hop = Hop::between(src, dst);
+        self.reorderable = reorderable;
         let Some(sip_id) = msg.call_id() else {
             self.counters.without_call_id += 1;
             return;
@@ -223,7 +264,7 @@ impl CallTracker {
                 } else {
                     let evidence = invite_evidence(msg);
                     match self.find_join(time, &evidence, activity) {
-                        Some(join) if self.seen_inside_first(&join, msg, time) => {
+                        Some((join, _)) if self.seen_inside_first(&join, msg, time) => {
                             // a HEP feed traced the SBC's inside copy of this dialog before
                             // the outside INVITE that names the number dialled: the call is
                             // this one, decided on that number, and the inside copy joins it
@@ -231,7 +272,21 @@ impl CallTracker {
                                 self.merge_call(join.call, key, JoinedBy::B2bua, Side::Caller);
                             }
                         }
-                        Some(join) => self.join_leg(time, msg, sip_id, src, join),
+                        Some((join, taken))
+                            if self.reorderable
+                                && join.by == JoinedBy::Refer
+                                && self.could_be_another_calls(&evidence, Some(join.call)) =>
+                        {
+                            self.defer(time, msg, sip_id, src, evidence, Some((join, taken)));
+                        }
+                        Some((join, _)) => self.join_leg(time, msg, sip_id, src, join),
+                        None if self.reorderable
+                            && evidence.referred_by.is_some()
+                            && evidence.replaces.is_none()
+                            && self.could_be_another_calls(&evidence, None) =>
+                        {
+                            self.defer(time, msg, sip_id, src, evidence, None);
+                        }
                         None => {
                             self.start_call(time, msg, sip_id, src, evidence);
                         }
@@ -398,6 +453,137 @@ impl CallTracker {
         Some(key)
     }
 
+    /// Starts a call for a transferee's INVITE whose REFER may still arrive, unrecorded until
+    /// [`Self::resolve_deferred`] decides it. A REFER seen meanwhile that asked for this
+    /// INVITE merges it into that REFER's call ([`Self::rejoin_late_transferee`]).
+    fn defer(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        sip_id: &str,
+        src: SocketAddr,
+        evidence: InviteEvidence,
+        claim: Option<(Join, Option<PendingTransfer>)>,
+    ) {
+        let (join, taken) = claim.map_or((None, None), |(j, t)| (Some(j), t));
+        let Some(key) = self.allocate() else { return };
+        let (own, dialled, caller_raw) = self.decide_invite(msg);
+        let mut leg = new_leg(sip_id, msg, time, Side::Caller, JoinedBy::Initial);
+        leg.invite = Some(Box::new(evidence));
+        self.admit(
+            key,
+            ScopePolicy::awaiting_transfer(),
+            dialled,
+            caller_raw,
+            leg,
+            time,
+        );
+        self.media_from_message(msg, key, sip_id, src);
+        self.counters.deferred_decisions += 1;
+        self.deferred.push(Deferred {
+            call: key,
+            until: time + REORDER_WINDOW,
+            join,
+            taken,
+            own,
+        });
+    }
+
+    /// Whether a live call other than `except` could have sent the REFER behind this INVITE
+    /// (its caller, an identity of its legs as the Referred-By, or one of its media
+    /// addresses): only then can a REFER still to come tie the INVITE to another call, and
+    /// is its decision worth waiting for. When the INVITE names `except`'s own caller, only
+    /// another call of that caller (or its media) competes: the Referred-By of an agent who
+    /// has other calls does not. Scans the live calls: it runs only for a transferee's INVITE
+    /// from a feed out of wire order.
+    fn could_be_another_calls(&self, evidence: &InviteEvidence, except: Option<CallKey>) -> bool {
+        let policy = &self.policy;
+        let names = |c: &Call, who: &str| {
+            same_party(policy, who, &c.caller)
+                || c.legs.iter().any(|l| {
+                    same_party(policy, who, &l.from_user)
+                        || same_party(policy, who, &l.to_user)
+                        || l.org_identities
+                            .iter()
+                            .any(|id| same_party(policy, who, id))
+                })
+        };
+        let by_media = evidence
+            .offered_endpoints
+            .iter()
+            .filter_map(|a| self.endpoints.get(a))
+            .any(|(k, _)| Some(*k) != except);
+        let same_caller = |c: &Call| {
+            evidence
+                .callers
+                .iter()
+                .any(|u| same_party(policy, u, &c.caller))
+        };
+        let callers_own = except
+            .and_then(|k| self.calls.get(&k))
+            .is_some_and(same_caller);
+        by_media
+            || self
+                .calls
+                .values()
+                .filter(|c| !c.ended && Some(c.key) != except)
+                .any(|c| {
+                    same_caller(c)
+                        || (!callers_own
+                            && evidence.referred_by.as_deref().is_some_and(|r| names(c, r)))
+                })
+    }
+
+    /// Decides the dialogs whose wait is over (all of them with `now` None): each joins the
+    /// call its REFER matched when it arrived, or else gets its own INVITE's decision. One
+    /// that a late REFER merged meanwhile is gone already; one that ended while waiting
+    /// stays unrecorded (`awaiting_transfer`).
+    fn resolve_deferred(&mut self, now: Option<Timestamp>) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let (due, wait): (Vec<Deferred>, Vec<Deferred>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| now.is_none_or(|n| d.until <= n));
+        self.deferred = wait;
+        for d in due {
+            let Some(call) = self.calls.get(&d.call) else {
+                continue;
+            };
+            if call.ended {
+                continue;
+            }
+            if let Some(join) = d.join
+                && self.calls.get(&join.call).is_some_and(|c| !c.ended)
+            {
+                self.merge_call(d.call, join.call, JoinedBy::Refer, join.a_side);
+                continue;
+            }
+            self.redecide(d.call, d.own);
+        }
+    }
+
+    /// Gives a waiting call its own decision (taking back its count as `awaiting_transfer`);
+    /// recorded, its media is recorded from now on.
+    fn redecide(&mut self, key: CallKey, decision: Decision) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let was = std::mem::replace(&mut call.decision, decision.clone());
+        self.counters.uncount_rule(was.rule.as_str());
+        if decision.record {
+            self.counters.calls_not_recorded = self.counters.calls_not_recorded.saturating_sub(1);
+            self.counters.calls_recorded += 1;
+            self.events.push(CallEvent::Record { call: key });
+        } else {
+            *self
+                .counters
+                .not_recorded_by_rule
+                .entry(decision.rule.as_str().to_owned())
+                .or_default() += 1;
+        }
+    }
+
     /// A new call, not recorded, from the same caller as a call that started moments before
     /// may be that call's inside leg through a B2BUA (new Call-ID, new tags, the dialled
     /// number rewritten): neither the caller (every line of a company shares its number) nor
@@ -456,8 +642,7 @@ impl CallTracker {
                 c.key != p.call
                     && !c.ended
                     && !c.record()
-                    && c.legs.len() == 1
-                    && c.legs[0].joined_by == JoinedBy::Initial
+                    && one_dialog(c)
                     && time.saturating_since(c.started_at) <= REORDER_WINDOW
             })
             .filter(|c| {
@@ -482,11 +667,23 @@ impl CallTracker {
         self.pending.pop();
         self.counters.late_transfers += 1;
         self.merge_call(from, p.call, JoinedBy::Refer, p.transferee_side);
+        // a dialog that was waiting with another call's REFER gives that REFER back: its own
+        // INVITE may have come meanwhile, or may still come
+        if let Some(i) = self.deferred.iter().position(|d| d.call == from) {
+            let d = self.deferred.swap_remove(i);
+            if let Some(taken) = d.taken
+                && time.saturating_since(taken.at) <= TRANSFER_WINDOW
+            {
+                self.pending.push(taken);
+                self.rejoin_late_transferee(time);
+            }
+        }
     }
 
-    /// Moves the one leg of call `from` (never recorded: nothing of it is on disk) into
-    /// call `into`, joined `by`, its party A on `a_side`; `from` is gone, and its counts as
-    /// a call of its own are taken back: one conversation, one call.
+    /// Moves the legs of call `from` (one dialog, perhaps seen on several hops; never
+    /// recorded: nothing of it is on disk) into call `into`, its first leg joined `by` with its
+    /// party A on `a_side`; `from` is gone, and its counts as a call of its own are taken
+    /// back: one conversation, one call.
     fn merge_call(&mut self, from: CallKey, into: CallKey, by: JoinedBy, a_side: Side) {
         if !self.calls.contains_key(&into) {
             return;
@@ -495,36 +692,39 @@ impl CallTracker {
             return;
         };
         self.forget_indexes(from, &gone);
-        let Some(mut leg) = gone.legs.pop() else {
+        let legs = std::mem::take(&mut gone.legs);
+        let Some(first) = legs.first() else {
             return;
         };
-        self.index_leg(into, &leg.a_tag, None);
+        let swap_sides = first.a_side != a_side;
         self.counters.calls_seen = self.counters.calls_seen.saturating_sub(1);
         self.counters.calls_not_recorded = self.counters.calls_not_recorded.saturating_sub(1);
-        if let Some(n) = self
-            .counters
-            .not_recorded_by_rule
-            .get_mut(gone.decision.rule.as_str())
-        {
-            *n = n.saturating_sub(1);
-        }
+        self.counters.uncount_rule(gone.decision.rule.as_str());
         *self
             .counters
             .legs_joined
             .entry(by.as_str().to_owned())
             .or_default() += 1;
-        let swap_sides = leg.a_side != a_side;
-        leg.joined_by = by;
-        leg.a_side = a_side;
-        leg.b_side = a_side.other();
-        self.by_sip_id.insert(leg.sip_call_id.clone(), into);
-        for (addr, party, _) in &leg.endpoints {
-            if self.endpoints.get(addr).is_some_and(|(k, _)| *k == from) {
-                self.endpoints.insert(*addr, (into, leg.side_of(*party)));
+        // the dialog's first leg joins `by`; its copies on other hops (b2bua) stay so, their
+        // sides turned with it
+        for (i, mut leg) in legs.into_iter().enumerate() {
+            self.index_leg(into, &leg.a_tag, None);
+            if i == 0 {
+                leg.joined_by = by;
             }
-        }
-        if let Some(call) = self.calls.get_mut(&into) {
-            call.legs.push(leg);
+            if swap_sides {
+                leg.a_side = leg.a_side.other();
+                leg.b_side = leg.b_side.other();
+            }
+            self.by_sip_id.insert(leg.sip_call_id.clone(), into);
+            for (addr, party, _) in &leg.endpoints {
+                if self.endpoints.get(addr).is_some_and(|(k, _)| *k == from) {
+                    self.endpoints.insert(*addr, (into, leg.side_of(*party)));
+                }
+            }
+            if let Some(call) = self.calls.get_mut(&into) {
+                call.legs.push(leg);
+            }
         }
         self.events.push(CallEvent::Merged {
             from,
@@ -559,7 +759,7 @@ impl CallTracker {
         time: Timestamp,
         evidence: &InviteEvidence,
         activity: &dyn Fn(CallKey) -> Option<Timestamp>,
-    ) -> Option<Join> {
+    ) -> Option<(Join, Option<PendingTransfer>)> {
         let live = |call: &Call| !call.ended;
         // 0. an agent's own internal call while a recorded call of theirs is live: its
         // consultation (recorded only when the policy says so)
@@ -581,12 +781,15 @@ impl CallTracker {
                     })
             })
         {
-            return Some(Join {
-                call: call.key,
-                by: JoinedBy::Consultation,
-                a_side: Side::Organisation,
-                b_side: Side::Organisation,
-            });
+            return Some((
+                Join {
+                    call: call.key,
+                    by: JoinedBy::Consultation,
+                    a_side: Side::Organisation,
+                    b_side: Side::Organisation,
+                },
+                None,
+            ));
         }
         // 1. the same dialog behind an SBC that gave it a Call-ID of its own: the From tag
         // of a live leg, and the same caller
@@ -616,12 +819,15 @@ impl CallTracker {
                         .map(|l| (c, l))
                 })
         {
-            return Some(Join {
-                call: call.key,
-                by: JoinedBy::B2bua,
-                a_side: leg.a_side,
-                b_side: leg.b_side,
-            });
+            return Some((
+                Join {
+                    call: call.key,
+                    by: JoinedBy::B2bua,
+                    a_side: leg.a_side,
+                    b_side: leg.b_side,
+                },
+                None,
+            ));
         }
         // 2. the INVITE a REFER asked for
         let calls = &self.calls;
@@ -638,12 +844,13 @@ impl CallTracker {
         if let Some(i) = found {
             let p = self.pending.remove(i);
             if self.calls.get(&p.call).is_some_and(live) {
-                return Some(Join {
+                let join = Join {
                     call: p.call,
                     by: JoinedBy::Refer,
                     a_side: p.transferee_side,
                     b_side: p.transferee_side.other(),
-                });
+                };
+                return Some((join, Some(p)));
             }
         }
         // 3. Replaces naming a leg
@@ -663,12 +870,15 @@ impl CallTracker {
                 Party::B
             };
             let a_side = leg.side_of(recipient).other();
-            return Some(Join {
-                call: key,
-                by: JoinedBy::Replaces,
-                a_side,
-                b_side: a_side.other(),
-            });
+            return Some((
+                Join {
+                    call: key,
+                    by: JoinedBy::Replaces,
+                    a_side,
+                    b_side: a_side.other(),
+                },
+                None,
+            ));
         }
         // 4. the caller's media endpoint carried on while the call is alive (only the
         // caller's: an agent's phone offering its own port for a consultation call must not
@@ -686,12 +896,15 @@ impl CallTracker {
             {
                 let last = activity(key).map_or(call.last_signal(), |m| m.max(call.last_signal()));
                 if time.saturating_since(last) <= MEDIA_JOIN_ACTIVITY {
-                    return Some(Join {
-                        call: key,
-                        by: JoinedBy::MediaEndpoint,
-                        a_side: side,
-                        b_side: side.other(),
-                    });
+                    return Some((
+                        Join {
+                            call: key,
+                            by: JoinedBy::MediaEndpoint,
+                            a_side: side,
+                            b_side: side.other(),
+                        },
+                        None,
+                    ));
                 }
             }
         }
@@ -1008,6 +1221,7 @@ impl CallTracker {
 
     /// Applies timeouts. `last_media` tells when a recorded call last had RTP.
     pub fn tick(&mut self, now: Timestamp, last_media: &dyn Fn(CallKey) -> Option<Timestamp>) {
+        self.resolve_deferred(Some(now));
         let setup = Duration::from_secs(self.limits.setup_timeout_seconds as u64);
         let idle = Duration::from_secs(self.limits.rtp_timeout_seconds as u64);
         let max = Duration::from_secs(self.limits.max_call_seconds as u64);
@@ -1056,6 +1270,7 @@ impl CallTracker {
 
     /// Ends every call still open (end of a capture file, shutdown).
     pub fn end_all(&mut self, at: Timestamp, reason: &str) {
+        self.resolve_deferred(None);
         self.pending.clear();
         let mut keys: Vec<CallKey> = self
             .calls
@@ -1139,6 +1354,19 @@ impl CallTracker {
 
 /// Calls kept per key of an index (a flood of one tag or one number cannot grow it).
 const MAX_PER_KEY: usize = 4;
+
+/// A call of its own made of one dialog: its first leg, and that dialog's copies on other
+/// hops of an SBC (joined `b2bua`).
+fn one_dialog(call: &Call) -> bool {
+    call.legs
+        .first()
+        .is_some_and(|l| l.joined_by == JoinedBy::Initial)
+        && call
+            .legs
+            .iter()
+            .skip(1)
+            .all(|l| l.joined_by == JoinedBy::B2bua)
+}
 
 fn push_bounded(keys: &mut Vec<CallKey>, key: CallKey) {
     if keys.contains(&key) {

@@ -522,7 +522,7 @@ impl<M: MediaPort> Core<M> {
                 self.counters.sip_messages += 1;
                 let id = msg.call_id().map(str::trim).unwrap_or_default();
                 let known = self.tracker.knows(id);
-                self.on_sip(dg.time, &msg, dg.src, dg.dst);
+                self.on_sip(dg.time, &msg, (dg.src, dg.dst), dg.via_hep);
                 if known || id.is_empty() {
                     return;
                 }
@@ -530,7 +530,7 @@ impl<M: MediaPort> Core<M> {
                     // its dialog has just appeared: what came before it, in order
                     for held in self.early.take(id) {
                         if let Ok(m) = sip::parse(&held.bytes) {
-                            self.on_sip(held.time, &m, held.src, held.dst);
+                            self.on_sip(held.time, &m, (held.src, held.dst), dg.via_hep);
                         }
                     }
                 } else if belongs_to_a_call(&msg) {
@@ -549,16 +549,19 @@ impl<M: MediaPort> Core<M> {
         }
     }
 
+    /// One SIP message between `hop` (source, destination); `via_hep`: from a HEP feed, which
+    /// may not keep wire order.
     fn on_sip(
         &mut self,
         time: Timestamp,
         msg: &sip::Message<'_>,
-        src: std::net::SocketAddr,
-        dst: std::net::SocketAddr,
+        hop: (std::net::SocketAddr, std::net::SocketAddr),
+        via_hep: bool,
     ) {
+        let (src, dst) = hop;
         let activity = &self.activity;
         self.tracker
-            .on_message(time, msg, src, dst, &|key| activity.get(&key).copied());
+            .on_message(time, msg, hop, via_hep, &|key| activity.get(&key).copied());
         self.tracker.note_signal(time, msg, src, dst);
         self.apply_events();
     }
@@ -582,6 +585,9 @@ impl<M: MediaPort> Core<M> {
                     let journal = call_record(&self.agent, c, MediaSummary::default());
                     let slot = self.media.open(c.call_id, journal);
                     self.slots.insert(call, slot);
+                    // a call decided after a wait (see calls::tracker) already has addresses,
+                    // dropped until now: from now on they are recorded (a new call has none)
+                    self.table.rehome(call, call, Some(slot), false);
                 }
                 CallEvent::Endpoint {
                     call,

@@ -47,6 +47,24 @@ impl fmt::Display for Summary {
         for (rule, count) in &c.not_recorded_by_rule {
             writeln!(f, "  not recorded: {rule:<28} {count}")?;
         }
+        if !c.legs_joined.is_empty() || c.deferred_decisions > 0 {
+            let joined: Vec<String> = c
+                .legs_joined
+                .iter()
+                .map(|(by, n)| format!("{n} {by}"))
+                .collect();
+            writeln!(
+                f,
+                "legs joined         {} ({} by a REFER seen late, {} decisions waited for a REFER)",
+                if joined.is_empty() {
+                    "none".to_owned()
+                } else {
+                    joined.join(", ")
+                },
+                c.late_transfers,
+                c.deferred_decisions
+            )?;
+        }
         writeln!(
             f,
             "RTP packets         {} recorded, {} dropped out of scope, {} after call end, {} unmatched, {} RTCP",

@@ -37,6 +37,10 @@ pub enum Rule {
     UnreadableNumber,
     /// The call's start was not seen (agent started mid-call), so its scope cannot be known.
     Undecidable,
+    /// A dialog from a feed out of wire order (HEP) that may be a transfer whose REFER has
+    /// not arrived yet: not recorded while its decision waits (at most 2 s); a call that
+    /// ends while waiting keeps this.
+    AwaitingTransfer,
 }
 
 impl Rule {
@@ -51,6 +55,7 @@ impl Rule {
             Rule::UnlistedNumber => "unlisted_number",
             Rule::UnreadableNumber => "unreadable_number",
             Rule::Undecidable => "undecidable",
+            Rule::AwaitingTransfer => "awaiting_transfer",
         }
     }
 }
@@ -246,6 +251,20 @@ impl ScopePolicy {
                 Rule::UnreadableNumber,
                 format!("dialled {shown:?}: not a readable number, not recorded"),
             ),
+        }
+    }
+
+    /// The decision of a dialog waiting for the REFER that may have caused it.
+    pub fn awaiting_transfer() -> Decision {
+        Decision {
+            record: false,
+            reason: "a transferee's INVITE from a feed out of wire order: waiting for its REFER, \
+                     not recorded meanwhile"
+                .into(),
+            rule: Rule::AwaitingTransfer,
+            service: None,
+            matched_number: None,
+            retention_days: None,
         }
     }
 
