@@ -1100,3 +1100,109 @@ fn a_waiting_dialog_that_no_refer_claims_is_decided_on_its_own_number() {
         "{s}"
     );
 }
+
+/// A transfer from one listed queue to another, traced out of order: the transferee's INVITE
+/// (to Registrars, with Referred-By) comes 300 ms before the Switchboard call's REFER. It waits
+/// rather than starting a recording of its own, and the REFER makes it the rest of the
+/// Switchboard recording: one conversation, one recording, both voices after the transfer.
+#[test]
+fn a_transfer_to_another_listed_queue_traced_out_of_order_is_one_recording() {
+    let (mut p, _dir) = pipeline(&example_config());
+    let sbc = addr("192.0.2.10:5060");
+    let pbx = addr("10.20.0.5:5060");
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let sip = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, text: String, media| {
+        hep_sip(p, t(ms), src, dst, &sip_with_sdp(&text, media));
+    };
+    let rtp = |p: &mut LocalPipeline<_, _>, span: std::ops::Range<u64>, caller, org, ssrc: u32| {
+        for at in span.step_by(20) {
+            let i = (at / 20) as u16;
+            let c = rtp_packet(i, i as u32 * 160, ssrc, 0x55);
+            let o = rtp_packet(i, i as u32 * 160, ssrc + 1, 0xd5);
+            p.frame(
+                t(at),
+                LinkType::Ethernet,
+                &udp_frame(addr(caller), addr(org), &c),
+            );
+            p.frame(
+                t(at),
+                LinkType::Ethernet,
+                &udp_frame(addr(org), addr(caller), &o),
+            );
+        }
+    };
+    let a = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>";
+    let h1 = "Call-ID: q1\r\nCSeq: 1 INVITE\r\n";
+    sip(
+        &mut p,
+        0,
+        sbc,
+        pbx,
+        format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{a}\r\n{h1}"),
+        Some(("192.0.2.10", 20000)),
+    );
+    sip(
+        &mut p,
+        100,
+        pbx,
+        sbc,
+        format!("SIP/2.0 200 OK\r\n{a};tag=o1\r\n{h1}Contact: <sip:4711@10.20.1.5>\r\n"),
+        Some(("10.20.1.5", 30000)),
+    );
+    rtp(&mut p, 120..1_000, "192.0.2.10:20000", "10.20.1.5:30000", 1);
+    let a2 = "From: <sip:+447700900123@192.0.2.10>;tag=a2\r\nTo: <sip:02087532140@10.20.0.5>";
+    let h2 = "Call-ID: q2\r\nCSeq: 1 INVITE\r\nReferred-By: <sip:4711@10.20.0.5>\r\n";
+    sip(
+        &mut p,
+        1_000,
+        sbc,
+        pbx,
+        format!("INVITE sip:02087532140@10.20.0.5 SIP/2.0\r\n{a2}\r\n{h2}"),
+        Some(("192.0.2.10", 20002)),
+    );
+    sip(
+        &mut p,
+        1_020,
+        pbx,
+        sbc,
+        format!("SIP/2.0 200 OK\r\n{a2};tag=o2\r\n{h2}"),
+        Some(("10.20.1.6", 30002)),
+    );
+    rtp(
+        &mut p,
+        1_040..1_300,
+        "192.0.2.10:20002",
+        "10.20.1.6:30002",
+        3,
+    );
+    let refer = "REFER sip:x@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=o1\r\nTo: <sip:+447700900123@192.0.2.10>;tag=a1\r\nCall-ID: q1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:02087532140@10.20.0.5>\r\nReferred-By: <sip:4711@10.20.0.5>\r\n";
+    sip(&mut p, 1_300, pbx, sbc, refer.to_owned(), None);
+    rtp(
+        &mut p,
+        1_300..3_040,
+        "192.0.2.10:20002",
+        "10.20.1.6:30002",
+        3,
+    );
+    p.finish("capture_end");
+    let s = p.summary();
+    let rec = &p.sink().recorded;
+    assert_eq!(rec.len(), 1, "{s}");
+    assert_eq!(rec[0].sip_call_ids, ["q1", "q2"], "{s}");
+    assert_eq!(rec[0].legs[1].joined_by, "refer");
+    assert_eq!(
+        (s.calls.deferred_decisions, s.calls.late_transfers),
+        (1, 1),
+        "{s}"
+    );
+    let registrars: u64 = rec[0]
+        .streams
+        .iter()
+        .filter(|st| st.ssrc == "0x00000004")
+        .map(|st| st.packets)
+        .sum();
+    // the back office answered 1 s in and the REFER came 300 ms later: what it said while
+    // its dialog waited (13 packets) is not recorded, the rest is
+    assert_eq!(registrars, 87, "{:?}", rec[0].streams);
+    assert!(s.routes.rtp_out_of_scope >= 26, "{s}");
+}
