@@ -1206,3 +1206,121 @@ fn a_transfer_to_another_listed_queue_traced_out_of_order_is_one_recording() {
     assert_eq!(registrars, 87, "{:?}", rec[0].streams);
     assert!(s.routes.rtp_out_of_scope >= 26, "{s}");
 }
+
+/// Traced out of order, a transferee's INVITE that offers the caller's own media endpoint
+/// joins the call on it before its REFER is seen; the REFER, seen 300 ms later, names the
+/// join for what it is: the leg is `refer`, as in wire order.
+#[test]
+fn a_late_refer_names_a_join_made_on_the_callers_media_endpoint() {
+    let (mut p, _dir) = pipeline(&example_config());
+    let sbc = addr("192.0.2.10:5060");
+    let pbx = addr("10.20.0.5:5060");
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let sip = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, text: String, media| {
+        hep_sip(p, t(ms), src, dst, &sip_with_sdp(&text, media));
+    };
+    let a = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>";
+    let h1 = "Call-ID: m1\r\nCSeq: 1 INVITE\r\n";
+    sip(
+        &mut p,
+        0,
+        sbc,
+        pbx,
+        format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{a}\r\n{h1}"),
+        Some(("192.0.2.10", 20000)),
+    );
+    sip(
+        &mut p,
+        100,
+        pbx,
+        sbc,
+        format!("SIP/2.0 200 OK\r\n{a};tag=o1\r\n{h1}Contact: <sip:4711@10.20.1.5>\r\n"),
+        Some(("10.20.1.5", 30000)),
+    );
+    for at in (120..1_000u64).step_by(20) {
+        let i = (at / 20) as u16;
+        let c = rtp_packet(i, i as u32 * 160, 1, 0x55);
+        p.frame(
+            t(at),
+            LinkType::Ethernet,
+            &udp_frame(addr("192.0.2.10:20000"), addr("10.20.1.5:30000"), &c),
+        );
+    }
+    let a2 = "From: <sip:+447700900123@192.0.2.10>;tag=a2\r\nTo: <sip:4712@10.20.0.5>";
+    let h2 = "Call-ID: m2\r\nCSeq: 1 INVITE\r\n";
+    sip(
+        &mut p,
+        1_000,
+        sbc,
+        pbx,
+        format!("INVITE sip:4712@10.20.0.5 SIP/2.0\r\n{a2}\r\n{h2}"),
+        Some(("192.0.2.10", 20000)),
+    );
+    let refer = "REFER sip:x@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=o1\r\nTo: <sip:+447700900123@192.0.2.10>;tag=a1\r\nCall-ID: m1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:4712@10.20.0.5>\r\nReferred-By: <sip:4711@10.20.0.5>\r\n";
+    sip(&mut p, 1_300, pbx, sbc, refer.to_owned(), None);
+    p.finish("capture_end");
+    let s = p.summary();
+    let rec = &p.sink().recorded;
+    assert_eq!(rec.len(), 1, "{s}");
+    assert_eq!(rec[0].sip_call_ids, ["m1", "m2"], "{s}");
+    assert_eq!(rec[0].legs[1].joined_by, "refer", "{s}");
+    assert_eq!(s.calls.late_transfers, 1, "{s}");
+    assert_eq!(s.calls.legs_joined.get("media_endpoint"), None, "{s}");
+    assert_eq!(s.calls.legs_joined.get("refer"), Some(&1), "{s}");
+}
+
+/// From a HEP feed, a hang-up ends the call only once a REFER traced out of order can no
+/// longer come (2 s); meanwhile no silence is written, so the recording ends at the BYE.
+#[test]
+fn a_call_hung_up_over_hep_ends_at_its_bye_though_its_end_waits_for_a_late_refer() {
+    let (mut p, _dir) = pipeline(&example_config());
+    let sbc = addr("192.0.2.10:5060");
+    let pbx = addr("10.20.0.5:5060");
+    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
+    let a = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>";
+    let h = "Call-ID: e1\r\nCSeq: 1 INVITE\r\n";
+    let invite = format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{a}\r\n{h}");
+    hep_sip(
+        &mut p,
+        t(0),
+        sbc,
+        pbx,
+        &sip_with_sdp(&invite, Some(("192.0.2.10", 20000))),
+    );
+    let ok = format!("SIP/2.0 200 OK\r\n{a};tag=o1\r\n{h}");
+    hep_sip(
+        &mut p,
+        t(100),
+        pbx,
+        sbc,
+        &sip_with_sdp(&ok, Some(("10.20.1.5", 30000))),
+    );
+    for at in (120..2_000u64).step_by(20) {
+        let i = (at / 20) as u16;
+        let c = rtp_packet(i, i as u32 * 160, 1, 0x55);
+        let (caller, org) = (addr("192.0.2.10:20000"), addr("10.20.1.5:30000"));
+        p.frame(t(at), LinkType::Ethernet, &udp_frame(caller, org, &c));
+    }
+    let bye =
+        format!("BYE sip:x@10.20.0.5 SIP/2.0\r\n{a};tag=o1\r\nCall-ID: e1\r\nCSeq: 2 BYE\r\n");
+    hep_sip(&mut p, t(2_000), sbc, pbx, &sip_with_sdp(&bye, None));
+    // capture goes on (other traffic) for 6 s
+    for at in (2_100..8_000u64).step_by(100) {
+        let other = rtp_packet(0, 0, 9, 0x55);
+        p.frame(
+            t(at),
+            LinkType::Ethernet,
+            &udp_frame(addr("198.51.100.1:4000"), addr("198.51.100.2:4000"), &other),
+        );
+    }
+    p.finish("capture_end");
+    let s = p.summary();
+    let rec = &p.sink().recorded;
+    assert_eq!(rec.len(), 1, "{s}");
+    assert_eq!(rec[0].end_reason.as_deref(), Some("caller_hangup"), "{s}");
+    assert!(
+        (1_800..=2_300).contains(&rec[0].audio_ms),
+        "{} ms: {s}",
+        rec[0].audio_ms
+    );
+}

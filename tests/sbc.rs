@@ -601,6 +601,97 @@ fn blind_transfer(test: &str, net: u8, setup: Setup) {
     assert_heard_once("right", &right, &right_heard, &agent);
     assert_heard_once("right", &right, &right_heard, &back_office);
     out.assert_no_plaintext(&everyone);
+    if !setup.sip_over_hep {
+        return;
+    }
+    // the same HEP feed, each message delayed by up to 1 s (its own trace time kept), as
+    // a collector on a busy network delivers it: the transfer comes out the same
+    let expected = joined(rec);
+    let mut call_ids = rec.sip_call_ids.clone();
+    call_ids.sort();
+    let traced = lab.dir.path().join("rtp-and-hep.pcap");
+    for seed in 1..=4u64 {
+        let shuffled = lab.dir.path().join(format!("rtp-and-hep-{seed}.pcap"));
+        let swapped = delay_hep(&traced, &shuffled, seed, 1_000_000);
+        let again = lab.replay_files(vec![shuffled], &format!("spool-{seed}"));
+        let s = &again.report.summary;
+        println!("  HEP delayed (seed {seed}): {swapped} pairs of SIP messages out of trace order");
+        assert!(swapped > 0, "seed {seed}: nothing was reordered");
+        let rec = again.the_call();
+        assert_eq!(s.calls.calls_seen, 1, "seed {seed}: one conversation: {s}");
+        assert_eq!(joined(rec), expected, "seed {seed}: {s}");
+        let mut ids = rec.sip_call_ids.clone();
+        ids.sort();
+        assert_eq!(ids, call_ids, "seed {seed}");
+        let (left, right) = again.audio(rec);
+        // audio that arrives before the SIP that announces it is not recorded: fewer windows
+        assert_heard("left", &listen("left", &left, &everyone), &["caller"], 30);
+        let right_heard = listen("right", &right, &everyone);
+        assert_heard("right", &right_heard, &["agent", "back_office"], 10);
+        again.assert_no_plaintext(&everyone);
+    }
+}
+
+/// Writes `from` (tcpdump's pcap) to `to` with every HEP packet (UDP to port 9060) delayed by
+/// a pseudo-random time below `max_delay_us` and the records put in arrival order; returns
+/// how many pairs of HEP packets changed order.
+fn delay_hep(from: &Path, to: &Path, seed: u64, max_delay_us: u64) -> usize {
+    let bytes = std::fs::read(from).unwrap();
+    assert_eq!(
+        bytes[..4],
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        "pcap, microseconds, little-endian"
+    );
+    let le32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!(le32(20), 1, "Ethernet link type");
+    let is_hep = |frame: &[u8]| {
+        frame.len() > 42
+            && frame[12..14] == [0x08, 0x00]
+            && frame[23] == 17
+            && u16::from_be_bytes([frame[36], frame[37]]) == 9060
+    };
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // (arrival µs, trace order of HEP packets, record bytes without its header)
+    let mut records: Vec<(u64, Option<usize>, &[u8])> = Vec::new();
+    let mut at = 24;
+    let mut heps = 0;
+    while at + 16 <= bytes.len() {
+        let time = le32(at) as u64 * 1_000_000 + le32(at + 4) as u64;
+        let len = le32(at + 8) as usize;
+        let frame = &bytes[at + 16..at + 16 + len];
+        let hep = is_hep(frame).then(|| {
+            heps += 1;
+            heps
+        });
+        let delay = if hep.is_some() {
+            next() % max_delay_us
+        } else {
+            0
+        };
+        records.push((time + delay, hep, frame));
+        at += 16 + len;
+    }
+    records.sort_by_key(|r| r.0);
+    let order: Vec<usize> = records.iter().filter_map(|r| r.1).collect();
+    let swapped = (0..order.len())
+        .map(|i| order[i + 1..].iter().filter(|&&j| j < order[i]).count())
+        .sum();
+    let mut out = bytes[..24].to_vec();
+    for (time, _, frame) in records {
+        out.extend_from_slice(&((time / 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((time % 1_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(frame);
+    }
+    std::fs::write(to, out).unwrap();
+    swapped
 }
 
 /// The agent stalls mid-call: `callvault agent` captures the SBC's traffic live (AF_PACKET

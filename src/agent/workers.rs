@@ -49,6 +49,10 @@ enum Msg {
         codecs: Arc<PayloadMap>,
     },
     Tick(Timestamp),
+    Quiet {
+        slot: MediaSlot,
+        from: Option<Timestamp>,
+    },
     Close {
         slot: MediaSlot,
         ended_at: Timestamp,
@@ -272,6 +276,11 @@ impl MediaPort for ShardedMedia {
         }
     }
 
+    fn quiet(&mut self, slot: MediaSlot, from: Option<Timestamp>) {
+        let shard = self.shard_of(slot);
+        self.push(shard, Msg::Quiet { slot, from });
+    }
+
     fn close(&mut self, slot: MediaSlot, ended_at: Timestamp, record: CallRecord) {
         let shard = self.shard_of(slot);
         self.push(
@@ -334,6 +343,11 @@ fn work(
                     }
                 }
                 Msg::Tick(now) => stage.tick(now),
+                Msg::Quiet { slot, from } => {
+                    if let Some(&local) = slots.get(&slot) {
+                        stage.quiet(local, from);
+                    }
+                }
                 Msg::Close {
                     slot,
                     ended_at,

@@ -71,6 +71,12 @@ pub enum CallEvent {
     Forget { call: CallKey, addr: SocketAddr },
     /// The call is over: finish its recording (if any) and write its metadata.
     Ended { call: CallKey, record: bool },
+    /// Its parties hung up at `from` but the call may still go on (a REFER traced out of
+    /// order may follow): write no silence past `from`. `None`: it goes on after all.
+    Quiet {
+        call: CallKey,
+        from: Option<crate::time::Timestamp>,
+    },
     /// Call `inside` may be a B2BUA's inside leg of call `outside`: until `until`, compare
     /// their RTP, and tell the tracker ([`CallTracker::relay_proven`]) when the same packets
     /// show on both.

@@ -19,7 +19,11 @@
 //!   identity, or carrying Referred-By without a REFER seen, is not decided at once: it waits
 //!   (unrecorded, at most [`REORDER_WINDOW`]) for a REFER that ties it to another call, so no
 //!   audio of it is written into a call it turns out not to belong to. A transfer target
-//!   rings for longer than that, so waiting rarely costs audio.
+//!   rings for longer than that, so waiting rarely costs audio. From such a feed too, an
+//!   in-dialog request of an unknown dialog is left for the pipeline to hold (it becomes a
+//!   call seen from the middle only if its INVITE does not follow), and a call whose last
+//!   leg hung up ends only once the window has passed, with no silence written meanwhile:
+//!   its transferor's BYE may have been traced before its REFER.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -72,6 +76,16 @@ pub struct CallCounters {
 }
 
 impl CallCounters {
+    /// Takes back one leg counted as joined `by`.
+    fn uncount_join(&mut self, by: &str) {
+        if let Some(n) = self.legs_joined.get_mut(by) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.legs_joined.remove(by);
+            }
+        }
+    }
+
     /// Takes back one call counted as not recorded under `rule` (its count goes when empty).
     fn uncount_rule(&mut self, rule: &str) {
         if let Some(n) = self.not_recorded_by_rule.get_mut(rule) {
@@ -139,6 +153,9 @@ pub struct CallTracker {
     by_caller: HashMap<String, Vec<CallKey>>,
     /// Dialogs whose decision waits (see the module doc).
     deferred: Vec<Deferred>,
+    /// Calls whose last leg ended by a BYE from a feed out of wire order, and when they end
+    /// unless a REFER seen meanwhile keeps them for their transferee.
+    closing: Vec<(CallKey, Timestamp)>,
     /// Whether the message being handled came from a feed that may not keep wire order.
     reorderable: bool,
     pub counters: CallCounters,
@@ -155,6 +172,7 @@ impl CallTracker {
             events: Vec::new(),
             pending: Vec::new(),
             deferred: Vec::new(),
+            closing: Vec::new(),
             reorderable: false,
             endpoints: HashMap::new(),
             tombstones: HashMap::new(),
@@ -260,7 +278,7 @@ impl CallTracker {
             }
             (Some(Method::Invite), None) => {
                 if has_to_tag {
-                    self.start_mid_call(time, msg, sip_id, src, activity);
+                    self.mid_call_unless_early(time, msg, sip_id, src, activity);
                 } else {
                     let evidence = invite_evidence(msg);
                     match self.find_join(time, &evidence, activity) {
@@ -279,7 +297,13 @@ impl CallTracker {
                         {
                             self.defer(time, msg, sip_id, src, evidence, Some((join, taken)));
                         }
-                        Some((join, _)) => self.join_leg(time, msg, sip_id, src, join),
+                        Some((join, _)) => {
+                            // from a feed out of wire order, a REFER may still come and name
+                            // a join on the caller's media endpoint (rejoin_late_transferee)
+                            let keep = self.reorderable && join.by == JoinedBy::MediaEndpoint;
+                            let evidence = keep.then(|| Box::new(evidence));
+                            self.join_leg(time, msg, sip_id, src, join, evidence);
+                        }
                         None if self.reorderable
                             && evidence.referred_by.is_some()
                             && evidence.replaces.is_none()
@@ -300,7 +324,7 @@ impl CallTracker {
                 // An in-dialog request of a call in progress when capture began: its scope
                 // cannot be decided; it is tracked (never recorded) so that it is counted and
                 // its media is dropped.
-                self.start_mid_call(time, msg, sip_id, src, activity);
+                self.mid_call_unless_early(time, msg, sip_id, src, activity);
             }
             (_, None) => self.counters.out_of_dialog += 1,
             (_, Some(key)) => self.in_dialog(time, msg, key, sip_id),
@@ -636,6 +660,40 @@ impl CallTracker {
         let calls = &self.calls;
         let endpoints = &self.endpoints;
         let policy = &self.policy;
+        let asked_for = |ev: &InviteEvidence| {
+            match_pending(
+                std::slice::from_ref(&p),
+                ev,
+                time,
+                &|k| calls.get(&k).map(|c| c.caller.clone()),
+                &|a| endpoints.get(a).map(|(k, _)| *k),
+                &|a, b| same_party(policy, a, b),
+            )
+            .is_some()
+        };
+        // the INVITE may have joined this very call already on the caller's media endpoint
+        // (its REFER not seen yet): the same conversation, now known to be a transfer
+        let relabel = calls.get(&p.call).and_then(|c| {
+            c.legs.iter().position(|l| {
+                l.joined_by == JoinedBy::MediaEndpoint
+                    && time.saturating_since(l.started_at) <= REORDER_WINDOW
+                    && l.invite.as_deref().is_some_and(asked_for)
+            })
+        });
+        if let Some(i) = relabel {
+            self.pending.pop();
+            self.counters.late_transfers += 1;
+            self.counters.uncount_join(JoinedBy::MediaEndpoint.as_str());
+            *self
+                .counters
+                .legs_joined
+                .entry(JoinedBy::Refer.as_str().to_owned())
+                .or_default() += 1;
+            if let Some(leg) = self.calls.get_mut(&p.call).and_then(|c| c.legs.get_mut(i)) {
+                leg.joined_by = JoinedBy::Refer;
+            }
+            return;
+        }
         let late = calls
             .values()
             .filter(|c| {
@@ -645,19 +703,7 @@ impl CallTracker {
                     && one_dialog(c)
                     && time.saturating_since(c.started_at) <= REORDER_WINDOW
             })
-            .filter(|c| {
-                c.legs[0].invite.as_deref().is_some_and(|ev| {
-                    match_pending(
-                        std::slice::from_ref(&p),
-                        ev,
-                        time,
-                        &|k| calls.get(&k).map(|c| c.caller.clone()),
-                        &|a| endpoints.get(a).map(|(k, _)| *k),
-                        &|a, b| same_party(policy, a, b),
-                    )
-                    .is_some()
-                })
-            })
+            .filter(|c| c.legs[0].invite.as_deref().is_some_and(asked_for))
             .map(|c| c.key)
             .min();
         let Some(from) = late else { return };
@@ -919,6 +965,7 @@ impl CallTracker {
         sip_id: &str,
         src: SocketAddr,
         join: Join,
+        evidence: Option<Box<InviteEvidence>>,
     ) {
         if self.by_sip_id.len() >= self.limits.max_dialogs {
             self.counters.dialogs_refused += 1;
@@ -929,6 +976,7 @@ impl CallTracker {
         };
         let mut leg = new_leg(sip_id, msg, time, join.a_side, join.by);
         leg.b_side = join.b_side;
+        leg.invite = evidence;
         let a_tag = leg.a_tag.clone();
         call.legs.push(leg);
         self.index_leg(join.call, &a_tag, None);
@@ -939,6 +987,45 @@ impl CallTracker {
             .or_default() += 1;
         self.by_sip_id.insert(sip_id.to_owned(), join.call);
         self.media_from_message(msg, join.call, sip_id, src);
+    }
+
+    /// An in-dialog request of a dialog not known: from a feed out of wire order it may have
+    /// come before its dialog's INVITE, so it is left to the caller to hold and hand back
+    /// through [`Self::mid_call_request`] if the dialog does not appear; otherwise the call
+    /// was in progress when capture began.
+    fn mid_call_unless_early(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        sip_id: &str,
+        src: SocketAddr,
+        activity: &dyn Fn(CallKey) -> Option<Timestamp>,
+    ) {
+        if !self.reorderable {
+            self.start_mid_call(time, msg, sip_id, src, activity);
+        }
+    }
+
+    /// An in-dialog request held for its dialog, which did not appear (see
+    /// [`Self::mid_call_unless_early`]): the call was in progress when capture began. Counted
+    /// once, when it was first handled.
+    pub fn mid_call_request(
+        &mut self,
+        time: Timestamp,
+        msg: &Message<'_>,
+        (src, dst): (SocketAddr, SocketAddr),
+        activity: &dyn Fn(CallKey) -> Option<Timestamp>,
+    ) {
+        let Some(sip_id) = msg.call_id().map(str::trim) else {
+            return;
+        };
+        let in_dialog = msg.method().is_some() && msg.to().is_some_and(|t| t.tag().is_some());
+        if !in_dialog || self.by_sip_id.contains_key(sip_id) || self.tombstones.contains_key(sip_id)
+        {
+            return;
+        }
+        self.hop = Hop::between(src, dst);
+        self.start_mid_call(time, msg, sip_id, src, activity);
     }
 
     fn start_mid_call(
@@ -1081,6 +1168,13 @@ impl CallTracker {
                             cseq: refer_cseq,
                         });
                     }
+                    if self.closing.iter().any(|(k, _)| *k == key) {
+                        // its BYE came first: the call goes on, waiting for its transferee
+                        self.events.push(CallEvent::Quiet {
+                            call: key,
+                            from: None,
+                        });
+                    }
                     self.pending.push(PendingTransfer {
                         call: key,
                         at: time,
@@ -1184,7 +1278,21 @@ impl CallTracker {
             self.media_from_message(msg, key, sip_id, SocketAddr::from(([0, 0, 0, 0], 0)));
         }
         if ended {
-            self.finish_if_over(key);
+            if self.reorderable {
+                // from a feed out of wire order the transferor's BYE can come before its
+                // REFER: the call ends when the reorder window has passed (at the BYE's time),
+                // and no silence is written meanwhile
+                if self.calls.get(&key).is_some_and(Call::all_legs_over)
+                    && note_closing(&mut self.closing, key, time + REORDER_WINDOW)
+                {
+                    self.events.push(CallEvent::Quiet {
+                        call: key,
+                        from: Some(time),
+                    });
+                }
+            } else {
+                self.finish_if_over(key);
+            }
         }
     }
 
@@ -1222,6 +1330,15 @@ impl CallTracker {
     /// Applies timeouts. `last_media` tells when a recorded call last had RTP.
     pub fn tick(&mut self, now: Timestamp, last_media: &dyn Fn(CallKey) -> Option<Timestamp>) {
         self.resolve_deferred(Some(now));
+        if !self.closing.is_empty() {
+            let (due, wait) = std::mem::take(&mut self.closing)
+                .into_iter()
+                .partition::<Vec<_>, _>(|(_, until)| *until <= now);
+            self.closing = wait;
+            for (key, _) in due {
+                self.finish_if_over(key);
+            }
+        }
         let setup = Duration::from_secs(self.limits.setup_timeout_seconds as u64);
         let idle = Duration::from_secs(self.limits.rtp_timeout_seconds as u64);
         let max = Duration::from_secs(self.limits.max_call_seconds as u64);
@@ -1271,6 +1388,7 @@ impl CallTracker {
     /// Ends every call still open (end of a capture file, shutdown).
     pub fn end_all(&mut self, at: Timestamp, reason: &str) {
         self.resolve_deferred(None);
+        self.closing.clear();
         self.pending.clear();
         let mut keys: Vec<CallKey> = self
             .calls
@@ -1366,6 +1484,16 @@ fn one_dialog(call: &Call) -> bool {
             .iter()
             .skip(1)
             .all(|l| l.joined_by == JoinedBy::B2bua)
+}
+
+/// Notes that `key` ends at `until`; false if it was noted already (a later BYE of the same
+/// call moves nothing).
+fn note_closing(closing: &mut Vec<(CallKey, Timestamp)>, key: CallKey, until: Timestamp) -> bool {
+    if closing.iter().any(|(k, _)| *k == key) {
+        return false;
+    }
+    closing.push((key, until));
+    true
 }
 
 fn push_bounded(keys: &mut Vec<CallKey>, key: CallKey) {

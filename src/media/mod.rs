@@ -129,6 +129,8 @@ struct CallMedia<F: std::io::Write> {
     timeline: Option<Timeline>,
     writer: Option<SegmentWriter<F>>,
     last_packet: Option<Timestamp>,
+    /// The parties hung up here (the call may still go on): no silence past it.
+    quiet_from: Option<Timestamp>,
 }
 
 /// Handle of an open call recording inside the media stage.
@@ -191,6 +193,7 @@ impl<S: SegmentStore> MediaStage<S> {
             timeline: None,
             writer: None,
             last_packet: None,
+            quiet_from: None,
         };
         if let Some(slot) = self.free.pop() {
             self.slots[slot as usize] = Some(media);
@@ -463,12 +466,24 @@ impl<S: SegmentStore> MediaStage<S> {
             let rate = timeline.rate();
             let wall = samples_since(origin, now, rate).max(0) as u64;
             let hold = rate as u64 * delay_ms / 1000;
+            let quiet = cm
+                .quiet_from
+                .map_or(u64::MAX, |q| samples_since(origin, q, rate).max(0) as u64);
             let until = wall
                 .saturating_sub(hold)
-                .min(silence_cap(timeline, self.max_silence));
+                .min(silence_cap(timeline, self.max_silence))
+                .min(quiet);
             if until > timeline.drained() {
                 drain(timeline, writer, &mut self.store, &mut self.counters, until);
             }
+        }
+    }
+
+    /// The call's parties hung up at `from` (None: it goes on after all): until then, no
+    /// silence past it.
+    pub fn quiet(&mut self, slot: MediaSlot, from: Option<Timestamp>) {
+        if let Some(cm) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+            cm.quiet_from = from;
         }
     }
 

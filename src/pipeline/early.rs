@@ -4,8 +4,8 @@
 //! INVITE after the agent's 200 OK to it), so a response or in-dialog request can reach the
 //! pipeline before the INVITE that makes its Call-ID known. Such messages are held here, for
 //! at most [`REORDER_WINDOW`] and within a byte budget, and handed back when their dialog
-//! appears; otherwise they expire (what the tracker did with them at first, counting them
-//! out of dialog, stands). Owns copies of the messages' bytes only; parses nothing.
+//! appears; otherwise they expire, and the pipeline hands an expired in-dialog request to the
+//! tracker as the start of a call in progress when capture began. Owns copies of the messages' bytes only; parses nothing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,18 +35,20 @@ pub struct EarlyMessages {
 }
 
 impl EarlyMessages {
-    pub fn hold(&mut self, call_id: &str, held: Held) {
+    /// Holds `held` for `call_id`; false (counted) when there is no room for it.
+    pub fn hold(&mut self, call_id: &str, held: Held) -> bool {
         let room = self.bytes + held.bytes.len() <= MAX_BYTES;
         let list = self.by_call_id.get(call_id).map_or(0, Vec::len);
         if !room || list >= MAX_PER_DIALOG {
             self.refused += 1;
-            return;
+            return false;
         }
         self.bytes += held.bytes.len();
         self.by_call_id
             .entry(call_id.to_owned())
             .or_default()
             .push(held);
+        true
     }
 
     /// The messages held for `call_id`, in the order they arrived.
@@ -56,20 +58,28 @@ impl EarlyMessages {
         held
     }
 
-    /// Forgets what has waited longer than the reorder window.
-    pub fn expire(&mut self, now: Timestamp) {
-        let mut freed = 0;
+    /// Gives back what has waited longer than the reorder window, oldest dialog first.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<Held> {
+        let mut gone = Vec::new();
         self.by_call_id.retain(|_, held| {
-            held.retain(|h| {
-                let keep = now.saturating_since(h.time) <= REORDER_WINDOW;
-                if !keep {
-                    freed += h.bytes.len();
-                }
-                keep
-            });
+            let (old, keep): (Vec<Held>, Vec<Held>) = std::mem::take(held)
+                .into_iter()
+                .partition(|h| now.saturating_since(h.time) > REORDER_WINDOW);
+            *held = keep;
+            gone.extend(old);
             !held.is_empty()
         });
-        self.bytes -= freed;
+        self.bytes -= gone.iter().map(|h| h.bytes.len()).sum::<usize>();
+        gone.sort_by_key(|h| h.time);
+        gone
+    }
+
+    /// Gives back everything held (end of capture), in the order it arrived.
+    pub fn drain(&mut self) -> Vec<Held> {
+        let mut gone: Vec<Held> = self.by_call_id.drain().flat_map(|(_, h)| h).collect();
+        self.bytes = 0;
+        gone.sort_by_key(|h| h.time);
+        gone
     }
 
     pub fn is_empty(&self) -> bool {

@@ -62,6 +62,10 @@ impl<S: SegmentStore, K: CallSink> MediaPort for LocalMedia<S, K> {
         self.stage.tick(now);
     }
 
+    fn quiet(&mut self, slot: MediaSlot, from: Option<Timestamp>) {
+        self.stage.quiet(slot, from);
+    }
+
     fn close(&mut self, slot: MediaSlot, ended_at: Timestamp, record: CallRecord) {
         close_and_store(&mut self.stage, &mut self.sink, slot, ended_at, record);
     }

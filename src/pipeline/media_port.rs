@@ -32,6 +32,9 @@ pub trait MediaPort {
     );
     /// Capture time moved on: audio older than the playout delay is written.
     fn tick(&mut self, now: Timestamp);
+    /// The call's parties hung up at `from`, though the call may go on: no silence is
+    /// written past `from` (None: as before).
+    fn quiet(&mut self, slot: MediaSlot, from: Option<Timestamp>);
     /// Finishes a recording: the media side fills in `record`'s streams and segments and
     /// stores it.
     fn close(&mut self, slot: MediaSlot, ended_at: Timestamp, record: CallRecord);

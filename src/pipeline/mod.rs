@@ -275,6 +275,9 @@ impl<M: MediaPort> Pipeline<M> {
     /// Ends every call still open (end of capture, shutdown) and flushes everything.
     pub fn finish(&mut self, reason: &str) {
         let now = self.core.now;
+        for held in self.core.early.drain() {
+            self.core.mid_call_request(&held);
+        }
         self.core.tracker.end_all(now, reason);
         self.core.apply_events();
         self.core.close_lingering(None);
@@ -395,7 +398,9 @@ impl<M: MediaPort> Core<M> {
             self.table.expire_closed(now - CLOSED_ROUTE_TTL);
             self.relay_watch.retain(|w| w.until > now);
             if !self.early.is_empty() {
-                self.early.expire(now);
+                for held in self.early.expire(now) {
+                    self.mid_call_request(&held);
+                }
             }
             if self.relay_watch.is_empty() {
                 self.relay_prints.clear();
@@ -534,18 +539,34 @@ impl<M: MediaPort> Core<M> {
                         }
                     }
                 } else if belongs_to_a_call(&msg) {
-                    self.early.hold(
-                        id,
-                        early::Held {
-                            time: dg.time,
-                            src: dg.src,
-                            dst: dg.dst,
-                            bytes: bytes.to_vec(),
-                        },
-                    );
+                    let held = early::Held {
+                        time: dg.time,
+                        src: dg.src,
+                        dst: dg.dst,
+                        bytes: bytes.to_vec(),
+                    };
+                    if !self.early.hold(id, held) && dg.via_hep {
+                        // no room to wait for its dialog: a call in progress at start
+                        self.tracker
+                            .mid_call_request(dg.time, &msg, (dg.src, dg.dst), &|_| None);
+                        self.apply_events();
+                    }
                 }
             }
             Err(_) => self.counters.sip_rejected += 1,
+        }
+    }
+
+    /// A request held for its dialog, which did not appear: the start of a call in progress
+    /// when capture began.
+    fn mid_call_request(&mut self, held: &early::Held) {
+        if let Ok(msg) = sip::parse(&held.bytes) {
+            let activity = &self.activity;
+            self.tracker
+                .mid_call_request(held.time, &msg, (held.src, held.dst), &|key| {
+                    activity.get(&key).copied()
+                });
+            self.apply_events();
         }
     }
 
@@ -653,6 +674,11 @@ impl<M: MediaPort> Core<M> {
                         *at = (*at).max(t);
                     }
                 }
+                CallEvent::Quiet { call, from } => {
+                    if let Some(&slot) = self.slots.get(&call) {
+                        self.media.quiet(slot, from);
+                    }
+                }
                 CallEvent::Ended { call, record } => {
                     self.closing.push((call, record, self.now + self.linger));
                 }
@@ -706,7 +732,7 @@ fn belongs_to_a_call(msg: &sip::Message<'_>) -> bool {
     let of_a_call = |m: &M<'_>| {
         matches!(
             m,
-            M::Invite | M::Ack | M::Bye | M::Cancel | M::Prack | M::Update | M::Refer
+            M::Invite | M::Ack | M::Bye | M::Cancel | M::Prack | M::Update | M::Info | M::Refer
         )
     };
     match msg.method() {

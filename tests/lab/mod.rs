@@ -328,6 +328,10 @@ impl Lab {
                 "lo",
                 "-U",
                 "--immediate-mode",
+                // 32 MiB of kernel buffer: parallel tests replaying captures must not make it
+                // drop packets while it waits for a core
+                "-B",
+                "32768",
                 "-s",
                 "0",
                 "-Z",
