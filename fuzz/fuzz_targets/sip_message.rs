@@ -1,5 +1,5 @@
 //! A SIP message and its SDP, through every accessor the call tracker uses.
-//! Invariants: framing never claims more bytes than it was given; a parsed message's body
+//! Invariants: a parsed message's body
 //! lies inside the input; every accessor returns without panicking.
 #![no_main]
 
@@ -9,9 +9,6 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let _ = sip::looks_like_sip(data);
     assert!(sip::leading_keepalive_len(data) <= data.len());
-    if let Ok(Some(n)) = sip::frame_len(data) {
-        assert!(n <= data.len());
-    }
     let _ = sip::parse_sdp(data);
     let Ok(msg) = sip::parse(data) else {
         return;

@@ -1221,6 +1221,34 @@ mod tests {
         assert!(d.counters.truncated > 0 && d.counters.bad_ip_header > 0);
     }
 
+    /// SIP over TCP, many messages split across segments and several packed into one: the
+    /// stream framer gives every message once, whole (406 messages of 70 calls, truth.json),
+    /// and skips nothing.
+    #[test]
+    fn corpus_tcp_stream_framing() {
+        let name = "heplify__example_pcap_sip_ipv4_tcp_fragmented.pcap";
+        let mut d = NetDecoder::new(NetConfig::default());
+        let (mut messages, mut ids) = (0usize, std::collections::BTreeSet::new());
+        for f in read_capture(std::path::Path::new(&format!("{CORPUS}/pcaps/{name}"))) {
+            d.frame(
+                f.time,
+                f.link.unwrap_or(LinkType::Ethernet),
+                &f.data,
+                &mut |dg| {
+                    if dg.transport == Transport::Tcp {
+                        let m = crate::sip::parse(dg.payload).expect("a framed message parses");
+                        assert!(!m.body_truncated());
+                        ids.insert(m.call_id().unwrap().to_owned());
+                        messages += 1;
+                    }
+                },
+            );
+        }
+        assert_eq!((messages, ids.len()), (406, 70));
+        let c = &d.counters;
+        assert_eq!((c.tcp_non_sip_bytes, c.tcp_gaps), (0, 0), "{c:?}");
+    }
+
     /// Throughput over the whole corpus, repeated; printed, not asserted. Run with
     /// `cargo test --release -- --ignored --nocapture corpus_throughput`.
     #[test]

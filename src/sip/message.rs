@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use memchr::{memchr, memchr_iter, memchr2, memmem, memrchr};
+use memchr::{memchr, memchr2, memmem, memrchr};
 
 use super::SipError;
 use super::header::{CommaSplit, Header, HeaderName, find_param, unquote};
@@ -311,25 +311,6 @@ pub fn looks_like_sip(buf: &[u8]) -> bool {
     parse_start_line(line).is_ok()
 }
 
-/// End offset (just after the blank line) of the header section whose first header line starts
-/// at `from`; `None` if the blank line has not arrived.
-fn header_end(buf: &[u8], from: usize) -> Option<usize> {
-    match (buf.get(from), buf.get(from + 1)) {
-        (Some(b'\n'), _) => return Some(from + 1),
-        (Some(b'\r'), Some(b'\n')) => return Some(from + 2),
-        _ => {}
-    }
-    for lf in memchr_iter(b'\n', buf.get(from..)?) {
-        let p = from + lf;
-        match (buf.get(p + 1), buf.get(p + 2)) {
-            (Some(b'\n'), _) => return Some(p + 2),
-            (Some(b'\r'), Some(b'\n')) => return Some(p + 3),
-            _ => {}
-        }
-    }
-    None
-}
-
 /// Decimal Content-Length; `None` for anything else (sign, junk, overflow).
 fn parse_content_length(v: &[u8]) -> Option<usize> {
     let v = trim(v);
@@ -339,86 +320,6 @@ fn parse_content_length(v: &[u8]) -> Option<usize> {
     v.iter().try_fold(0usize, |acc, &d| {
         acc.checked_mul(10)?.checked_add(usize::from(d - b'0'))
     })
-}
-
-/// Content-Length value of the first `Content-Length`/`l` header line in `headers`.
-fn content_length_in(headers: &[u8]) -> Option<Option<usize>> {
-    for line in headers.split(|&b| b == b'\n') {
-        if line.first().is_some_and(|&b| is_ws(b)) {
-            continue;
-        }
-        let Some(colon) = memchr(b':', line) else {
-            continue;
-        };
-        let name = utf8_prefix(trim(line.get(..colon).unwrap_or_default()));
-        if HeaderName::from_wire(name) == HeaderName::ContentLength {
-            return Some(parse_content_length(strip_cr(
-                line.get(colon + 1..).unwrap_or_default(),
-            )));
-        }
-    }
-    None
-}
-
-/// For SIP over TCP: the length of the first complete message in `buf` (leading keep-alives,
-/// headers and a Content-Length body), `Ok(None)` if more bytes are needed, or an error if `buf`
-/// does not start with a SIP start line (the caller then resyncs to the next start line).
-/// A missing or unparsable Content-Length frames the message with an empty body: the headers
-/// are worth more to a recorder than strictness, and the next call resyncs on the body bytes.
-pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, SipError> {
-    let start = leading_keepalive_len(buf);
-    if start > MAX_MESSAGE_LEN {
-        return Err(SipError::TooLarge {
-            len: start,
-            limit: MAX_MESSAGE_LEN,
-        });
-    }
-    // Look no further than one maximal start line, so a peer streaming a line without an end
-    // costs a bounded scan per call.
-    let window = buf
-        .get(..start.saturating_add(MAX_START_LINE + 2).min(buf.len()))
-        .unwrap_or(buf);
-    let (_, line, after_line) = first_line(window);
-    if line.len() > MAX_START_LINE {
-        return Err(SipError::TooLarge {
-            len: line.len(),
-            limit: MAX_START_LINE,
-        });
-    }
-    let Some(after_line) = after_line else {
-        if start == buf.len() {
-            return Ok(None);
-        }
-        return if plausible_start_prefix(line) {
-            Ok(None)
-        } else {
-            Err(SipError::NotSip)
-        };
-    };
-    parse_start_line(line)?;
-    let limit_end = buf.len().min(start.saturating_add(MAX_MESSAGE_LEN));
-    let window = buf.get(..limit_end).unwrap_or_default();
-    let Some(hdr_end) = header_end(window, after_line) else {
-        return if limit_end < buf.len() || buf.len() - start >= MAX_MESSAGE_LEN {
-            Err(SipError::TooLarge {
-                len: buf.len() - start,
-                limit: MAX_MESSAGE_LEN,
-            })
-        } else {
-            Ok(None)
-        };
-    };
-    let cl = content_length_in(buf.get(after_line..hdr_end).unwrap_or_default())
-        .flatten()
-        .unwrap_or(0);
-    let total = hdr_end.saturating_add(cl);
-    if total - start > MAX_MESSAGE_LEN {
-        return Err(SipError::TooLarge {
-            len: total - start,
-            limit: MAX_MESSAGE_LEN,
-        });
-    }
-    Ok((total <= buf.len()).then_some(total))
 }
 
 /// Parses one SIP message. Leading keep-alives are skipped; the body is bounded by
@@ -1115,73 +1016,5 @@ v=0\nc=IN IP4 0.0.0.0\nm=audio 4000 RTP/AVP 0\na=sendonly\n",
             assert_eq!(m.as_str(), *name);
             assert_eq!(Method::from_token(&name.to_ascii_lowercase()), *m);
         }
-    }
-
-    fn tcp_stream() -> (Vec<u8>, Vec<usize>) {
-        let m1 = crlf("INVITE sip:b@h SIP/2.0\nCall-ID: one\nl: 5\n\nhello");
-        let m2 = crlf("SIP/2.0 200 OK\nCall-ID: two\nContent-Length: 0\n\n");
-        let m3 = crlf("BYE sip:b@h SIP/2.0\nCall-ID: three\nContent-Length: 4\n\nab");
-        let mut s = b"\r\n\r\n".to_vec();
-        s.extend_from_slice(&m1);
-        let e1 = s.len();
-        s.extend_from_slice(&m2);
-        let e2 = s.len();
-        s.extend_from_slice(&m3);
-        (s, vec![e1, e2])
-    }
-
-    #[test]
-    fn frame_len_on_split_tcp_stream() {
-        let (stream, ends) = tcp_stream();
-        for split in 0..=stream.len() {
-            let mut pending: Vec<u8> = Vec::new();
-            let mut frames: Vec<Vec<u8>> = Vec::new();
-            for chunk in [&stream[..split], &stream[split..]] {
-                pending.extend_from_slice(chunk);
-                while let Some(n) = frame_len(&pending).unwrap() {
-                    frames.push(pending.drain(..n).collect());
-                }
-            }
-            assert_eq!(frames.len(), 2, "split at {split}");
-            assert_eq!(frames[0], stream[..ends[0]]);
-            assert_eq!(frames[1], stream[ends[0]..ends[1]]);
-            assert_eq!(pending, stream[ends[1]..]);
-            let ids: Vec<_> = frames
-                .iter()
-                .map(|f| parse(f).unwrap().call_id().unwrap().to_owned())
-                .collect();
-            assert_eq!(ids, ["one", "two"]);
-            assert_eq!(parse(&frames[0]).unwrap().body(), b"hello");
-        }
-    }
-
-    #[test]
-    fn frame_len_rejects_and_bounds() {
-        assert_eq!(frame_len(b"GET / HTTP/1.1\r\n"), Err(SipError::NotSip));
-        assert_eq!(frame_len(b"\x16\x03\x01"), Err(SipError::NotSip));
-        assert_eq!(frame_len(b"GET / HTT"), Err(SipError::NotSip));
-        assert_eq!(frame_len(b"INVITE sip:"), Ok(None));
-        assert_eq!(frame_len(b"SIP/2"), Ok(None));
-        assert_eq!(frame_len(b"\r\n"), Ok(None));
-        assert!(matches!(
-            frame_len(b"INVITE sip:a SIP/2.0\r\nContent-Length: 999999\r\n\r\n"),
-            Err(SipError::TooLarge { .. })
-        ));
-        let mut long_line = b"INVITE sip:".to_vec();
-        long_line.resize(MAX_START_LINE + 100, b'a');
-        assert!(matches!(
-            frame_len(&long_line),
-            Err(SipError::TooLarge { .. })
-        ));
-        let mut endless = b"INVITE sip:a SIP/2.0\r\n".to_vec();
-        endless.resize(MAX_MESSAGE_LEN + 10, b'a');
-        assert!(matches!(
-            frame_len(&endless),
-            Err(SipError::TooLarge { .. })
-        ));
-        // An unparsable Content-Length frames the headers alone.
-        let s = b"BYE sip:a SIP/2.0\r\nContent-Length: x\r\n\r\nBODY";
-        assert_eq!(frame_len(s), Ok(Some(s.len() - 4)));
-        assert_eq!(leading_keepalive_len(b"\r\n\r\nINVITE"), 4);
     }
 }

@@ -1,5 +1,5 @@
 //! SIP signalling parser of the passive recorder: turns the bytes of one SIP message (a UDP
-//! payload, or one message framed out of a TCP stream by [`frame_len`]) into a borrowed
+//! payload, or one message framed out of a TCP stream by the net stage) into a borrowed
 //! [`Message`] view, and an SDP body into an owned [`Sdp`].
 //!
 //! Hand-written rather than taken from a SIP crate because the recorder only watches: it must
@@ -24,7 +24,7 @@ pub mod uri;
 
 pub use header::{Header, HeaderName};
 pub use message::{
-    CSeq, HistoryEntry, MAX_HEADERS, MAX_MESSAGE_LEN, Message, Method, StartLine, frame_len,
+    CSeq, HistoryEntry, MAX_HEADERS, MAX_MESSAGE_LEN, Message, Method, StartLine,
     leading_keepalive_len, looks_like_sip, parse,
 };
 pub use sdp::{Direction, Fmtp, Media, MediaKind, RtpMap, Sdp, parse_sdp};
@@ -708,85 +708,6 @@ mod tests {
         assert_eq!(held_calls.len(), 3, "{held_calls:?}");
     }
 
-    /// (flow, sequence number, payload) of an Ethernet[/VLAN]/IPv4/TCP segment.
-    fn tcp_segment(frame: &[u8]) -> Option<([u8; 12], u32, &[u8])> {
-        let mut t = u16_at(frame, 12, true)?;
-        let mut o = 14;
-        while t == 0x8100 {
-            t = u16_at(frame, o + 2, true)?;
-            o += 4;
-        }
-        let ip = frame.get(o..)?;
-        if t != 0x0800 || *ip.get(9)? != 6 {
-            return None;
-        }
-        let ihl = usize::from(ip.first()? & 0x0f) * 4;
-        let total = usize::from(u16_at(ip, 2, true)?).min(ip.len());
-        let tcp = ip.get(ihl..total)?;
-        let data_off = usize::from(tcp.get(12)? >> 4) * 4;
-        let mut flow = [0u8; 12];
-        flow[..8].copy_from_slice(ip.get(12..20)?);
-        flow[8..].copy_from_slice(tcp.get(..4)?);
-        Some((flow, u32_at(tcp, 4, true)?, tcp.get(data_off..)?))
-    }
-
-    /// Per TCP flow: next expected sequence number, in-order bytes, segments that came early.
-    type Reassembly = (Option<u32>, Vec<u8>, BTreeMap<u32, Vec<u8>>);
-
-    #[test]
-    fn corpus_tcp_stream_framing() {
-        // 406 SIP messages of 70 calls, many split across TCP segments (truth.json).
-        let name = "heplify__example_pcap_sip_ipv4_tcp_fragmented.pcap";
-        let bytes = std::fs::read(format!("{CORPUS}/pcaps/{name}")).unwrap();
-        let mut flows: BTreeMap<[u8; 12], Reassembly> = BTreeMap::new();
-        let (mut messages, mut resync_bytes) = (0usize, 0usize);
-        let mut ids = BTreeSet::new();
-        for (link, frame) in packets(&bytes) {
-            let Some((flow, seq, payload)) = (link == 1).then(|| tcp_segment(frame)).flatten()
-            else {
-                continue;
-            };
-            if payload.is_empty() {
-                continue;
-            }
-            let (next, buf, early) = flows.entry(flow).or_default();
-            early.insert(seq, payload.to_vec());
-            while let Some((&s, _)) = early.first_key_value() {
-                let n = next.unwrap_or(s);
-                if s.wrapping_sub(n) as i32 > 0 {
-                    break; // gap: wait for the missing segment
-                }
-                let seg = early.pop_first().unwrap().1;
-                let skip = n.wrapping_sub(s) as usize; // overlap with bytes already taken
-                if let Some(fresh) = seg.get(skip..) {
-                    buf.extend_from_slice(fresh);
-                    *next = Some(n.wrapping_add(fresh.len() as u32));
-                }
-            }
-            loop {
-                match frame_len(buf) {
-                    Ok(Some(n)) => {
-                        let m = parse(&buf[..n]).expect("a framed message parses");
-                        ids.insert(m.call_id().unwrap().to_owned());
-                        assert!(!m.body_truncated());
-                        messages += 1;
-                        buf.drain(..n);
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        buf.drain(..1);
-                        resync_bytes += 1;
-                    }
-                }
-            }
-        }
-        eprintln!(
-            "tcp: framed {messages} messages of {} calls, {resync_bytes} bytes skipped",
-            ids.len()
-        );
-        assert_eq!((messages, ids.len(), resync_bytes), (406, 70, 0));
-    }
-
     /// Deterministic xorshift64*: the robustness test must fail the same way on every run.
     struct Rng(u64);
 
@@ -848,7 +769,6 @@ mod tests {
                 }
             }
             let _ = looks_like_sip(&m);
-            let _ = frame_len(&m);
             if let Ok(msg) = parse(&m) {
                 accepted += 1;
                 touch_everything(&msg);
