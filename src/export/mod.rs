@@ -103,7 +103,7 @@ pub fn export_call(call_json: &Path, key: &CataloguePrivateKey) -> anyhow::Resul
     for seg in &segs {
         let path = spool.join(&seg.file);
         let opened = open_segment_as(&path, key, !seg.complete)?;
-        let got = crate::segment::writer::sha256_file_hex(&path)?;
+        let got = crate::spool::sha256_file_hex(&path)?;
         if got != seg.sha256 {
             bail!(
                 "{}: SHA-256 differs from the call document ({got} != {})",

@@ -315,10 +315,3 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     }
     s
 }
-
-/// SHA-256 of a file, hex (to check a segment against its metadata).
-pub fn sha256_file_hex(path: &std::path::Path) -> io::Result<String> {
-    use sha2::Digest;
-    let data = std::fs::read(path)?;
-    Ok(hex(&sha2::Sha256::digest(&data)))
-}

@@ -154,3 +154,10 @@ fn sync_dir(dir: &Path) {
         let _ = d.sync_all();
     }
 }
+
+/// SHA-256 of a file on disk, hex (to check a segment against its metadata).
+pub fn sha256_file_hex(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let data = std::fs::read(path)?;
+    Ok(crate::segment::writer::hex(&sha2::Sha256::digest(&data)))
+}

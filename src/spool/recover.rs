@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::sha256_file_hex;
 use super::{CALLS_DIR, CallRecord, PARTIAL_SUFFIX, SEGMENTS_DIR, Spool};
 use crate::segment::SegmentInfo;
 use crate::segment::wav;
-use crate::segment::writer::sha256_file_hex;
 use crate::time::Timestamp;
 use crate::vault::{HEADER_LEN, SegmentHeader, TAG_LEN};
 
