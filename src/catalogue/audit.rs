@@ -11,7 +11,6 @@ use sqlx::Row;
 use tokio::sync::Mutex;
 
 use super::store::{Store, now_ms};
-use crate::segment::writer::hex;
 
 /// The hash the first record chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -68,7 +67,7 @@ pub fn record_hash(r: &AuditRecord) -> String {
         }
     }
     field(r.detail.as_bytes());
-    hex(&h.finalize())
+    hex::encode(h.finalize())
 }
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<AuditRecord, sqlx::Error> {

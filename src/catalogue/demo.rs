@@ -37,7 +37,7 @@ pub struct DemoCatalogue {
 fn password() -> anyhow::Result<String> {
     let mut raw = [0u8; 9];
     getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(crate::segment::writer::hex(&raw))
+    Ok(hex::encode(raw))
 }
 
 /// Ships the spool to a fresh catalogue in `dir`, then searches and retrieves as a manager.

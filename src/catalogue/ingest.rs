@@ -19,7 +19,6 @@ use super::App;
 use super::blobs::Blobs;
 use super::store::{SegmentRow, Stored};
 use super::tls::ClientCert;
-use crate::segment::writer::hex;
 use crate::spool::CallRecord;
 use crate::vault::{HEADER_LEN, SegmentHeader};
 
@@ -34,7 +33,7 @@ fn internal(e: impl std::fmt::Display) -> Response {
 
 /// SHA-256 of an agent token, as stored.
 pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.trim().as_bytes()))
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
 /// The agent presenting `Authorization: Bearer <token>` and, when `server.client_ca` is set,
@@ -79,7 +78,7 @@ pub async fn put_segment(
     let (Some(call_id), Some(sha256)) = (q.get("call_id"), q.get("sha256")) else {
         return reply(StatusCode::BAD_REQUEST, "call_id and sha256 are required\n");
     };
-    let got = hex(&Sha256::digest(&body));
+    let got = hex::encode(Sha256::digest(&body));
     if &got != sha256 {
         return reply(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -224,7 +224,7 @@ pub fn add_agent(cfg: &CatalogueConfig, name: &str) -> anyhow::Result<String> {
         let app = open(cfg).await?;
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let token = crate::segment::writer::hex(&raw);
+        let token = hex::encode(raw);
         app.store
             .add_agent(name, &ingest::token_hash(&token))
             .await

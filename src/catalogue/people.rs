@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::store::{Store, now_ms};
-use crate::segment::writer::hex;
 
 pub const SESSION_COOKIE: &str = "cv_session";
 /// A web session lasts a working day.
@@ -101,13 +100,13 @@ impl Caller {
 }
 
 pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.trim().as_bytes()))
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
 pub fn new_token() -> String {
     let mut raw = [0u8; 32];
     let _ = getrandom::fill(&mut raw);
-    hex(&raw)
+    hex::encode(raw)
 }
 
 pub fn hash_password(password: &str) -> Result<String, String> {

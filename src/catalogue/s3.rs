@@ -9,8 +9,6 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::segment::writer::hex;
-
 #[derive(Clone, Debug)]
 pub struct S3 {
     client: reqwest::Client,
@@ -21,21 +19,15 @@ pub struct S3 {
     secret_key: String,
 }
 
-/// HMAC-SHA256 (RFC 2104).
+/// HMAC-SHA256 (RFC 2104), from the `hmac` crate.
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(data);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    use hmac::{KeyInit, Mac};
+    // HMAC takes a key of any length: this cannot fail
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
+        unreachable!("HMAC accepts keys of every length")
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 /// SigV4's signing key for a day (`20130524`), region and service.
@@ -52,17 +44,17 @@ fn amz_date(unix: std::time::SystemTime) -> String {
     t.replace(['-', ':'], "")
 }
 
-/// Percent-encodes a key segment as SigV4 wants it (unreserved characters kept).
+/// What SigV4 leaves unencoded in a key segment: RFC 3986's unreserved characters.
+const SIGV4_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Percent-encodes a key segment as SigV4 wants it (unreserved characters kept, the rest
+/// `%XX` in upper case).
 fn uri_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, SIGV4_ENCODE).to_string()
 }
 
 /// The `Authorization` header of a request (headers signed: host, x-amz-content-sha256,
@@ -85,10 +77,10 @@ pub fn authorization(
     let scope = format!("{day}/{region}/s3/aws4_request");
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical.as_bytes()))
+        hex::encode(Sha256::digest(canonical.as_bytes()))
     );
     let k_signing = signing_key(secret_key, day, region, "s3");
-    let signature = hex(&hmac_sha256(&k_signing, to_sign.as_bytes()));
+    let signature = hex::encode(hmac_sha256(&k_signing, to_sign.as_bytes()));
     format!(
         "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}"
     )
@@ -130,7 +122,7 @@ impl S3 {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
         };
-        let payload = hex(&Sha256::digest(body.unwrap_or_default()));
+        let payload = hex::encode(Sha256::digest(body.unwrap_or_default()));
         let date = amz_date(std::time::SystemTime::now());
         let auth = authorization(
             method.as_str(),
@@ -227,7 +219,7 @@ mod tests {
         // test case 2
         let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
         assert_eq!(
-            hex(&mac),
+            hex::encode(mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         // test case 6: a key longer than the block
@@ -236,7 +228,7 @@ mod tests {
             b"Test Using Larger Than Block-Size Key - Hash Key First",
         );
         assert_eq!(
-            hex(&mac),
+            hex::encode(mac),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }
@@ -252,7 +244,7 @@ mod tests {
             "iam",
         );
         assert_eq!(
-            hex(&k),
+            hex::encode(k),
             "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
         );
     }

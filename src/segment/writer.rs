@@ -299,19 +299,10 @@ impl<F: Write> SegmentWriter<F> {
             started_at: started.rfc3339(),
             sample_rate: self.rate,
             bytes: summary.file_bytes,
-            sha256: hex(&summary.sha256),
+            sha256: hex::encode(summary.sha256),
             key_id: summary.key_id.to_string(),
             complete: true,
         });
         Ok(())
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }

@@ -159,5 +159,5 @@ fn sync_dir(dir: &Path) {
 pub fn sha256_file_hex(path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
     let data = std::fs::read(path)?;
-    Ok(crate::segment::writer::hex(&sha2::Sha256::digest(&data)))
+    Ok(hex::encode(sha2::Sha256::digest(&data)))
 }
