@@ -1025,60 +1025,147 @@ fn a_transferee_invite_traced_before_its_refer_waits_rather_than_joining_another
     }
 }
 
+/// Capture time `ms` after the origin of the hand-made HEP flows below.
+fn at(ms: u64) -> Timestamp {
+    Timestamp::from_millis(1_700_000_000_000 + ms)
+}
+
+const SBC: &str = "192.0.2.10:5060";
+const PBX: &str = "10.20.0.5:5060";
+
+/// One dialog of the caller +447700900123 through the SBC to the PBX, its SIP over HEP.
+struct HepDialog<'a> {
+    id: &'a str,
+    /// The caller's From tag (the organisation's To tag is `o` + it).
+    tag: &'a str,
+    dialled: &'a str,
+    /// Headers for both the INVITE and its answer (Referred-By).
+    extra: &'a str,
+}
+
+impl HepDialog<'_> {
+    fn parties(&self, answered: bool) -> String {
+        let to_tag = if answered {
+            format!(";tag=o{}", self.tag)
+        } else {
+            String::new()
+        };
+        format!(
+            "From: <sip:+447700900123@192.0.2.10>;tag={}\r\nTo: <sip:{}@10.20.0.5>{to_tag}\r\nCall-ID: {}\r\n",
+            self.tag, self.dialled, self.id
+        )
+    }
+
+    /// Its INVITE at `ms`, the caller's media offered at 192.0.2.10:`port`.
+    fn invite(&self, p: &mut LocalPipeline<Spool, CollectingSink>, ms: u64, port: u16) {
+        let text = format!(
+            "INVITE sip:{}@10.20.0.5 SIP/2.0\r\n{}CSeq: 1 INVITE\r\n{}",
+            self.dialled,
+            self.parties(false),
+            self.extra
+        );
+        let sip = sip_with_sdp(&text, Some(("192.0.2.10", port)));
+        hep_sip(p, at(ms), addr(SBC), addr(PBX), &sip);
+    }
+
+    /// Its 200 OK at `ms` from agent 4711's phone, the organisation's media at `media`.
+    fn answer(&self, p: &mut LocalPipeline<Spool, CollectingSink>, ms: u64, media: (&str, u16)) {
+        let text = format!(
+            "SIP/2.0 200 OK\r\n{}CSeq: 1 INVITE\r\n{}Contact: <sip:4711@10.20.1.5>\r\n",
+            self.parties(true),
+            self.extra
+        );
+        hep_sip(
+            p,
+            at(ms),
+            addr(PBX),
+            addr(SBC),
+            &sip_with_sdp(&text, Some(media)),
+        );
+    }
+
+    /// The organisation's REFER at `ms` in this dialog, agent 4711 transferring to `target`.
+    fn refer(&self, p: &mut LocalPipeline<Spool, CollectingSink>, ms: u64, target: &str) {
+        let text = format!(
+            "REFER sip:x@192.0.2.10 SIP/2.0\r\nFrom: <sip:{}@10.20.0.5>;tag=o{}\r\nTo: <sip:+447700900123@192.0.2.10>;tag={}\r\nCall-ID: {}\r\nCSeq: 2 REFER\r\nRefer-To: <sip:{target}@10.20.0.5>\r\nReferred-By: <sip:4711@10.20.0.5>\r\n",
+            self.dialled, self.tag, self.tag, self.id
+        );
+        hep_sip(p, at(ms), addr(PBX), addr(SBC), &sip_with_sdp(&text, None));
+    }
+
+    /// The caller's BYE at `ms`.
+    fn bye(&self, p: &mut LocalPipeline<Spool, CollectingSink>, ms: u64) {
+        let text = format!(
+            "BYE sip:x@10.20.0.5 SIP/2.0\r\n{}CSeq: 2 BYE\r\n",
+            self.parties(true)
+        );
+        hep_sip(p, at(ms), addr(SBC), addr(PBX), &sip_with_sdp(&text, None));
+    }
+}
+
+/// RTP every 20 ms over `span` from `caller` to `org` (SSRC `ssrc`) and, with `both`, back
+/// (SSRC `ssrc + 1`), from the mirror.
+fn mirror_rtp(
+    p: &mut LocalPipeline<Spool, CollectingSink>,
+    span: std::ops::Range<u64>,
+    (caller, org): (&str, &str),
+    ssrc: u32,
+    both: bool,
+) {
+    let (caller, org) = (addr(caller), addr(org));
+    for ms in span.step_by(20) {
+        let i = (ms / 20) as u16;
+        let c = rtp_packet(i, i as u32 * 160, ssrc, 0x55);
+        p.frame(at(ms), LinkType::Ethernet, &udp_frame(caller, org, &c));
+        if both {
+            let o = rtp_packet(i, i as u32 * 160, ssrc + 1, 0xd5);
+            p.frame(at(ms), LinkType::Ethernet, &udp_frame(org, caller, &o));
+        }
+    }
+}
+
+/// Packets recorded of SSRC `ssrc` in `rec`.
+fn packets_of(rec: &callvault::spool::CallRecord, ssrc: u32) -> u64 {
+    let ssrc = format!("0x{ssrc:08X}");
+    rec.streams
+        .iter()
+        .filter(|st| st.ssrc == ssrc)
+        .map(|st| st.packets)
+        .sum()
+}
+
+const REFERRED_BY: &str = "Referred-By: <sip:4711@10.20.0.5>\r\n";
+
 /// A waiting dialog that no REFER claims gets its own INVITE's decision when the wait ends:
 /// here a caller with another live call dials a recorded number with Referred-By (a transfer
 /// whose REFER the trace lost). It is recorded from then on, the audio of the wait dropped.
 #[test]
 fn a_waiting_dialog_that_no_refer_claims_is_decided_on_its_own_number() {
     let (mut p, _dir) = pipeline(&example_config());
-    let sbc = addr("192.0.2.10:5060");
-    let pbx = addr("10.20.0.5:5060");
-    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
-    let a = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087489999@10.20.0.5>";
-    let head = "Call-ID: z1\r\nCSeq: 1 INVITE\r\n";
-    let invite = format!("INVITE sip:02087489999@10.20.0.5 SIP/2.0\r\n{a}\r\n{head}");
-    hep_sip(
-        &mut p,
-        t(0),
-        sbc,
-        pbx,
-        &sip_with_sdp(&invite, Some(("192.0.2.10", 20000))),
-    );
-    let ok = format!("SIP/2.0 200 OK\r\n{a};tag=o1\r\n{head}");
-    hep_sip(
-        &mut p,
-        t(100),
-        pbx,
-        sbc,
-        &sip_with_sdp(&ok, Some(("10.20.1.5", 30000))),
-    );
-    let a2 = "From: <sip:+447700900123@192.0.2.10>;tag=a2\r\nTo: <sip:02087483020@10.20.0.5>";
-    let head2 = "Call-ID: z2\r\nCSeq: 1 INVITE\r\nReferred-By: <sip:4711@10.20.0.5>\r\n";
-    let invite = format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{a2}\r\n{head2}");
-    hep_sip(
-        &mut p,
-        t(1_000),
-        sbc,
-        pbx,
-        &sip_with_sdp(&invite, Some(("192.0.2.10", 20002))),
-    );
-    let ok = format!("SIP/2.0 200 OK\r\n{a2};tag=o2\r\n{head2}");
-    hep_sip(
-        &mut p,
-        t(1_020),
-        pbx,
-        sbc,
-        &sip_with_sdp(&ok, Some(("10.20.1.6", 30002))),
-    );
+    let staff = HepDialog {
+        id: "z1",
+        tag: "a1",
+        dialled: "02087489999",
+        extra: "",
+    };
+    staff.invite(&mut p, 0, 20000);
+    staff.answer(&mut p, 100, ("10.20.1.5", 30000));
+    let switchboard = HepDialog {
+        id: "z2",
+        tag: "a2",
+        dialled: "02087483020",
+        extra: REFERRED_BY,
+    };
+    switchboard.invite(&mut p, 1_000, 20002);
+    switchboard.answer(&mut p, 1_020, ("10.20.1.6", 30002));
     // 4 s of media on the new dialog: the first 2 s are the wait
-    for (i, at) in (1_040..5_040u64).step_by(20).enumerate() {
-        let i = i as u16;
-        let c = rtp_packet(i, i as u32 * 160, 3, 0x55);
-        let o = rtp_packet(i, i as u32 * 160, 4, 0xd5);
-        let (caller, org) = (addr("192.0.2.10:20002"), addr("10.20.1.6:30002"));
-        p.frame(t(at), LinkType::Ethernet, &udp_frame(caller, org, &c));
-        p.frame(t(at), LinkType::Ethernet, &udp_frame(org, caller, &o));
-    }
+    mirror_rtp(
+        &mut p,
+        1_040..5_040,
+        ("192.0.2.10:20002", "10.20.1.6:30002"),
+        3,
+        true,
+    );
     p.finish("capture_end");
     let s = p.summary();
     assert_eq!(s.calls.deferred_decisions, 1, "{s}");
@@ -1086,19 +1173,11 @@ fn a_waiting_dialog_that_no_refer_claims_is_decided_on_its_own_number() {
     let rec = &p.sink().recorded;
     assert_eq!(rec.len(), 1, "{s}");
     assert_eq!(rec[0].sip_call_ids, ["z2"]);
-    let caller: u64 = rec[0]
-        .streams
-        .iter()
-        .filter(|st| st.ssrc == "0x00000003")
-        .map(|st| st.packets)
-        .sum();
     // about 100 packets of the wait are dropped, the rest recorded
+    let caller = packets_of(&rec[0], 3);
     assert!((80..=120).contains(&caller), "{:?}", rec[0].streams);
-    assert_eq!(
-        s.calls.not_recorded_by_rule.get("awaiting_transfer"),
-        None,
-        "{s}"
-    );
+    let waited = s.calls.not_recorded_by_rule.get("awaiting_transfer");
+    assert_eq!(waited, None, "{s}");
 }
 
 /// A transfer from one listed queue to another, traced out of order: the transferee's INVITE
@@ -1108,82 +1187,33 @@ fn a_waiting_dialog_that_no_refer_claims_is_decided_on_its_own_number() {
 #[test]
 fn a_transfer_to_another_listed_queue_traced_out_of_order_is_one_recording() {
     let (mut p, _dir) = pipeline(&example_config());
-    let sbc = addr("192.0.2.10:5060");
-    let pbx = addr("10.20.0.5:5060");
-    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
-    let sip = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, text: String, media| {
-        hep_sip(p, t(ms), src, dst, &sip_with_sdp(&text, media));
+    let first = HepDialog {
+        id: "q1",
+        tag: "a1",
+        dialled: "02087483020",
+        extra: "",
     };
-    let rtp = |p: &mut LocalPipeline<_, _>, span: std::ops::Range<u64>, caller, org, ssrc: u32| {
-        for at in span.step_by(20) {
-            let i = (at / 20) as u16;
-            let c = rtp_packet(i, i as u32 * 160, ssrc, 0x55);
-            let o = rtp_packet(i, i as u32 * 160, ssrc + 1, 0xd5);
-            p.frame(
-                t(at),
-                LinkType::Ethernet,
-                &udp_frame(addr(caller), addr(org), &c),
-            );
-            p.frame(
-                t(at),
-                LinkType::Ethernet,
-                &udp_frame(addr(org), addr(caller), &o),
-            );
-        }
+    first.invite(&mut p, 0, 20000);
+    first.answer(&mut p, 100, ("10.20.1.5", 30000));
+    mirror_rtp(
+        &mut p,
+        120..1_000,
+        ("192.0.2.10:20000", "10.20.1.5:30000"),
+        1,
+        true,
+    );
+    let registrars = HepDialog {
+        id: "q2",
+        tag: "a2",
+        dialled: "02087532140",
+        extra: REFERRED_BY,
     };
-    let a = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>";
-    let h1 = "Call-ID: q1\r\nCSeq: 1 INVITE\r\n";
-    sip(
-        &mut p,
-        0,
-        sbc,
-        pbx,
-        format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{a}\r\n{h1}"),
-        Some(("192.0.2.10", 20000)),
-    );
-    sip(
-        &mut p,
-        100,
-        pbx,
-        sbc,
-        format!("SIP/2.0 200 OK\r\n{a};tag=o1\r\n{h1}Contact: <sip:4711@10.20.1.5>\r\n"),
-        Some(("10.20.1.5", 30000)),
-    );
-    rtp(&mut p, 120..1_000, "192.0.2.10:20000", "10.20.1.5:30000", 1);
-    let a2 = "From: <sip:+447700900123@192.0.2.10>;tag=a2\r\nTo: <sip:02087532140@10.20.0.5>";
-    let h2 = "Call-ID: q2\r\nCSeq: 1 INVITE\r\nReferred-By: <sip:4711@10.20.0.5>\r\n";
-    sip(
-        &mut p,
-        1_000,
-        sbc,
-        pbx,
-        format!("INVITE sip:02087532140@10.20.0.5 SIP/2.0\r\n{a2}\r\n{h2}"),
-        Some(("192.0.2.10", 20002)),
-    );
-    sip(
-        &mut p,
-        1_020,
-        pbx,
-        sbc,
-        format!("SIP/2.0 200 OK\r\n{a2};tag=o2\r\n{h2}"),
-        Some(("10.20.1.6", 30002)),
-    );
-    rtp(
-        &mut p,
-        1_040..1_300,
-        "192.0.2.10:20002",
-        "10.20.1.6:30002",
-        3,
-    );
-    let refer = "REFER sip:x@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=o1\r\nTo: <sip:+447700900123@192.0.2.10>;tag=a1\r\nCall-ID: q1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:02087532140@10.20.0.5>\r\nReferred-By: <sip:4711@10.20.0.5>\r\n";
-    sip(&mut p, 1_300, pbx, sbc, refer.to_owned(), None);
-    rtp(
-        &mut p,
-        1_300..3_040,
-        "192.0.2.10:20002",
-        "10.20.1.6:30002",
-        3,
-    );
+    registrars.invite(&mut p, 1_000, 20002);
+    registrars.answer(&mut p, 1_020, ("10.20.1.6", 30002));
+    let media = ("192.0.2.10:20002", "10.20.1.6:30002");
+    mirror_rtp(&mut p, 1_040..1_300, media, 3, true);
+    first.refer(&mut p, 1_300, "02087532140");
+    mirror_rtp(&mut p, 1_300..3_040, media, 3, true);
     p.finish("capture_end");
     let s = p.summary();
     let rec = &p.sink().recorded;
@@ -1195,15 +1225,9 @@ fn a_transfer_to_another_listed_queue_traced_out_of_order_is_one_recording() {
         (1, 1),
         "{s}"
     );
-    let registrars: u64 = rec[0]
-        .streams
-        .iter()
-        .filter(|st| st.ssrc == "0x00000004")
-        .map(|st| st.packets)
-        .sum();
     // the back office answered 1 s in and the REFER came 300 ms later: what it said while
     // its dialog waited (13 packets) is not recorded, the rest is
-    assert_eq!(registrars, 87, "{:?}", rec[0].streams);
+    assert_eq!(packets_of(&rec[0], 4), 87, "{:?}", rec[0].streams);
     assert!(s.routes.rtp_out_of_scope >= 26, "{s}");
 }
 
@@ -1213,51 +1237,29 @@ fn a_transfer_to_another_listed_queue_traced_out_of_order_is_one_recording() {
 #[test]
 fn a_late_refer_names_a_join_made_on_the_callers_media_endpoint() {
     let (mut p, _dir) = pipeline(&example_config());
-    let sbc = addr("192.0.2.10:5060");
-    let pbx = addr("10.20.0.5:5060");
-    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
-    let sip = |p: &mut LocalPipeline<_, _>, ms: u64, src, dst, text: String, media| {
-        hep_sip(p, t(ms), src, dst, &sip_with_sdp(&text, media));
+    let first = HepDialog {
+        id: "m1",
+        tag: "a1",
+        dialled: "02087483020",
+        extra: "",
     };
-    let a = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>";
-    let h1 = "Call-ID: m1\r\nCSeq: 1 INVITE\r\n";
-    sip(
+    first.invite(&mut p, 0, 20000);
+    first.answer(&mut p, 100, ("10.20.1.5", 30000));
+    mirror_rtp(
         &mut p,
-        0,
-        sbc,
-        pbx,
-        format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{a}\r\n{h1}"),
-        Some(("192.0.2.10", 20000)),
+        120..1_000,
+        ("192.0.2.10:20000", "10.20.1.5:30000"),
+        1,
+        false,
     );
-    sip(
-        &mut p,
-        100,
-        pbx,
-        sbc,
-        format!("SIP/2.0 200 OK\r\n{a};tag=o1\r\n{h1}Contact: <sip:4711@10.20.1.5>\r\n"),
-        Some(("10.20.1.5", 30000)),
-    );
-    for at in (120..1_000u64).step_by(20) {
-        let i = (at / 20) as u16;
-        let c = rtp_packet(i, i as u32 * 160, 1, 0x55);
-        p.frame(
-            t(at),
-            LinkType::Ethernet,
-            &udp_frame(addr("192.0.2.10:20000"), addr("10.20.1.5:30000"), &c),
-        );
-    }
-    let a2 = "From: <sip:+447700900123@192.0.2.10>;tag=a2\r\nTo: <sip:4712@10.20.0.5>";
-    let h2 = "Call-ID: m2\r\nCSeq: 1 INVITE\r\n";
-    sip(
-        &mut p,
-        1_000,
-        sbc,
-        pbx,
-        format!("INVITE sip:4712@10.20.0.5 SIP/2.0\r\n{a2}\r\n{h2}"),
-        Some(("192.0.2.10", 20000)),
-    );
-    let refer = "REFER sip:x@192.0.2.10 SIP/2.0\r\nFrom: <sip:02087483020@10.20.0.5>;tag=o1\r\nTo: <sip:+447700900123@192.0.2.10>;tag=a1\r\nCall-ID: m1\r\nCSeq: 2 REFER\r\nRefer-To: <sip:4712@10.20.0.5>\r\nReferred-By: <sip:4711@10.20.0.5>\r\n";
-    sip(&mut p, 1_300, pbx, sbc, refer.to_owned(), None);
+    let transferee = HepDialog {
+        id: "m2",
+        tag: "a2",
+        dialled: "4712",
+        extra: "",
+    };
+    transferee.invite(&mut p, 1_000, 20000);
+    first.refer(&mut p, 1_300, "4712");
     p.finish("capture_end");
     let s = p.summary();
     let rec = &p.sink().recorded;
@@ -1274,53 +1276,33 @@ fn a_late_refer_names_a_join_made_on_the_callers_media_endpoint() {
 #[test]
 fn a_call_hung_up_over_hep_ends_at_its_bye_though_its_end_waits_for_a_late_refer() {
     let (mut p, _dir) = pipeline(&example_config());
-    let sbc = addr("192.0.2.10:5060");
-    let pbx = addr("10.20.0.5:5060");
-    let t = |ms: u64| Timestamp::from_millis(1_700_000_000_000 + ms);
-    let a = "From: <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>";
-    let h = "Call-ID: e1\r\nCSeq: 1 INVITE\r\n";
-    let invite = format!("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n{a}\r\n{h}");
-    hep_sip(
+    let call = HepDialog {
+        id: "e1",
+        tag: "a1",
+        dialled: "02087483020",
+        extra: "",
+    };
+    call.invite(&mut p, 0, 20000);
+    call.answer(&mut p, 100, ("10.20.1.5", 30000));
+    mirror_rtp(
         &mut p,
-        t(0),
-        sbc,
-        pbx,
-        &sip_with_sdp(&invite, Some(("192.0.2.10", 20000))),
+        120..2_000,
+        ("192.0.2.10:20000", "10.20.1.5:30000"),
+        1,
+        false,
     );
-    let ok = format!("SIP/2.0 200 OK\r\n{a};tag=o1\r\n{h}");
-    hep_sip(
-        &mut p,
-        t(100),
-        pbx,
-        sbc,
-        &sip_with_sdp(&ok, Some(("10.20.1.5", 30000))),
-    );
-    for at in (120..2_000u64).step_by(20) {
-        let i = (at / 20) as u16;
-        let c = rtp_packet(i, i as u32 * 160, 1, 0x55);
-        let (caller, org) = (addr("192.0.2.10:20000"), addr("10.20.1.5:30000"));
-        p.frame(t(at), LinkType::Ethernet, &udp_frame(caller, org, &c));
-    }
-    let bye =
-        format!("BYE sip:x@10.20.0.5 SIP/2.0\r\n{a};tag=o1\r\nCall-ID: e1\r\nCSeq: 2 BYE\r\n");
-    hep_sip(&mut p, t(2_000), sbc, pbx, &sip_with_sdp(&bye, None));
+    call.bye(&mut p, 2_000);
     // capture goes on (other traffic) for 6 s
-    for at in (2_100..8_000u64).step_by(100) {
+    for ms in (2_100..8_000u64).step_by(100) {
         let other = rtp_packet(0, 0, 9, 0x55);
-        p.frame(
-            t(at),
-            LinkType::Ethernet,
-            &udp_frame(addr("198.51.100.1:4000"), addr("198.51.100.2:4000"), &other),
-        );
+        let (a, b) = (addr("198.51.100.1:4000"), addr("198.51.100.2:4000"));
+        p.frame(at(ms), LinkType::Ethernet, &udp_frame(a, b, &other));
     }
     p.finish("capture_end");
     let s = p.summary();
     let rec = &p.sink().recorded;
     assert_eq!(rec.len(), 1, "{s}");
     assert_eq!(rec[0].end_reason.as_deref(), Some("caller_hangup"), "{s}");
-    assert!(
-        (1_800..=2_300).contains(&rec[0].audio_ms),
-        "{} ms: {s}",
-        rec[0].audio_ms
-    );
+    let ms = rec[0].audio_ms;
+    assert!((1_800..=2_300).contains(&ms), "{ms} ms: {s}");
 }
