@@ -74,3 +74,14 @@ fn a_capture_whose_clock_steps_back_still_spans_the_time_that_passed() {
     assert_eq!(recorded.len(), 1);
     assert!(recorded[0].audio_ms >= 600, "{}", recorded[0].audio_ms);
 }
+
+/// An INVITE stamped 4 s after the RTP frame that follows it in the file: capture time starts
+/// at the INVITE and never moves, so the span, counted as forward moves only, was zero, though
+/// the capture covers 4 s and the call's audio (its one packet, then silence to the end)
+/// rightly does too. The span now runs from the earliest frame handled.
+#[test]
+fn a_capture_whose_first_frame_is_its_latest_spans_from_its_earliest() {
+    let (recorded, span) = pipeline_invariant("pipeline-first-frame-is-the-latest.pcap");
+    assert_eq!(span, Duration::from_micros(3_990_057), "{span:?}");
+    assert_eq!(recorded.len(), 1);
+}

@@ -102,9 +102,12 @@ struct Core<M: MediaPort> {
     symmetric_rtp: bool,
     counters: RouteCounters,
     first_time: Option<Timestamp>,
-    /// Capture time that has passed: every forward move of `now` added up (a confirmed
-    /// jump back starts a new stretch rather than cancelling what went before).
-    span: Duration,
+    /// Capture time covered by earlier stretches: a confirmed jump back starts a new
+    /// stretch rather than cancelling what went before.
+    banked: Duration,
+    /// The earliest time handled in the current stretch (a merged capture is not always in
+    /// order: what came before the first packet counts too).
+    stretch_start: Timestamp,
     now: Timestamp,
     next_drain: Timestamp,
     next_tick: Timestamp,
@@ -187,7 +190,8 @@ impl<M: MediaPort> Pipeline<M> {
                 symmetric_rtp: cfg.media.symmetric_rtp,
                 counters: RouteCounters::default(),
                 first_time: None,
-                span: Duration::ZERO,
+                banked: Duration::ZERO,
+                stretch_start: Timestamp::from_millis(0),
                 now: Timestamp::ZERO,
                 next_drain: Timestamp::ZERO,
                 next_tick: Timestamp::ZERO,
@@ -292,7 +296,7 @@ impl<M: MediaPort> Pipeline<M> {
                 clock_steps: self.core.clock_steps,
                 ..self.core.counters.clone()
             },
-            capture_span: self.core.span,
+            capture_span: self.core.capture_span(),
         }
     }
 
@@ -332,6 +336,7 @@ impl<M: MediaPort> Core<M> {
         if self.first_time.is_none() {
             self.first_time = Some(time);
             self.now = time;
+            self.stretch_start = time;
             self.next_drain = time + DRAIN_EVERY;
             self.next_tick = time + TICK_EVERY;
             return time;
@@ -362,17 +367,26 @@ impl<M: MediaPort> Core<M> {
         self.leap = None;
         // Merged captures are not always in order: time only moves forward.
         if time > self.now {
-            self.span += time.saturating_since(self.now);
             self.now = time;
         }
+        self.stretch_start = self.stretch_start.min(time);
         time
+    }
+
+    /// Capture time the traffic has covered: from the earliest packet of each stretch to its
+    /// last (see `banked`).
+    fn capture_span(&self) -> Duration {
+        self.banked + self.now.saturating_since(self.stretch_start)
     }
 
     /// Capture time follows the traffic to `time`, confirmed by two packets. Back: the clock
     /// stepped back (or the earlier leap was bogus), so timeouts and call ends must not wait
     /// for the old future.
     fn follow(&mut self, time: Timestamp, back: bool) {
-        self.span += time.saturating_since(self.now);
+        if back {
+            self.banked += self.now.saturating_since(self.stretch_start);
+            self.stretch_start = time;
+        }
         self.now = time;
         if back {
             self.next_drain = time;
