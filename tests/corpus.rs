@@ -225,8 +225,13 @@ fn nothing_in_the_repository_reads_files_outside_it() {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let outside = ["\"/../", "/../shared", "../shared/"];
-            if outside.iter().any(|p| text.contains(p)) && !path.ends_with("tests/corpus.rs") {
+            // spelt in pieces, so that this file does not name what it looks for
+            let outside = [
+                concat!("\"/", "../"),
+                concat!("/..", "/shared"),
+                concat!("..", "/shared/"),
+            ];
+            if outside.iter().any(|p| text.contains(p)) {
                 offenders.push(path.strip_prefix(&root).unwrap().display().to_string());
             }
         }
