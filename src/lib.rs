@@ -19,6 +19,7 @@ pub mod mixer;
 pub mod net;
 pub mod pipeline;
 pub mod policy;
+pub mod record;
 pub mod replay;
 pub mod rtp;
 pub mod segment;

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callvault::config::EXAMPLE_AGENT_TOML;
+use callvault::record::CallRecord;
 use callvault::replay::{self, ReplayOptions};
-use callvault::spool::CallRecord;
 use callvault::synth::{CallSpec, Scenario, write_capture};
 use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use callvault::catalogue::store::Store;
 use callvault::config::EXAMPLE_AGENT_TOML;
+use callvault::record::CallRecord;
 use callvault::replay::{self, ReplayOptions};
-use callvault::spool::CallRecord;
 use callvault::synth::{Scenario, write_capture};
 use callvault::vault::generate_keypair_files;
 

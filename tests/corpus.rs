@@ -23,7 +23,7 @@ fn truth() -> serde_json::Value {
 struct FileRun {
     summary: callvault::pipeline::Summary,
     calls: BTreeSet<String>,
-    recorded: Vec<callvault::spool::CallRecord>,
+    recorded: Vec<callvault::record::CallRecord>,
     spool: tempfile::TempDir,
     key: callvault::vault::CataloguePrivateKey,
 }

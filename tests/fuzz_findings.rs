@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
 use callvault::pipeline::Pipeline;
+use callvault::record::CallRecord;
 use callvault::source::CaptureFile;
-use callvault::spool::{CallRecord, Spool};
+use callvault::spool::Spool;
 use common::{CollectingSink, test_keys};
 
 fn finding(name: &str) -> PathBuf {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use callvault::config::AgentConfig;
 use callvault::decode::g711;
+use callvault::record::CallRecord;
 use callvault::replay::{self, ReplayOptions, ReplayReport};
-use callvault::spool::CallRecord;
 use callvault::synth::{
     CallEnd, CallSpec, CallTruth, CaptureFormat, Codec, Generator, LinkKind, Scenario, Signal,
     SipTransport, write_capture,

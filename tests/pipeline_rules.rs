@@ -1125,7 +1125,7 @@ fn mirror_rtp(
 }
 
 /// Packets recorded of SSRC `ssrc` in `rec`.
-fn packets_of(rec: &callvault::spool::CallRecord, ssrc: u32) -> u64 {
+fn packets_of(rec: &callvault::record::CallRecord, ssrc: u32) -> u64 {
     let ssrc = format!("0x{ssrc:08X}");
     rec.streams
         .iter()

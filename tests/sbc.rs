@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use callvault::spool::CallRecord;
+use callvault::record::CallRecord;
 
 /// Where the dial plan sends the Switchboard: the agent on duty.
 const AGENT_EXT: &str = "2005";

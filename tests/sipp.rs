@@ -18,7 +18,7 @@ use lab::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use callvault::spool::CallRecord;
+use callvault::record::CallRecord;
 
 // ---------------------------------------------------------------------------------------
 // Scenarios

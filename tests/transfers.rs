@@ -7,7 +7,8 @@ use std::net::SocketAddrV4;
 
 use callvault::net::LinkType;
 use callvault::pipeline::{LocalPipeline, Pipeline, Summary};
-use callvault::spool::{CallRecord, Spool};
+use callvault::record::CallRecord;
+use callvault::spool::Spool;
 use callvault::time::Timestamp;
 use callvault::vault::CataloguePrivateKey;
 use common::{

@@ -15,7 +15,7 @@ use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
 use callvault::pipeline::{CallSink, Pipeline};
 use callvault::segment::SegmentStore;
 use callvault::source::CaptureFile;
-use callvault::spool::CallRecord;
+use callvault::record::CallRecord;
 use callvault::vault::{CataloguePrivateKey, CataloguePublicKey};
 use libfuzzer_sys::fuzz_target;
 

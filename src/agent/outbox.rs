@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::metrics::Status;
-use crate::spool::CallRecord;
+use crate::record::CallRecord;
 
 pub const SHIPPED_DIR: &str = "shipped";
 pub const REJECTED_DIR: &str = "rejected";

@@ -23,7 +23,8 @@ use crate::decode::PayloadMap;
 use crate::media::{MediaCounters, MediaSlot, MediaStage};
 use crate::pipeline::local_media::close_and_store;
 use crate::pipeline::{CallSink, MediaPort};
-use crate::spool::{CallRecord, Spool};
+use crate::record::CallRecord;
+use crate::spool::Spool;
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
 

@@ -19,7 +19,7 @@ use super::App;
 use super::blobs::Blobs;
 use super::store::{SegmentRow, Stored};
 use super::tls::ClientCert;
-use crate::spool::CallRecord;
+use crate::record::CallRecord;
 use crate::vault::{HEADER_LEN, SegmentHeader};
 
 fn reply(code: StatusCode, text: impl Into<String>) -> Response {

@@ -2,7 +2,7 @@
 //! in order, labelled with the message and its time from the first one (what sngrep and
 //! Homer show). Drawn on the server, so the page needs no script for it.
 
-use crate::spool::SignalRecord;
+use crate::record::SignalRecord;
 
 /// Escapes text for SVG/HTML (the labels come from the wire).
 pub fn escape(s: &str) -> String {

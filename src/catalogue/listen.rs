@@ -18,8 +18,8 @@ use sqlx::Row;
 use super::App;
 use super::people::{Caller, refuse, token_hash};
 use super::store::{Store, now_ms};
+use crate::record::CallRecord;
 use crate::segment::wav;
-use crate::spool::CallRecord;
 use crate::vault::{HEADER_LEN, SegmentHeader, SegmentOpener, TAG_LEN};
 
 /// The purposes the policy allows a recording to be retrieved for.

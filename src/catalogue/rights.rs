@@ -21,7 +21,7 @@ use super::audit::Entry;
 use super::listen;
 use super::people::{Caller, Role, caller, refuse};
 use super::store::{Store, now_ms};
-use crate::spool::CallRecord;
+use crate::record::CallRecord;
 
 macro_rules! dpo {
     ($app:expr, $headers:expr) => {{

@@ -10,7 +10,7 @@
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::spool::CallRecord;
+use crate::record::CallRecord;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

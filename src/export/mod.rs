@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use crate::record::CallRecord;
 use crate::segment::wav;
-use crate::spool::CallRecord;
 use crate::vault::{CataloguePrivateKey, SegmentOpener};
 
 /// A decrypted segment.

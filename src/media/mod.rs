@@ -27,8 +27,9 @@ use crate::calls::Side;
 use crate::config::MediaSection;
 use crate::decode::{CodecKind, Decoder, MAX_PACKET_SAMPLES, PayloadMap};
 use crate::mixer::Timeline;
+use crate::record::{MediaSummary, StreamSummary};
 use crate::rtp::{Anchor, PacketPrint, SeqVerdict, Stream};
-use crate::segment::{SegmentInfo, SegmentStore, SegmentWriter};
+use crate::segment::{SegmentStore, SegmentWriter};
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
 
@@ -89,37 +90,6 @@ impl MediaCounters {
         self.segments_written += other.segments_written;
         self.audio_ms_written += other.audio_ms_written;
     }
-}
-
-/// One stream as the call's metadata lists it.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct StreamSummary {
-    /// Who is speaking on this stream: `from_caller` (left) or `from_organisation` (right).
-    pub direction: String,
-    pub codec: String,
-    pub decoded: bool,
-    pub ssrc: String,
-    pub packets: u64,
-    pub lost: u64,
-    pub duplicates: u64,
-    pub late: u64,
-    pub events: u64,
-    pub resyncs: u64,
-    /// Packets of this stream another stream of the same party had already delivered: the
-    /// copy of a media relay's other hop, not heard twice.
-    #[serde(default)]
-    pub relay_copies: u64,
-    pub first_seen: String,
-    pub last_seen: String,
-}
-
-/// What a closed call's recording produced.
-#[derive(Clone, Debug, Default)]
-pub struct MediaSummary {
-    pub streams: Vec<StreamSummary>,
-    pub segments: Vec<SegmentInfo>,
-    pub audio_ms: u64,
-    pub write_failed: bool,
 }
 
 struct CallMedia<F: std::io::Write> {
@@ -496,7 +466,7 @@ impl<S: SegmentStore> MediaStage<S> {
         self.counters.calls_closed += 1;
         let mut cm = cm;
         let mut summary = MediaSummary {
-            streams: cm.streams.iter().map(stream_summary).collect(),
+            streams: cm.streams.iter().map(StreamSummary::from).collect(),
             ..Default::default()
         };
         if let (Some(origin), Some(timeline), Some(writer)) =
@@ -588,31 +558,6 @@ fn drain<S: SegmentStore>(
             tracing::error!("writing segment failed, the rest of this call is not recorded: {e}");
         }
     });
-}
-
-fn stream_summary(s: &Stream) -> StreamSummary {
-    StreamSummary {
-        direction: match s.side {
-            Side::Caller => "from_caller".into(),
-            Side::Organisation => "from_organisation".into(),
-        },
-        codec: if s.codec_name.is_empty() {
-            "unknown".into()
-        } else {
-            s.codec_name.clone()
-        },
-        decoded: s.decoder.is_some(),
-        ssrc: format!("0x{:08X}", s.ssrc),
-        packets: s.stats.packets,
-        lost: s.seq.lost(),
-        duplicates: s.seq.duplicates(),
-        late: s.stats.late,
-        events: s.stats.events,
-        resyncs: s.stats.resyncs,
-        relay_copies: s.stats.relay_copies,
-        first_seen: s.first_seen.rfc3339(),
-        last_seen: s.last_seen.rfc3339(),
-    }
 }
 
 #[cfg(test)]

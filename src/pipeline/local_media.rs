@@ -9,8 +9,8 @@ use super::{CallSink, MediaPort};
 use crate::calls::{Call, Side};
 use crate::decode::PayloadMap;
 use crate::media::{MediaCounters, MediaSlot, MediaStage};
+use crate::record::CallRecord;
 use crate::segment::SegmentStore;
-use crate::spool::CallRecord;
 use crate::time::Timestamp;
 
 pub struct LocalMedia<S: SegmentStore, K: CallSink> {
@@ -89,10 +89,7 @@ pub fn close_and_store<S: SegmentStore, K: CallSink>(
     mut record: CallRecord,
 ) {
     let media = stage.close(slot, ended_at);
-    record.streams = media.streams;
-    record.segments = media.segments;
-    record.audio_ms = media.audio_ms;
-    record.write_failed = media.write_failed;
+    record.set_media(media);
     if let Err(e) = sink.recorded(&record) {
         stage.counters.metadata_errors += 1;
         tracing::error!(call_id = %record.call_id, "writing call metadata failed: {e}");

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::calls::{Call, Side};
 use crate::decode::PayloadMap;
 use crate::media::{MediaCounters, MediaSlot};
-use crate::spool::CallRecord;
+use crate::record::CallRecord;
 use crate::time::Timestamp;
 
 pub trait MediaPort {

@@ -23,16 +23,14 @@ use serde::Serialize;
 
 use crate::calls::{Call, CallEvent, CallKey, CallTracker};
 use crate::config::AgentConfig;
-use crate::media::{MediaCounters, MediaSlot, MediaStage, MediaSummary};
+use crate::media::{MediaCounters, MediaSlot, MediaStage};
 use crate::net::{Datagram, LinkType, NetConfig, NetDecoder, Transport};
 use crate::policy::ScopePolicy;
+use crate::record::CallRecord;
 use crate::rtp::relay::RELAY_WINDOW;
 use crate::rtp::{PacketPrint, looks_like_rtcp, looks_like_rtp};
 use crate::segment::SegmentStore;
 use crate::sip;
-use crate::spool::{
-    CallRecord, DecisionRecord, LegRecord, SignalRecord, TransferRecord, record::SCHEMA_VERSION,
-};
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
 
@@ -617,7 +615,7 @@ impl<M: MediaPort> Core<M> {
                         tracing::warn!(call_id = %c.call_id, "call in scope not recorded: recording paused (disk below its floor)");
                         continue;
                     }
-                    let journal = call_record(&self.agent, c, MediaSummary::default());
+                    let journal = CallRecord::new(&self.agent, c);
                     let slot = self.media.open(c.call_id, journal);
                     self.slots.insert(call, slot);
                     // a call decided after a wait (see calls::tracker) already has addresses,
@@ -732,7 +730,7 @@ impl<M: MediaPort> Core<M> {
         // a call refused while recording was paused has no slot and no metadata
         if let Some(slot) = self.slots.remove(&key) {
             debug_assert!(record && !self.dry_run, "only calls to record get a slot");
-            let doc = call_record(&self.agent, &call, MediaSummary::default());
+            let doc = CallRecord::new(&self.agent, &call);
             self.media.close(slot, ended_at, doc);
         }
     }
@@ -761,71 +759,6 @@ fn belongs_to_a_call(msg: &sip::Message<'_>) -> bool {
             of_a_call(m) && (!matches!(m, M::Invite) || msg.to().is_some_and(|t| t.tag().is_some()))
         }
         None => msg.cseq().is_some_and(|c| of_a_call(&c.method)),
-    }
-}
-
-/// The metadata document of a recorded call.
-pub fn call_record(agent: &str, call: &Call, media: MediaSummary) -> CallRecord {
-    let ts = |t: Option<Timestamp>| t.map(Timestamp::rfc3339);
-    CallRecord {
-        schema: SCHEMA_VERSION,
-        call_id: call.call_id.to_string(),
-        agent: agent.to_owned(),
-        sip_call_ids: call.legs.iter().map(|l| l.sip_call_id.clone()).collect(),
-        dialled: call.dialled.clone(),
-        dialled_raw: call.dialled_raw.clone(),
-        service: call.decision.service.clone(),
-        retention_days: call.decision.retention_days,
-        caller: call.caller.clone(),
-        started_at: call.started_at.rfc3339(),
-        answered_at: ts(call.answered_at()),
-        ended_at: ts(call.ended_at()),
-        end_reason: call.end_reason().map(str::to_owned),
-        decision: DecisionRecord {
-            record: call.decision.record,
-            reason: call.decision.reason.clone(),
-            rule: call.decision.rule.as_str().to_owned(),
-        },
-        legs: call
-            .legs
-            .iter()
-            .map(|l| LegRecord {
-                sip_call_id: l.sip_call_id.clone(),
-                from: l.from_user.clone(),
-                to: l.to_user.clone(),
-                dialled: l.dialled.clone(),
-                started_at: l.started_at.rfc3339(),
-                answered_at: ts(l.answered_at),
-                ended_at: ts(l.ended_at),
-                end_reason: l.end_reason.clone(),
-                joined_by: l.joined_by.as_str().to_owned(),
-                transfers: l
-                    .transfers
-                    .iter()
-                    .map(|t| TransferRecord {
-                        at: t.at.rfc3339(),
-                        target: t.target.clone(),
-                        attended: t.attended,
-                        status: t.status,
-                    })
-                    .collect(),
-            })
-            .collect(),
-        signalling: call
-            .signalling
-            .iter()
-            .map(|e| SignalRecord {
-                at: e.at.rfc3339(),
-                from: e.src.to_string(),
-                to: e.dst.to_string(),
-                message: e.message.clone(),
-                sip_call_id: e.sip_call_id.clone(),
-            })
-            .collect(),
-        streams: media.streams,
-        segments: media.segments,
-        audio_ms: media.audio_ms,
-        write_failed: media.write_failed,
     }
 }
 

@@ -16,8 +16,8 @@ use serde::Serialize;
 use crate::calls::Call;
 use crate::config::AgentConfig;
 use crate::pipeline::{CallSink, Pipeline};
+use crate::record::CallRecord;
 use crate::segment::SegmentStore;
-use crate::spool::CallRecord;
 use crate::vault::CataloguePrivateKey;
 
 /// One call as the report shows it.

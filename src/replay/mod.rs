@@ -15,8 +15,9 @@ use anyhow::Context;
 use crate::config::AgentConfig;
 use crate::io_util::cpu_time;
 use crate::pipeline::{CallSink, MediaPort, Pipeline, Summary};
+use crate::record::CallRecord;
 use crate::source::CaptureFile;
-use crate::spool::{CallRecord, Spool};
+use crate::spool::Spool;
 use crate::vault::CataloguePublicKey;
 
 pub mod check;

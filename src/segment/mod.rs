@@ -9,4 +9,4 @@
 pub mod wav;
 pub mod writer;
 
-pub use writer::{SegmentError, SegmentInfo, SegmentStore, SegmentWriter};
+pub use writer::{SegmentError, SegmentStore, SegmentWriter};

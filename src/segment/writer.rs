@@ -3,10 +3,10 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::wav;
+use crate::record::SegmentInfo;
 use crate::time::Timestamp;
 use crate::vault::{CataloguePublicKey, SegmentIds, SegmentSealer, VaultError};
 
@@ -23,36 +23,6 @@ pub trait SegmentStore {
 
 /// Frames interleaved per step (4 KiB on the stack).
 const INTERLEAVE_FRAMES: usize = 1024;
-
-/// A finished segment, as listed in the call's metadata.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SegmentInfo {
-    /// Path relative to the spool directory.
-    pub file: String,
-    pub segment_id: String,
-    pub seq: u32,
-    /// Start of this segment relative to the start of the call's recording.
-    pub offset_ms: u64,
-    pub duration_ms: u64,
-    pub started_at: String,
-    pub sample_rate: u32,
-    /// Size of the encrypted file.
-    pub bytes: u64,
-    /// SHA-256 of the encrypted file, hex.
-    pub sha256: String,
-    pub key_id: String,
-    /// False for a segment the agent closed after a crash: it ends at its last whole sealed
-    /// chunk, without the final chunk (open it with `SegmentOpener::recover`).
-    #[serde(default = "complete_default", skip_serializing_if = "is_complete")]
-    pub complete: bool,
-}
-
-fn complete_default() -> bool {
-    true
-}
-fn is_complete(c: &bool) -> bool {
-    *c
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {

@@ -6,15 +6,13 @@
 //! after it is complete and synced; metadata is written to a temporary file, synced and
 //! renamed. It never holds or writes plaintext audio: what it is given is already encrypted.
 
-pub mod record;
 pub mod recover;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use record::{CallRecord, DecisionRecord, LegRecord, SignalRecord, TransferRecord};
-
+use crate::record::CallRecord;
 use crate::segment::SegmentStore;
 
 pub const SEGMENTS_DIR: &str = "segments";

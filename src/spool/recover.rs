@@ -17,8 +17,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::sha256_file_hex;
-use super::{CALLS_DIR, CallRecord, PARTIAL_SUFFIX, SEGMENTS_DIR, Spool};
-use crate::segment::SegmentInfo;
+use super::{CALLS_DIR, PARTIAL_SUFFIX, SEGMENTS_DIR, Spool};
+use crate::record::CallRecord;
+use crate::record::SegmentInfo;
 use crate::segment::wav;
 use crate::time::Timestamp;
 use crate::vault::{HEADER_LEN, SegmentHeader, TAG_LEN};

@@ -9,7 +9,8 @@ pub mod parts;
 use callvault::calls::Call;
 use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
 use callvault::pipeline::CallSink;
-use callvault::spool::{CallRecord, Spool};
+use callvault::record::CallRecord;
+use callvault::spool::Spool;
 use callvault::vault::{CataloguePrivateKey, CataloguePublicKey};
 
 /// A fresh catalogue key pair.

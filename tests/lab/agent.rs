@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use callvault::spool::CallRecord;
+use callvault::record::CallRecord;
 use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
 
 use super::{Lab, Outcome, decrypt_call, joined, skipped};

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use callvault::config::AgentConfig;
 use callvault::decode::g711;
+use callvault::record::CallRecord;
 use callvault::replay::{self, ReplayOptions, ReplayReport};
-use callvault::spool::CallRecord;
 use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
 
 use crate::common;

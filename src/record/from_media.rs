@@ -1,0 +1,32 @@
+//! A recorded stream's figures as the metadata document lists them.
+
+use super::StreamSummary;
+use crate::calls::Side;
+use crate::rtp::Stream;
+
+impl From<&Stream> for StreamSummary {
+    fn from(s: &Stream) -> StreamSummary {
+        StreamSummary {
+            direction: match s.side {
+                Side::Caller => "from_caller".into(),
+                Side::Organisation => "from_organisation".into(),
+            },
+            codec: if s.codec_name.is_empty() {
+                "unknown".into()
+            } else {
+                s.codec_name.clone()
+            },
+            decoded: s.decoder.is_some(),
+            ssrc: format!("0x{:08X}", s.ssrc),
+            packets: s.stats.packets,
+            lost: s.seq.lost(),
+            duplicates: s.seq.duplicates(),
+            late: s.stats.late,
+            events: s.stats.events,
+            resyncs: s.stats.resyncs,
+            relay_copies: s.stats.relay_copies,
+            first_seen: s.first_seen.rfc3339(),
+            last_seen: s.last_seen.rfc3339(),
+        }
+    }
+}
