@@ -23,6 +23,7 @@ pub mod record;
 pub mod replay;
 pub mod rtp;
 pub mod segment;
+pub mod session;
 pub mod sip;
 pub mod source;
 pub mod spool;

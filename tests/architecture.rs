@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// The stage folders under src/.
 const STAGES: &[&str] = &[
     "net", "sip", "rtp", "calls", "policy", "decode", "mixer", "media", "segment", "pipeline",
-    "record",
+    "record", "session",
 ];
 
 /// What a stage must not name, and why.
@@ -155,7 +155,7 @@ fn the_layering_scan_finds_each_kind_of_breach() {
         ("let t = Timestamp::now();", "Timestamp::now"),
         ("use crate::agent::metrics::Metrics;", "crate::agent"),
         (
-            "use crate::{calls::Side, catalogue::store::Store};",
+            "use crate::{session::Side, catalogue::store::Store};",
             "crate::catalogue",
         ),
         ("use crate::spool::Spool;", "crate::spool"),
@@ -170,7 +170,7 @@ fn the_layering_scan_finds_each_kind_of_breach() {
         );
     }
     // comments, test modules and other stages are not breaches
-    let clean = "use crate::calls::Side;\n// std::fs in a comment\n#[cfg(test)]\nmod tests { use std::fs; }\n";
+    let clean = "use crate::session::Side;\n// std::fs in a comment\n#[cfg(test)]\nmod tests { use std::fs; }\n";
     assert!(breaches(&code(clean)).is_empty());
     assert!(!breaches(&code("use crate::spool::Spool;")).is_empty());
 }

@@ -17,13 +17,12 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::calls::Side;
 use crate::config::AgentConfig;
-use crate::decode::PayloadMap;
 use crate::media::{MediaCounters, MediaSlot, MediaStage};
 use crate::pipeline::local_media::close_and_store;
 use crate::pipeline::{CallSink, MediaPort};
 use crate::record::CallRecord;
+use crate::session::{PayloadMap, Side};
 use crate::spool::Spool;
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;

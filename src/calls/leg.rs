@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
-use super::Side;
+use crate::session::Side;
 use crate::time::Timestamp;
 
 /// The two ends of a dialog: A sent the initial INVITE, B answered it.

@@ -14,39 +14,11 @@ pub mod transfer;
 
 use std::net::SocketAddr;
 
-use serde::Serialize;
-
-use crate::decode::PayloadMap;
+use crate::session::{PayloadMap, Side};
 
 pub use call::Call;
 pub use leg::{Hop, JoinedBy, Leg, LegState, Party};
 pub use tracker::{CallCounters, CallTracker};
-
-/// The two channels of a recording.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// The outside party: left channel.
-    Caller,
-    /// The contact centre (agent, then whoever the call is transferred to): right channel.
-    Organisation,
-}
-
-impl Side {
-    pub fn channel(self) -> usize {
-        match self {
-            Side::Caller => 0,
-            Side::Organisation => 1,
-        }
-    }
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::Caller => Side::Organisation,
-            Side::Organisation => Side::Caller,
-        }
-    }
-}
 
 /// Internal handle of a call inside one agent process (never reused).
 pub type CallKey = u64;

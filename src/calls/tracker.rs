@@ -38,10 +38,11 @@ use super::transfer::{
     InviteEvidence, Join, MAX_PENDING, MEDIA_JOIN_ACTIVITY, PendingTransfer, REORDER_WINDOW,
     TRANSFER_WINDOW, comparable, match_pending,
 };
-use super::{CallEvent, CallKey, Side};
+use super::{CallEvent, CallKey};
 use crate::config::CallsSection;
-use crate::decode::{Codec, PayloadMap};
 use crate::policy::{CallParties, Decision, ScopePolicy};
+use crate::session::Side;
+use crate::session::{Codec, PayloadMap};
 use crate::sip::{HeaderName, Message, Method, Sdp};
 use crate::time::Timestamp;
 

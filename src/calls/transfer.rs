@@ -26,8 +26,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::CallKey;
 use super::leg::JoinedBy;
-use super::{CallKey, Side};
+use crate::session::Side;
 use crate::sip::Replaces;
 use crate::time::Timestamp;
 

@@ -23,13 +23,13 @@ use rtp_rs::RtpReader;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::calls::Side;
 use crate::config::MediaSection;
-use crate::decode::{CodecKind, Decoder, MAX_PACKET_SAMPLES, PayloadMap};
+use crate::decode::{Decoder, MAX_PACKET_SAMPLES};
 use crate::mixer::Timeline;
 use crate::record::{MediaSummary, StreamSummary};
 use crate::rtp::{Anchor, PacketPrint, SeqVerdict, Stream};
 use crate::segment::{SegmentStore, SegmentWriter};
+use crate::session::{CodecKind, PayloadMap, Side};
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
 
@@ -563,7 +563,8 @@ fn drain<S: SegmentStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Codec, g711};
+    use crate::decode::g711;
+    use crate::session::Codec;
     use crate::vault::{CataloguePrivateKey, SegmentOpener};
     use std::collections::HashMap;
     use std::io;

@@ -1,6 +1,6 @@
 //! The ring buffer behind a call's stereo timeline.
 
-use crate::calls::Side;
+use crate::session::Side;
 
 /// Result of placing samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{CallSink, MediaPort};
-use crate::calls::{Call, Side};
-use crate::decode::PayloadMap;
+use crate::calls::Call;
 use crate::media::{MediaCounters, MediaSlot, MediaStage};
 use crate::record::CallRecord;
 use crate::segment::SegmentStore;
+use crate::session::{PayloadMap, Side};
 use crate::time::Timestamp;
 
 pub struct LocalMedia<S: SegmentStore, K: CallSink> {

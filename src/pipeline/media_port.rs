@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::calls::{Call, Side};
-use crate::decode::PayloadMap;
+use crate::calls::Call;
 use crate::media::{MediaCounters, MediaSlot};
 use crate::record::CallRecord;
+use crate::session::{PayloadMap, Side};
 use crate::time::Timestamp;
 
 pub trait MediaPort {

@@ -11,9 +11,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::calls::{CallKey, Side};
-use crate::decode::PayloadMap;
+use crate::calls::CallKey;
 use crate::media::MediaSlot;
+use crate::session::{PayloadMap, Side};
 use crate::time::Timestamp;
 
 /// Where RTP sent to an address goes.

@@ -1,8 +1,8 @@
 //! A recorded stream's figures as the metadata document lists them.
 
 use super::StreamSummary;
-use crate::calls::Side;
 use crate::rtp::Stream;
+use crate::session::Side;
 
 impl From<&Stream> for StreamSummary {
     fn from(s: &Stream) -> StreamSummary {

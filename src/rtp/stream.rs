@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::relay::RecentPackets;
 use super::sequence::SequenceTracker;
-use crate::calls::Side;
-use crate::decode::{CodecKind, Decoder};
+use crate::decode::Decoder;
+use crate::session::{CodecKind, Side};
 use crate::time::Timestamp;
 
 /// RTP timestamp `rtp_ts` (extended) is heard at timeline sample `pos`.
