@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::calls::CallsSection;
+use crate::media::MediaSection;
+use crate::policy::ScopeSection;
 use crate::policy::number::{Country, NumberError, parse_listed_number};
 
 /// Everything the agent and `replay` read from `agent.toml`.
@@ -210,133 +213,6 @@ fn default_spool_dir() -> PathBuf {
 }
 fn default_public_key() -> PathBuf {
     PathBuf::from("/etc/callvault/catalogue.pub")
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScopeSection {
-    /// ISO 3166 country used to read national numbers ("020 8748 3020" in GB).
-    pub country: String,
-    /// Numbers of at most this many digits are internal extensions.
-    #[serde(default = "default_extension_max_digits")]
-    pub extension_max_digits: usize,
-    /// The published contact-centre numbers: calls dialled to these are recorded.
-    pub numbers: Vec<ListedNumber>,
-    /// Numbers that are never recorded, even if listed above.
-    #[serde(default)]
-    pub never_record: Vec<String>,
-    /// Also use the original called number from Diversion / History-Info when the
-    /// Request-URI is not listed (a call forwarded from a listed number is recorded).
-    #[serde(default = "default_true")]
-    pub use_original_called_number: bool,
-    /// Record a call that reaches a listed number only because it was forwarded there from a
-    /// number that is not listed (a staff member's line forwarding to the contact centre).
-    /// The caller dialled a staff line, outside the published scope, so this is off by default.
-    #[serde(default)]
-    pub record_forwarded_to_listed_numbers: bool,
-    /// Record an agent's consultation call (to a colleague, during an attended transfer of a
-    /// recorded call) as part of that call, on the organisation channel. Off: it is
-    /// organisation-internal, like any staff-to-staff call.
-    #[serde(default)]
-    pub record_consultation_calls: bool,
-}
-
-fn default_extension_max_digits() -> usize {
-    6
-}
-fn default_true() -> bool {
-    true
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListedNumber {
-    pub number: String,
-    pub service: String,
-    /// Retention in days for this service, passed to the catalogue (default 183).
-    #[serde(default)]
-    pub retention_days: Option<u32>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MediaSection {
-    /// A segment file is closed and a new one started after this many seconds of audio.
-    #[serde(default = "default_segment_seconds")]
-    pub segment_seconds: u32,
-    /// How long audio is held to put reordered and jittered packets in place before it is
-    /// encrypted and written. Packets later than this are counted as late and dropped.
-    #[serde(default = "default_playout_delay_ms")]
-    pub playout_delay_ms: u32,
-    /// Accept RTP from a party's SDP address even when it is sent to an address the SDP did not
-    /// name (symmetric RTP latching behind NAT).
-    #[serde(default = "default_true")]
-    pub symmetric_rtp: bool,
-    /// Sync to disk at least this often (seconds of capture time) while a segment is open.
-    #[serde(default = "default_fsync_seconds")]
-    pub fsync_seconds: u32,
-}
-
-impl Default for MediaSection {
-    fn default() -> Self {
-        MediaSection {
-            segment_seconds: default_segment_seconds(),
-            playout_delay_ms: default_playout_delay_ms(),
-            symmetric_rtp: true,
-            fsync_seconds: default_fsync_seconds(),
-        }
-    }
-}
-
-fn default_segment_seconds() -> u32 {
-    300
-}
-fn default_playout_delay_ms() -> u32 {
-    300
-}
-fn default_fsync_seconds() -> u32 {
-    5
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CallsSection {
-    /// A call with no RTP and no SIP for this long is closed (`end_reason = "rtp_timeout"`).
-    #[serde(default = "default_rtp_timeout")]
-    pub rtp_timeout_seconds: u32,
-    /// A call longer than this is closed (`end_reason = "max_length"`).
-    #[serde(default = "default_max_call")]
-    pub max_call_seconds: u32,
-    /// An INVITE with no final answer is forgotten after this long.
-    #[serde(default = "default_setup_timeout")]
-    pub setup_timeout_seconds: u32,
-    /// Upper bound on dialogs tracked at once; beyond it new calls are counted, not tracked.
-    #[serde(default = "default_max_dialogs")]
-    pub max_dialogs: usize,
-}
-
-impl Default for CallsSection {
-    fn default() -> Self {
-        CallsSection {
-            rtp_timeout_seconds: default_rtp_timeout(),
-            max_call_seconds: default_max_call(),
-            setup_timeout_seconds: default_setup_timeout(),
-            max_dialogs: default_max_dialogs(),
-        }
-    }
-}
-
-fn default_rtp_timeout() -> u32 {
-    120
-}
-fn default_max_call() -> u32 {
-    4 * 3600
-}
-fn default_setup_timeout() -> u32 {
-    300
-}
-fn default_max_dialogs() -> usize {
-    200_000
 }
 
 /// A configuration problem, said so that the admin can fix it.

@@ -61,7 +61,7 @@ pub struct Status {
 
 impl Status {
     /// A new number list (start, reload): the outbox reports it to the catalogue.
-    pub fn set_scope(&self, scope: &crate::config::ScopeSection) {
+    pub fn set_scope(&self, scope: &crate::policy::ScopeSection) {
         let numbers = scope
             .numbers
             .iter()

@@ -46,7 +46,7 @@ impl Outbox {
         link: &crate::config::CatalogueLink,
         token: String,
         spool: &Path,
-        scope: &crate::config::ScopeSection,
+        scope: &crate::policy::ScopeSection,
         status: Arc<Status>,
     ) -> anyhow::Result<Outbox> {
         status.set_scope(scope);

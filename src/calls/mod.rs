@@ -8,6 +8,7 @@
 //! a leg that is not part of an in-scope call has `record = false` on every event.
 
 pub mod call;
+mod config;
 pub mod leg;
 pub mod tracker;
 pub mod transfer;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use crate::session::{PayloadMap, Side};
 
 pub use call::Call;
+pub use config::CallsSection;
 pub use leg::{Hop, JoinedBy, Leg, LegState, Party};
 pub use tracker::{CallCounters, CallTracker};
 

@@ -32,6 +32,7 @@ use std::time::Duration;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::CallsSection;
 use super::call::Call;
 use super::leg::{Hop, JoinedBy, Leg, LegState, MAX_TRANSFER_NOTES, Party, TransferNote};
 use super::transfer::{
@@ -39,7 +40,6 @@ use super::transfer::{
     TRANSFER_WINDOW, comparable, match_pending,
 };
 use super::{CallEvent, CallKey};
-use crate::config::CallsSection;
 use crate::policy::{CallParties, Decision, ScopePolicy};
 use crate::session::Side;
 use crate::session::{Codec, PayloadMap};

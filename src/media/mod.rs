@@ -15,6 +15,10 @@
 //! `playout_delay_ms` so that jittered and reordered packets land in place, then drained to
 //! the segment writer in order.
 
+mod config;
+
+pub use config::MediaSection;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +27,6 @@ use rtp_rs::RtpReader;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::config::MediaSection;
 use crate::decode::{Decoder, MAX_PACKET_SAMPLES};
 use crate::mixer::Timeline;
 use crate::record::{MediaSummary, StreamSummary};

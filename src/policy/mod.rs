@@ -6,8 +6,10 @@
 //! the configured lists. It must never say "record" for a number that is not listed, and every
 //! decision carries its reason so that it can be audited.
 
+mod config;
 pub mod number;
 pub mod scope;
 
+pub use config::{ListedNumber, ScopeSection};
 pub use number::{Country, Number};
 pub use scope::{CallParties, Decision, Rule, ScopePolicy};

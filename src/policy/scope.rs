@@ -20,8 +20,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::ScopeSection;
 use super::number::{Country, Number, normalise, parse_listed_number};
-use crate::config::ScopeSection;
 
 /// Which rule decided: used for counters and for the `policy check` report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
