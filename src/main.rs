@@ -1,12 +1,12 @@
 //! The `callvault` command line: one binary, one subcommand per job.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
+use callvault::config::AgentConfig;
 use callvault::export;
 use callvault::replay::{self, ReplayOptions};
 use callvault::synth;
@@ -490,7 +490,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{}: {} Hz stereo", out.display(), opened.format.rate);
             Ok(())
         }
-        Command::Demo { dir } => demo(&dir),
+        Command::Demo { dir } => callvault::demo::run(&dir),
         Command::Generate {
             calls,
             seconds,
@@ -526,116 +526,4 @@ fn print_report(report: &replay::ReplayReport) {
         report.elapsed.as_secs_f64()
     );
     println!("spool               {}", report.spool.display());
-}
-
-fn demo(dir: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let keys = dir.join("keys");
-    let public = keys.join("catalogue.pub");
-    let private = keys.join("catalogue.key");
-    if !public.exists() {
-        generate_keypair_files(&keys)?;
-    }
-    let capture = dir.join("contact-centre.pcap");
-    let mut scenario = synth::Scenario::contact_centre_mix(8, 20_000, 2026);
-    // calls of a few minutes ago: within retention when the demo catalogue is served after
-    scenario.epoch = callvault::time::Timestamp::now() - std::time::Duration::from_secs(120);
-    let file = fs::File::create(&capture)?;
-    let stats = synth::write_capture(&scenario, std::io::BufWriter::new(file))?;
-    println!(
-        "1. generated {} ({} calls, {} frames): calls to listed council numbers, direct dials to staff extensions, internal calls",
-        capture.display(),
-        scenario.calls.len(),
-        stats.frames
-    );
-    let spool = dir.join("spool");
-    if spool.exists() {
-        fs::remove_dir_all(&spool)?;
-    }
-    let cfg = AgentConfig::from_toml(EXAMPLE_AGENT_TOML, "config/agent.toml (embedded)")?;
-    let report = replay::run(ReplayOptions {
-        config: cfg,
-        spool: spool.clone(),
-        public_key: public.clone(),
-        files: vec![capture],
-        progress: false,
-    })?;
-    println!("2. recorded it through the pipeline with config/agent.toml:\n");
-    println!("{}", report.summary);
-    let wav_dir = dir.join("wav");
-    fs::create_dir_all(&wav_dir)?;
-    let key = CataloguePrivateKey::load(&private)?;
-    println!(
-        "3. recorded calls (decision and reason from the scope policy), exported with the catalogue key:"
-    );
-    let mut calls: Vec<_> = report.recorded.iter().collect();
-    calls.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-    for rec in calls {
-        let json = spool.join("calls").join(format!("{}.json", rec.call_id));
-        let exported = export::export_call(&json, &key)?;
-        let out = wav_dir.join(format!("{}.wav", rec.call_id));
-        export::write_wav(&out, exported.rate, &exported.samples)?;
-        println!(
-            "   {}  {:<14} {:>5.1} s  {}  -> {}",
-            rec.started_at,
-            rec.service.as_deref().unwrap_or("-"),
-            rec.audio_ms as f64 / 1000.0,
-            rec.decision.reason,
-            out.display()
-        );
-    }
-    if report.summary.calls.calls_not_recorded > 0 {
-        println!(
-            "   {} calls out of scope (direct dials, internal calls) left no audio and no metadata",
-            report.summary.calls.calls_not_recorded
-        );
-    }
-    println!(
-        "\nencrypted segments and call metadata are in {}",
-        spool.display()
-    );
-    let cfg = AgentConfig::from_toml(EXAMPLE_AGENT_TOML, "config/agent.toml (embedded)")?;
-    let cat = callvault::catalogue::demo::run(dir, &cfg, &spool, &private)?;
-    let (call_id, audit_seq, wav) = &cat.retrieved;
-    let exported = fs::read(wav_dir.join(format!("{call_id}.wav")))?;
-    println!(
-        "\n4. shipped {} calls with the agent's outbox to a local catalogue ({}: SQLite + files);",
-        cat.shipped,
-        cat.config.display()
-    );
-    println!(
-        "   as manager \"{}\" searched ({} calls found), stated a purpose (quality_training,",
-        cat.manager.0, cat.found
-    );
-    println!(
-        "   reference DEMO-1: audit record #{audit_seq}) and played call {call_id}: the WAV served {}",
-        if *wav == exported {
-            "is the exported one, byte for byte"
-        } else {
-            "DIFFERS from the exported one"
-        }
-    );
-    println!(
-        "   the audit chain verifies ({} records)",
-        cat.audit_records
-    );
-    println!(
-        "\nsee it yourself:  callvault catalogue -c {}",
-        cat.config.display()
-    );
-    println!(
-        "then open http://{}/ and sign in as {} / {} (search, listen)",
-        callvault::catalogue::demo::DEMO_LISTEN,
-        cat.manager.0,
-        cat.manager.1
-    );
-    println!(
-        "             or as {} / {} (the audit log)",
-        cat.auditor.0, cat.auditor.1
-    );
-    anyhow::ensure!(
-        *wav == exported,
-        "the catalogue served a different WAV from the exported one"
-    );
-    Ok(())
 }

@@ -20,7 +20,6 @@ pub mod hep_listener;
 pub mod merge;
 pub mod metrics;
 pub mod outbox;
-pub mod systemd;
 pub mod workers;
 
 use std::path::PathBuf;
@@ -34,6 +33,7 @@ use anyhow::Context;
 use crate::config::AgentConfig;
 use crate::pipeline::Pipeline;
 use crate::spool::Spool;
+use crate::systemd;
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
 use af_packet::{CaptureStats, PacketRing};

@@ -9,7 +9,6 @@ pub mod api;
 pub mod audit;
 pub mod blobs;
 pub mod config;
-pub mod demo;
 pub mod ingest;
 pub mod ladder;
 pub mod listen;
@@ -159,7 +158,7 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
             _ => None,
         };
         tracing::info!(listen = %cfg.server.listen, database = ?app.store.backend, https = tls.is_some(), "catalogue ready");
-        crate::agent::systemd::notify("READY=1");
+        crate::systemd::notify("READY=1");
         let store = app.store.clone();
         {
             let app = app.clone();

@@ -1,4 +1,4 @@
-//! The demo's catalogue half: the calls `demo` recorded are shipped by the agent's own outbox
+//! The demo's second half: the calls `demo` recorded are shipped by the agent's own outbox
 //! into a local catalogue (SQLite and a directory), then found and heard through the
 //! catalogue's HTTP API as a manager would: a search, a stated purpose and reference (audited
 //! first), the WAV. Then the audit chain is verified.
@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::config::CatalogueConfig;
-use super::people::Role;
-use super::tls::{ClientCert, PlainListener};
 use crate::agent::metrics::{HepStats, Status};
 use crate::agent::outbox::Outbox;
+use crate::catalogue::config::CatalogueConfig;
+use crate::catalogue::people::Role;
+use crate::catalogue::tls::{ClientCert, PlainListener};
+use crate::catalogue::{self as catalogue, audit, ingest, search};
 use crate::config::{AgentConfig, CatalogueLink};
 
 /// Where `callvault catalogue -c <config>` serves the demo catalogue afterwards.
@@ -69,7 +70,7 @@ pub fn run(
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let app = super::open(&cfg).await?;
+        let app = catalogue::open(&cfg).await?;
         let manager = ("manager".to_owned(), password()?);
         let auditor = ("auditor".to_owned(), password()?);
         let services: Vec<String> = agent
@@ -88,7 +89,7 @@ pub fn run(
             .map_err(|e| anyhow::anyhow!(e))?;
         for (user, role) in [(&manager.0, Role::Manager), (&auditor.0, Role::Auditor)] {
             app.store
-                .audit(super::audit::Entry {
+                .audit(audit::Entry {
                     actor: "demo",
                     action: "user_add",
                     detail: serde_json::json!({ "username": user, "role": role.as_str() }),
@@ -98,14 +99,14 @@ pub fn run(
         }
         let token = password()?;
         app.store
-            .add_agent(&agent.agent.name, &super::ingest::token_hash(&token))
+            .add_agent(&agent.agent.name, &ingest::token_hash(&token))
             .await?;
 
         // the catalogue, for this run only, on an ephemeral port
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let service =
-            super::router(app.clone()).into_make_service_with_connect_info::<ClientCert>();
+            catalogue::router(app.clone()).into_make_service_with_connect_info::<ClientCert>();
         let server =
             tokio::spawn(async move { axum::serve(PlainListener(listener), service).await });
 
@@ -139,7 +140,7 @@ pub fn run(
             .and_then(|v| v.split(';').next())
             .context("no session cookie")?
             .to_owned();
-        let found: super::search::SearchResult = client
+        let found: search::SearchResult = client
             .get(format!("{base}/api/v1/calls"))
             .header(reqwest::header::COOKIE, &cookie)
             .send()
