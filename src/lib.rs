@@ -13,6 +13,7 @@ pub mod catalogue;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod entropy;
 pub mod export;
 pub mod io_util;
 pub mod media;

@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use callvault::entropy::Entropy;
 use callvault::pipeline::Pipeline;
 use callvault::source::CaptureFile;
 use common::{CollectingSink, example_config, spool_files, test_keys};
@@ -33,7 +34,7 @@ fn replay_file(name: &str, cfg: &callvault::config::AgentConfig) -> FileRun {
     let spool_dir = tempfile::tempdir().unwrap();
     let spool = callvault::spool::Spool::open(spool_dir.path()).unwrap();
     let sink = CollectingSink::new(spool.clone());
-    let mut p = Pipeline::new(cfg, public, spool, sink);
+    let mut p = Pipeline::new(cfg, public, spool, sink, Entropy::system());
     let mut file = CaptureFile::open(&corpus_dir().join("pcaps").join(name)).expect(name);
     loop {
         match file.read(10_000, &mut |t, link, frame| p.frame(t, link, frame)) {

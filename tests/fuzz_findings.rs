@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
+use callvault::entropy::Entropy;
 use callvault::pipeline::Pipeline;
 use callvault::record::CallRecord;
 use callvault::source::CaptureFile;
@@ -36,7 +37,13 @@ fn pipeline_invariant(name: &str) -> (Vec<CallRecord>, Duration) {
     let (_, public, _) = test_keys();
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
-    let mut p = Pipeline::new(&cfg, public, spool.clone(), CollectingSink::new(spool));
+    let mut p = Pipeline::new(
+        &cfg,
+        public,
+        spool.clone(),
+        CollectingSink::new(spool),
+        Entropy::system(),
+    );
     let mut file = CaptureFile::open(&finding(name)).unwrap();
     while let Ok(true) = file.read(64, &mut |time, link, frame| p.frame(time, link, frame)) {}
     p.finish("end_of_capture");

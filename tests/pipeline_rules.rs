@@ -4,6 +4,7 @@ mod common;
 
 use std::net::SocketAddrV4;
 
+use callvault::entropy::Entropy;
 use callvault::net::LinkType;
 use callvault::pipeline::{LocalPipeline, Pipeline};
 use callvault::spool::Spool;
@@ -21,7 +22,13 @@ fn pipeline(
     let (_, public, _private) = test_keys();
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
-    let p = Pipeline::new(cfg, public, spool.clone(), CollectingSink::new(spool));
+    let p = Pipeline::new(
+        cfg,
+        public,
+        spool.clone(),
+        CollectingSink::new(spool),
+        Entropy::system(),
+    );
     (p, dir)
 }
 

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use callvault::config::AgentConfig;
+use callvault::entropy::Entropy;
 use callvault::net::LinkType;
 use callvault::pipeline::{LocalPipeline, Pipeline};
 use callvault::policy::Country;
@@ -678,7 +679,7 @@ fn new_pipeline(
         spool,
         left: Rc::new(Cell::new(SEGMENT_BUDGET)),
     };
-    Pipeline::new(cfg, public, store, sink)
+    Pipeline::new(cfg, public, store, sink, Entropy::system())
 }
 
 // ---------------------------------------------------------------------------------------------

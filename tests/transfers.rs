@@ -5,6 +5,7 @@ mod common;
 
 use std::net::SocketAddrV4;
 
+use callvault::entropy::Entropy;
 use callvault::net::LinkType;
 use callvault::pipeline::{LocalPipeline, Pipeline, Summary};
 use callvault::record::CallRecord;
@@ -50,7 +51,13 @@ impl Script {
         let (_, public, key) = test_keys();
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        let p = Pipeline::new(&cfg, public, spool.clone(), CollectingSink::new(spool));
+        let p = Pipeline::new(
+            &cfg,
+            public,
+            spool.clone(),
+            CollectingSink::new(spool),
+            Entropy::system(),
+        );
         Script {
             p,
             dir,

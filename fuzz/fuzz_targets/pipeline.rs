@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use callvault::entropy::Entropy;
 use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
 use callvault::pipeline::{CallSink, Pipeline};
 use callvault::segment::SegmentStore;
@@ -71,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (cfg, public) = setup();
-    let mut p = Pipeline::new(cfg, public.clone(), MemStore::default(), Calls::default());
+    let mut p = Pipeline::new(cfg, public.clone(), MemStore::default(), Calls::default(), Entropy::predictable(0));
     while let Ok(true) = file.read(64, &mut |time, link, frame| p.frame(time, link, frame)) {}
     p.finish("end_of_capture");
     let summary = p.summary();

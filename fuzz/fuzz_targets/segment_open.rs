@@ -6,6 +6,7 @@
 
 use std::sync::OnceLock;
 
+use callvault::entropy::Entropy;
 use callvault::vault::{CataloguePrivateKey, SegmentIds, SegmentOpener, SegmentSealer};
 use libfuzzer_sys::fuzz_target;
 
@@ -20,8 +21,8 @@ fn seed() -> &'static Seed {
     SEED.get_or_init(|| {
         let (key, public) = CataloguePrivateKey::generate();
         let plain: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let ids = SegmentIds::next_of(uuid::Uuid::from_u128(7), 0);
-        let mut sealer = SegmentSealer::new(Vec::new(), &public, ids, 256).unwrap();
+        let ids = SegmentIds { segment_id: uuid::Uuid::from_u128(8), call_id: uuid::Uuid::from_u128(7), seq: 0 };
+        let mut sealer = SegmentSealer::new(Vec::new(), &public, ids, 256, &mut Entropy::system()).unwrap();
         sealer.write(&plain).unwrap();
         let (sealed, _) = sealer.finish().unwrap();
         Seed { key, plain, sealed }

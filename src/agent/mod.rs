@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::config::AgentConfig;
+use crate::entropy::Entropy;
 use crate::pipeline::Pipeline;
 use crate::spool::Spool;
 use crate::systemd;
@@ -169,7 +170,7 @@ pub fn run(opts: AgentOptions) -> anyhow::Result<()> {
     };
     let media = ShardedMedia::start(workers, &cfg, key, &spool)?;
     let media_drops = media.queue_drops.clone();
-    let mut pipeline = Pipeline::with_media(&cfg, media);
+    let mut pipeline = Pipeline::with_media(&cfg, media, Entropy::system());
     pipeline.set_live(
         hep_udp
             .as_ref()

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::config::AgentConfig;
+use crate::entropy::Entropy;
 use crate::media::{MediaCounters, MediaSlot, MediaStage};
 use crate::pipeline::local_media::close_and_store;
 use crate::pipeline::{CallSink, MediaPort};
@@ -114,6 +115,7 @@ impl ShardedMedia {
                 key.clone(),
                 cfg.media.clone(),
                 Duration::from_secs(cfg.calls.rtp_timeout_seconds as u64),
+                Entropy::system(),
             );
             let sink = SpoolCalls {
                 spool: spool.clone(),

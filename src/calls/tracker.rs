@@ -30,7 +30,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::CallsSection;
 use super::call::Call;
@@ -40,6 +39,7 @@ use super::transfer::{
     TRANSFER_WINDOW, comparable, match_pending,
 };
 use super::{CallEvent, CallKey};
+use crate::entropy::Entropy;
 use crate::policy::{CallParties, Decision, ScopePolicy};
 use crate::session::Side;
 use crate::session::{Codec, PayloadMap};
@@ -159,14 +159,18 @@ pub struct CallTracker {
     closing: Vec<(CallKey, Timestamp)>,
     /// Whether the message being handled came from a feed that may not keep wire order.
     reorderable: bool,
+    /// The random part of call ids.
+    entropy: Entropy,
     pub counters: CallCounters,
 }
 
 impl CallTracker {
-    pub fn new(policy: ScopePolicy, limits: CallsSection) -> Self {
+    /// `entropy` gives the random part of the calls' ids.
+    pub fn new(policy: ScopePolicy, limits: CallsSection, entropy: Entropy) -> Self {
         CallTracker {
             policy,
             limits,
+            entropy,
             by_sip_id: HashMap::new(),
             calls: HashMap::new(),
             next_key: 1,
@@ -1088,7 +1092,7 @@ impl CallTracker {
             key,
             Call {
                 key,
-                call_id: Uuid::now_v7(),
+                call_id: self.entropy.uuid_v7(time),
                 decision,
                 dialled: dialled.e164().map(str::to_owned),
                 dialled_raw,

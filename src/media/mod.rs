@@ -28,6 +28,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::decode::{Decoder, MAX_PACKET_SAMPLES};
+use crate::entropy::Entropy;
 use crate::mixer::Timeline;
 use crate::record::{MediaSummary, StreamSummary};
 use crate::rtp::{Anchor, PacketPrint, SeqVerdict, Stream};
@@ -121,6 +122,8 @@ pub struct MediaStage<S: SegmentStore> {
     /// (a bogus pcap timestamp, a clock step) must not fill the disk with zeros. The call
     /// tracker ends a call that stays silent this long anyway.
     max_silence: Duration,
+    /// What segments are sealed with (each call's writer gets its own fork).
+    entropy: Entropy,
     pub counters: MediaCounters,
 }
 
@@ -130,8 +133,10 @@ impl<S: SegmentStore> MediaStage<S> {
         key: Arc<CataloguePublicKey>,
         cfg: MediaSection,
         max_silence: Duration,
+        entropy: Entropy,
     ) -> Self {
         MediaStage {
+            entropy,
             slots: Vec::new(),
             free: Vec::new(),
             store,
@@ -352,6 +357,7 @@ impl<S: SegmentStore> MediaStage<S> {
                 origin,
                 self.cfg.segment_seconds,
                 self.cfg.fsync_seconds,
+                self.entropy.fork(),
             )
         });
 
@@ -602,6 +608,7 @@ mod tests {
             Arc::new(public),
             MediaSection::default(),
             Duration::from_secs(120),
+            Entropy::predictable(1),
         );
         (stage, private)
     }

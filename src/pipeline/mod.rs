@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::calls::{Call, CallEvent, CallKey, CallTracker};
 use crate::config::AgentConfig;
+use crate::entropy::Entropy;
 use crate::media::{MediaCounters, MediaSlot, MediaStage};
 use crate::net::{Datagram, LinkType, NetConfig, NetDecoder, Transport};
 use crate::policy::ScopePolicy;
@@ -148,15 +149,23 @@ const CLOCK_STEP_BACK: Duration = Duration::from_secs(600);
 const CLOSED_ROUTE_TTL: Duration = Duration::from_secs(10);
 
 impl<S: SegmentStore, K: CallSink> Pipeline<LocalMedia<S, K>> {
-    /// The pipeline with its media stage inline.
-    pub fn new(cfg: &AgentConfig, key: Arc<CataloguePublicKey>, store: S, sink: K) -> Self {
+    /// The pipeline with its media stage inline. `entropy` seals its segments and gives its
+    /// calls' ids: [`Entropy::system`] for recordings.
+    pub fn new(
+        cfg: &AgentConfig,
+        key: Arc<CataloguePublicKey>,
+        store: S,
+        sink: K,
+        mut entropy: Entropy,
+    ) -> Self {
         let stage = MediaStage::new(
             store,
             key,
             cfg.media.clone(),
             Duration::from_secs(cfg.calls.rtp_timeout_seconds as u64),
+            entropy.fork(),
         );
-        Pipeline::with_media(cfg, LocalMedia::new(stage, sink))
+        Pipeline::with_media(cfg, LocalMedia::new(stage, sink), entropy)
     }
 
     pub fn sink(&self) -> &K {
@@ -173,13 +182,14 @@ impl<S: SegmentStore, K: CallSink> Pipeline<LocalMedia<S, K>> {
 }
 
 impl<M: MediaPort> Pipeline<M> {
-    pub fn with_media(cfg: &AgentConfig, media: M) -> Self {
+    /// The pipeline over a media port of the caller's; `entropy` gives its calls' ids.
+    pub fn with_media(cfg: &AgentConfig, media: M, entropy: Entropy) -> Self {
         let policy = ScopePolicy::new(&cfg.scope, cfg.country());
         Pipeline {
             net: NetDecoder::new(NetConfig::default()),
             core: Core {
                 agent: cfg.agent.name.clone(),
-                tracker: CallTracker::new(policy, cfg.calls.clone()),
+                tracker: CallTracker::new(policy, cfg.calls.clone(), entropy),
                 table: StreamTable::default(),
                 media,
                 slots: HashMap::new(),

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::calls::Call;
 use crate::config::AgentConfig;
+use crate::entropy::Entropy;
 use crate::pipeline::{CallSink, Pipeline};
 use crate::record::CallRecord;
 use crate::segment::SegmentStore;
@@ -146,7 +147,7 @@ pub fn check(
         show_numbers,
         calls: Vec::new(),
     };
-    let mut pipeline = Pipeline::new(cfg, Arc::new(throwaway), NoStore, sink);
+    let mut pipeline = Pipeline::new(cfg, Arc::new(throwaway), NoStore, sink, Entropy::system());
     pipeline.set_dry_run();
     let file_errors = super::feed(&mut pipeline, files, progress)?;
     let summary = pipeline.summary();

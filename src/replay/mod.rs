@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::config::AgentConfig;
+use crate::entropy::Entropy;
 use crate::io_util::cpu_time;
 use crate::pipeline::{CallSink, MediaPort, Pipeline, Summary};
 use crate::record::CallRecord;
@@ -75,7 +76,7 @@ pub fn run(opts: ReplayOptions) -> anyhow::Result<ReplayReport> {
         spool: spool.clone(),
         recorded: Vec::new(),
     };
-    let mut pipeline = Pipeline::new(&opts.config, Arc::new(key), spool, sink);
+    let mut pipeline = Pipeline::new(&opts.config, Arc::new(key), spool, sink, Entropy::system());
     let started = Instant::now();
     let cpu0 = cpu_time();
     let file_errors = feed(&mut pipeline, &opts.files, opts.progress)?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::wav;
+use crate::entropy::Entropy;
 use crate::record::SegmentInfo;
 use crate::time::Timestamp;
 use crate::vault::{CataloguePublicKey, SegmentIds, SegmentSealer, VaultError};
@@ -59,6 +60,8 @@ pub struct SegmentWriter<F: Write> {
     open: Option<OpenSegment<F>>,
     finished: Vec<SegmentInfo>,
     failed: bool,
+    /// Data keys, nonces and segment ids.
+    entropy: Entropy,
 }
 
 impl<F: Write> SegmentWriter<F> {
@@ -70,11 +73,13 @@ impl<F: Write> SegmentWriter<F> {
         origin: Timestamp,
         segment_seconds: u32,
         fsync_seconds: u32,
+        entropy: Entropy,
     ) -> Self {
         // Half a second of audio per sealed chunk: a crash loses at most that much plus the
         // playout delay, and each chunk is one write.
         let chunk_size = rate * 4 / 2;
         SegmentWriter {
+            entropy,
             call_id,
             key,
             rate,
@@ -193,7 +198,8 @@ impl<F: Write> SegmentWriter<F> {
     }
 
     fn open_next<S: SegmentStore<File = F>>(&mut self, store: &mut S) -> Result<(), SegmentError> {
-        let segment_id = Uuid::now_v7();
+        let started = self.origin + frames_duration(self.position, self.rate);
+        let segment_id = self.entropy.uuid_v7(started);
         let name = format!("{segment_id}.cvseg");
         let fail = |this: &mut Self, source| {
             this.failed = true;
@@ -209,13 +215,15 @@ impl<F: Write> SegmentWriter<F> {
             seq: self.next_seq,
         };
         let mut sealer =
-            SegmentSealer::new(file, &self.key, ids, self.chunk_size).map_err(|source| {
-                self.failed = true;
-                SegmentError::Vault {
-                    name: name.clone(),
-                    source,
-                }
-            })?;
+            SegmentSealer::new(file, &self.key, ids, self.chunk_size, &mut self.entropy).map_err(
+                |source| {
+                    self.failed = true;
+                    SegmentError::Vault {
+                        name: name.clone(),
+                        source,
+                    }
+                },
+            )?;
         if let Err(source) = sealer.write(&wav::header(self.rate, None)) {
             self.failed = true;
             return Err(SegmentError::Vault { name, source });
@@ -258,8 +266,7 @@ impl<F: Write> SegmentWriter<F> {
             }
         })?;
         let ms = |frames: u64| frames * 1000 / self.rate as u64;
-        let started = self.origin
-            + std::time::Duration::from_nanos(seg.first_frame * 1_000_000_000 / self.rate as u64);
+        let started = self.origin + frames_duration(seg.first_frame, self.rate);
         self.finished.push(SegmentInfo {
             file: format!("segments/{name}"),
             segment_id: seg.segment_id.to_string(),
@@ -275,4 +282,9 @@ impl<F: Write> SegmentWriter<F> {
         });
         Ok(())
     }
+}
+
+/// How long `frames` frames at `rate` last.
+fn frames_duration(frames: u64, rate: u32) -> std::time::Duration {
+    std::time::Duration::from_nanos(frames * 1_000_000_000 / u64::from(rate.max(1)))
 }

@@ -302,6 +302,7 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, VaultError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entropy::Entropy;
     use crate::vault::{CataloguePublicKey, SegmentIds, SegmentSealer};
     use uuid::Uuid;
 
@@ -315,8 +316,13 @@ mod tests {
     }
 
     fn seal(public: &CataloguePublicKey, data: &[u8]) -> Vec<u8> {
-        let ids = SegmentIds::next_of(Uuid::now_v7(), 0);
-        let mut s = SegmentSealer::new(Vec::new(), public, ids, CS as u32).unwrap();
+        let ids = SegmentIds {
+            segment_id: Uuid::now_v7(),
+            call_id: Uuid::now_v7(),
+            seq: 0,
+        };
+        let mut s =
+            SegmentSealer::new(Vec::new(), public, ids, CS as u32, &mut Entropy::system()).unwrap();
         s.write(data).unwrap();
         s.finish().unwrap().0
     }
@@ -630,8 +636,13 @@ mod tests {
     fn recover_returns_whole_chunks_of_a_crashed_file() {
         let (private, public) = keys();
         let data = pattern(CS * 7 / 2);
-        let ids = SegmentIds::next_of(Uuid::now_v7(), 1);
-        let mut s = SegmentSealer::new(Vec::new(), &public, ids, CS as u32).unwrap();
+        let ids = SegmentIds {
+            segment_id: Uuid::now_v7(),
+            call_id: Uuid::now_v7(),
+            seq: 1,
+        };
+        let mut s = SegmentSealer::new(Vec::new(), &public, ids, CS as u32, &mut Entropy::system())
+            .unwrap();
         s.write(&data).unwrap();
         // The crash: no finish(); only what was written so far (3 full chunks) exists.
         let partial = s.get_ref().clone();

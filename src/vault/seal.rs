@@ -1,7 +1,7 @@
 //! Sealing a segment as it is recorded.
 //!
 //! Owns the writer side of the format: a fresh random data key (DEK) and nonce prefix per
-//! segment, the DEK sealed to the catalogue's public key with HPKE, and the body as a STREAM of
+//! segment, drawn from the [`Entropy`] the caller hands in, the DEK sealed to the catalogue's public key with HPKE, and the body as a STREAM of
 //! AES-256-GCM chunks. Receives plaintext in pieces of any size; emits the header at once and
 //! each chunk as soon as it is full, so a crash loses at most one chunk and the `.partial` file
 //! can be recovered up to its last full chunk.
@@ -27,6 +27,7 @@ use super::format::{
     DEK_BINDING_LEN, HEADER_LEN, HPKE_INFO, MAX_CHUNK_SIZE, SegmentHeader, TAG_LEN,
 };
 use super::keys::{CatalogueKem, CataloguePublicKey, KeyId, wipe};
+use crate::entropy::Entropy;
 
 /// Which segment of which call this file holds; bound into the header and thus into every tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,17 +35,6 @@ pub struct SegmentIds {
     pub segment_id: Uuid,
     pub call_id: Uuid,
     pub seq: u32,
-}
-
-impl SegmentIds {
-    /// Ids for the next segment of a call, with a time-ordered (v7) segment id.
-    pub fn next_of(call_id: Uuid, seq: u32) -> SegmentIds {
-        SegmentIds {
-            segment_id: Uuid::now_v7(),
-            call_id,
-            seq,
-        }
-    }
 }
 
 /// What a finished segment looks like, for the catalogue upload and the outbox.
@@ -86,21 +76,23 @@ pub struct SegmentSealer<W: Write> {
 }
 
 impl<W: Write> SegmentSealer<W> {
-    /// Writes the header immediately. Fails if the OS random generator does; hpke's own
-    /// ephemeral key draw after that would panic rather than fail, as documented by hpke.
+    /// Writes the header immediately. The data key, the nonce prefix and HPKE's ephemeral
+    /// key come from `entropy`; fails, writing nothing, if it does.
     pub fn new(
         mut out: W,
         recipient: &CataloguePublicKey,
         ids: SegmentIds,
         chunk_size: u32,
+        entropy: &mut Entropy,
     ) -> Result<Self, VaultError> {
         if !(1..=MAX_CHUNK_SIZE).contains(&chunk_size) {
             return Err(VaultError::BadChunkSize(chunk_size));
         }
         let mut dek = [0u8; 32];
         let mut nonce_prefix = [0u8; 7];
-        let randomness =
-            getrandom::fill(&mut dek).and_then(|()| getrandom::fill(&mut nonce_prefix));
+        let randomness = entropy
+            .fill(&mut dek)
+            .and_then(|()| entropy.fill(&mut nonce_prefix));
         if let Err(e) = randomness {
             wipe(&mut dek);
             return Err(VaultError::Randomness(e.to_string()));
@@ -115,7 +107,7 @@ impl<W: Write> SegmentSealer<W> {
             enc: [0; 32],
             wrapped_dek: [0; 48],
         };
-        let wrapped = wrap_dek(&dek, recipient, &header);
+        let wrapped = wrap_dek(&dek, recipient, &header, entropy);
         let mut key = Key::<Aes256Gcm>::from(dek);
         let cipher = Aes256Gcm::new(&key);
         wipe(&mut key);
@@ -279,13 +271,15 @@ fn wrap_dek(
     dek: &[u8; 32],
     recipient: &CataloguePublicKey,
     header: &SegmentHeader,
+    entropy: &mut Entropy,
 ) -> Result<([u8; 32], [u8; 48]), VaultError> {
     let header_bytes = header.to_bytes();
     let binding = header_bytes.get(..DEK_BINDING_LEN).unwrap_or_default();
     let mut wrapped = [0u8; 48];
     let (ct, tag_out) = wrapped.split_at_mut(32);
     ct.copy_from_slice(dek);
-    let (enc, tag) = hpke::single_shot_seal_inout_detached::<
+    let mut rng = entropy.for_hpke();
+    let sealed = hpke::single_shot_seal_inout_detached_with_rng::<
         hpke::aead::AesGcm256,
         hpke::kdf::HkdfSha256,
         CatalogueKem,
@@ -295,8 +289,13 @@ fn wrap_dek(
         HPKE_INFO,
         InOutBuf::from(&mut *ct),
         binding,
-    )
-    .map_err(|e| {
+        &mut rng,
+    );
+    if let Some(e) = rng.failed() {
+        wipe(ct);
+        return Err(VaultError::Randomness(e.to_string()));
+    }
+    let (enc, tag) = sealed.map_err(|e| {
         wipe(ct);
         VaultError::DataKeyWrap(e.to_string())
     })?;
@@ -309,11 +308,16 @@ fn wrap_dek(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entropy::Entropy;
     use crate::vault::CataloguePrivateKey;
     use crate::vault::SegmentOpener;
 
     fn ids() -> SegmentIds {
-        SegmentIds::next_of(Uuid::now_v7(), 3)
+        SegmentIds {
+            segment_id: Uuid::now_v7(),
+            call_id: Uuid::now_v7(),
+            seq: 3,
+        }
     }
 
     fn pattern(len: usize) -> Vec<u8> {
@@ -323,7 +327,8 @@ mod tests {
     #[test]
     fn header_is_written_at_once_and_chunks_as_soon_as_full() {
         let (_, public) = CataloguePrivateKey::generate();
-        let mut s = SegmentSealer::new(Vec::new(), &public, ids(), 1024).unwrap();
+        let mut s =
+            SegmentSealer::new(Vec::new(), &public, ids(), 1024, &mut Entropy::system()).unwrap();
         assert_eq!(s.get_ref().len(), HEADER_LEN);
         s.write(&pattern(1000)).unwrap();
         assert_eq!(
@@ -344,7 +349,8 @@ mod tests {
     fn summary_describes_the_bytes_written() {
         let (_, public) = CataloguePrivateKey::generate();
         let data = pattern(5000);
-        let mut s = SegmentSealer::new(Vec::new(), &public, ids(), 1024).unwrap();
+        let mut s =
+            SegmentSealer::new(Vec::new(), &public, ids(), 1024, &mut Entropy::system()).unwrap();
         for piece in data.chunks(333) {
             s.write(piece).unwrap();
         }
@@ -361,10 +367,12 @@ mod tests {
     fn piece_sizes_do_not_change_the_plaintext_or_geometry() {
         let (private, public) = CataloguePrivateKey::generate();
         let data = pattern(4 * 1024 + 17);
-        let mut whole = SegmentSealer::new(Vec::new(), &public, ids(), 1024).unwrap();
+        let mut whole =
+            SegmentSealer::new(Vec::new(), &public, ids(), 1024, &mut Entropy::system()).unwrap();
         whole.write(&data).unwrap();
         let (a, _) = whole.finish().unwrap();
-        let mut bytewise = SegmentSealer::new(Vec::new(), &public, ids(), 1024).unwrap();
+        let mut bytewise =
+            SegmentSealer::new(Vec::new(), &public, ids(), 1024, &mut Entropy::system()).unwrap();
         for b in &data {
             bytewise.write(std::slice::from_ref(b)).unwrap();
         }
@@ -378,7 +386,8 @@ mod tests {
     #[test]
     fn exact_multiple_ends_with_an_empty_last_chunk() {
         let (_, public) = CataloguePrivateKey::generate();
-        let mut s = SegmentSealer::new(Vec::new(), &public, ids(), 1024).unwrap();
+        let mut s =
+            SegmentSealer::new(Vec::new(), &public, ids(), 1024, &mut Entropy::system()).unwrap();
         s.write(&pattern(2048)).unwrap();
         let (out, summary) = s.finish().unwrap();
         assert_eq!(summary.chunks, 3);
@@ -390,7 +399,7 @@ mod tests {
         let (_, public) = CataloguePrivateKey::generate();
         for bad in [0, MAX_CHUNK_SIZE + 1] {
             assert!(matches!(
-                SegmentSealer::new(Vec::new(), &public, ids(), bad),
+                SegmentSealer::new(Vec::new(), &public, ids(), bad, &mut Entropy::system()),
                 Err(VaultError::BadChunkSize(b)) if b == bad
             ));
         }
@@ -400,7 +409,7 @@ mod tests {
     fn header_carries_ids_and_key_id() {
         let (_, public) = CataloguePrivateKey::generate();
         let ids = ids();
-        let s = SegmentSealer::new(Vec::new(), &public, ids, 4096).unwrap();
+        let s = SegmentSealer::new(Vec::new(), &public, ids, 4096, &mut Entropy::system()).unwrap();
         let h = SegmentHeader::parse(s.get_ref()).unwrap();
         assert_eq!(h.segment_id, ids.segment_id);
         assert_eq!(h.call_id, ids.call_id);
@@ -408,7 +417,8 @@ mod tests {
         assert_eq!(h.chunk_size, 4096);
         assert_eq!(h.key_id, public.key_id());
         assert_eq!(&h, s.header());
-        let other = SegmentSealer::new(Vec::new(), &public, ids, 4096).unwrap();
+        let other =
+            SegmentSealer::new(Vec::new(), &public, ids, 4096, &mut Entropy::system()).unwrap();
         assert_ne!(other.header().nonce_prefix, h.nonce_prefix);
         assert_ne!(other.header().wrapped_dek, h.wrapped_dek);
     }
@@ -438,7 +448,7 @@ mod tests {
         let disk = FailingDisk {
             budget: HEADER_LEN + 100,
         };
-        let mut s = SegmentSealer::new(disk, &public, ids(), 1024).unwrap();
+        let mut s = SegmentSealer::new(disk, &public, ids(), 1024, &mut Entropy::system()).unwrap();
         assert!(matches!(s.write(&pattern(1024)), Err(VaultError::Io(_))));
         assert!(matches!(
             s.write(&pattern(10)),
@@ -447,7 +457,7 @@ mod tests {
         assert!(matches!(s.finish(), Err(VaultError::SealerFailed)));
         let disk = FailingDisk { budget: 10 };
         assert!(matches!(
-            SegmentSealer::new(disk, &public, ids(), 1024),
+            SegmentSealer::new(disk, &public, ids(), 1024, &mut Entropy::system()),
             Err(VaultError::Io(_))
         ));
     }
@@ -465,7 +475,9 @@ mod tests {
         let mut best = 0.0f64;
         for _ in 0..3 {
             let start = std::time::Instant::now();
-            let mut s = SegmentSealer::new(&mut sink, &public, ids(), 65_536).unwrap();
+            let mut s =
+                SegmentSealer::new(&mut sink, &public, ids(), 65_536, &mut Entropy::system())
+                    .unwrap();
             for _ in 0..total_mib {
                 s.write(&block).unwrap();
             }
