@@ -29,7 +29,10 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("getrandom", "randomness"),
     ("OsRng", "randomness"),
     ("Entropy::system", "randomness (the shell hands entropy in)"),
-    ("now_v7", "the clock and randomness (ids come from the entropy handed in)"),
+    (
+        "now_v7",
+        "the clock and randomness (ids come from the entropy handed in)",
+    ),
     ("new_v4", "randomness (ids come from the entropy handed in)"),
 ];
 

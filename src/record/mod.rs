@@ -12,7 +12,6 @@ mod from_media;
 use serde::{Deserialize, Serialize};
 
 /// Version of this document's layout.
-
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
