@@ -854,6 +854,13 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
         );
         assert_eq!(r.code == 201, u == "adam", "add user as {u}: {}", r.code);
     }
+    // a name already taken is a conflict, not a server error (nor a bad form)
+    let again = api.post(
+        &sessions["adam"],
+        "/api/v1/users",
+        serde_json::json!({ "username": "new-adam", "password": PASSWORD, "role": "auditor" }),
+    );
+    assert_eq!(again.code, 409, "{}", String::from_utf8_lossy(&again.body));
     // the DPO's tools and the key report: authorised roles get past authorisation (a call
     // id that does not exist then answers 404), every other role gets 403
     let none = "01a20000-0000-7000-8000-000000000000";
@@ -1949,6 +1956,26 @@ fn segments_kept_in_an_s3_bucket_are_stored_served_and_erased() {
         1,
         "the erased call's segment is gone from the bucket"
     );
+    // with the object store down, hearing the other call says "try again" (503, with
+    // Retry-After), not a server fault, and names nothing inside; the catalogue still searches
+    drop(_s3);
+    let other = &recorded[1];
+    let g = api
+        .post(
+            &dora,
+            &format!("/api/v1/calls/{}/access", other.call_id),
+            serde_json::json!({ "purpose": "legal_proceedings", "reference": "LP-2" }),
+        )
+        .json();
+    let down = api.get(&dora, g["audio"].as_str().unwrap());
+    let text = String::from_utf8_lossy(&down.body);
+    assert_eq!(down.code, 503, "{text}");
+    assert!(down.headers.contains_key(reqwest::header::RETRY_AFTER));
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains(".cvseg"),
+        "{text}"
+    );
+    assert_eq!(api.get(&dora, "/api/v1/calls").code, 200);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -339,33 +339,41 @@ pub async fn tcp(
     }
 }
 
+/// Why a HEP TCP stream was closed.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a HEP v3 frame")]
+    NotHep,
+    #[error("HEP frame length {0} is shorter than its own header")]
+    Length(usize),
+}
+
 /// Reads `HEP3 <u16 total length> chunks...` frames until the peer closes.
 async fn tcp_stream(
     mut stream: tokio::net::TcpStream,
     source: SourceId,
     tx: &SyncSender<Input>,
     stats: &HepStats,
-) -> Result<(), String> {
+) -> Result<(), StreamError> {
     let mut header = [0u8; 6];
     loop {
         match stream.read_exact(&mut header).await {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
         if &header[..4] != b"HEP3" {
-            return Err("not a HEP v3 frame".into());
+            return Err(StreamError::NotHep);
         }
         let total = u16::from_be_bytes([header[4], header[5]]) as usize;
         if total < 6 {
-            return Err(format!("HEP frame length {total}"));
+            return Err(StreamError::Length(total));
         }
         let mut packet = vec![0u8; total];
         packet[..6].copy_from_slice(&header);
-        stream
-            .read_exact(&mut packet[6..])
-            .await
-            .map_err(|e| e.to_string())?;
+        stream.read_exact(&mut packet[6..]).await?;
         let mut batch = FrameBatch::default();
         push(&mut batch, Timestamp::now(), &packet);
         forward(tx, source, stats, batch);

@@ -34,6 +34,17 @@ pub struct Outbox {
     status: Arc<Status>,
 }
 
+/// Why a shipping round stopped: everything not yet shipped stays in the spool for the next.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The catalogue could not be reached or answered 5xx (or refused the agent's token).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The spool could not be read or a shipped call could not be marked so.
+    #[error("spool: {0}")]
+    Spool(String),
+}
+
 enum ShipError {
     /// Try again later (catalogue down, network cut, 5xx).
     Transient(String),
@@ -142,7 +153,7 @@ impl Outbox {
 
     /// One pass, not a loop (`callvault demo`): the number list, then every due call; Err
     /// at the first transient failure.
-    pub async fn ship_all(&mut self) -> Result<(), String> {
+    pub async fn ship_all(&mut self) -> Result<(), OutboxError> {
         let (version, numbers) = self
             .status
             .scope
@@ -166,19 +177,20 @@ impl Outbox {
     }
 
     /// Ships every due call; stops at the first transient failure.
-    async fn round(&self) -> Result<(), String> {
+    async fn round(&self) -> Result<(), OutboxError> {
         let spool = self.spool.clone();
         let due = tokio::task::spawn_blocking(move || due_calls(&spool))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| OutboxError::Spool(format!("listing due calls: {e}")))?;
         self.status
             .outbox_calls
             .store(due.len() as u64, Ordering::Relaxed);
         for record in due {
             match self.ship(&record).await {
                 Ok(()) => {
-                    mark(&self.spool, SHIPPED_DIR, &record.call_id, "")
-                        .map_err(|e| format!("marking {} shipped: {e}", record.call_id))?;
+                    mark(&self.spool, SHIPPED_DIR, &record.call_id, "").map_err(|e| {
+                        OutboxError::Spool(format!("marking {} shipped: {e}", record.call_id))
+                    })?;
                     self.status.shipped_calls.fetch_add(1, Ordering::Relaxed);
                     self.status.outbox_calls.fetch_sub(1, Ordering::Relaxed);
                     tracing::debug!(call_id = %record.call_id, "shipped to the catalogue");
@@ -189,7 +201,7 @@ impl Outbox {
                     self.status.rejected_calls.fetch_add(1, Ordering::Relaxed);
                     self.status.outbox_calls.fetch_sub(1, Ordering::Relaxed);
                 }
-                Err(ShipError::Transient(why)) => return Err(why),
+                Err(ShipError::Transient(why)) => return Err(OutboxError::Unreachable(why)),
             }
         }
         Ok(())

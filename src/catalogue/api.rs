@@ -15,14 +15,10 @@ use serde_json::json;
 
 use super::App;
 use super::audit::{AuditQuery, Entry};
+use super::error::fail;
 use super::listen::{self, AccessRequest, PURPOSES};
 use super::people::{Caller, Role, SESSION_COOKIE, caller, new_token, presented_token, refuse};
 use super::search::CallQuery;
-
-pub fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!("catalogue: {e}");
-    refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-}
 
 macro_rules! signed_in {
     ($app:expr, $headers:expr) => {
@@ -51,7 +47,7 @@ pub async fn sign_in(app: &App, l: &Login) -> Result<Option<(Caller, HeaderValue
         .store
         .login(&l.username, &l.password, None)
         .await
-        .map_err(internal)?
+        .map_err(fail)?
     else {
         let _ = app
             .store
@@ -70,14 +66,14 @@ pub async fn sign_in(app: &App, l: &Login) -> Result<Option<(Caller, HeaderValue
             ..Default::default()
         })
         .await
-        .map_err(internal)?;
+        .map_err(fail)?;
     let secure = if app.config.server.secure_cookies() {
         "; Secure"
     } else {
         ""
     };
     let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
-    let cookie = HeaderValue::from_str(&cookie).map_err(internal)?;
+    let cookie = HeaderValue::from_str(&cookie).map_err(|e| fail(e.to_string()))?;
     Ok(Some((who, cookie)))
 }
 
@@ -103,7 +99,7 @@ pub async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
     if let Some(t) = presented_token(&headers)
         && let Err(e) = app.store.close_session(&t).await
     {
-        return internal(e);
+        return fail(e);
     }
     let _ = app
         .store
@@ -150,7 +146,7 @@ pub async fn create_token(
         .open_session(&who.username, &token, Some(&t.label))
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     if let Err(e) = app
         .store
@@ -162,7 +158,7 @@ pub async fn create_token(
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     Json(json!({ "token": token })).into_response()
 }
@@ -189,7 +185,7 @@ pub async fn search(
     }
     let result = match app.store.audited_search(&who, &q).await {
         Ok(r) => r,
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     Json(result).into_response()
 }
@@ -206,7 +202,7 @@ pub async fn may_see(app: &App, who: &Caller, call_id: &str) -> Result<(), Respo
             }
         }
         Ok(None) => Err(refuse(StatusCode::NOT_FOUND, "no such call")),
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(fail(e)),
     }
 }
 
@@ -221,7 +217,7 @@ pub async fn call(State(app): State<App>, headers: HeaderMap, Path(id): Path<Str
     let record = match app.store.call_document(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     if let Err(e) = app
         .store
@@ -233,7 +229,7 @@ pub async fn call(State(app): State<App>, headers: HeaderMap, Path(id): Path<Str
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     Json(record).into_response()
 }
@@ -293,7 +289,7 @@ pub async fn open_access(
             ..Default::default()
         })
         .await
-        .map_err(internal)?;
+        .map_err(fail)?;
     let grant = new_token();
     app.store
         .add_grant(
@@ -305,7 +301,7 @@ pub async fn open_access(
             record.seq,
         )
         .await
-        .map_err(internal)?;
+        .map_err(fail)?;
     Ok((grant, record.seq))
 }
 
@@ -370,7 +366,7 @@ pub async fn audit_log(
     }
     match app.store.audit_list(&q).await {
         Ok(records) => Json(records).into_response(),
-        Err(e) => internal(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -381,7 +377,7 @@ pub async fn audit_verify(State(app): State<App>, headers: HeaderMap) -> Respons
     }
     match app.store.audit_verify().await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => internal(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -402,7 +398,7 @@ pub async fn users(State(app): State<App>, headers: HeaderMap) -> Response {
     }
     match app.store.list_users().await {
         Ok(u) => Json(u).into_response(),
-        Err(e) => internal(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -432,7 +428,7 @@ pub async fn add_user(
         )
         .await
     {
-        return refuse(StatusCode::UNPROCESSABLE_ENTITY, &why);
+        return why.response();
     }
     if let Err(e) = app
         .store
@@ -444,7 +440,7 @@ pub async fn add_user(
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     refuse(StatusCode::CREATED, "user added")
 }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::App;
 use super::blobs::Blobs;
+use super::error::Failure;
 use super::store::{SegmentRow, Stored};
 use super::tls::ClientCert;
 use crate::record::CallRecord;
@@ -26,9 +27,10 @@ fn reply(code: StatusCode, text: impl Into<String>) -> Response {
     (code, text.into()).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!("ingest: {e}");
-    reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+/// A failure storing an upload: 503 when the database or storage is out of reach (the agent
+/// retries), else 500 (it retries too; see [`Failure::server_side`]).
+fn internal(e: impl Into<Failure>) -> Response {
+    e.into().server_side().into_response()
 }
 
 /// SHA-256 of an agent token, as stored.

@@ -376,16 +376,16 @@ pub async fn audio(
                 "no valid grant for this call: state a purpose first",
             );
         }
-        Err(e) => return super::api::internal(e),
+        Err(e) => return super::error::fail(e),
     }
     let record = match app.store.call_document(call_id).await {
         Ok(Some(r)) => r,
         Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
-        Err(e) => return super::api::internal(e),
+        Err(e) => return super::error::fail(e),
     };
     let layout = match layout(app, &record).await {
         Ok(l) => Arc::new(l),
-        Err(e) => return super::api::internal(format!("{e:#}")),
+        Err(e) => return super::error::fail(e),
     };
     let len = layout.wav_len();
     let (code, from, to) = match range(headers, len) {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod blobs;
 pub mod config;
+pub mod error;
 pub mod ingest;
 pub mod ladder;
 pub mod listen;
@@ -249,8 +250,7 @@ pub fn add_user(
         let app = open(cfg).await?;
         app.store
             .add_user(username, password, role, services, extension)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+            .await?;
         app.store
             .audit(audit::Entry {
                 actor: "console",
@@ -285,9 +285,7 @@ pub fn purge_now(cfg: &CatalogueConfig) -> anyhow::Result<Vec<String>> {
         .build()?;
     rt.block_on(async {
         let app = open(cfg).await?;
-        let done = rights::purge(&app, "retention")
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let done = rights::purge(&app, "retention").await?;
         app.store.close().await;
         Ok(done)
     })

@@ -109,11 +109,40 @@ pub fn new_token() -> String {
     hex::encode(raw)
 }
 
-pub fn hash_password(password: &str) -> Result<String, String> {
+/// Why a user could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("a user needs a name and a password of at least 12 characters")]
+    Invalid,
+    #[error("a user named {0:?} already exists")]
+    Exists(String),
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    #[error("cannot add user {username:?}: {cause}")]
+    Database {
+        username: String,
+        cause: sqlx::Error,
+    },
+}
+
+impl UserError {
+    /// The response for an admin adding the user: 422 for a bad name or password, 409 for a
+    /// name taken, the store's own status otherwise.
+    pub fn response(self) -> Response {
+        match self {
+            UserError::Invalid => refuse(StatusCode::UNPROCESSABLE_ENTITY, &self.to_string()),
+            UserError::Exists(_) => refuse(StatusCode::CONFLICT, &self.to_string()),
+            UserError::Hash(why) => super::error::fail(why),
+            UserError::Database { cause, .. } => super::error::fail(cause),
+        }
+    }
+}
+
+pub fn hash_password(password: &str) -> Result<String, UserError> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(|e| UserError::Hash(e.to_string()))
 }
 
 fn password_matches(password: &str, stored: &str) -> bool {
@@ -151,9 +180,9 @@ impl Store {
         role: Role,
         services: &[String],
         extension: Option<&str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), UserError> {
         if username.is_empty() || password.len() < 12 {
-            return Err("a user needs a name and a password of at least 12 characters".into());
+            return Err(UserError::Invalid);
         }
         let hash = hash_password(password)?;
         sqlx::query(
@@ -167,7 +196,15 @@ impl Store {
         .bind(now_ms())
         .execute(&self.pool)
         .await
-        .map_err(|e| format!("cannot add user {username:?}: {e}"))?;
+        .map_err(|cause| match &cause {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                UserError::Exists(username.to_owned())
+            }
+            _ => UserError::Database {
+                username: username.to_owned(),
+                cause,
+            },
+        })?;
         Ok(())
     }
 
@@ -319,9 +356,6 @@ pub async fn caller(store: &Store, headers: &HeaderMap) -> Result<Caller, Respon
             StatusCode::UNAUTHORIZED,
             "session expired or unknown: sign in again",
         )),
-        Err(e) => {
-            tracing::error!("session lookup: {e}");
-            Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
-        }
+        Err(e) => Err(super::error::fail(e)),
     }
 }

@@ -16,8 +16,8 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::App;
-use super::api::internal;
 use super::audit::Entry;
+use super::error::{Failure, fail};
 use super::listen;
 use super::people::{Caller, Role, caller, refuse};
 use super::store::{Store, now_ms};
@@ -194,30 +194,40 @@ pub struct KeyUsage {
     pub held: bool,
 }
 
+/// Why an erasure or the purge stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EraseError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The rows are gone; this file of theirs could not be deleted.
+    #[error("deleting {blob}: {cause:#}")]
+    Storage { blob: String, cause: anyhow::Error },
+}
+
+impl From<EraseError> for Failure {
+    fn from(e: EraseError) -> Failure {
+        match e {
+            EraseError::Database(e) => e.into(),
+            EraseError::Storage { blob, cause } => cause.context(format!("deleting {blob}")).into(),
+        }
+    }
+}
+
 /// Erases one call: rows first (it disappears from every view at once), then its files.
-pub async fn erase(app: &App, call_id: &str) -> Result<(), String> {
-    let blobs = app
-        .store
-        .erase_rows(call_id)
-        .await
-        .map_err(|e| e.to_string())?;
-    for b in blobs {
-        app.blobs
-            .delete(&b)
-            .await
-            .map_err(|e| format!("{b}: {e:#}"))?;
+pub async fn erase(app: &App, call_id: &str) -> Result<(), EraseError> {
+    let blobs = app.store.erase_rows(call_id).await?;
+    for blob in blobs {
+        if let Err(cause) = app.blobs.delete(&blob).await {
+            return Err(EraseError::Storage { blob, cause });
+        }
     }
     Ok(())
 }
 
 /// The retention purge: every call past its date and not held is erased; one audit record
 /// says which. Returns the calls erased.
-pub async fn purge(app: &App, actor: &str) -> Result<Vec<String>, String> {
-    let due = app
-        .store
-        .expired(now_ms())
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn purge(app: &App, actor: &str) -> Result<Vec<String>, EraseError> {
+    let due = app.store.expired(now_ms()).await?;
     if due.is_empty() {
         return Ok(due);
     }
@@ -228,8 +238,7 @@ pub async fn purge(app: &App, actor: &str) -> Result<Vec<String>, String> {
             detail: json!({ "calls": due, "count": due.len(), "rule": "retention period ended, no legal hold" }),
             ..Default::default()
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     for id in &due {
         erase(app, id).await?;
     }
@@ -293,12 +302,12 @@ pub async fn flag_as(app: &App, who: &Caller, id: &str, s: &Switch, hold: bool) 
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     match app.store.set_flag(id, hold, s.on).await {
         Ok(true) => refuse(StatusCode::OK, action),
         Ok(false) => refuse(StatusCode::NOT_FOUND, "no such call"),
-        Err(e) => internal(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -323,7 +332,7 @@ pub async fn erase_as(app: &App, who: &Caller, id: &str, reason: &str) -> Respon
     match app.store.call_scope(id).await {
         Ok(Some(_)) => {}
         Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     }
     if let Err(e) = app
         .store
@@ -336,11 +345,11 @@ pub async fn erase_as(app: &App, who: &Caller, id: &str, reason: &str) -> Respon
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     match erase(app, id).await {
         Ok(()) => refuse(StatusCode::OK, "erased"),
-        Err(e) => internal(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -382,7 +391,7 @@ pub async fn consent_as(app: &App, who: &Caller, c: &Consent) -> Response {
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     match app
         .store
@@ -390,7 +399,7 @@ pub async fn consent_as(app: &App, who: &Caller, c: &Consent) -> Response {
         .await
     {
         Ok(()) => refuse(StatusCode::OK, "recorded"),
-        Err(e) => internal(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -469,7 +478,7 @@ pub async fn subject_access_as(app: &App, who: &Caller, q: &SubjectAccess) -> Re
         .await
     {
         Ok(ids) => ids,
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     if let Err(e) = app
         .store
@@ -483,7 +492,7 @@ pub async fn subject_access_as(app: &App, who: &Caller, q: &SubjectAccess) -> Re
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     let mut tar = tar::Builder::new(Vec::new());
     let mut index = Vec::new();
@@ -491,17 +500,17 @@ pub async fn subject_access_as(app: &App, who: &Caller, q: &SubjectAccess) -> Re
         let record = match app.store.call_document(id).await {
             Ok(Some(r)) => r,
             Ok(None) => continue,
-            Err(e) => return internal(e),
+            Err(e) => return fail(e),
         };
         let wav = match call_wav(app, &record).await {
             Ok(w) => w,
-            Err(e) => return internal(e),
+            Err(e) => return fail(e),
         };
         let meta = serde_json::to_vec_pretty(&record).unwrap_or_default();
         if let Err(e) = tar_entry(&mut tar, &format!("calls/{id}.json"), &meta)
             .and_then(|_| tar_entry(&mut tar, &format!("calls/{id}.wav"), &wav))
         {
-            return internal(e);
+            return fail(e);
         }
         index.push(json!({
             "call_id": id,
@@ -524,7 +533,7 @@ pub async fn subject_access_as(app: &App, who: &Caller, q: &SubjectAccess) -> Re
     let index = serde_json::to_vec_pretty(&index).unwrap_or_default();
     match tar_entry(&mut tar, "index.json", &index).and_then(|_| tar.into_inner()) {
         Ok(data) => bundle_response("subject-access.tar", data),
-        Err(e) => internal(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -576,7 +585,7 @@ pub async fn training_export_as(app: &App, who: &Caller, id: &str, t: &TrainingE
     let record = match app.store.call_document(id).await {
         Ok(Some(r)) => r,
         Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     match app.store.training_agreed(id).await {
         Ok(true) => {}
@@ -586,7 +595,7 @@ pub async fn training_export_as(app: &App, who: &Caller, id: &str, t: &TrainingE
                 "no member of staff on this call has agreed to training use",
             );
         }
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     }
     if let Err(e) = app
         .store
@@ -600,11 +609,11 @@ pub async fn training_export_as(app: &App, who: &Caller, id: &str, t: &TrainingE
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     let mut wav = match call_wav(app, &record).await {
         Ok(w) => w,
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     let rate = record
         .segments
@@ -629,7 +638,7 @@ pub async fn training_export_as(app: &App, who: &Caller, id: &str, t: &TrainingE
         .and_then(|_| tar.into_inner())
     {
         Ok(data) => bundle_response("training.tar", data),
-        Err(e) => internal(e),
+        Err(e) => fail(e),
     }
 }
 
@@ -643,6 +652,6 @@ pub async fn keys(State(app): State<App>, headers: HeaderMap) -> Response {
     }
     match app.store.key_usage().await {
         Ok(k) => Json(k).into_response(),
-        Err(e) => internal(e),
+        Err(e) => fail(e),
     }
 }

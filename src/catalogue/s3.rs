@@ -152,10 +152,12 @@ impl S3 {
         }
         let code = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        anyhow::bail!(
-            "S3 {what}: {code}: {}",
-            text.chars().take(300).collect::<String>()
-        )
+        Err(super::error::StoreAnswered {
+            what: what.to_owned(),
+            code: code.as_u16(),
+            text: text.chars().take(300).collect(),
+        }
+        .into())
     }
 
     pub async fn put(&self, key: &str, data: &[u8]) -> anyhow::Result<()> {

@@ -15,10 +15,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::App;
-use super::api::{internal, may_see, open_access};
+use super::api::{may_see, open_access};
 use super::audit::{AuditQuery, Entry};
+use super::error::fail;
 use super::listen::{self, AccessRequest, PURPOSES};
-use super::people::{Caller, Role, caller, presented_token};
+use super::people::{Caller, Role, UserError, caller, presented_token};
 use super::search::{CallQuery, SearchResult};
 use super::store::rfc3339_ms;
 use crate::time::Timestamp;
@@ -62,7 +63,7 @@ fn page(t: &impl Template) -> Response {
             );
             r
         }
-        Err(e) => internal(e),
+        Err(e) => fail(format!("rendering a page: {e}")),
     }
 }
 
@@ -288,7 +289,7 @@ pub async fn search(
     };
     let result = match app.store.audited_search(&who, &q).await {
         Ok(r) => r,
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     let rows = result
         .calls
@@ -387,12 +388,12 @@ async fn call_view(app: &App, id: &str) -> Result<CallView, Response> {
     let record = match app.store.call_document(id).await {
         Ok(Some(r)) => r,
         Ok(None) => return Err((StatusCode::NOT_FOUND, "no such call").into_response()),
-        Err(e) => return Err(internal(e)),
+        Err(e) => return Err(fail(e)),
     };
     let (hold, restricted, expires) = match app.store.search_one(id).await {
         Ok(Some(s)) => (s.legal_hold, s.restricted, s.expires_ms),
         Ok(None) => (false, false, 0),
-        Err(e) => return Err(internal(e)),
+        Err(e) => return Err(fail(e)),
     };
     let ms = |t: &Option<String>| t.as_deref().and_then(rfc3339_ms);
     let start = rfc3339_ms(&record.started_at).unwrap_or(0);
@@ -521,7 +522,7 @@ pub async fn call(State(app): State<App>, headers: HeaderMap, Path(id): Path<Str
             })
             .await
     {
-        return internal(e);
+        return fail(e);
     }
     call_page(&app, &who, &id, None, None).await
 }
@@ -598,16 +599,16 @@ pub async fn peaks(
     match listen::grant_valid(&app, &who, &id, grant).await {
         Ok(true) => {}
         Ok(false) => return (StatusCode::FORBIDDEN, "no valid grant").into_response(),
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     }
     let record = match app.store.call_document(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => return (StatusCode::NOT_FOUND, "no such call").into_response(),
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     match listen::peaks(&app, &record, 900).await {
         Ok(p) => axum::Json(p).into_response(),
-        Err(e) => internal(format!("{e:#}")),
+        Err(e) => fail(e),
     }
 }
 
@@ -695,7 +696,7 @@ pub async fn audit(
                 ),
                 Some((seq, why)) => (false, format!("Hash chain BROKEN at record {seq}: {why}.")),
             }),
-            Err(e) => return internal(e),
+            Err(e) => return fail(e),
         },
         Role::Staff => match &who.extension {
             Some(ext) => {
@@ -713,7 +714,7 @@ pub async fn audit(
     };
     let records = match app.store.audit_list(&q).await {
         Ok(r) => r,
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     page(&AuditPage {
         user: Some(UserView::of(&who)),
@@ -998,7 +999,7 @@ pub async fn signalling(
             .await
         {
             Ok(r) => r.calls.into_iter().next(),
-            Err(e) => return internal(e),
+            Err(e) => return fail(e),
         };
         if let Some(found) = found {
             if let Err(e) = app
@@ -1011,7 +1012,7 @@ pub async fn signalling(
                 })
                 .await
             {
-                return internal(e);
+                return fail(e);
             }
             match call_view(&app, &found.call_id).await {
                 // the admin sees how the call was handled, not who called
@@ -1059,11 +1060,11 @@ async fn admin_page_with(
                 (s("username"), s("role"), s("services"), s("extension"))
             })
             .collect(),
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     let agents = match app.store.list_agents().await {
         Ok(a) => a,
-        Err(e) => return internal(e),
+        Err(e) => return fail(e),
     };
     page(&AdminPage {
         user: Some(UserView::of(who)),
@@ -1130,7 +1131,12 @@ pub async fn add_user(
         )
         .await
     {
-        return admin_page(&app, &who, Some(why)).await;
+        return match why {
+            UserError::Invalid | UserError::Exists(_) => {
+                admin_page(&app, &who, Some(why.to_string())).await
+            }
+            other => other.response(),
+        };
     }
     if let Err(e) = app
         .store
@@ -1142,7 +1148,7 @@ pub async fn add_user(
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     admin_page(
         &app,
@@ -1197,7 +1203,7 @@ pub async fn add_agent(
         })
         .await
     {
-        return internal(e);
+        return fail(e);
     }
     admin_page_with(&app, &who, None, Some((name, token))).await
 }

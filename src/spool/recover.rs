@@ -115,11 +115,20 @@ pub fn recover(spool: &Spool) -> io::Result<Recovery> {
     Ok(out)
 }
 
-fn read_header(path: &Path) -> Result<SegmentHeader, String> {
+/// Why a segment file's header could not be read.
+#[derive(Debug, thiserror::Error)]
+enum HeaderError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0}")]
+    Format(#[from] crate::vault::VaultError),
+}
+
+fn read_header(path: &Path) -> Result<SegmentHeader, HeaderError> {
     let mut buf = [0u8; HEADER_LEN];
-    let mut f = fs::File::open(path).map_err(|e| e.to_string())?;
-    f.read_exact(&mut buf).map_err(|e| e.to_string())?;
-    SegmentHeader::parse(&buf).map_err(|e| e.to_string())
+    let mut f = fs::File::open(path)?;
+    f.read_exact(&mut buf)?;
+    Ok(SegmentHeader::parse(&buf)?)
 }
 
 fn close_call(
