@@ -1,11 +1,12 @@
 //! callvault: a passive, scope-limited, encrypted call recorder for contact centres.
 //!
-//! The tree follows the agent's data flow (DESIGN.md). Pipeline stages are synchronous state
-//! machines with no I/O of their own: `net`, `sip`, `calls`, `policy`, `rtp`, `decode`,
-//! `mixer`, `segment`, `vault`, composed by `pipeline`. Shells that may block, spawn or touch
-//! files and sockets: `source` (capture files), `spool` (segment and metadata files),
-//! `replay`, and the CLI in `main.rs`. `synth` generates realistic captures for tests, benches
-//! and the demo.
+//! The tree follows the agent's data flow (README, "Source layout"). Pipeline stages are
+//! synchronous state machines with no I/O, clock or randomness of their own: `net`, `sip`,
+//! `calls`, `policy`, `rtp`, `decode`, `mixer`, `media`, `segment`, composed by `pipeline`,
+//! over the shared `session` vocabulary and the `record` contract; time and `entropy` are
+//! handed in. Shells that may block, spawn or touch files and sockets: `source` (capture
+//! files), `spool`, `agent`, `catalogue`, `replay`, `export`, `demo` and the CLI in
+//! `main.rs`. `synth` generates realistic captures for tests, benches and the demo.
 
 pub mod agent;
 pub mod calls;
