@@ -41,8 +41,7 @@ use super::transfer::{
 use super::{CallEvent, CallKey};
 use crate::entropy::Entropy;
 use crate::policy::{CallParties, Decision, ScopePolicy};
-use crate::session::Side;
-use crate::session::{Codec, PayloadMap};
+use crate::session::{Codec, PayloadMap, Side};
 use crate::sip::{HeaderName, Message, Method, Sdp};
 use crate::time::Timestamp;
 
