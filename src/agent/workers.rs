@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use crate::config::AgentConfig;
 use crate::entropy::Entropy;
-use crate::media::{MediaCounters, MediaSlot, MediaStage};
-use crate::pipeline::local_media::close_and_store;
+use crate::media::{MediaCounters, MediaPacket, MediaSlot, MediaStage};
+use crate::pipeline::local_media::LocalMedia;
 use crate::pipeline::{CallSink, MediaPort};
 use crate::record::CallRecord;
 use crate::session::{PayloadMap, Side};
@@ -117,14 +117,17 @@ impl ShardedMedia {
                 Duration::from_secs(cfg.calls.rtp_timeout_seconds as u64),
                 Entropy::system(),
             );
-            let sink = SpoolCalls {
-                spool: spool.clone(),
-            };
+            let media = LocalMedia::new(
+                stage,
+                SpoolCalls {
+                    spool: spool.clone(),
+                },
+            );
             let (c, d) = (counters.clone(), done.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("media-{i}"))
                 .spawn(move || {
-                    work(rx, stage, sink, &c);
+                    work(rx, media, &c);
                     d.store(true, Ordering::Release);
                 })?;
             shards.push(Shard {
@@ -243,30 +246,22 @@ impl MediaPort for ShardedMedia {
     }
 
     #[inline]
-    fn packet(
-        &mut self,
-        slot: MediaSlot,
-        side: Side,
-        source: SocketAddr,
-        time: Timestamp,
-        payload: &[u8],
-        codecs: &Arc<PayloadMap>,
-    ) {
+    fn packet(&mut self, slot: MediaSlot, packet: &MediaPacket) {
         let shard = self.shard_of(slot);
         let bytes = &mut self.shards[shard].batch.bytes;
         let start = bytes.len() as u32;
-        bytes.extend_from_slice(payload);
+        bytes.extend_from_slice(packet.rtp);
         let end = bytes.len() as u32;
         self.push(
             shard,
             Msg::Packet {
                 slot,
-                side,
-                source,
-                time,
+                side: packet.side,
+                source: packet.source,
+                time: packet.time,
                 start,
                 end,
-                codecs: codecs.clone(),
+                codecs: packet.codecs.clone(),
             },
         );
     }
@@ -306,13 +301,13 @@ impl MediaPort for ShardedMedia {
     }
 }
 
+/// A worker: the same local media path replay runs ([`LocalMedia`]), fed from the queue.
 fn work(
     rx: Receiver<Batch>,
-    mut stage: MediaStage<Spool>,
-    mut sink: SpoolCalls,
+    mut media: LocalMedia<Spool, SpoolCalls>,
     counters: &Mutex<MediaCounters>,
 ) {
-    // the pipeline's slot numbers → this stage's
+    // the pipeline's slot numbers → this worker's
     let mut slots: HashMap<MediaSlot, MediaSlot> = HashMap::new();
     while let Ok(batch) = rx.recv() {
         for msg in batch.msgs {
@@ -322,11 +317,7 @@ fn work(
                     call_id,
                     journal,
                 } => {
-                    if let Err(e) = sink.opened(&journal) {
-                        stage.counters.metadata_errors += 1;
-                        tracing::error!(%call_id, "writing the call journal failed: {e}");
-                    }
-                    slots.insert(slot, stage.open(call_id));
+                    slots.insert(slot, media.open(call_id, *journal));
                 }
                 Msg::Packet {
                     slot,
@@ -337,17 +328,24 @@ fn work(
                     end,
                     codecs,
                 } => {
-                    if let (Some(&local), Some(payload)) = (
+                    if let (Some(&local), Some(rtp)) = (
                         slots.get(&slot),
                         batch.bytes.get(start as usize..end as usize),
                     ) {
-                        stage.packet(local, side, source, time, payload, &codecs);
+                        let packet = MediaPacket {
+                            side,
+                            source,
+                            time,
+                            rtp,
+                            codecs: &codecs,
+                        };
+                        media.packet(local, &packet);
                     }
                 }
-                Msg::Tick(now) => stage.tick(now),
+                Msg::Tick(now) => media.tick(now),
                 Msg::Quiet { slot, from } => {
                     if let Some(&local) = slots.get(&slot) {
-                        stage.quiet(local, from);
+                        media.quiet(local, from);
                     }
                 }
                 Msg::Close {
@@ -356,16 +354,16 @@ fn work(
                     record,
                 } => {
                     if let Some(local) = slots.remove(&slot) {
-                        close_and_store(&mut stage, &mut sink, local, ended_at, *record);
+                        media.close(local, ended_at, *record);
                     }
                 }
             }
         }
         if let Ok(mut c) = counters.lock() {
-            *c = stage.counters.clone();
+            *c = media.counters();
         }
     }
     if let Ok(mut c) = counters.lock() {
-        *c = stage.counters.clone();
+        *c = media.counters();
     }
 }

@@ -1,12 +1,15 @@
 //! Decode: RTP payloads of recorded streams to 16-bit linear PCM.
 //!
-//! Owns the codecs callvault can render (G.711 µ-law and A-law at 8 kHz, G.722 at 16 kHz); the
-//! naming of payload types from SDP is the session's ([`crate::session::PayloadMap`]). It receives the payload of a packet the policy has
-//! already accepted and emits samples into a caller-provided buffer; it never allocates per
-//! packet and never guesses: a codec it cannot decode is named, counted and left silent.
+//! Owns the codecs callvault can render (G.711 µ-law and A-law at 8 kHz, G.722 at 16 kHz) and
+//! the fitting of decoded samples to a call's timeline rate ([`rate`]); the naming of payload
+//! types from SDP is the session's ([`crate::session::PayloadMap`]). It receives the payload
+//! of a packet the policy has already accepted and emits samples into a caller-provided
+//! buffer; it never allocates per packet and never guesses: a codec it cannot decode is
+//! named, counted and left silent.
 
 pub mod g711;
 pub mod g722;
+pub mod rate;
 
 use crate::session::CodecKind;
 

@@ -1,16 +1,13 @@
-//! The media side run inline, on the pipeline's own thread (replay, `policy check`, tests).
-
-use std::net::SocketAddr;
-use std::sync::Arc;
+//! The media side run inline: on the pipeline's own thread (replay, `policy check`, tests)
+//! and, the same code, on each of the agent's media workers.
 
 use uuid::Uuid;
 
 use super::{CallSink, MediaPort};
 use crate::calls::Call;
-use crate::media::{MediaCounters, MediaSlot, MediaStage};
+use crate::media::{MediaCounters, MediaPacket, MediaSlot, MediaStage};
 use crate::record::CallRecord;
 use crate::segment::SegmentStore;
-use crate::session::{PayloadMap, Side};
 use crate::time::Timestamp;
 
 pub struct LocalMedia<S: SegmentStore, K: CallSink> {
@@ -46,16 +43,8 @@ impl<S: SegmentStore, K: CallSink> MediaPort for LocalMedia<S, K> {
     }
 
     #[inline]
-    fn packet(
-        &mut self,
-        slot: MediaSlot,
-        side: Side,
-        source: SocketAddr,
-        time: Timestamp,
-        payload: &[u8],
-        codecs: &Arc<PayloadMap>,
-    ) {
-        self.stage.packet(slot, side, source, time, payload, codecs);
+    fn packet(&mut self, slot: MediaSlot, packet: &MediaPacket) {
+        self.stage.packet(slot, packet);
     }
 
     fn tick(&mut self, now: Timestamp) {
@@ -66,8 +55,14 @@ impl<S: SegmentStore, K: CallSink> MediaPort for LocalMedia<S, K> {
         self.stage.quiet(slot, from);
     }
 
-    fn close(&mut self, slot: MediaSlot, ended_at: Timestamp, record: CallRecord) {
-        close_and_store(&mut self.stage, &mut self.sink, slot, ended_at, record);
+    /// Finishes the recording and stores its completed metadata (a failure is counted and
+    /// logged: the segments are on disk, the metadata can be rebuilt from them).
+    fn close(&mut self, slot: MediaSlot, ended_at: Timestamp, mut record: CallRecord) {
+        record.set_media(self.stage.close(slot, ended_at));
+        if let Err(e) = self.sink.recorded(&record) {
+            self.stage.counters.metadata_errors += 1;
+            tracing::error!(call_id = %record.call_id, "writing call metadata failed: {e}");
+        }
     }
 
     fn decided(&mut self, call: &Call) {
@@ -76,22 +71,5 @@ impl<S: SegmentStore, K: CallSink> MediaPort for LocalMedia<S, K> {
 
     fn counters(&self) -> MediaCounters {
         self.stage.counters.clone()
-    }
-}
-
-/// Finishes a recording in `stage` and stores its completed metadata in `sink` (a failure is
-/// counted and logged: the segments are on disk, the metadata can be rebuilt from them).
-pub fn close_and_store<S: SegmentStore, K: CallSink>(
-    stage: &mut MediaStage<S>,
-    sink: &mut K,
-    slot: MediaSlot,
-    ended_at: Timestamp,
-    mut record: CallRecord,
-) {
-    let media = stage.close(slot, ended_at);
-    record.set_media(media);
-    if let Err(e) = sink.recorded(&record) {
-        stage.counters.metadata_errors += 1;
-        tracing::error!(call_id = %record.call_id, "writing call metadata failed: {e}");
     }
 }

@@ -5,31 +5,19 @@
 //! sealed segments and, when a call ends, completes and stores its metadata. The call side
 //! never waits on the media side: every method hands work over and returns.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use uuid::Uuid;
 
 use crate::calls::Call;
-use crate::media::{MediaCounters, MediaSlot};
+use crate::media::{MediaCounters, MediaPacket, MediaSlot};
 use crate::record::CallRecord;
-use crate::session::{PayloadMap, Side};
 use crate::time::Timestamp;
 
 pub trait MediaPort {
     /// Starts the recording of a call. `journal` is its metadata as known now (no end, no
     /// media), stored so that a crash leaves a call the next start can close.
     fn open(&mut self, call_id: Uuid, journal: CallRecord) -> MediaSlot;
-    /// One RTP packet of a recorded call; `side` is who is speaking.
-    fn packet(
-        &mut self,
-        slot: MediaSlot,
-        side: Side,
-        source: SocketAddr,
-        time: Timestamp,
-        payload: &[u8],
-        codecs: &Arc<PayloadMap>,
-    );
+    /// One RTP packet of a recorded call.
+    fn packet(&mut self, slot: MediaSlot, packet: &MediaPacket);
     /// Capture time moved on: audio older than the playout delay is written.
     fn tick(&mut self, now: Timestamp);
     /// The call's parties hung up at `from`, though the call may go on: no silence is

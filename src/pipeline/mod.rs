@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::calls::{Call, CallEvent, CallKey, CallTracker};
 use crate::config::AgentConfig;
 use crate::entropy::Entropy;
-use crate::media::{MediaCounters, MediaSlot, MediaStage};
+use crate::media::{MediaCounters, MediaPacket, MediaSlot, MediaStage};
 use crate::net::{Datagram, LinkType, NetConfig, NetDecoder, Transport};
 use crate::policy::ScopePolicy;
 use crate::record::CallRecord;
@@ -477,8 +477,14 @@ impl<M: MediaPort> Core<M> {
         };
         self.counters.rtp_recorded += 1;
         self.activity.insert(route.call, dg.time);
-        self.media
-            .packet(slot, side, dg.src, dg.time, dg.payload, &route.codecs);
+        let packet = MediaPacket {
+            side,
+            source: dg.src,
+            time: dg.time,
+            rtp: dg.payload,
+            codecs: &route.codecs,
+        };
+        self.media.packet(slot, &packet);
     }
 
     /// While a call may be a B2BUA's inside leg of another (see [`CallEvent::RelayWatch`]):

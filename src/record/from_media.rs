@@ -4,8 +4,9 @@ use super::StreamSummary;
 use crate::rtp::Stream;
 use crate::session::Side;
 
-impl From<&Stream> for StreamSummary {
-    fn from(s: &Stream) -> StreamSummary {
+impl StreamSummary {
+    /// The summary of `s`; `decoded` says whether its audio was rendered.
+    pub fn of(s: &Stream, decoded: bool) -> StreamSummary {
         StreamSummary {
             direction: match s.side {
                 Side::Caller => "from_caller".into(),
@@ -16,7 +17,7 @@ impl From<&Stream> for StreamSummary {
             } else {
                 s.codec_name.clone()
             },
-            decoded: s.decoder.is_some(),
+            decoded,
             ssrc: format!("0x{:08X}", s.ssrc),
             packets: s.stats.packets,
             lost: s.seq.lost(),

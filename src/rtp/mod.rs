@@ -1,9 +1,11 @@
 //! RTP: recognising media packets and following each stream's sequence and timing.
 //!
-//! Owns the per-SSRC view of a stream: extended sequence numbers, duplicates, loss, and the
-//! mapping of RTP timestamps to positions on the call's timeline (the anchor). It receives
-//! packets that the stream table has already matched to a recorded call and emits placement
-//! decisions; it never decodes audio itself and never sees packets of calls out of scope.
+//! Owns the per-SSRC view of a stream: extended sequence numbers, duplicates, loss, the
+//! payload type's codec, the copies a media relay's other hop carries, and placement: the
+//! mapping of RTP timestamps to positions on the call's timeline (the anchor, set and reset
+//! against capture time). It receives packets that the stream table has already matched to a
+//! recorded call and answers where they go; it never decodes audio (the media stage holds
+//! each stream's decoder) and never sees packets of calls out of scope.
 // A parsing stage of hostile input: no unwrap, no expect, no unchecked indexing (a fuzz
 // target guards each parser; README "Fuzzing").
 #![cfg_attr(
@@ -17,7 +19,7 @@ pub mod stream;
 
 pub use relay::{PacketPrint, RecentPackets};
 pub use sequence::{SeqVerdict, SequenceTracker};
-pub use stream::{Anchor, Stream, StreamStats};
+pub use stream::{Anchor, Placed, Stream, StreamStats, Window};
 
 /// Cheap first-byte test used to route a UDP payload: RTP version 2, and not RTCP
 /// (payload types 72–79 with the marker bit are RTCP packet types 200–207, RFC 5761).

@@ -3,7 +3,9 @@
 //!
 //! The anchor is set from capture time when the stream starts and again after a
 //! discontinuity, and is otherwise left alone: within a stream, samples are placed by RTP
-//! timestamp only, so network jitter moves nothing and causes no clicks or drift.
+//! timestamp only, so network jitter moves nothing and causes no clicks or drift. Placement
+//! ([`Stream::place`]) is this file's: the media stage asks where a packet goes and is told,
+//! with whether the stream had to be re-anchored to get there.
 
 use std::net::SocketAddr;
 
@@ -11,8 +13,7 @@ use serde::Serialize;
 
 use super::relay::RecentPackets;
 use super::sequence::SequenceTracker;
-use crate::decode::Decoder;
-use crate::session::{CodecKind, Side};
+use crate::session::{CodecKind, PayloadMap, Side};
 use crate::time::Timestamp;
 
 /// RTP timestamp `rtp_ts` (extended) is heard at timeline sample `pos`.
@@ -41,6 +42,29 @@ pub struct StreamStats {
     pub relay_copies: u64,
 }
 
+/// How far (in timeline samples) a stream's newest packet may sit behind or ahead of capture
+/// time before the stream is re-anchored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub behind: i64,
+    pub ahead: i64,
+}
+
+impl Window {
+    fn holds(self, offset: i64) -> bool {
+        offset >= -self.behind && offset <= self.ahead
+    }
+}
+
+/// Where a packet goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// Timeline position of its first sample (negative: before the call's first audio).
+    pub pos: i64,
+    /// The stream was re-anchored to capture time to place it.
+    pub resynced: bool,
+}
+
 #[derive(Debug)]
 pub struct Stream {
     pub side: Side,
@@ -56,7 +80,6 @@ pub struct Stream {
     pub kind: Option<CodecKind>,
     pub codec_name: String,
     pub clock_rate: u32,
-    pub decoder: Option<Decoder>,
     /// The packets it carried last, to recognise another hop's copies of them.
     pub recent: RecentPackets,
     ts_started: bool,
@@ -78,13 +101,93 @@ impl Stream {
             kind: None,
             codec_name: String::new(),
             clock_rate: 8000,
-            decoder: None,
             recent: RecentPackets::default(),
             ts_started: false,
             ts_highest: 0,
             first_seen: now,
             last_seen: now,
         }
+    }
+
+    /// Follows the packet's payload type to the codec SDP named for it. Returns the new kind
+    /// of media when it changed (the caller then needs another decoder), `None` otherwise.
+    pub fn follow_payload_type(&mut self, pt: u8, codecs: &PayloadMap) -> Option<CodecKind> {
+        if self.pt == Some(pt) {
+            return None;
+        }
+        self.pt = Some(pt);
+        let before = self.kind;
+        match codecs.lookup(pt) {
+            Some(codec) => {
+                if codec.kind.is_audio() || self.codec_name.is_empty() {
+                    self.codec_name = codec.name.clone();
+                    self.clock_rate = codec.clock_rate;
+                }
+                self.kind = Some(codec.kind);
+            }
+            None => {
+                self.kind = Some(CodecKind::Other);
+                if self.codec_name.is_empty() {
+                    self.codec_name = format!("dynamic-{pt}");
+                }
+            }
+        }
+        (self.kind != before).then_some(self.kind).flatten()
+    }
+
+    /// The sender restarted its sequence (a new call leg on the same SSRC, a device reboot):
+    /// the next packet is anchored afresh.
+    pub fn restart(&mut self) {
+        self.anchor = None;
+        self.stats.resyncs += 1;
+    }
+
+    /// Ties timestamp `ext_ts` to timeline position `pos` (another hop's copy of this packet
+    /// already sits there).
+    pub fn align(&mut self, ext_ts: u64, pos: u64) {
+        self.anchor = Some(Anchor {
+            rtp_ts: ext_ts,
+            pos,
+        });
+    }
+
+    /// The timeline moved from `old` Hz to `new` Hz: the anchor follows.
+    pub fn rescale(&mut self, old: u64, new: u64) {
+        if let Some(a) = self.anchor.as_mut() {
+            a.pos = a.pos * new / old.max(1);
+        }
+    }
+
+    /// Where the packet with timestamp `ext_ts` goes on a timeline at `rate` Hz, given that
+    /// capture time puts it at `wall`. A stream that is not anchored is anchored there; a
+    /// stream whose newest packet strays from capture time by more than `window` (a new
+    /// talk spurt after a hold that did not advance the timestamp, a sender's clock step) is
+    /// re-anchored there and the resync counted. Older packets (reordered) keep the anchor,
+    /// so they land between their neighbours.
+    pub fn place(
+        &mut self,
+        ext_ts: u64,
+        rate: u32,
+        wall: i64,
+        newest: bool,
+        window: Window,
+    ) -> Option<Placed> {
+        let resynced = match self.position(ext_ts, rate) {
+            Some(pos) if !newest || window.holds(pos - wall) => false,
+            Some(_) => {
+                self.stats.resyncs += 1;
+                self.align(ext_ts, wall.max(0) as u64);
+                true
+            }
+            None => {
+                self.align(ext_ts, wall.max(0) as u64);
+                false
+            }
+        };
+        Some(Placed {
+            pos: self.position(ext_ts, rate)?,
+            resynced,
+        })
     }
 
     /// Extends a 32-bit RTP timestamp using the highest seen (wrap-around every 6 days at
