@@ -9,6 +9,7 @@
 
 pub mod call;
 mod config;
+pub mod dialog;
 pub mod leg;
 pub mod tracker;
 pub mod transfer;
@@ -67,3 +68,6 @@ pub enum CallEvent {
         swap_sides: bool,
     },
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,16 +33,17 @@ use serde::Serialize;
 
 use super::CallsSection;
 use super::call::Call;
-use super::leg::{Hop, JoinedBy, Leg, LegState, MAX_TRANSFER_NOTES, Party, TransferNote};
+use super::dialog::DialogStep;
+use super::leg::{Hop, JoinedBy, Leg, LegState, Party};
 use super::transfer::{
-    InviteEvidence, Join, MAX_PENDING, MEDIA_JOIN_ACTIVITY, PendingTransfer, REORDER_WINDOW,
+    self, InviteEvidence, Join, MEDIA_JOIN_ACTIVITY, PendingTransfer, REORDER_WINDOW,
     TRANSFER_WINDOW, comparable, match_pending,
 };
 use super::{CallEvent, CallKey};
 use crate::entropy::Entropy;
 use crate::policy::{CallParties, Decision, ScopePolicy};
 use crate::session::{Codec, PayloadMap, Side};
-use crate::sip::{HeaderName, Message, Method, Sdp};
+use crate::sip::{Message, Method, Sdp};
 use crate::time::Timestamp;
 
 /// What the tracker saw and decided, for the summary and `/metrics`.
@@ -109,9 +110,6 @@ struct Deferred {
     /// The decision its own INVITE gets.
     own: Decision,
 }
-
-/// REFERs waiting per call.
-const MAX_PENDING_PER_CALL: usize = 4;
 
 /// How long after a call starts a new call from the same caller may turn out to be its
 /// B2BUA inside leg (its media compared with the call's).
@@ -1107,197 +1105,66 @@ impl CallTracker {
         }
     }
 
+    /// A message inside one of a live call's dialogs: the leg's state machine takes it
+    /// ([`super::dialog`]), a REFER is noted and waits for its INVITE ([`super::transfer`]),
+    /// and SDP moves the party's media.
     fn in_dialog(&mut self, time: Timestamp, msg: &Message<'_>, key: CallKey, sip_id: &str) {
-        let from_tag = msg.from().and_then(|f| f.tag().map(str::to_owned));
-        let to_tag = msg.to().and_then(|t| t.tag().map(str::to_owned));
-        let cseq = msg.cseq();
-        let Some(call) = self.calls.get_mut(&key) else {
-            return;
-        };
-        if call.ended {
-            return;
-        }
-        let Some(leg) = call.legs.iter_mut().find(|l| l.sip_call_id == sip_id) else {
+        let Some(leg) = self
+            .calls
+            .get_mut(&key)
+            .filter(|c| !c.ended)
+            .and_then(|c| c.legs.iter_mut().find(|l| l.sip_call_id == sip_id))
+        else {
             return;
         };
         leg.last_signal = time;
-        let mut ended = false;
-        match (msg.method(), msg.status()) {
-            (Some(Method::Invite), _) => {
-                if to_tag.is_some() {
-                    self.counters.reinvites += 1;
-                } else if let Some(c) = &cseq {
-                    // auth retry of the initial INVITE: later responses answer this CSeq
-                    leg.invite_cseq = leg.invite_cseq.max(c.seq);
-                }
-            }
+        let step = match (msg.method(), msg.status()) {
             (Some(Method::Refer), _) => {
                 self.counters.refers += 1;
-                let refer_cseq = cseq.as_ref().map_or(0, |c| c.seq);
-                let target_user = msg.refer_to().and_then(|t| t.uri.user_unescaped_opt());
-                // The same transfer again: a retransmission, the copy seen on the other side
-                // of a proxy, or the retry after a 401/407 challenge.
-                let repeated = leg.transfers.iter().any(|t| {
-                    Some(t.target.as_str()) == target_user.as_deref()
-                        && (t.cseq == refer_cseq
-                            || time.saturating_since(t.at) < Duration::from_secs(5))
-                });
-                if let Some(target) = msg.refer_to().filter(|_| !repeated) {
-                    let sender = leg.sender_of_request(from_tag.as_deref());
-                    let referred_by = msg
-                        .referred_by()
-                        .and_then(|r| r.uri.user_unescaped_opt())
-                        .or_else(|| msg.from().and_then(|f| f.uri.user_unescaped_opt()))
-                        .unwrap_or_default();
-                    if leg.side_of(sender) == Side::Organisation {
-                        leg.note_org_identity(&referred_by);
-                    }
-                    // bounded per call (a REFER flood in one dialog cannot push out another
-                    // call's transfer) and overall
-                    if let Some(i) = (self.pending.iter().filter(|p| p.call == key).count()
-                        >= MAX_PENDING_PER_CALL)
-                        .then(|| self.pending.iter().position(|p| p.call == key))
-                        .flatten()
-                    {
-                        self.pending.remove(i);
-                    } else if self.pending.len() >= MAX_PENDING {
-                        self.pending.remove(0);
-                    }
-                    if leg.transfers.len() < MAX_TRANSFER_NOTES {
-                        leg.transfers.push(TransferNote {
-                            at: time,
-                            target: target.uri.user_unescaped_opt().unwrap_or_default(),
-                            attended: target.uri.replaces().is_some(),
-                            status: None,
-                            cseq: refer_cseq,
-                        });
-                    }
-                    if self.closing.iter().any(|(k, _)| *k == key) {
-                        // its BYE came first: the call goes on, waiting for its transferee
-                        self.events.push(CallEvent::Quiet {
-                            call: key,
-                            from: None,
-                        });
-                    }
-                    self.pending.push(PendingTransfer {
-                        call: key,
-                        at: time,
-                        target: target.uri.user_unescaped_opt().unwrap_or_default(),
-                        replaces: target.uri.replaces(),
-                        referred_by,
-                        transferee_side: leg.side_of(sender.other()),
-                    });
-                    self.rejoin_late_transferee(time);
+                if let Some(transfer) = transfer::note_refer(leg, key, msg, time) {
+                    self.transfer_requested(transfer, time);
                     return;
                 }
+                DialogStep::Continues
             }
-            (Some(Method::Notify), _) => {
-                // RFC 3515: a refer subscription reports the transfer's progress as a sipfrag
-                let is_refer = msg
-                    .header(HeaderName::Event)
-                    .is_some_and(|e| e.trim_start().to_ascii_lowercase().starts_with("refer"));
-                if is_refer
-                    && let Some(status) = sipfrag_status(msg.body())
-                    && let Some(note) = leg.transfers.last_mut()
-                {
-                    note.status = Some(status);
-                }
-            }
-            (Some(Method::Bye), _)
-                if leg.b_tag.is_some()
-                    && ![from_tag.as_deref(), to_tag.as_deref()]
-                        .contains(&leg.b_tag.as_deref()) =>
-            {
-                // the BYE of another dialog on this Call-ID (a second fork that answered
-                // too, and is being released): not the conversation's end
-            }
-            (Some(Method::Bye), _) => {
-                let by = leg.side_of(leg.sender_of_request(from_tag.as_deref()));
-                let reason = match by {
-                    Side::Caller => "caller_hangup",
-                    Side::Organisation => "organisation_hangup",
-                };
-                leg.end(time, reason);
-                ended = true;
-            }
-            (Some(Method::Cancel), _) => {
-                self.counters.cancels += 1;
-                if leg.answered_at.is_none() {
-                    leg.cancelled = true;
-                    leg.end(time, "cancelled");
-                    ended = true;
-                }
-            }
-            (None, Some(status)) => {
-                // who the organisation's party is (for recognising its consultation calls)
-                if (100..300).contains(&status)
-                    && leg.side_of(leg.sender_of_response(from_tag.as_deref()))
-                        == Side::Organisation
-                {
-                    for user in msg
-                        .contact()
-                        .and_then(|c| c.uri.user_unescaped_opt())
-                        .into_iter()
-                        .chain(
-                            msg.p_asserted_identity()
-                                .iter()
-                                .filter_map(|p| p.uri.user_unescaped_opt()),
-                        )
-                    {
-                        leg.note_org_identity(&user);
-                    }
-                }
-                let is_invite = cseq
-                    .as_ref()
-                    .map(|c| matches!(c.method, Method::Invite))
-                    .unwrap_or(false);
-                let initial = cseq.as_ref().map(|c| c.seq) == Some(leg.invite_cseq);
-                if is_invite && initial && leg.answered_at.is_none() {
-                    match status {
-                        101..=199 if to_tag.is_some() && leg.state == LegState::Calling => {
-                            leg.state = LegState::Early;
-                        }
-                        200..=299 => {
-                            leg.state = LegState::Confirmed;
-                            leg.answered_at = Some(time);
-                            leg.b_tag = to_tag.clone();
-                        }
-                        401 | 407 => {}
-                        300..=699 => {
-                            let reason = if leg.cancelled || status == 487 {
-                                "cancelled".to_owned()
-                            } else {
-                                format!("rejected_{status}")
-                            };
-                            leg.end(time, &reason);
-                            ended = true;
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
+            (Some(_), _) => leg.on_request(time, msg),
+            (None, Some(status)) => leg.on_response(time, status, msg),
+            (None, None) => DialogStep::Continues,
+        };
+        match step {
+            DialogStep::ReInvite => self.counters.reinvites += 1,
+            DialogStep::Cancel { .. } => self.counters.cancels += 1,
+            DialogStep::Continues | DialogStep::Ended => {}
         }
-        if !ended {
+        if !step.ended() {
             self.media_from_message(msg, key, sip_id, SocketAddr::from(([0, 0, 0, 0], 0)));
-        }
-        if ended {
-            if self.reorderable {
-                // from a feed out of wire order the transferor's BYE can come before its
-                // REFER: the call ends when the reorder window has passed (at the BYE's time),
-                // and no silence is written meanwhile
-                if self.calls.get(&key).is_some_and(Call::all_legs_over)
-                    && note_closing(&mut self.closing, key, time + REORDER_WINDOW)
-                {
-                    self.events.push(CallEvent::Quiet {
-                        call: key,
-                        from: Some(time),
-                    });
-                }
-            } else {
-                self.finish_if_over(key);
+        } else if self.reorderable {
+            // from a feed out of wire order the transferor's BYE can come before its
+            // REFER: the call ends when the reorder window has passed (at the BYE's time),
+            // and no silence is written meanwhile
+            if self.calls.get(&key).is_some_and(Call::all_legs_over)
+                && note_closing(&mut self.closing, key, time + REORDER_WINDOW)
+            {
+                self.events.push(CallEvent::Quiet {
+                    call: key,
+                    from: Some(time),
+                });
             }
+        } else {
+            self.finish_if_over(key);
         }
+    }
+
+    /// A REFER asked for a transfer: it waits for the INVITE it causes, which may already
+    /// have been seen (a feed out of wire order).
+    fn transfer_requested(&mut self, transfer: PendingTransfer, time: Timestamp) {
+        let call = transfer.call;
+        if self.closing.iter().any(|(k, _)| *k == call) {
+            // its BYE came first: the call goes on, waiting for its transferee
+            self.events.push(CallEvent::Quiet { call, from: None });
+        }
+        transfer::queue(&mut self.pending, transfer);
+        self.rejoin_late_transferee(time);
     }
 
     /// Ends the call when all its legs are over.
@@ -1620,13 +1487,6 @@ fn new_leg(
         org_identities: Vec::new(),
         invite: None,
     }
-}
-
-/// Status code of a `message/sipfrag` body ("SIP/2.0 200 OK").
-fn sipfrag_status(body: &[u8]) -> Option<u16> {
-    let rest = body.strip_prefix(b"SIP/2.0 ")?;
-    let code = rest.get(..3)?;
-    std::str::from_utf8(code).ok()?.parse().ok()
 }
 
 /// Original called numbers (oldest first): History-Info entries before the current target,

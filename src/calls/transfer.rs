@@ -21,15 +21,17 @@
 //!
 //! A joined leg inherits the call's decision: legs created by transferring an in-scope call are
 //! recorded, and legs created by transferring an out-of-scope call are not, whatever they dial.
-//! This module holds the pure matching rules; the tracker owns the state.
+//! This module holds the pure matching rules and a REFER's bookkeeping (what it notes on its
+//! leg, when it repeats a transfer already seen, how the transfers waiting for their INVITE
+//! are bounded); the tracker owns the state.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::CallKey;
-use super::leg::JoinedBy;
+use super::leg::{JoinedBy, Leg, MAX_TRANSFER_NOTES, TransferNote};
 use crate::session::Side;
-use crate::sip::Replaces;
+use crate::sip::{Message, Replaces};
 use crate::time::Timestamp;
 
 /// A REFER waits this long for the INVITE it causes (Timer B-ish: 32 s, rounded up).
@@ -42,6 +44,11 @@ pub const MEDIA_JOIN_ACTIVITY: Duration = Duration::from_secs(10);
 pub const REORDER_WINDOW: Duration = Duration::from_secs(2);
 /// Pending transfers kept at most (hostile REFER floods cannot grow the list).
 pub const MAX_PENDING: usize = 4096;
+/// Pending transfers kept per call.
+pub const MAX_PENDING_PER_CALL: usize = 4;
+/// The same Refer-To again within this long is the same transfer (the retry after a 401/407
+/// challenge has a new CSeq).
+const REFER_REPEAT: Duration = Duration::from_secs(5);
 
 /// A REFER seen inside a leg, waiting for the INVITE it asks for.
 #[derive(Clone, Debug)]
@@ -124,6 +131,71 @@ pub fn match_pending(
         };
         matched.then_some(i)
     })
+}
+
+/// A REFER inside `leg` of call `call`: the transfer it asks for, noted on the leg, or `None`
+/// when it names no target or repeats a transfer already noted (a retransmission, the copy
+/// seen on the other side of a proxy, the retry after a challenge). The REFER's sender, when
+/// it is the organisation's party, is known by its Referred-By from now on.
+pub fn note_refer(
+    leg: &mut Leg,
+    call: CallKey,
+    msg: &Message<'_>,
+    time: Timestamp,
+) -> Option<PendingTransfer> {
+    let refer_cseq = msg.cseq().map_or(0, |c| c.seq);
+    let target = msg.refer_to()?;
+    let user = target.uri.user_unescaped_opt();
+    let repeated = leg.transfers.iter().any(|t| {
+        Some(t.target.as_str()) == user.as_deref()
+            && (t.cseq == refer_cseq || time.saturating_since(t.at) < REFER_REPEAT)
+    });
+    if repeated {
+        return None;
+    }
+    let target_user = user.unwrap_or_default();
+    let from_tag = msg.from().and_then(|f| f.tag().map(str::to_owned));
+    let sender = leg.sender_of_request(from_tag.as_deref());
+    let referred_by = msg
+        .referred_by()
+        .and_then(|r| r.uri.user_unescaped_opt())
+        .or_else(|| msg.from().and_then(|f| f.uri.user_unescaped_opt()))
+        .unwrap_or_default();
+    if leg.side_of(sender) == Side::Organisation {
+        leg.note_org_identity(&referred_by);
+    }
+    if leg.transfers.len() < MAX_TRANSFER_NOTES {
+        leg.transfers.push(TransferNote {
+            at: time,
+            target: target_user.clone(),
+            attended: target.uri.replaces().is_some(),
+            status: None,
+            cseq: refer_cseq,
+        });
+    }
+    Some(PendingTransfer {
+        call,
+        at: time,
+        target: target_user,
+        replaces: target.uri.replaces(),
+        referred_by,
+        transferee_side: leg.side_of(sender.other()),
+    })
+}
+
+/// Queues a transfer to wait for its INVITE, bounded per call (a REFER flood in one dialog
+/// cannot push out another call's transfer: the call's own oldest goes) and overall (the
+/// oldest goes).
+pub fn queue(pending: &mut Vec<PendingTransfer>, transfer: PendingTransfer) {
+    let call = transfer.call;
+    if pending.iter().filter(|p| p.call == call).count() >= MAX_PENDING_PER_CALL {
+        if let Some(i) = pending.iter().position(|p| p.call == call) {
+            pending.remove(i);
+        }
+    } else if pending.len() >= MAX_PENDING {
+        pending.remove(0);
+    }
+    pending.push(transfer);
 }
 
 /// How a joined leg is labelled and which side its party A is on.

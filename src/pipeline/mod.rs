@@ -8,6 +8,7 @@
 //! thread; the media side (rtp onwards) sits behind a [`MediaPort`]: [`LocalMedia`] runs it
 //! inline (replay, tests), the agent shards it over worker threads.
 
+mod capture_clock;
 pub mod early;
 pub mod local_media;
 pub mod media_port;
@@ -34,6 +35,7 @@ use crate::segment::SegmentStore;
 use crate::sip;
 use crate::time::Timestamp;
 use crate::vault::CataloguePublicKey;
+use capture_clock::CaptureClock;
 
 pub use local_media::LocalMedia;
 pub use media_port::MediaPort;
@@ -100,26 +102,13 @@ struct Core<M: MediaPort> {
     recording_allowed: bool,
     symmetric_rtp: bool,
     counters: RouteCounters,
-    first_time: Option<Timestamp>,
-    /// Capture time covered by earlier stretches: a confirmed jump back starts a new
-    /// stretch rather than cancelling what went before.
-    banked: Duration,
-    /// The earliest time handled in the current stretch (a merged capture is not always in
-    /// order: what came before the first packet counts too).
-    stretch_start: Timestamp,
-    now: Timestamp,
-    next_drain: Timestamp,
-    next_tick: Timestamp,
+    clock: CaptureClock,
     /// Ended calls whose media is still accepted until the deadline: packets in flight when
     /// the BYE was sent are the caller's last words.
     closing: Vec<(CallKey, bool, Timestamp)>,
     linger: Duration,
     /// `policy check`: decide every call, record none.
     dry_run: bool,
-    /// Capture-time jumps seen (see `RouteCounters::clock_steps`).
-    clock_steps: u64,
-    /// A jump far ahead or back, waiting for a second packet to confirm it.
-    leap: Option<Timestamp>,
     /// Calls that may be a B2BUA's inside leg of another, their media compared until then.
     relay_watch: Vec<RelayWatch>,
     /// SIP messages that came before the message opening their dialog (HEP out of order).
@@ -139,12 +128,6 @@ struct RelayWatch {
 /// Packets of watched calls remembered at most (a flood cannot grow the map).
 const MAX_RELAY_PRINTS: usize = 4096;
 
-/// How often audio is drained and timeouts checked, in capture time.
-const DRAIN_EVERY: Duration = Duration::from_millis(100);
-const TICK_EVERY: Duration = Duration::from_secs(1);
-/// Traffic this far behind the newest capture time means the clock stepped back (or the
-/// newest time was bogus): capture time follows the traffic again.
-const CLOCK_STEP_BACK: Duration = Duration::from_secs(600);
 /// How long the media addresses of an ended call are remembered (to count stragglers).
 const CLOSED_ROUTE_TTL: Duration = Duration::from_secs(10);
 
@@ -197,17 +180,10 @@ impl<M: MediaPort> Pipeline<M> {
                 recording_allowed: true,
                 symmetric_rtp: cfg.media.symmetric_rtp,
                 counters: RouteCounters::default(),
-                first_time: None,
-                banked: Duration::ZERO,
-                stretch_start: Timestamp::from_millis(0),
-                now: Timestamp::ZERO,
-                next_drain: Timestamp::ZERO,
-                next_tick: Timestamp::ZERO,
+                clock: CaptureClock::default(),
                 closing: Vec::new(),
                 linger: Duration::from_millis(cfg.media.playout_delay_ms as u64),
                 dry_run: false,
-                clock_steps: 0,
-                leap: None,
                 relay_watch: Vec::new(),
                 early: early::EarlyMessages::default(),
                 relay_prints: HashMap::new(),
@@ -232,10 +208,10 @@ impl<M: MediaPort> Pipeline<M> {
         let time = core.advance(time);
         // Calls whose linger has passed close before this frame is routed, however long the
         // capture was quiet: a late packet never lands in an ended call.
-        core.close_lingering(Some(core.now));
+        core.close_lingering(Some(core.clock.now()));
         self.net
             .frame(time, link, frame, &mut |dg| core.datagram(dg));
-        if time >= core.next_tick {
+        if time >= core.clock.next_tick() {
             self.net.tick(time);
         }
         core.maybe_tick();
@@ -246,7 +222,7 @@ impl<M: MediaPort> Pipeline<M> {
         let core = &mut self.core;
         self.net.hep(packet, &mut |dg| {
             let time = core.advance(dg.time);
-            core.close_lingering(Some(core.now));
+            core.close_lingering(Some(core.clock.now()));
             core.datagram(&Datagram { time, ..*dg });
         });
         core.maybe_tick();
@@ -258,7 +234,7 @@ impl<M: MediaPort> Pipeline<M> {
     pub fn hep_received(&mut self, arrival: Timestamp, packet: &[u8], auth_key: Option<&[u8]>) {
         let core = &mut self.core;
         core.advance(arrival);
-        core.close_lingering(Some(core.now));
+        core.close_lingering(Some(core.clock.now()));
         self.net
             .hep_received(arrival, packet, auth_key, &mut |dg| core.datagram(dg));
         core.maybe_tick();
@@ -286,7 +262,7 @@ impl<M: MediaPort> Pipeline<M> {
 
     /// Ends every call still open (end of capture, shutdown) and flushes everything.
     pub fn finish(&mut self, reason: &str) {
-        let now = self.core.now;
+        let now = self.core.clock.now();
         for held in self.core.early.drain() {
             self.core.mid_call_request(&held);
         }
@@ -301,10 +277,10 @@ impl<M: MediaPort> Pipeline<M> {
             calls: self.core.tracker.counters.clone(),
             media: self.core.media.counters(),
             routes: RouteCounters {
-                clock_steps: self.core.clock_steps,
+                clock_steps: self.core.clock.steps(),
                 ..self.core.counters.clone()
             },
-            capture_span: self.core.capture_span(),
+            capture_span: self.core.clock.span(),
         }
     }
 
@@ -336,85 +312,27 @@ impl<M: MediaPort> Pipeline<M> {
 }
 
 impl<M: MediaPort> Core<M> {
-    /// Moves capture time on for a packet captured at `time`, and returns the time the
-    /// packet is to be handled at: its own, or capture time when its own is a lone jump
-    /// far ahead or far back (one corrupt record must not place audio, start a timeout or
-    /// age a fragment ten minutes away from everything else).
+    /// Moves capture time on for a packet captured at `time` (see [`CaptureClock`]) and
+    /// returns the time the packet is to be handled at. After a step back, calls lingering
+    /// past their end close no later than a linger from the new now.
     fn advance(&mut self, time: Timestamp) -> Timestamp {
-        if self.first_time.is_none() {
-            self.first_time = Some(time);
-            self.now = time;
-            self.stretch_start = time;
-            self.next_drain = time + DRAIN_EVERY;
-            self.next_tick = time + TICK_EVERY;
-            return time;
-        }
-        // A jump far ahead or far back moves capture time only once a second packet confirms
-        // it: one corrupt record or forged HEP timestamp must neither time every call out
-        // (ahead) nor drag every call's media origin back with it (behind: the next good
-        // packet would then be a leap, and the calls padded with silence up to it).
-        let far_ahead = time.saturating_since(self.now) > CLOCK_STEP_BACK;
-        let far_behind = self.now.saturating_since(time) > CLOCK_STEP_BACK;
-        if far_ahead || far_behind {
-            match self.leap {
-                Some(first)
-                    if time.saturating_since(first) <= CLOCK_STEP_BACK
-                        && first.saturating_since(time) <= CLOCK_STEP_BACK =>
-                {
-                    self.leap = None;
-                    self.follow(time, far_behind);
-                    return time;
-                }
-                _ => {
-                    self.leap = Some(time);
-                    self.clock_steps += 1;
-                    return self.now;
-                }
-            }
-        }
-        self.leap = None;
-        // Merged captures are not always in order: time only moves forward.
-        if time > self.now {
-            self.now = time;
-        }
-        self.stretch_start = self.stretch_start.min(time);
-        time
-    }
-
-    /// Capture time the traffic has covered: from the earliest packet of each stretch to its
-    /// last (see `banked`).
-    fn capture_span(&self) -> Duration {
-        self.banked + self.now.saturating_since(self.stretch_start)
-    }
-
-    /// Capture time follows the traffic to `time`, confirmed by two packets. Back: the clock
-    /// stepped back (or the earlier leap was bogus), so timeouts and call ends must not wait
-    /// for the old future.
-    fn follow(&mut self, time: Timestamp, back: bool) {
-        if back {
-            self.banked += self.now.saturating_since(self.stretch_start);
-            self.stretch_start = time;
-        }
-        self.now = time;
-        if back {
-            self.next_drain = time;
-            self.next_tick = time;
-            let linger = self.linger;
+        let reading = self.clock.advance(time);
+        if reading.stepped_back {
+            let until = reading.at + self.linger;
             for (_, _, at) in &mut self.closing {
-                *at = (*at).min(time + linger);
+                *at = (*at).min(until);
             }
         }
+        reading.at
     }
 
     fn maybe_tick(&mut self) {
-        let now = self.now;
-        if now >= self.next_drain {
-            self.next_drain = now + DRAIN_EVERY;
+        let now = self.clock.now();
+        if self.clock.drain_due() {
             self.close_lingering(Some(now));
             self.media.tick(now);
         }
-        if now >= self.next_tick {
-            self.next_tick = now + TICK_EVERY;
+        if self.clock.tick_due() {
             let activity = &self.activity;
             self.tracker.tick(now, &|key| activity.get(&key).copied());
             self.table.expire_closed(now - CLOSED_ROUTE_TTL);
@@ -708,7 +626,8 @@ impl<M: MediaPort> Core<M> {
                     }
                 }
                 CallEvent::Ended { call, record } => {
-                    self.closing.push((call, record, self.now + self.linger));
+                    self.closing
+                        .push((call, record, self.clock.now() + self.linger));
                 }
             }
         }
@@ -736,12 +655,12 @@ impl<M: MediaPort> Core<M> {
     }
 
     fn end(&mut self, key: CallKey, record: bool) {
-        self.table.close_call(key, self.now);
+        self.table.close_call(key, self.clock.now());
         self.activity.remove(&key);
         let Some(call) = self.tracker.take_ended(key) else {
             return;
         };
-        let ended_at = call.ended_at().unwrap_or(self.now);
+        let ended_at = call.ended_at().unwrap_or(self.clock.now());
         self.media.decided(&call);
         // a call refused while recording was paused has no slot and no metadata
         if let Some(slot) = self.slots.remove(&key) {
