@@ -6,6 +6,12 @@
 //! machine, and TPACKET_V3 hands over whole blocks of frames, one wake-up per block. It
 //! copies frames out in batches and never parses them: decoding happens on the pipeline
 //! thread.
+// Reads frames the kernel wrote into a shared ring, lengths and offsets included: the same
+// rules as the parsers of hostile input (no unwrap, no expect, no unchecked indexing).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 use std::ffi::CString;
 use std::io;
@@ -154,7 +160,7 @@ impl FrameBatch {
     pub fn iter(&self) -> impl Iterator<Item = (Timestamp, &[u8])> {
         self.frames
             .iter()
-            .map(|&(t, a, b)| (t, &self.bytes[a as usize..b as usize]))
+            .filter_map(|&(t, a, b)| Some((t, self.bytes.get(a as usize..b as usize)?)))
     }
 }
 
@@ -370,7 +376,8 @@ impl PacketRing {
         let data = unsafe { std::slice::from_raw_parts(block as *const u8, self.block_size) };
         let u32_at = |at: usize| -> Option<u32> {
             data.get(at..at + 4)
-                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
         };
         let num = u32_at(BLOCK_NUM_PKTS).unwrap_or(0) as usize;
         let mut at = u32_at(BLOCK_FIRST_PKT).unwrap_or(0) as usize;
@@ -386,7 +393,8 @@ impl PacketRing {
             };
             let mac = data
                 .get(at + PKT_MAC..at + PKT_MAC + 2)
-                .map(|b| u16::from_ne_bytes([b[0], b[1]]) as usize)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| u16::from_ne_bytes(b) as usize)
                 .unwrap_or(0);
             let pkttype = data.get(at + PKT_SLL_PKTTYPE).copied().unwrap_or(0);
             // On loopback every packet is seen twice, leaving and arriving: keep one.
