@@ -1,11 +1,12 @@
 //! The `callvault` command line: one binary, one subcommand per job.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use callvault::catalogue::config::CatalogueConfig;
 use callvault::config::AgentConfig;
 use callvault::export;
 use callvault::replay::{self, ReplayOptions};
@@ -34,16 +35,7 @@ enum Command {
         command: KeysCommand,
     },
     /// The live recording daemon: capture (mirror port, HEP feed), record, spool.
-    Agent {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Spool directory (overrides agent.spool_dir).
-        #[arg(long)]
-        spool: Option<PathBuf>,
-        /// Catalogue public key (overrides agent.catalogue_public_key).
-        #[arg(long)]
-        public_key: Option<PathBuf>,
-    },
+    Agent(AgentArgs),
     /// The catalogue server: agents ship recordings to it (run it with no subcommand).
     Catalogue {
         #[arg(long, short)]
@@ -58,88 +50,118 @@ enum Command {
     },
     /// Re-send the SIP and RTP of capture files as a HEP v3 feed (what heplify or Kamailio's
     /// siptrace would send): trials of the agent's HEP input, tests, load measurements.
-    HepSend {
-        /// Where to send, e.g. 127.0.0.1:9060.
-        #[arg(long)]
-        to: std::net::SocketAddr,
-        /// HEP over TCP instead of UDP.
-        #[arg(long)]
-        tcp: bool,
-        /// Shared secret to put in each packet (chunk 0x000e).
-        #[arg(long)]
-        auth_key: Option<String>,
-        /// Capture-time speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// HEP capture id (chunk 0x000c).
-        #[arg(long, default_value_t = 2001)]
-        capture_id: u32,
-        #[arg(required = true)]
-        captures: Vec<PathBuf>,
-    },
+    HepSend(HepSendArgs),
     /// Run the agent's pipeline over capture files (pcap, pcapng).
-    Replay {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Spool directory (overrides agent.spool_dir).
-        #[arg(long)]
-        spool: Option<PathBuf>,
-        /// Catalogue public key (overrides agent.catalogue_public_key).
-        #[arg(long)]
-        public_key: Option<PathBuf>,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-        #[arg(required = true)]
-        captures: Vec<PathBuf>,
-    },
+    Replay(ReplayArgs),
     /// The scope policy: prove what would be recorded, without recording anything.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
     /// Decrypt a whole recorded call (all its segments) to one WAV file.
-    Export {
-        #[arg(long)]
-        key: PathBuf,
-        /// The call's metadata document, SPOOL/calls/<call_id>.json.
-        call: PathBuf,
-        #[arg(short, long)]
-        out: PathBuf,
-    },
+    Export(ExportArgs),
     /// Decrypt one segment to a WAV file (a `.partial` segment is recovered up to its last
     /// sealed chunk).
-    Decrypt {
-        #[arg(long)]
-        key: PathBuf,
-        /// The segment was closed by the agent after a crash (`"complete": false` in its
-        /// call's metadata): decrypt up to its last sealed chunk.
-        #[arg(long)]
-        recovered: bool,
-        segment: PathBuf,
-        #[arg(short, long)]
-        out: PathBuf,
-    },
+    Decrypt(DecryptArgs),
     /// Show the main job working: generate a sample contact-centre capture, record it through
     /// the real pipeline with the example configuration, and export the recordings.
-    Demo {
-        /// Where to put keys, capture, spool and exported WAV files.
-        #[arg(long, default_value = "callvault-demo")]
-        dir: PathBuf,
-    },
+    Demo(DemoArgs),
     /// Write a synthetic contact-centre capture (for tests, benchmarks and trials).
-    Generate {
-        /// Concurrent calls.
-        #[arg(long, default_value_t = 10)]
-        calls: usize,
-        /// Talk time of each call, seconds.
-        #[arg(long, default_value_t = 30)]
-        seconds: u64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(short, long)]
-        out: PathBuf,
-    },
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Spool directory (overrides agent.spool_dir).
+    #[arg(long)]
+    spool: Option<PathBuf>,
+    /// Catalogue public key (overrides agent.catalogue_public_key).
+    #[arg(long)]
+    public_key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct HepSendArgs {
+    /// Where to send, e.g. 127.0.0.1:9060.
+    #[arg(long)]
+    to: std::net::SocketAddr,
+    /// HEP over TCP instead of UDP.
+    #[arg(long)]
+    tcp: bool,
+    /// Shared secret to put in each packet (chunk 0x000e).
+    #[arg(long)]
+    auth_key: Option<String>,
+    /// Capture-time speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// HEP capture id (chunk 0x000c).
+    #[arg(long, default_value_t = 2001)]
+    capture_id: u32,
+    #[arg(required = true)]
+    captures: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Spool directory (overrides agent.spool_dir).
+    #[arg(long)]
+    spool: Option<PathBuf>,
+    /// Catalogue public key (overrides agent.catalogue_public_key).
+    #[arg(long)]
+    public_key: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(required = true)]
+    captures: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    key: PathBuf,
+    /// The call's metadata document, SPOOL/calls/<call_id>.json.
+    call: PathBuf,
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct DecryptArgs {
+    #[arg(long)]
+    key: PathBuf,
+    /// The segment was closed by the agent after a crash (`"complete": false` in its
+    /// call's metadata): decrypt up to its last sealed chunk.
+    #[arg(long)]
+    recovered: bool,
+    segment: PathBuf,
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where to put keys, capture, spool and exported WAV files.
+    #[arg(long, default_value = "callvault-demo")]
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Concurrent calls.
+    #[arg(long, default_value_t = 10)]
+    calls: usize,
+    /// Talk time of each call, seconds.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(short, long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -209,24 +231,10 @@ fn main() {
     let cli = Cli::parse();
     // TLS (agent → catalogue, catalogue → PostgreSQL) uses rustls with the ring provider
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // The agent's log format is a configuration key: read it before the first log line.
     let agent = match &cli.command {
-        Command::Agent {
-            config,
-            spool,
-            public_key,
-        } => match AgentConfig::load(config) {
-            Ok(mut cfg) => {
-                if let Some(s) = spool {
-                    cfg.agent.spool_dir = s.clone();
-                }
-                if let Some(k) = public_key {
-                    cfg.agent.catalogue_public_key = k.clone();
-                }
-                Some((config.clone(), cfg))
-            }
+        Command::Agent(args) => match agent_config(args) {
+            Ok(cfg) => Some((args.config.clone(), cfg)),
             Err(e) => {
                 eprintln!("error: {e}");
                 std::process::exit(1);
@@ -234,22 +242,7 @@ fn main() {
         },
         _ => None,
     };
-    let json = agent
-        .as_ref()
-        .is_some_and(|(_, c)| c.agent.log_format == "json");
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    if json {
-        logs.json().init();
-    } else if agent.is_some() && std::env::var_os("JOURNAL_STREAM").is_some() {
-        // journald stamps every line itself
-        logs.without_time().init();
-    } else {
-        logs.init();
-    }
+    init_logs(&cli.log, agent.as_ref().map(|(_, cfg)| cfg));
     let result = match agent {
         Some((config_path, config)) => callvault::agent::run(callvault::agent::AgentOptions {
             config_path,
@@ -263,182 +256,49 @@ fn main() {
     }
 }
 
+/// The agent's configuration file with the command line's overrides.
+fn agent_config(args: &AgentArgs) -> Result<AgentConfig, callvault::config::ConfigError> {
+    let mut cfg = AgentConfig::load(&args.config)?;
+    if let Some(s) = &args.spool {
+        cfg.agent.spool_dir = s.clone();
+    }
+    if let Some(k) = &args.public_key {
+        cfg.agent.catalogue_public_key = k.clone();
+    }
+    Ok(cfg)
+}
+
+/// Logs to standard error: JSON when the agent's `agent.log_format` says so, without
+/// timestamps under journald (it stamps every line itself).
+fn init_logs(filter: &str, agent: Option<&AgentConfig>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    if agent.is_some_and(|c| c.agent.log_format == "json") {
+        logs.json().init();
+    } else if agent.is_some() && std::env::var_os("JOURNAL_STREAM").is_some() {
+        logs.without_time().init();
+    } else {
+        logs.init();
+    }
+}
+
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Keys {
             command: KeysCommand::Generate { out },
-        } => {
-            let (public, private) = generate_keypair_files(&out)?;
-            println!(
-                "public key:  {}  (give this to every agent)",
-                public.display()
-            );
-            println!(
-                "private key: {}  (catalogue only; mode 0600)",
-                private.display()
-            );
-            Ok(())
-        }
-        Command::Agent { .. } => unreachable!("handled in main"),
-        Command::Catalogue { config, command } => {
-            let cfg = callvault::catalogue::config::CatalogueConfig::load(&config)?;
-            match command {
-                None => callvault::catalogue::run(cfg),
-                Some(CatalogueCommand::UserAdd {
-                    name,
-                    role,
-                    services,
-                    extension,
-                }) => {
-                    let role =
-                        callvault::catalogue::people::Role::parse(&role).ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "--role {role:?}: use manager, auditor, dpo, admin or staff"
-                            )
-                        })?;
-                    let password = match std::env::var("CALLVAULT_PASSWORD") {
-                        Ok(p) => p,
-                        Err(_) => {
-                            let mut line = String::new();
-                            std::io::stdin().read_line(&mut line)?;
-                            line.trim_end_matches(['\r', '\n']).to_owned()
-                        }
-                    };
-                    let services: Vec<String> = services
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect();
-                    callvault::catalogue::add_user(
-                        &cfg,
-                        &name,
-                        &password,
-                        role,
-                        &services,
-                        extension.as_deref(),
-                    )?;
-                    eprintln!("user {name:?} added as {}", role.as_str());
-                    Ok(())
-                }
-                Some(CatalogueCommand::Purge) => {
-                    let done = callvault::catalogue::purge_now(&cfg)?;
-                    println!(
-                        "{} recording(s) past their retention date erased",
-                        done.len()
-                    );
-                    Ok(())
-                }
-                Some(CatalogueCommand::Keys) => {
-                    for (id, usage) in callvault::catalogue::key_report(&cfg)? {
-                        match usage {
-                            None => println!("{id}: no recording uses it: it may be removed"),
-                            Some(u) if u.held => println!(
-                                "{id}: {} call(s), one or more under legal hold: keep it",
-                                u.calls
-                            ),
-                            Some(u) => println!(
-                                "{id}: {} call(s); needed until {}",
-                                u.calls,
-                                callvault::time::Timestamp::from_millis(
-                                    u.last_expiry_ms.max(0) as u64
-                                )
-                                .rfc3339()
-                            ),
-                        }
-                    }
-                    Ok(())
-                }
-                Some(CatalogueCommand::AgentAdd { name }) => {
-                    let token = callvault::catalogue::add_agent(&cfg, &name)?;
-                    println!("{token}");
-                    eprintln!(
-                        "agent {name:?} registered; put the token above in its catalogue.token_file (mode 0600): it is not shown again"
-                    );
-                    Ok(())
-                }
-            }
-        }
+        } => keys_generate(&out),
+        Command::Agent(_) => unreachable!("handled in main"),
+        Command::Catalogue { config, command } => catalogue(&config, command),
         Command::Audit {
             command: AuditCommand::Verify { config },
-        } => {
-            let cfg = callvault::catalogue::config::CatalogueConfig::load(&config)?;
-            let v = callvault::catalogue::verify_audit(&cfg)?;
-            match &v.first_broken {
-                None => {
-                    println!(
-                        "audit log intact: {} records, hash chain verified",
-                        v.records
-                    );
-                    Ok(())
-                }
-                Some((seq, why)) => {
-                    println!(
-                        "audit log BROKEN at record {seq}: {why} ({} records read)",
-                        v.records
-                    );
-                    std::process::exit(1);
-                }
-            }
-        }
-        Command::HepSend {
-            to,
-            tcp,
-            auth_key,
-            speed,
-            capture_id,
-            captures,
-        } => {
-            let report = replay::hep_send::run(&replay::hep_send::HepSendOptions {
-                to,
-                tcp,
-                auth_key,
-                speed,
-                capture_id,
-                files: captures,
-            })?;
-            let sent = report.sip + report.rtp;
-            println!(
-                "sent {sent} HEP packets to {to} ({} SIP, {} RTP; {} other datagrams skipped, {} too large, {} send errors) in {:.2} s: {:.0} packets/s",
-                report.sip,
-                report.rtp,
-                report.skipped,
-                report.too_large,
-                report.send_errors,
-                report.elapsed.as_secs_f64(),
-                sent as f64 / report.elapsed.as_secs_f64().max(1e-9)
-            );
-            Ok(())
-        }
-        Command::Replay {
-            config,
-            spool,
-            public_key,
-            json,
-            captures,
-        } => {
-            let cfg = AgentConfig::load(&config)?;
-            let spool = spool.unwrap_or_else(|| cfg.agent.spool_dir.clone());
-            let public_key = public_key.unwrap_or_else(|| cfg.agent.catalogue_public_key.clone());
-            let report = replay::run(ReplayOptions {
-                config: cfg,
-                spool,
-                public_key,
-                files: captures,
-                progress: !json,
-            })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report.summary)?);
-            } else {
-                print_report(&report);
-            }
-            if !report.file_errors.is_empty() {
-                for e in &report.file_errors {
-                    eprintln!("warning: {e}");
-                }
-            }
-            Ok(())
-        }
+        } => audit_verify(&config),
+        Command::HepSend(args) => hep_send(args),
+        Command::Replay(args) => replay_captures(args),
         Command::Policy {
             command:
                 PolicyCommand::Check {
@@ -447,71 +307,244 @@ fn run(command: Command) -> anyhow::Result<()> {
                     show_numbers,
                     captures,
                 },
-        } => {
-            let cfg = AgentConfig::load(&config)?;
-            let report = replay::check::check(&cfg, &captures, show_numbers, !json)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{report}");
-            }
-            Ok(())
-        }
-        Command::Export { key, call, out } => {
-            let key = CataloguePrivateKey::load(&key)?;
-            let exported = export::export_call(&call, &key)?;
-            export::write_wav(&out, exported.rate, &exported.samples)?;
+        } => policy_check(&config, json, show_numbers, &captures),
+        Command::Export(args) => export_call(args),
+        Command::Decrypt(args) => decrypt(args),
+        Command::Demo(DemoArgs { dir }) => callvault::demo::run(&dir),
+        Command::Generate(args) => generate(args),
+    }
+}
+
+/// `keys generate`: a catalogue key pair.
+fn keys_generate(out: &Path) -> anyhow::Result<()> {
+    let (public, private) = generate_keypair_files(out)?;
+    println!(
+        "public key:  {}  (give this to every agent)",
+        public.display()
+    );
+    println!(
+        "private key: {}  (catalogue only; mode 0600)",
+        private.display()
+    );
+    Ok(())
+}
+
+/// `catalogue`: the server, or one of its administrative subcommands.
+fn catalogue(config: &Path, command: Option<CatalogueCommand>) -> anyhow::Result<()> {
+    let cfg = CatalogueConfig::load(config)?;
+    match command {
+        None => callvault::catalogue::run(cfg),
+        Some(CatalogueCommand::UserAdd {
+            name,
+            role,
+            services,
+            extension,
+        }) => catalogue_user_add(&cfg, &name, &role, &services, extension.as_deref()),
+        Some(CatalogueCommand::Purge) => {
+            let done = callvault::catalogue::purge_now(&cfg)?;
             println!(
-                "{}: {:.1} s stereo at {} Hz (left = caller, right = organisation) from {} segment(s)",
-                out.display(),
-                exported.samples.len() as f64 / 2.0 / exported.rate as f64,
-                exported.rate,
-                exported.record.segments.len()
+                "{} recording(s) past their retention date erased",
+                done.len()
             );
             Ok(())
         }
-        Command::Decrypt {
-            key,
-            recovered,
-            segment,
-            out,
-        } => {
-            let key = CataloguePrivateKey::load(&key)?;
-            let partial = segment.extension().is_some_and(|e| e == "partial");
-            let opened = export::open_segment_as(&segment, &key, recovered || partial)?;
-            fs::write(&out, &opened.wav)
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            if !opened.complete {
-                eprintln!(
-                    "warning: {} was not finished (agent crash?): recovered up to its last sealed chunk",
-                    segment.display()
-                );
-            }
-            println!("{}: {} Hz stereo", out.display(), opened.format.rate);
-            Ok(())
-        }
-        Command::Demo { dir } => callvault::demo::run(&dir),
-        Command::Generate {
-            calls,
-            seconds,
-            seed,
-            out,
-        } => {
-            let scenario = synth::Scenario::contact_centre_mix(calls, seconds * 1000, seed);
-            let file = fs::File::create(&out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
-            let stats = synth::write_capture(&scenario, std::io::BufWriter::new(file))?;
-            println!(
-                "{}: {} frames, {} bytes, {} RTP packets, {} SIP messages",
-                out.display(),
-                stats.frames,
-                stats.bytes,
-                stats.rtp_packets,
-                stats.sip_messages
+        Some(CatalogueCommand::Keys) => catalogue_keys(&cfg),
+        Some(CatalogueCommand::AgentAdd { name }) => {
+            let token = callvault::catalogue::add_agent(&cfg, &name)?;
+            println!("{token}");
+            eprintln!(
+                "agent {name:?} registered; put the token above in its catalogue.token_file (mode 0600): it is not shown again"
             );
             Ok(())
         }
     }
+}
+
+/// `catalogue user-add`: the password from CALLVAULT_PASSWORD or the first line of stdin.
+fn catalogue_user_add(
+    cfg: &CatalogueConfig,
+    name: &str,
+    role: &str,
+    services: &str,
+    extension: Option<&str>,
+) -> anyhow::Result<()> {
+    let role = callvault::catalogue::people::Role::parse(role).ok_or_else(|| {
+        anyhow::anyhow!("--role {role:?}: use manager, auditor, dpo, admin or staff")
+    })?;
+    let password = match std::env::var("CALLVAULT_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let services: Vec<String> = services
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    callvault::catalogue::add_user(cfg, name, &password, role, &services, extension)?;
+    eprintln!("user {name:?} added as {}", role.as_str());
+    Ok(())
+}
+
+/// `catalogue keys`: which private keys recordings still need, and until when.
+fn catalogue_keys(cfg: &CatalogueConfig) -> anyhow::Result<()> {
+    for (id, usage) in callvault::catalogue::key_report(cfg)? {
+        match usage {
+            None => println!("{id}: no recording uses it: it may be removed"),
+            Some(u) if u.held => println!(
+                "{id}: {} call(s), one or more under legal hold: keep it",
+                u.calls
+            ),
+            Some(u) => println!(
+                "{id}: {} call(s); needed until {}",
+                u.calls,
+                callvault::time::Timestamp::from_millis(u.last_expiry_ms.max(0) as u64).rfc3339()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// `audit verify`: exits 1 naming the first broken record.
+fn audit_verify(config: &Path) -> anyhow::Result<()> {
+    let cfg = CatalogueConfig::load(config)?;
+    let v = callvault::catalogue::verify_audit(&cfg)?;
+    match &v.first_broken {
+        None => {
+            println!(
+                "audit log intact: {} records, hash chain verified",
+                v.records
+            );
+            Ok(())
+        }
+        Some((seq, why)) => {
+            println!(
+                "audit log BROKEN at record {seq}: {why} ({} records read)",
+                v.records
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `hep-send`: capture files re-sent as a HEP v3 feed.
+fn hep_send(args: HepSendArgs) -> anyhow::Result<()> {
+    let to = args.to;
+    let report = replay::hep_send::run(&replay::hep_send::HepSendOptions {
+        to,
+        tcp: args.tcp,
+        auth_key: args.auth_key,
+        speed: args.speed,
+        capture_id: args.capture_id,
+        files: args.captures,
+    })?;
+    let sent = report.sip + report.rtp;
+    println!(
+        "sent {sent} HEP packets to {to} ({} SIP, {} RTP; {} other datagrams skipped, {} too large, {} send errors) in {:.2} s: {:.0} packets/s",
+        report.sip,
+        report.rtp,
+        report.skipped,
+        report.too_large,
+        report.send_errors,
+        report.elapsed.as_secs_f64(),
+        sent as f64 / report.elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
+
+/// `replay`: the agent's pipeline over capture files.
+fn replay_captures(args: ReplayArgs) -> anyhow::Result<()> {
+    let cfg = AgentConfig::load(&args.config)?;
+    let spool = args.spool.unwrap_or_else(|| cfg.agent.spool_dir.clone());
+    let public_key = args
+        .public_key
+        .unwrap_or_else(|| cfg.agent.catalogue_public_key.clone());
+    let report = replay::run(ReplayOptions {
+        config: cfg,
+        spool,
+        public_key,
+        files: args.captures,
+        progress: !args.json,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.summary)?);
+    } else {
+        print_report(&report);
+    }
+    for e in &report.file_errors {
+        eprintln!("warning: {e}");
+    }
+    Ok(())
+}
+
+/// `policy check`: what would be recorded, recording nothing.
+fn policy_check(
+    config: &Path,
+    json: bool,
+    show_numbers: bool,
+    captures: &[PathBuf],
+) -> anyhow::Result<()> {
+    let cfg = AgentConfig::load(config)?;
+    let report = replay::check::check(&cfg, captures, show_numbers, !json)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+/// `export`: a whole call to one WAV file.
+fn export_call(args: ExportArgs) -> anyhow::Result<()> {
+    let key = CataloguePrivateKey::load(&args.key)?;
+    let exported = export::export_call(&args.call, &key)?;
+    export::write_wav(&args.out, exported.rate, &exported.samples)?;
+    println!(
+        "{}: {:.1} s stereo at {} Hz (left = caller, right = organisation) from {} segment(s)",
+        args.out.display(),
+        exported.samples.len() as f64 / 2.0 / exported.rate as f64,
+        exported.rate,
+        exported.record.segments.len()
+    );
+    Ok(())
+}
+
+/// `decrypt`: one segment to a WAV file.
+fn decrypt(args: DecryptArgs) -> anyhow::Result<()> {
+    let key = CataloguePrivateKey::load(&args.key)?;
+    let partial = args.segment.extension().is_some_and(|e| e == "partial");
+    let opened = export::open_segment_as(&args.segment, &key, args.recovered || partial)?;
+    fs::write(&args.out, &opened.wav)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    if !opened.complete {
+        eprintln!(
+            "warning: {} was not finished (agent crash?): recovered up to its last sealed chunk",
+            args.segment.display()
+        );
+    }
+    println!("{}: {} Hz stereo", args.out.display(), opened.format.rate);
+    Ok(())
+}
+
+/// `generate`: a synthetic contact-centre capture.
+fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let scenario = synth::Scenario::contact_centre_mix(args.calls, args.seconds * 1000, args.seed);
+    let file = fs::File::create(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let stats = synth::write_capture(&scenario, std::io::BufWriter::new(file))?;
+    println!(
+        "{}: {} frames, {} bytes, {} RTP packets, {} SIP messages",
+        args.out.display(),
+        stats.frames,
+        stats.bytes,
+        stats.rtp_packets,
+        stats.sip_messages
+    );
+    Ok(())
 }
 
 fn print_report(report: &replay::ReplayReport) {
