@@ -17,17 +17,9 @@ use super::App;
 use super::audit::{AuditQuery, Entry};
 use super::error::fail;
 use super::listen::{self, AccessRequest, PURPOSES};
-use super::people::{Caller, Role, SESSION_COOKIE, caller, new_token, presented_token, refuse};
+use super::people::{Caller, Role, SESSION_COOKIE, new_token, presented_token, refuse};
 use super::search::CallQuery;
-
-macro_rules! signed_in {
-    ($app:expr, $headers:expr) => {
-        match caller(&$app.store, &$headers).await {
-            Ok(c) => c,
-            Err(r) => return r,
-        }
-    };
-}
+use super::signed_in::{Allowed, Api, FindsCalls, HearsCalls, ManagesPeople, ReadsAudit, SignedIn};
 
 fn forbidden(what: &str) -> Response {
     refuse(StatusCode::FORBIDDEN, &format!("your role may not {what}"))
@@ -94,8 +86,11 @@ pub async fn login(State(app): State<App>, Json(l): Json<Login>) -> Response {
     }
 }
 
-pub async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
-    let who = signed_in!(app, headers);
+pub async fn logout(
+    State(app): State<App>,
+    SignedIn(who, _): SignedIn<Api>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(t) = presented_token(&headers)
         && let Err(e) = app.store.close_session(&t).await
     {
@@ -117,8 +112,7 @@ pub async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
     r
 }
 
-pub async fn me(State(app): State<App>, headers: HeaderMap) -> Response {
-    let who = signed_in!(app, headers);
+pub async fn me(SignedIn(who, _): SignedIn<Api>) -> Response {
     Json(json!({
         "username": who.username,
         "role": who.role,
@@ -136,10 +130,9 @@ pub struct NewToken {
 /// An API token for scripts, acting as the signed-in user.
 pub async fn create_token(
     State(app): State<App>,
-    headers: HeaderMap,
+    SignedIn(who, _): SignedIn<Api>,
     Json(t): Json<NewToken>,
 ) -> Response {
-    let who = signed_in!(app, headers);
     let token = new_token();
     if let Err(e) = app
         .store
@@ -163,8 +156,7 @@ pub async fn create_token(
     Json(json!({ "token": token })).into_response()
 }
 
-pub async fn purposes(State(app): State<App>, headers: HeaderMap) -> Response {
-    let _who = signed_in!(app, headers);
+pub async fn purposes(_: SignedIn<Api>) -> Response {
     Json(
         PURPOSES
             .iter()
@@ -176,13 +168,9 @@ pub async fn purposes(State(app): State<App>, headers: HeaderMap) -> Response {
 
 pub async fn search(
     State(app): State<App>,
-    headers: HeaderMap,
+    Allowed(who, _): Allowed<FindsCalls, Api>,
     Query(q): Query<CallQuery>,
 ) -> Response {
-    let who = signed_in!(app, headers);
-    if !who.role.finds_calls() {
-        return forbidden("search calls");
-    }
     let result = match app.store.audited_search(&who, &q).await {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -206,11 +194,11 @@ pub async fn may_see(app: &App, who: &Caller, call_id: &str) -> Result<(), Respo
     }
 }
 
-pub async fn call(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let who = signed_in!(app, headers);
-    if !who.role.finds_calls() {
-        return forbidden("see calls");
-    }
+pub async fn call(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<FindsCalls, Api>,
+    Path(id): Path<String>,
+) -> Response {
     if let Err(r) = may_see(&app, &who, &id).await {
         return r;
     }
@@ -236,11 +224,10 @@ pub async fn call(State(app): State<App>, headers: HeaderMap, Path(id): Path<Str
 
 pub async fn access(
     State(app): State<App>,
-    headers: HeaderMap,
+    SignedIn(who, _): SignedIn<Api>,
     Path(id): Path<String>,
     Json(req): Json<AccessRequest>,
 ) -> Response {
-    let who = signed_in!(app, headers);
     match open_access(&app, &who, &id, &req).await {
         Ok((grant, seq)) => Json(json!({
             "grant": grant,
@@ -307,14 +294,11 @@ pub async fn open_access(
 
 pub async fn audio(
     State(app): State<App>,
+    Allowed(who, _): Allowed<HearsCalls, Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let who = signed_in!(app, headers);
-    if !who.role.hears_calls() {
-        return forbidden("retrieve recordings");
-    }
     if let Err(r) = may_see(&app, &who, &id).await {
         return r;
     }
@@ -337,10 +321,9 @@ pub struct AuditParams {
 
 pub async fn audit_log(
     State(app): State<App>,
-    headers: HeaderMap,
+    SignedIn(who, _): SignedIn<Api>,
     Query(p): Query<AuditParams>,
 ) -> Response {
-    let who = signed_in!(app, headers);
     let page_size = p.page_size.unwrap_or(100).clamp(1, 1000);
     let mut q = AuditQuery {
         from_ms: p.from,
@@ -370,11 +353,7 @@ pub async fn audit_log(
     }
 }
 
-pub async fn audit_verify(State(app): State<App>, headers: HeaderMap) -> Response {
-    let who = signed_in!(app, headers);
-    if !who.role.reads_audit() {
-        return forbidden("verify the audit log");
-    }
+pub async fn audit_verify(State(app): State<App>, _: Allowed<ReadsAudit, Api>) -> Response {
     match app.store.audit_verify().await {
         Ok(v) => Json(v).into_response(),
         Err(e) => fail(e),
@@ -391,11 +370,7 @@ pub struct NewUser {
     pub extension: Option<String>,
 }
 
-pub async fn users(State(app): State<App>, headers: HeaderMap) -> Response {
-    let who = signed_in!(app, headers);
-    if !who.role.manages_people() {
-        return forbidden("manage users");
-    }
+pub async fn users(State(app): State<App>, _: Allowed<ManagesPeople, Api>) -> Response {
     match app.store.list_users().await {
         Ok(u) => Json(u).into_response(),
         Err(e) => fail(e),
@@ -404,13 +379,9 @@ pub async fn users(State(app): State<App>, headers: HeaderMap) -> Response {
 
 pub async fn add_user(
     State(app): State<App>,
-    headers: HeaderMap,
+    Allowed(who, _): Allowed<ManagesPeople, Api>,
     Json(u): Json<NewUser>,
 ) -> Response {
-    let who = signed_in!(app, headers);
-    if !who.role.manages_people() {
-        return forbidden("manage users");
-    }
     let Some(role) = Role::parse(&u.role) else {
         return refuse(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -17,6 +17,7 @@ pub mod people;
 pub mod rights;
 pub mod s3;
 pub mod search;
+pub mod signed_in;
 pub mod store;
 pub mod tls;
 pub mod ui;

@@ -1,0 +1,136 @@
+//! The audit page: the log for auditors, and for staff who retrieved the calls they took
+//! part in.
+
+use super::{UserView, day_ms, not_allowed, opt, page, when};
+use crate::catalogue::App;
+use crate::catalogue::audit::AuditQuery;
+use crate::catalogue::error::fail;
+use crate::catalogue::people::Role;
+use crate::catalogue::signed_in::{Page, SignedIn};
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+
+pub struct AuditRow {
+    seq: i64,
+    at: String,
+    actor: String,
+    action: String,
+    call: String,
+    purpose: String,
+    reference: String,
+}
+
+#[derive(Deserialize, Default)]
+pub struct AuditFilter {
+    #[serde(default)]
+    pub actor: String,
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub call_id: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+}
+
+/// The actions the audit log records, for the filter.
+const ACTIONS: &[&str] = &[
+    "login",
+    "login_failed",
+    "logout",
+    "search",
+    "view",
+    "retrieve",
+    "token_created",
+    "user_add",
+    "hold_on",
+    "hold_off",
+    "restrict_on",
+    "restrict_off",
+    "erase",
+    "purge",
+    "subject_access_export",
+    "training_consent",
+    "training_consent_withdrawn",
+    "training_export",
+];
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    user: Option<UserView>,
+    f: AuditFilter,
+    actions: &'static [&'static str],
+    staff: bool,
+    verified: Option<(bool, String)>,
+    records: Vec<AuditRow>,
+}
+
+pub async fn audit(
+    State(app): State<App>,
+    SignedIn(who, _): SignedIn<Page>,
+    Query(f): Query<AuditFilter>,
+) -> Response {
+    let mut q = AuditQuery {
+        limit: 200,
+        actor: opt(&f.actor),
+        action: opt(&f.action),
+        call_id: opt(&f.call_id),
+        from_ms: day_ms(&f.from).and_then(|v| v.parse().ok()),
+        to_ms: day_ms(&f.to).and_then(|v| v.parse().ok()),
+        ..Default::default()
+    };
+    let verified = match who.role {
+        Role::Auditor => match app.store.audit_verify().await {
+            Ok(v) => Some(match v.first_broken {
+                None => (
+                    true,
+                    format!("Hash chain verified: {} records intact.", v.records),
+                ),
+                Some((seq, why)) => (false, format!("Hash chain BROKEN at record {seq}: {why}.")),
+            }),
+            Err(e) => return fail(e),
+        },
+        Role::Staff => match &who.extension {
+            Some(ext) => {
+                q = AuditQuery {
+                    limit: 200,
+                    party: Some(ext.clone()),
+                    action: Some("retrieve".into()),
+                    ..Default::default()
+                };
+                None
+            }
+            None => return not_allowed(&who),
+        },
+        _ => return not_allowed(&who),
+    };
+    let records = match app.store.audit_list(&q).await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    page(&AuditPage {
+        user: Some(UserView::of(&who)),
+        f,
+        actions: ACTIONS,
+        staff: who.role == Role::Staff,
+        verified,
+        records: records
+            .into_iter()
+            .map(|r| AuditRow {
+                seq: r.seq,
+                at: when(r.at_ms),
+                actor: r.actor,
+                action: r.action.replace('_', " "),
+                call: r.call_id.unwrap_or_default(),
+                purpose: r.purpose.unwrap_or_default(),
+                reference: r.reference.unwrap_or_default(),
+            })
+            .collect(),
+    })
+}
+
+// The DPO's pages: actions on a call, subject access and training agreements.

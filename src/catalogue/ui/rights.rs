@@ -1,0 +1,192 @@
+//! The DPO's pages and forms: legal hold, restriction, erasure, training use, subject access
+//! and consent.
+
+use super::{Message, UserView, day_ms, page};
+use crate::catalogue::App;
+use crate::catalogue::people::Caller;
+use crate::catalogue::signed_in::{Allowed, Dpo, Page, SignedIn};
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct SwitchForm {
+    pub on: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+pub struct ReasonForm {
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub confirm: String,
+    #[serde(default)]
+    pub reference: String,
+}
+
+/// After a DPO action: back to the call page when it worked, the reason when it did not.
+fn after(who: &Caller, r: Response, back: String) -> Response {
+    if r.status().is_success() {
+        return Redirect::to(&back).into_response();
+    }
+    let status = r.status();
+    let mut m = page(&Message {
+        user: Some(UserView::of(who)),
+        title: "Not done",
+        text: match status {
+            StatusCode::FORBIDDEN => "Your role may not do this.",
+            StatusCode::NOT_FOUND => "There is no such call.",
+            StatusCode::CONFLICT => "No member of staff on this call has agreed to training use.",
+            StatusCode::UNPROCESSABLE_ENTITY => "Give the reason or reference the form asks for.",
+            _ => "Something went wrong; nothing was changed.",
+        },
+    });
+    *m.status_mut() = status;
+    m
+}
+
+async fn flag_form(app: App, who: Caller, id: String, f: SwitchForm, hold: bool) -> Response {
+    let s = crate::catalogue::rights::Switch {
+        on: f.on == "1",
+        reason: f.reason,
+    };
+    let r = crate::catalogue::rights::flag_as(&app, &who, &id, &s, hold).await;
+    after(&who, r, format!("/calls/{id}"))
+}
+
+pub async fn hold(
+    State(app): State<App>,
+    SignedIn(who, _): SignedIn<Page>,
+    Path(id): Path<String>,
+    Form(f): Form<SwitchForm>,
+) -> Response {
+    flag_form(app, who, id, f, true).await
+}
+
+pub async fn restrict(
+    State(app): State<App>,
+    SignedIn(who, _): SignedIn<Page>,
+    Path(id): Path<String>,
+    Form(f): Form<SwitchForm>,
+) -> Response {
+    flag_form(app, who, id, f, false).await
+}
+
+pub async fn erase(
+    State(app): State<App>,
+    SignedIn(who, _): SignedIn<Page>,
+    Path(id): Path<String>,
+    Form(f): Form<ReasonForm>,
+) -> Response {
+    if f.confirm != "yes" {
+        return after(
+            &who,
+            StatusCode::UNPROCESSABLE_ENTITY.into_response(),
+            String::new(),
+        );
+    }
+    let r = crate::catalogue::rights::erase_as(&app, &who, &id, &f.reason).await;
+    after(&who, r, "/search".into())
+}
+
+pub async fn training(
+    State(app): State<App>,
+    SignedIn(who, _): SignedIn<Page>,
+    Path(id): Path<String>,
+    Form(f): Form<ReasonForm>,
+) -> Response {
+    let t = crate::catalogue::rights::TrainingExport {
+        reference: f.reference,
+        silence: Vec::new(),
+    };
+    let r = crate::catalogue::rights::training_export_as(&app, &who, &id, &t).await;
+    if r.status().is_success() {
+        r
+    } else {
+        after(&who, r, String::new())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dpo.html")]
+struct DpoPage {
+    user: Option<UserView>,
+    message: Option<String>,
+}
+
+pub async fn dpo(Allowed(who, _): Allowed<Dpo, Page>) -> Response {
+    page(&DpoPage {
+        user: Some(UserView::of(&who)),
+        message: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct SubjectAccessForm {
+    pub caller: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    pub reference: String,
+}
+
+pub async fn subject_access(
+    State(app): State<App>,
+    SignedIn(who, _): SignedIn<Page>,
+    Form(f): Form<SubjectAccessForm>,
+) -> Response {
+    let q = crate::catalogue::rights::SubjectAccess {
+        caller: f.caller,
+        from: day_ms(&f.from),
+        to: day_ms(&f.to),
+        reference: f.reference,
+    };
+    let r = crate::catalogue::rights::subject_access_as(&app, &who, &q).await;
+    if r.status().is_success() {
+        r
+    } else {
+        after(&who, r, String::new())
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    pub party: String,
+    pub agreed: String,
+}
+
+pub async fn consent(
+    State(app): State<App>,
+    SignedIn(who, _): SignedIn<Page>,
+    Form(f): Form<ConsentForm>,
+) -> Response {
+    let agreed = f.agreed == "yes";
+    let c = crate::catalogue::rights::Consent {
+        party: f.party.clone(),
+        agreed,
+    };
+    let r = crate::catalogue::rights::consent_as(&app, &who, &c).await;
+    if !r.status().is_success() {
+        return after(&who, r, String::new());
+    }
+    page(&DpoPage {
+        user: Some(UserView::of(&who)),
+        message: Some(format!(
+            "Recorded: extension {} has {} training use.",
+            f.party.trim(),
+            if agreed {
+                "agreed to"
+            } else {
+                "withdrawn from"
+            }
+        )),
+    })
+}
+
+// The admin's pages: signalling of a call (no caller number, no audio), users, agents.

@@ -1,0 +1,113 @@
+//! The search page: calls found by date, caller, service, party or Call-ID (POSTed, so no
+//! number goes into a URL).
+
+use super::{UserView, day_ms, length, opt, page, when};
+use crate::catalogue::App;
+use crate::catalogue::error::fail;
+use crate::catalogue::people::Role;
+use crate::catalogue::search::{CallQuery, SearchResult};
+use crate::catalogue::signed_in::{Allowed, FindsCalls, Page};
+use askama::Template;
+use axum::Form;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+
+/// The search form as typed (dates as YYYY-MM-DD).
+#[derive(Deserialize, Default, Clone)]
+pub struct SearchForm {
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub caller: String,
+    #[serde(default)]
+    pub service: String,
+    #[serde(default)]
+    pub party: String,
+    #[serde(default)]
+    pub sip_call_id: String,
+    #[serde(default)]
+    pub page: Option<i64>,
+}
+
+pub struct Row {
+    id: String,
+    started: String,
+    service: String,
+    caller: String,
+    length: String,
+    expires: String,
+    held: bool,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    user: Option<UserView>,
+    scope: String,
+    q: SearchForm,
+    result: Option<SearchResult>,
+    rows: Vec<Row>,
+    pages: i64,
+}
+
+pub async fn search_form(Allowed(who, _): Allowed<FindsCalls, Page>) -> Response {
+    page(&SearchPage {
+        scope: who.services.join(", "),
+        user: Some(UserView::of(&who)),
+        q: SearchForm::default(),
+        result: None,
+        rows: Vec::new(),
+        pages: 0,
+    })
+}
+
+pub async fn search(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<FindsCalls, Page>,
+    Form(f): Form<SearchForm>,
+) -> Response {
+    let q = CallQuery {
+        from: day_ms(&f.from),
+        to: day_ms(&f.to),
+        caller: opt(&f.caller),
+        service: opt(&f.service),
+        party: opt(&f.party),
+        sip_call_id: opt(&f.sip_call_id),
+        page: f.page,
+        page_size: Some(25),
+        ..Default::default()
+    };
+    let result = match app.store.audited_search(&who, &q).await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let rows = result
+        .calls
+        .iter()
+        .map(|c| Row {
+            id: c.call_id.clone(),
+            started: when(c.started_ms),
+            service: c.service.clone().unwrap_or_default(),
+            caller: c.caller.clone(),
+            length: length(c.duration_ms),
+            expires: when(c.expires_ms).get(..10).unwrap_or_default().to_owned(),
+            held: c.legal_hold,
+        })
+        .collect();
+    let pages = (result.total + result.page_size - 1) / result.page_size;
+    page(&SearchPage {
+        scope: if who.role == Role::Manager {
+            who.services.join(", ")
+        } else {
+            String::new()
+        },
+        user: Some(UserView::of(&who)),
+        q: f,
+        result: Some(result),
+        rows,
+        pages,
+    })
+}

@@ -1,0 +1,69 @@
+//! Signing in and out of the web UI.
+
+use super::{UserView, page};
+use crate::catalogue::App;
+use crate::catalogue::audit::Entry;
+use crate::catalogue::people::{caller, presented_token};
+use askama::Template;
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    user: Option<UserView>,
+    error: Option<String>,
+}
+
+pub async fn login_form() -> Response {
+    page(&LoginPage {
+        user: None,
+        error: None,
+    })
+}
+
+pub async fn login(
+    State(app): State<App>,
+    Form(f): Form<crate::catalogue::api::Login>,
+) -> Response {
+    match crate::catalogue::api::sign_in(&app, &f).await {
+        Ok(Some((_, cookie))) => {
+            let mut r = Redirect::to("/").into_response();
+            r.headers_mut().insert(header::SET_COOKIE, cookie);
+            r
+        }
+        Ok(None) => {
+            let mut r = page(&LoginPage {
+                user: None,
+                error: Some("Wrong user name or password.".into()),
+            });
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        }
+        Err(r) => r,
+    }
+}
+
+pub async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Ok(who) = caller(&app.store, &headers).await {
+        if let Some(t) = presented_token(&headers) {
+            let _ = app.store.close_session(&t).await;
+        }
+        let _ = app
+            .store
+            .audit(Entry {
+                actor: &who.username,
+                action: "logout",
+                ..Default::default()
+            })
+            .await;
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("cv_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    r
+}
