@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use callvault::config::EXAMPLE_AGENT_TOML;
-use callvault::synth::{Scenario, write_capture};
 use callvault::vault::generate_keypair_files;
+use callvault_synth::{Scenario, write_capture};
 
 mod common;
 use common::{http_get, metric, usage};

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
 use callvault::replay::{self, ReplayOptions};
-use callvault::synth::{Scenario, write_capture};
 use callvault::vault::generate_keypair_files;
+use callvault_synth::{Scenario, write_capture};
 
 mod common;
 use common::{http_get, metric, usage};

@@ -14,8 +14,8 @@ use std::time::Instant;
 use callvault::config::{AgentConfig, EXAMPLE_AGENT_TOML};
 use callvault::io_util::{cpu_time, peak_rss};
 use callvault::replay::{self, ReplayOptions};
-use callvault::synth::{Scenario, write_capture};
 use callvault::vault::generate_keypair_files;
+use callvault_synth::{Scenario, write_capture};
 
 fn capture(calls: usize, seconds: u64) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-captures");

@@ -6,7 +6,9 @@
 //! over the shared `session` vocabulary and the `record` contract; time and `entropy` are
 //! handed in. Shells that may block, spawn or touch files and sockets: `source` (capture
 //! files), `spool`, `agent`, `catalogue`, `replay`, `export`, `demo` and the CLI in
-//! `main.rs`. `synth` generates realistic captures for tests, benches and the demo.
+//! `main.rs`. Two workspace crates sit beside it: `callvault-codec` (G.711 and G.722, the
+//! decoders `decode` wraps and the encoders the generator needs) and `callvault-synth` (the
+//! capture generator behind the demo, `generate`, the tests and the benches).
 
 pub mod agent;
 pub mod calls;
@@ -30,7 +32,6 @@ pub mod session;
 pub mod sip;
 pub mod source;
 pub mod spool;
-pub mod synth;
 pub mod systemd;
 pub mod time;
 pub mod vault;

@@ -10,8 +10,8 @@ use callvault::catalogue::config::CatalogueConfig;
 use callvault::config::AgentConfig;
 use callvault::export;
 use callvault::replay::{self, ReplayOptions};
-use callvault::synth;
 use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
+use callvault_synth as synth;
 
 #[derive(Parser)]
 #[command(

@@ -47,6 +47,11 @@ impl Timestamp {
         self.0 / 1_000_000
     }
 
+    /// The time since the Unix epoch (what pcap records, and the capture generator takes).
+    pub const fn since_epoch(self) -> Duration {
+        Duration::from_nanos(self.0)
+    }
+
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e9
     }
@@ -61,6 +66,14 @@ impl Timestamp {
     pub fn rfc3339(self) -> String {
         let t = std::time::UNIX_EPOCH + Duration::from_nanos(self.0);
         humantime::format_rfc3339_millis(t).to_string()
+    }
+}
+
+/// A capture time given as the time since the Unix epoch (as pcap records it, and as the
+/// capture generator gives it).
+impl From<Duration> for Timestamp {
+    fn from(since_epoch: Duration) -> Timestamp {
+        Timestamp(since_epoch.as_nanos().min(u64::MAX as u128) as u64)
     }
 }
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use callvault::config::EXAMPLE_AGENT_TOML;
 use callvault::record::CallRecord;
 use callvault::replay::{self, ReplayOptions};
-use callvault::synth::{CallSpec, Scenario, write_capture};
 use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
+use callvault_synth::{CallSpec, Scenario, write_capture};
 
 /// Names of every file under `dir`.
 fn spool_files(dir: &Path) -> Vec<String> {

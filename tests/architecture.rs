@@ -35,18 +35,14 @@ const FORBIDDEN: &[(&str, &str)] = &[
         "the clock and randomness (ids come from the entropy handed in)",
     ),
     ("new_v4", "randomness (ids come from the entropy handed in)"),
+    (
+        "callvault_synth",
+        "the capture generator (the demo, tests and benches use it, never a stage)",
+    ),
 ];
 
 /// The shell folders a stage must not use.
-const SHELLS: &[&str] = &[
-    "agent",
-    "catalogue",
-    "replay",
-    "export",
-    "source",
-    "synth",
-    "spool",
-];
+const SHELLS: &[&str] = &["agent", "catalogue", "replay", "export", "source", "spool"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
@@ -144,17 +140,25 @@ fn breaches(stage: &str, code: &str) -> Vec<String> {
 fn stages_do_no_io_read_no_clock_and_use_no_shell() {
     let mut all = Vec::new();
     let mut files = 0;
-    for stage in STAGES {
+    // the codec crate (crates/codec) is a stage of its own: the decoders every recording
+    // goes through
+    let codec = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/codec/src");
+    let dirs = STAGES
+        .iter()
+        .map(|stage| (*stage, src().join(stage)))
+        .chain([("codec", codec)]);
+    for (stage, dir) in dirs {
         let mut paths = Vec::new();
-        rust_files(&src().join(stage), &mut paths);
-        assert!(!paths.is_empty(), "src/{stage} has no Rust files");
+        rust_files(&dir, &mut paths);
+        assert!(!paths.is_empty(), "{} has no Rust files", dir.display());
         for path in paths.into_iter().filter(|p| !is_test_module(p)) {
             files += 1;
             let text = std::fs::read_to_string(&path).unwrap();
             for b in breaches(stage, &code(&text)) {
+                let root = Path::new(env!("CARGO_MANIFEST_DIR"));
                 all.push(format!(
                     "{}: {b}",
-                    path.strip_prefix(src()).unwrap().display()
+                    path.strip_prefix(root).unwrap().display()
                 ));
             }
         }
@@ -186,6 +190,7 @@ fn the_layering_scan_finds_each_kind_of_breach() {
         ("getrandom::fill(&mut key)?;", "getrandom"),
         ("let id = Uuid::now_v7();", "now_v7"),
         ("let e = Entropy::system();", "Entropy::system"),
+        ("use callvault_synth::Scenario;", "callvault_synth"),
     ];
     for (line, what) in cases {
         let found = breaches("media", &code(line));

@@ -16,8 +16,8 @@ use callvault::catalogue::store::Store;
 use callvault::config::EXAMPLE_AGENT_TOML;
 use callvault::record::CallRecord;
 use callvault::replay::{self, ReplayOptions};
-use callvault::synth::{Scenario, write_capture};
 use callvault::vault::generate_keypair_files;
+use callvault_synth::{Scenario, write_capture};
 
 const BIN: &str = env!("CARGO_BIN_EXE_callvault");
 const S3_ACCESS: &str = "callvault-test";

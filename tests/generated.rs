@@ -10,12 +10,12 @@ use callvault::config::AgentConfig;
 use callvault::decode::g711;
 use callvault::record::CallRecord;
 use callvault::replay::{self, ReplayOptions, ReplayReport};
-use callvault::synth::{
+use callvault::time::Timestamp;
+use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
+use callvault_synth::{
     CallEnd, CallSpec, CallTruth, CaptureFormat, Codec, Generator, LinkKind, Scenario, Signal,
     SipTransport, write_capture,
 };
-use callvault::time::Timestamp;
-use callvault::vault::{CataloguePrivateKey, generate_keypair_files};
 use common::{example_config, spool_files};
 
 struct Run {
@@ -89,7 +89,7 @@ fn origin_of(rec: &CallRecord) -> Timestamp {
 
 /// Places the truth packets of one side on a timeline at `rate` relative to `origin`.
 fn expected_track(
-    packets: &[(Timestamp, Vec<i16>)],
+    packets: &[(Duration, Vec<i16>)],
     origin: Timestamp,
     rate: u32,
     len: usize,
@@ -137,7 +137,7 @@ fn best_lag(want: &[i16], got: &[i16], max: i64) -> (i64, f64) {
 
 /// Fraction of truth packets whose samples appear exactly at their place (shifted by `lag`).
 fn exact_packets(
-    packets: &[(Timestamp, Vec<i16>)],
+    packets: &[(Duration, Vec<i16>)],
     origin: Timestamp,
     rate: u32,
     got: &[i16],
@@ -545,7 +545,7 @@ fn a_call_already_in_progress_when_capture_starts_is_not_recorded() {
     let mut buf = Vec::new();
     let path = dir.path().join("mid.pcap");
     {
-        let mut w = callvault::synth::PcapWriter::new(
+        let mut w = callvault_synth::PcapWriter::new(
             std::fs::File::create(&path).unwrap(),
             LinkKind::Ethernet,
             false,
@@ -586,8 +586,10 @@ fn hold_is_silence_of_the_right_length_and_audio_resumes_in_step() {
     let (rate, left, right) = run.audio(&rec);
     let (h0, h1) = t.hold.expect("truth has the hold");
     let origin = origin_of(&rec);
-    let a = ((h0.as_nanos() - origin.as_nanos()) * rate as u64 / 1_000_000_000) as usize + 400;
-    let b = ((h1.as_nanos() - origin.as_nanos()) * rate as u64 / 1_000_000_000) as usize - 400;
+    let a =
+        ((h0.as_nanos() as u64 - origin.as_nanos()) * rate as u64 / 1_000_000_000) as usize + 400;
+    let b =
+        ((h1.as_nanos() as u64 - origin.as_nanos()) * rate as u64 / 1_000_000_000) as usize - 400;
     assert!(b > a + rate as usize * 3, "hold spans {} samples", b - a);
     assert!(left[a..b].iter().all(|&s| s == 0) && right[a..b].iter().all(|&s| s == 0));
 }
@@ -625,7 +627,8 @@ fn dtmf_events_are_counted_not_rendered() {
     let dtmf = t.caller_dtmf.as_ref().unwrap();
     let (rate, left, _) = run.audio(&rec);
     let origin = origin_of(&rec);
-    let at = ((dtmf.at.as_nanos() - origin.as_nanos()) * rate as u64 / 1_000_000_000) as usize;
+    let at =
+        ((dtmf.at.as_nanos() as u64 - origin.as_nanos()) * rate as u64 / 1_000_000_000) as usize;
     let n = (dtmf.duration_ms as usize * rate as usize / 1000).saturating_sub(40);
     assert!(
         left[at + 20..at + n].iter().all(|&s| s == 0),
@@ -851,7 +854,7 @@ fn early_media_before_the_answer_is_recorded_on_the_organisation_side() {
     let rec = check_call(&run, t, 1.0, 0.999);
     let origin = origin_of(&rec);
     assert!(
-        origin < answered,
+        origin < answered.into(),
         "the recording starts with the early media"
     );
 }

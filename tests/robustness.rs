@@ -38,9 +38,9 @@ use callvault::record::CallRecord;
 use callvault::segment::SegmentStore;
 use callvault::source::CaptureFile;
 use callvault::spool::Spool;
-use callvault::synth::{CONTACT_CENTRE_NUMBERS, DEFAULT_EPOCH, Generator, Scenario, SipTransport};
 use callvault::time::Timestamp;
 use callvault::vault::{CataloguePrivateKey, CataloguePublicKey};
+use callvault_synth::{CONTACT_CENTRE_NUMBERS, DEFAULT_EPOCH, Generator, Scenario, SipTransport};
 use common::{CollectingSink, example_config, spool_files, test_keys};
 
 // ---------------------------------------------------------------------------------------------
@@ -751,7 +751,7 @@ fn mutated_generated_traffic_on_every_link_type_records_only_listed_numbers() {
             mutator.mutate(link, &framed, &mut frames);
             for f in &frames {
                 let l = mutator.link(link);
-                let t = mutator.time(t);
+                let t = mutator.time(t.into());
                 p.frame(t, l, f);
             }
             max_active = max_active.max(p.active_calls());
@@ -1044,7 +1044,7 @@ fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
 }
 
 fn at_ms(ms: u64) -> Timestamp {
-    DEFAULT_EPOCH + Duration::from_millis(ms)
+    (DEFAULT_EPOCH + Duration::from_millis(ms)).into()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ if command -v npm >/dev/null && [ ! -d tests/ui/node_modules/playwright-core ]; 
 fi
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --release -- -D warnings
+cargo clippy --workspace --all-targets --release -- -D warnings
 # The summary line at the end counts every test of every binary. A test whose real part is
 # missing says SKIPPED and writes a line to $CALLVAULT_SKIP_LOG (tests/common/parts.rs); those
 # count as skipped with libtest's ignored ones, never as passed. Under CI=true such a test
@@ -72,7 +72,7 @@ skips=$(mktemp)
 trap 'rm -f "$log" "$skips"' EXIT
 export CALLVAULT_SKIP_LOG="$skips"
 set +e
-cargo test --release --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
+cargo test --workspace --release --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # Every fuzz target for a short smoke run (fuzz/run.sh; README "Fuzzing"). It needs the nightly

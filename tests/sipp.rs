@@ -1449,9 +1449,9 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         &["-d", "3000"],
     );
     // meanwhile, on the HEP source: a generated call to Parking
-    let parking = callvault::synth::Scenario::new(
+    let parking = callvault_synth::Scenario::new(
         7,
-        vec![callvault::synth::CallSpec {
+        vec![callvault_synth::CallSpec {
             sip_call_id: "parking-over-hep@synth.callvault".into(),
             dialled: "02073715678".into(),
             ring_ms: 300,
@@ -1460,7 +1460,7 @@ fn a_call_captured_live_by_the_agent_is_recorded_as_replay_records_it() {
         }],
     );
     let hep_capture = lab.dir.path().join("hep.pcap");
-    callvault::synth::write_capture(
+    callvault_synth::write_capture(
         &parking,
         std::io::BufWriter::new(std::fs::File::create(&hep_capture).unwrap()),
     )

@@ -1,15 +1,16 @@
 //! Decode: RTP payloads of recorded streams to 16-bit linear PCM.
 //!
-//! Owns the codecs callvault can render (G.711 µ-law and A-law at 8 kHz, G.722 at 16 kHz) and
+//! Owns the per-stream decoder of the codecs callvault can render (G.711 µ-law and A-law at
+//! 8 kHz, G.722 at 16 kHz, implemented in the `callvault-codec` crate) and
 //! the fitting of decoded samples to a call's timeline rate ([`rate`]); the naming of payload
 //! types from SDP is the session's ([`crate::session::PayloadMap`]). It receives the payload
 //! of a packet the policy has already accepted and emits samples into a caller-provided
 //! buffer; it never allocates per packet and never guesses: a codec it cannot decode is
 //! named, counted and left silent.
 
-pub mod g711;
-pub mod g722;
 pub mod rate;
+
+pub use callvault_codec::{g711, g722};
 
 use crate::session::CodecKind;
 

@@ -16,8 +16,8 @@ use anyhow::Context;
 use crate::config::{AgentConfig, EXAMPLE_AGENT_TOML};
 use crate::export;
 use crate::replay::{self, ReplayOptions};
-use crate::synth;
 use crate::vault::{CataloguePrivateKey, generate_keypair_files};
+use callvault_synth as synth;
 
 pub fn run(dir: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -30,7 +30,8 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     let capture = dir.join("contact-centre.pcap");
     let mut scenario = synth::Scenario::contact_centre_mix(8, 20_000, 2026);
     // calls of a few minutes ago: within retention when the demo catalogue is served after
-    scenario.epoch = crate::time::Timestamp::now() - std::time::Duration::from_secs(120);
+    scenario.epoch =
+        (crate::time::Timestamp::now() - std::time::Duration::from_secs(120)).since_epoch();
     let file = fs::File::create(&capture)?;
     let stats = synth::write_capture(&scenario, std::io::BufWriter::new(file))?;
     println!(

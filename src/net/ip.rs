@@ -1,6 +1,7 @@
 //! Network and transport headers: IPv4, IPv6 (with its extension-header chain), UDP, TCP and
-//! GRE, as checked views over borrowed bytes (smoltcp style: lengths are validated once in the
-//! constructor, so the accessors cannot fail or panic afterwards).
+//! GRE. Each is one function that checks every length against the bytes it has and returns
+//! the header's fields decoded into a small struct, with the payload a slice borrowed from
+//! the input; what does not check is a [`HeaderError`], never a panic.
 //!
 //! Receives the bytes after the link layer and returns addresses, protocol numbers and
 //! payload slices; it trims Ethernet padding using the IP length fields. It never reassembles

@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 
 use super::scenario::LinkKind;
-use crate::time::Timestamp;
+use std::time::Duration;
 
 /// Snap length written in headers; frames are never longer.
 pub const SNAPLEN: u32 = 262_144;
@@ -66,13 +66,13 @@ impl<W: Write> PcapWriter<W> {
     }
 
     /// One record holding all of `data`.
-    pub fn write_packet(&mut self, ts: Timestamp, data: &[u8]) -> io::Result<()> {
+    pub fn write_packet(&mut self, ts: Duration, data: &[u8]) -> io::Result<()> {
         self.write_truncated(ts, data, data.len() as u32)
     }
 
     /// One record holding `data` that was cut from an `orig_len`-byte frame.
-    pub fn write_truncated(&mut self, ts: Timestamp, data: &[u8], orig_len: u32) -> io::Result<()> {
-        let ns = ts.as_nanos();
+    pub fn write_truncated(&mut self, ts: Duration, data: &[u8], orig_len: u32) -> io::Result<()> {
+        let ns = ts.as_nanos() as u64;
         let secs = (ns / 1_000_000_000) as u32;
         let frac = (ns % 1_000_000_000) as u32;
         let frac = if self.nanos { frac } else { frac / 1_000 };
@@ -171,7 +171,7 @@ impl<W: Write> PcapNgWriter<W> {
     }
 
     /// An enhanced packet block on interface 0.
-    pub fn write_packet(&mut self, ts: Timestamp, data: &[u8]) -> io::Result<()> {
+    pub fn write_packet(&mut self, ts: Duration, data: &[u8]) -> io::Result<()> {
         self.write_packet_on(0, ts, data, data.len() as u32)
     }
 
@@ -179,7 +179,7 @@ impl<W: Write> PcapNgWriter<W> {
     pub fn write_packet_on(
         &mut self,
         interface: u32,
-        ts: Timestamp,
+        ts: Duration,
         data: &[u8],
         orig_len: u32,
     ) -> io::Result<()> {
@@ -193,7 +193,7 @@ impl<W: Write> PcapNgWriter<W> {
                     format!("no pcapng interface {interface}"),
                 )
             })?;
-        let units = ts.as_nanos() as u128 * res as u128 / 1_000_000_000;
+        let units = ts.as_nanos() * res as u128 / 1_000_000_000;
         let units = units.min(u64::MAX as u128) as u64;
         let pad = pad4(data.len());
         let len = (32 + data.len() + pad) as u32;
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn classic_pcap_round_trips_in_every_flavour() {
-        let ts = Timestamp::from_secs_nanos(1_772_442_000, 123_456_789);
+        let ts = Duration::new(1_772_442_000, 123_456_789);
         for (nanos, be) in [(false, false), (true, false), (false, true), (true, true)] {
             let mut w = PcapWriter::new(Vec::new(), LinkKind::LinuxSll2, nanos, be).unwrap();
             w.write_packet(ts, b"hello").unwrap();
@@ -302,7 +302,7 @@ mod tests {
         let mut w = PcapNgWriter::new(Vec::new(), LinkKind::Ethernet, true).unwrap();
         let second = w.add_interface(LinkKind::Raw, false).unwrap();
         assert_eq!(second, 1);
-        let ts = Timestamp::from_secs_nanos(1_772_442_000, 5_000_123);
+        let ts = Duration::new(1_772_442_000, 5_000_123);
         w.write_packet(ts, b"frame").unwrap();
         w.write_packet_on(1, ts, b"ip-packet", 9).unwrap();
         w.write_simple_packet(b"simple!").unwrap();
@@ -337,9 +337,9 @@ mod tests {
         assert_eq!(idbs, [(1, 1_000_000_000), (101, 1_000_000)]);
         assert_eq!(epbs.len(), 2);
         let ns = ((epbs[0].1 as u64) << 32) | epbs[0].2 as u64;
-        assert_eq!(ns, ts.as_nanos());
+        assert_eq!(ns, ts.as_nanos() as u64);
         let us = ((epbs[1].1 as u64) << 32) | epbs[1].2 as u64;
-        assert_eq!(us, ts.as_nanos() / 1_000);
+        assert_eq!(us, ts.as_nanos() as u64 / 1_000);
         assert_eq!(epbs[0].3, b"frame");
         assert_eq!(epbs[1].3, b"ip-packet");
         assert_eq!(spbs, [b"simple!".to_vec()]);

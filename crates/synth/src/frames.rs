@@ -23,8 +23,8 @@ use super::plan::{CallPlan, MS, Msg, SAMPLES_PER_PACKET, Side, SlotKind, StreamP
 use super::scenario::{CallTruth, Codec, LinkKind, Scenario, SipTransport};
 use super::signal::hash2;
 use super::sip_text;
-use crate::decode::g711::{linear_to_alaw, linear_to_ulaw};
-use crate::time::Timestamp;
+use callvault_codec::g711::{linear_to_alaw, linear_to_ulaw};
+use std::time::Duration;
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -195,7 +195,7 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(scenario: &Scenario) -> Generator {
-        let epoch = scenario.epoch.as_nanos();
+        let epoch = scenario.epoch.as_nanos() as u64;
         let plans: Vec<CallPlan> = scenario
             .calls
             .iter()
@@ -232,7 +232,7 @@ impl Generator {
 
     /// Writes the next frame (link layer included) into `buf` (cleared first) and returns its
     /// capture time; None when the scenario is exhausted.
-    pub fn next_frame(&mut self, buf: &mut Vec<u8>) -> Option<Timestamp> {
+    pub fn next_frame(&mut self, buf: &mut Vec<u8>) -> Option<Duration> {
         buf.clear();
         while let Some(e) = self.schedule.heap.pop() {
             self.schedule.now = e.at;
@@ -256,7 +256,7 @@ impl Generator {
             if emitted {
                 self.stats.frames += 1;
                 self.stats.frame_bytes += buf.len() as u64;
-                return Some(Timestamp::from_nanos(e.at));
+                return Some(Duration::from_nanos(e.at));
             }
         }
         None
@@ -978,9 +978,9 @@ fn write_rtp(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::g711::{ALAW_TABLE, ULAW_TABLE};
-    use crate::synth::plan::{Hop, decoded};
-    use crate::synth::scenario::{CallEnd, CallSpec, Signal};
+    use crate::plan::{Hop, decoded};
+    use crate::scenario::{CallEnd, CallSpec, Signal};
+    use callvault_codec::g711::{ALAW_TABLE, ULAW_TABLE};
 
     /// The parts of a frame the tests look at.
     #[derive(Debug, Default)]
@@ -1079,7 +1079,7 @@ mod tests {
         p
     }
 
-    fn frames(s: &Scenario) -> (Generator, Vec<(Timestamp, Vec<u8>)>) {
+    fn frames(s: &Scenario) -> (Generator, Vec<(Duration, Vec<u8>)>) {
         let mut g = Generator::new(s);
         let mut out = Vec::new();
         let mut buf = Vec::new();
@@ -1137,7 +1137,7 @@ mod tests {
             let mut src = [0i16; 160];
             Signal::Speechlike { seed: 4 }.samples(0, &mut src);
             let first_slot_truth: Vec<i16> = src.iter().map(|&x| decoded(codec, x)).collect();
-            if t.caller_audio[0].0.as_nanos()
+            if t.caller_audio[0].0.as_nanos() as u64
                 == g.plans[0].streams[0].as_ref().map_or(0, |s| s.start_ns)
             {
                 assert_eq!(t.caller_audio[0].1, first_slot_truth);
@@ -1414,7 +1414,7 @@ mod tests {
             .collect();
         assert_eq!(g722.len() as u64, t[0].rtp_packets_sent.0);
         // a real G.722 stream: decoded in order it gives exactly the truth's samples
-        let mut dec = crate::decode::g722::G722Decoder::default();
+        let mut dec = callvault_codec::g722::G722Decoder::default();
         for (payload, (_, want)) in g722.iter().zip(&t[0].caller_audio) {
             let mut out = [0i16; 320];
             dec.decode(payload, &mut out);

@@ -24,7 +24,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::time::Timestamp;
+use std::time::Duration;
 
 /// Audio codec of a call's media.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -231,14 +231,14 @@ pub enum CaptureFormat {
 pub struct Scenario {
     pub seed: u64,
     /// Time zero of every `start_ms`.
-    pub epoch: Timestamp,
+    pub epoch: Duration,
     pub calls: Vec<CallSpec>,
     pub link: LinkKind,
     pub format: CaptureFormat,
 }
 
 /// 2026-03-02T09:00:00Z, a Monday morning.
-pub const DEFAULT_EPOCH: Timestamp = Timestamp::from_secs_nanos(1_772_442_000, 0);
+pub const DEFAULT_EPOCH: Duration = Duration::new(1_772_442_000, 0);
 
 /// Numbers listed in config/agent.toml (Switchboard, Parking, Housing Repairs, Registrars),
 /// used by [`Scenario::contact_centre_mix`] as contact-centre numbers, in the forms
@@ -400,7 +400,7 @@ pub fn caller_media(k: usize, internal: bool, ipv6: bool) -> SocketAddr {
 pub struct DtmfTruth {
     pub digit: char,
     /// Play-out time of the event's start (the RTP timestamp all its packets carry).
-    pub at: Timestamp,
+    pub at: Duration,
     pub duration_ms: u32,
     /// Event packets that were not lost (5 updates + 2 end retransmissions when none are).
     pub packets_sent: u64,
@@ -414,18 +414,18 @@ pub struct CallTruth {
     pub sip_call_id: String,
     pub codec: Codec,
     pub internal: bool,
-    pub invite_at: Timestamp,
+    pub invite_at: Duration,
     /// Capture time of the (first) 200 OK to the INVITE.
-    pub answered_at: Option<Timestamp>,
+    pub answered_at: Option<Duration>,
     /// BYE, CANCEL or 486 time, or when media stopped for [`CallEnd::NoBye`].
-    pub ended_at: Timestamp,
+    pub ended_at: Duration,
     /// Per audio RTP packet emitted (after loss, before reordering, duplicates once): its
     /// play-out time (stream start + 20 ms × packet slot, independent of capture jitter) and
     /// the decoded samples exactly as a perfect decoder produces them (G.711: 160 at 8 kHz;
     /// G.722: 320 at 16 kHz, exact when no packet before it was lost or reordered).
-    pub caller_audio: Vec<(Timestamp, Vec<i16>)>,
+    pub caller_audio: Vec<(Duration, Vec<i16>)>,
     /// As `caller_audio`; entries before `answered_at` are early media (ringback).
-    pub agent_audio: Vec<(Timestamp, Vec<i16>)>,
+    pub agent_audio: Vec<(Duration, Vec<i16>)>,
     /// Always true now (kept for readers of older truths).
     pub sample_truth: bool,
     pub caller_media: SocketAddr,
@@ -437,7 +437,7 @@ pub struct CallTruth {
     pub rtp_duplicates: (u64, u64),
     pub caller_dtmf: Option<DtmfTruth>,
     /// When both sides stopped and restarted media for hold.
-    pub hold: Option<(Timestamp, Timestamp)>,
+    pub hold: Option<(Duration, Duration)>,
     pub caller_ssrc: u32,
     /// One SSRC, or two after [`CallSpec::ssrc_change_at`].
     pub agent_ssrcs: Vec<u32>,
@@ -459,7 +459,10 @@ mod tests {
 
     #[test]
     fn default_epoch_is_monday_morning() {
-        assert_eq!(DEFAULT_EPOCH.rfc3339(), "2026-03-02T09:00:00.000Z");
+        // 2026-03-02T09:00:00Z
+        assert_eq!(DEFAULT_EPOCH.as_secs(), 1_772_442_000);
+        assert_eq!((DEFAULT_EPOCH.as_secs() / 86_400 + 4) % 7, 1, "a Monday");
+        assert_eq!(DEFAULT_EPOCH.as_secs() % 86_400, 9 * 3_600, "at nine");
     }
 
     #[test]

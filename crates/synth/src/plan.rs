@@ -14,8 +14,8 @@ use super::scenario::{
     agent_phone_sip, caller_media, internal_caller_sip, pbx_sip, sbc_sip,
 };
 use super::signal::{SplitMix64, hash2};
-use crate::decode::g711::{ALAW_TABLE, ULAW_TABLE, linear_to_alaw, linear_to_ulaw};
-use crate::time::Timestamp;
+use callvault_codec::g711::{ALAW_TABLE, ULAW_TABLE, linear_to_alaw, linear_to_ulaw};
+use std::time::Duration;
 
 pub(crate) const MS: u64 = 1_000_000;
 /// 20 ms packetisation: one RTP packet per slot, 160 samples / timestamp units.
@@ -601,7 +601,7 @@ impl CallPlan {
         // G.722 truth is exact for streams without loss or reordering (the decoder's state
         // follows the packets it is given)
         let sample_truth = true;
-        let mut audio: [Vec<(Timestamp, Vec<i16>)>; 2] = [Vec::new(), Vec::new()];
+        let mut audio: [Vec<(Duration, Vec<i16>)>; 2] = [Vec::new(), Vec::new()];
         let mut sent = [0u64; 2];
         let mut dups = [0u64; 2];
         let mut dtmf = None;
@@ -626,7 +626,7 @@ impl CallPlan {
                         dtmf_packets += 1;
                         continue;
                     }
-                    let at = Timestamp::from_nanos(st.nominal_ns(slot));
+                    let at = Duration::from_nanos(st.nominal_ns(slot));
                     let samples = match &wideband {
                         Some(w) => w[slot as usize].clone().unwrap_or_default(),
                         None => {
@@ -640,7 +640,7 @@ impl CallPlan {
             if let Some(d) = st.dtmf_slot {
                 dtmf = Some(DtmfTruth {
                     digit: '5',
-                    at: Timestamp::from_nanos(st.nominal_ns(d)),
+                    at: Duration::from_nanos(st.nominal_ns(d)),
                     duration_ms: (DTMF_SLOTS as u64 * PTIME_NS / MS) as u32,
                     packets_sent: dtmf_packets,
                 });
@@ -661,9 +661,9 @@ impl CallPlan {
             sip_call_id: self.spec.sip_call_id.clone(),
             codec,
             internal: self.internal,
-            invite_at: Timestamp::from_nanos(self.invite_ns),
-            answered_at: self.answer_ns.map(Timestamp::from_nanos),
-            ended_at: Timestamp::from_nanos(self.end_ns),
+            invite_at: Duration::from_nanos(self.invite_ns),
+            answered_at: self.answer_ns.map(Duration::from_nanos),
+            ended_at: Duration::from_nanos(self.end_ns),
             caller_audio,
             agent_audio,
             sample_truth,
@@ -674,7 +674,7 @@ impl CallPlan {
             caller_dtmf: dtmf,
             hold: self
                 .hold_ns
-                .map(|(a, b)| (Timestamp::from_nanos(a), Timestamp::from_nanos(b))),
+                .map(|(a, b)| (Duration::from_nanos(a), Duration::from_nanos(b))),
             caller_ssrc: ssrcs(self.stream(Side::Caller))
                 .first()
                 .copied()
@@ -688,7 +688,7 @@ impl CallPlan {
 /// on everything sent before. The generator and the truth both use this.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct G722Sequence {
-    enc: crate::decode::g722::G722Encoder,
+    enc: callvault_codec::g722::G722Encoder,
     next_slot: u32,
     /// The last payloads encoded (reordering only swaps neighbours).
     recent: Vec<(u32, [u8; SAMPLES_PER_PACKET])>,
@@ -726,7 +726,7 @@ impl G722Sequence {
 fn g722_encode_slot(
     st: &StreamPlan,
     slot: u32,
-    enc: &mut crate::decode::g722::G722Encoder,
+    enc: &mut callvault_codec::g722::G722Encoder,
 ) -> [u8; SAMPLES_PER_PACKET] {
     let mut pcm8 = [0i16; SAMPLES_PER_PACKET];
     st.signal_for(slot)
@@ -744,8 +744,8 @@ fn g722_encode_slot(
 /// What a decoder yields for every audio slot of a G.722 stream decoded in order (the truth of
 /// a stream without loss or reordering).
 fn g722_decoded(st: &StreamPlan) -> Vec<Option<Vec<i16>>> {
-    let mut enc = crate::decode::g722::G722Encoder::default();
-    let mut dec = crate::decode::g722::G722Decoder::default();
+    let mut enc = callvault_codec::g722::G722Encoder::default();
+    let mut dec = callvault_codec::g722::G722Decoder::default();
     (0..st.n_slots)
         .map(|s| {
             (st.kind(s) == SlotKind::Audio).then(|| {
@@ -770,10 +770,10 @@ pub(crate) fn decoded(codec: Codec, x: i16) -> i16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::scenario::DEFAULT_EPOCH;
+    use crate::scenario::DEFAULT_EPOCH;
 
     fn plan(spec: CallSpec, index: usize) -> CallPlan {
-        CallPlan::new(7, DEFAULT_EPOCH.as_nanos(), index, &spec)
+        CallPlan::new(7, DEFAULT_EPOCH.as_nanos() as u64, index, &spec)
     }
 
     #[test]

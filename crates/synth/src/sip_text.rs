@@ -351,8 +351,8 @@ pub(crate) fn write_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::plan::CallPlan;
-    use crate::synth::scenario::{CallSpec, DEFAULT_EPOCH};
+    use crate::plan::CallPlan;
+    use crate::scenario::{CallSpec, DEFAULT_EPOCH};
 
     fn text(plan: &CallPlan, msg: Msg, hop: Hop) -> String {
         let (mut out, mut body) = (Vec::new(), Vec::new());
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn trunk_invite_is_complete_and_exact() {
-        let plan = CallPlan::new(1, DEFAULT_EPOCH.as_nanos(), 0, &CallSpec::default());
+        let plan = CallPlan::new(1, DEFAULT_EPOCH.as_nanos() as u64, 0, &CallSpec::default());
         let inv = text(&plan, Msg::Invite, Hop::Direct);
         assert!(
             inv.starts_with("INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\n"),
@@ -422,10 +422,10 @@ mod tests {
     #[test]
     fn cancel_shares_the_invite_branch_and_bye_does_not() {
         let spec = CallSpec {
-            end: crate::synth::scenario::CallEnd::Cancel,
+            end: crate::scenario::CallEnd::Cancel,
             ..CallSpec::default()
         };
-        let plan = CallPlan::new(1, DEFAULT_EPOCH.as_nanos(), 0, &spec);
+        let plan = CallPlan::new(1, DEFAULT_EPOCH.as_nanos() as u64, 0, &spec);
         let inv = text(&plan, Msg::Invite, Hop::Direct);
         let cancel = text(&plan, Msg::Cancel, Hop::Direct);
         let bye = text(&plan, Msg::Bye { by_caller: true }, Hop::Direct);
@@ -442,7 +442,7 @@ mod tests {
             hold: Some((1_000, 2_000)),
             ..CallSpec::default()
         };
-        let plan = CallPlan::new(1, DEFAULT_EPOCH.as_nanos(), 0, &spec);
+        let plan = CallPlan::new(1, DEFAULT_EPOCH.as_nanos() as u64, 0, &spec);
         let hold = text(&plan, Msg::ReInvite { resume: false }, Hop::Direct);
         assert!(hold.starts_with("INVITE sip:+447700900123@192.0.2.10:5060 SIP/2.0\r\n"));
         assert!(header(&hold, "From")[0].starts_with("<sip:02087483020@10.20.0.5>;tag="));
@@ -463,7 +463,7 @@ mod tests {
             transport: SipTransport::Tcp,
             ..CallSpec::default()
         };
-        let plan = CallPlan::new(1, DEFAULT_EPOCH.as_nanos(), 5, &spec);
+        let plan = CallPlan::new(1, DEFAULT_EPOCH.as_nanos() as u64, 5, &spec);
         let first = text(&plan, Msg::Invite, Hop::ToProxy);
         let second = text(&plan, Msg::Invite, Hop::FromProxy);
         assert!(
