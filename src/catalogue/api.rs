@@ -183,7 +183,9 @@ pub async fn search(
 pub async fn may_see(app: &App, who: &Caller, call_id: &str) -> Result<(), Response> {
     match app.store.call_scope(call_id).await {
         Ok(Some((service, restricted))) => {
-            if who.may_see_service(service.as_deref()) && (!restricted || who.role == Role::Dpo) {
+            if who.may_see_service(service.as_deref())
+                && (!restricted || who.role.sees_restricted())
+            {
                 Ok(())
             } else {
                 Err(refuse(StatusCode::NOT_FOUND, "no such call"))

@@ -1,9 +1,9 @@
 //! Listening: a call's audio served as one stereo WAV, decrypted on the fly, for a stated
 //! purpose.
 //!
-//! Owns retrieval grants and the audio response. `POST /api/v1/calls/{id}/access` takes a
-//! purpose from the policy's list and a reference, commits the audit record, and only then
-//! hands out a grant (ten minutes, this user, this call); `GET /api/v1/calls/{id}/audio?grant=`
+//! Owns retrieval grants (their table) and the audio response. The grant is handed out by
+//! `POST /api/v1/calls/{id}/access` (`api::access`: a purpose from the policy's list and a
+//! reference, the audit record committed first), and stored here (ten minutes, this user, this call); `GET /api/v1/calls/{id}/audio?grant=`
 //! serves the WAV, with HTTP Range so that a player can seek. Segments are decrypted in memory
 //! as the bytes are asked for; no plaintext is ever written to disk.
 

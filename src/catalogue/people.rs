@@ -3,8 +3,10 @@
 //!
 //! Owns the `users` and `sessions` tables and the [`Caller`] every handler starts from: the
 //! user behind a session cookie (`cv_session`, the web UI) or an API token (`Authorization:
-//! Bearer`, scripts). What each role may do is decided here, in one place ([`Role`]'s
-//! methods); handlers ask, they do not decide.
+//! Bearer`, scripts). What each role may do is decided by [`Role`]'s methods; the extractors
+//! of [`super::signed_in`] apply them before a handler runs. What differs by role within a page
+//! (a manager's services, what the audit page shows an auditor or a member of staff) is
+//! decided where that view is built.
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use axum::http::{HeaderMap, StatusCode};
@@ -75,6 +77,16 @@ impl Role {
 
     pub fn manages_people(self) -> bool {
         matches!(self, Role::Admin)
+    }
+
+    /// May see restricted calls (their metadata; retrieval has its own checks).
+    pub fn sees_restricted(self) -> bool {
+        matches!(self, Role::Dpo)
+    }
+
+    /// May see which catalogue keys recordings still need.
+    pub fn sees_keys(self) -> bool {
+        matches!(self, Role::Admin | Role::Dpo)
     }
 }
 

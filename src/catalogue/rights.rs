@@ -9,7 +9,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -19,25 +19,10 @@ use super::App;
 use super::audit::Entry;
 use super::error::{Failure, fail};
 use super::listen;
-use super::people::{Caller, Role, caller, refuse};
+use super::people::refuse;
+use super::signed_in::{Allowed, Api, Dpo, Permitted, SeesKeys};
 use super::store::{Store, now_ms};
 use crate::record::CallRecord;
-
-macro_rules! dpo {
-    ($app:expr, $headers:expr) => {{
-        let who = match caller(&$app.store, &$headers).await {
-            Ok(c) => c,
-            Err(r) => return r,
-        };
-        if who.role != Role::Dpo {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "only the data-protection officer may do this",
-            );
-        }
-        who
-    }};
-}
 
 #[derive(Deserialize)]
 pub struct Switch {
@@ -247,41 +232,30 @@ pub async fn purge(app: &App, actor: &str) -> Result<Vec<String>, EraseError> {
 
 pub async fn hold(
     State(app): State<App>,
-    headers: HeaderMap,
+    who: Allowed<Dpo, Api>,
     Path(id): Path<String>,
     Json(s): Json<Switch>,
 ) -> Response {
-    flag(app, headers, id, s, true).await
+    flag_as(&app, who.permitted(), &id, &s, true).await
 }
 
 pub async fn restrict(
     State(app): State<App>,
-    headers: HeaderMap,
+    who: Allowed<Dpo, Api>,
     Path(id): Path<String>,
     Json(s): Json<Switch>,
 ) -> Response {
-    flag(app, headers, id, s, false).await
-}
-
-async fn flag(app: App, headers: HeaderMap, id: String, s: Switch, hold: bool) -> Response {
-    let who = dpo!(app, headers);
-    flag_as(&app, &who, &id, &s, hold).await
-}
-
-fn not_dpo(who: &Caller) -> Option<Response> {
-    (who.role != Role::Dpo).then(|| {
-        refuse(
-            StatusCode::FORBIDDEN,
-            "only the data-protection officer may do this",
-        )
-    })
+    flag_as(&app, who.permitted(), &id, &s, false).await
 }
 
 /// Legal hold (`hold`) or restriction on or off, by `who`.
-pub async fn flag_as(app: &App, who: &Caller, id: &str, s: &Switch, hold: bool) -> Response {
-    if let Some(r) = not_dpo(who) {
-        return r;
-    }
+pub async fn flag_as(
+    app: &App,
+    who: Permitted<'_, Dpo>,
+    id: &str,
+    s: &Switch,
+    hold: bool,
+) -> Response {
     if let Some(r) = needs_reason(&s.reason) {
         return r;
     }
@@ -313,19 +287,15 @@ pub async fn flag_as(app: &App, who: &Caller, id: &str, s: &Switch, hold: bool) 
 
 pub async fn erase_call(
     State(app): State<App>,
-    headers: HeaderMap,
+    who: Allowed<Dpo, Api>,
     Path(id): Path<String>,
     Json(r): Json<Reason>,
 ) -> Response {
-    let who = dpo!(app, headers);
-    erase_as(&app, &who, &id, &r.reason).await
+    erase_as(&app, who.permitted(), &id, &r.reason).await
 }
 
 /// Erasure of a call by `who`, for `reason`.
-pub async fn erase_as(app: &App, who: &Caller, id: &str, reason: &str) -> Response {
-    if let Some(r) = not_dpo(who) {
-        return r;
-    }
+pub async fn erase_as(app: &App, who: Permitted<'_, Dpo>, id: &str, reason: &str) -> Response {
     if let Some(resp) = needs_reason(reason) {
         return resp;
     }
@@ -362,18 +332,14 @@ pub struct Consent {
 
 pub async fn consent(
     State(app): State<App>,
-    headers: HeaderMap,
+    who: Allowed<Dpo, Api>,
     Json(c): Json<Consent>,
 ) -> Response {
-    let who = dpo!(app, headers);
-    consent_as(&app, &who, &c).await
+    consent_as(&app, who.permitted(), &c).await
 }
 
 /// A member of staff's training agreement (or its withdrawal), recorded by `who`.
-pub async fn consent_as(app: &App, who: &Caller, c: &Consent) -> Response {
-    if let Some(r) = not_dpo(who) {
-        return r;
-    }
+pub async fn consent_as(app: &App, who: Permitted<'_, Dpo>, c: &Consent) -> Response {
     if c.party.trim().is_empty() {
         return refuse(StatusCode::UNPROCESSABLE_ENTITY, "name the extension");
     }
@@ -448,18 +414,14 @@ pub struct SubjectAccess {
 /// and each call's audio.
 pub async fn subject_access(
     State(app): State<App>,
-    headers: HeaderMap,
+    who: Allowed<Dpo, Api>,
     Json(q): Json<SubjectAccess>,
 ) -> Response {
-    let who = dpo!(app, headers);
-    subject_access_as(&app, &who, &q).await
+    subject_access_as(&app, who.permitted(), &q).await
 }
 
 /// The subject-access bundle of one caller number, made for `who`.
-pub async fn subject_access_as(app: &App, who: &Caller, q: &SubjectAccess) -> Response {
-    if let Some(r) = not_dpo(who) {
-        return r;
-    }
+pub async fn subject_access_as(app: &App, who: Permitted<'_, Dpo>, q: &SubjectAccess) -> Response {
     if let Some(r) = needs_reason(&q.reference) {
         return r;
     }
@@ -566,19 +528,20 @@ fn anonymised(record: &CallRecord) -> serde_json::Value {
 
 pub async fn training_export(
     State(app): State<App>,
-    headers: HeaderMap,
+    who: Allowed<Dpo, Api>,
     Path(id): Path<String>,
     Json(t): Json<TrainingExport>,
 ) -> Response {
-    let who: Caller = dpo!(app, headers);
-    training_export_as(&app, &who, &id, &t).await
+    training_export_as(&app, who.permitted(), &id, &t).await
 }
 
 /// An anonymised training export of one call, made by `who`.
-pub async fn training_export_as(app: &App, who: &Caller, id: &str, t: &TrainingExport) -> Response {
-    if let Some(r) = not_dpo(who) {
-        return r;
-    }
+pub async fn training_export_as(
+    app: &App,
+    who: Permitted<'_, Dpo>,
+    id: &str,
+    t: &TrainingExport,
+) -> Response {
     if let Some(r) = needs_reason(&t.reference) {
         return r;
     }
@@ -642,14 +605,7 @@ pub async fn training_export_as(app: &App, who: &Caller, id: &str, t: &TrainingE
     }
 }
 
-pub async fn keys(State(app): State<App>, headers: HeaderMap) -> Response {
-    let who = match caller(&app.store, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if !matches!(who.role, Role::Admin | Role::Dpo) {
-        return refuse(StatusCode::FORBIDDEN, "your role may not see key usage");
-    }
+pub async fn keys(State(app): State<App>, _: Allowed<SeesKeys, Api>) -> Response {
     match app.store.key_usage().await {
         Ok(k) => Json(k).into_response(),
         Err(e) => fail(e),

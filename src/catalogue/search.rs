@@ -136,7 +136,7 @@ fn filter(who: &Caller, q: &CallQuery) -> (String, Vec<Arg>) {
             clauses.push(format!("c.service IN ({})", placeholders.join(", ")));
         }
     }
-    if who.role != Role::Dpo {
+    if !who.role.sees_restricted() {
         clauses.push("NOT c.restricted".into());
     }
     if clauses.is_empty() {

@@ -83,6 +83,8 @@ pub struct ManagesPeople;
 pub struct Dpo;
 /// What only an administrator does.
 pub struct Admin;
+/// See which catalogue keys recordings still need.
+pub struct SeesKeys;
 
 impl Permission for FindsCalls {
     const WHAT: &'static str = "search or see calls";
@@ -114,6 +116,12 @@ impl Permission for Dpo {
         role == Role::Dpo
     }
 }
+impl Permission for SeesKeys {
+    const WHAT: &'static str = "see key usage";
+    fn allows(role: Role) -> bool {
+        role.sees_keys()
+    }
+}
 impl Permission for Admin {
     const WHAT: &'static str = "do what only an administrator does";
     fn allows(role: Role) -> bool {
@@ -134,5 +142,23 @@ impl<P: Permission, F: Front> FromRequestParts<App> for Allowed<P, F> {
         } else {
             Err(F::refused(&who, P::WHAT))
         }
+    }
+}
+
+impl<P: Permission, F: Front> Allowed<P, F> {
+    /// The caller, as proof for the functions both fronts share that its role has `P`.
+    pub fn permitted(&self) -> Permitted<'_, P> {
+        Permitted(&self.0, PhantomData)
+    }
+}
+
+/// A caller whose role has permission `P`: made only by [`Allowed::permitted`], so a function
+/// taking one cannot be reached without the check.
+pub struct Permitted<'a, P: Permission>(&'a Caller, PhantomData<P>);
+
+impl<P: Permission> std::ops::Deref for Permitted<'_, P> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        self.0
     }
 }

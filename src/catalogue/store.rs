@@ -1,7 +1,9 @@
 //! The catalogue's database: one schema on SQLite (embedded) or PostgreSQL (by URL).
 //!
 //! Owns the connection pool, the migrations (`migrations/{sqlite,postgres}`, embedded and
-//! applied in order on start, each once) and every query. Queries are written once, with `$N`
+//! applied in order on start, each once) and the calls and segments tables' queries; each
+//! other module keeps its own tables' queries in an `impl Store` of its own (`people`, `audit`,
+//! `search`, `rights`, `listen`). Queries are written once, with `$N`
 //! placeholders both databases accept, through sqlx's `Any` driver (which cannot decode
 //! SQLite's BOOLEAN columns: queries read booleans as `CASE WHEN b THEN 1 ELSE 0 END`). It
 //! never touches segment files (see `blobs`) and never decides who may do what (see the

@@ -4,7 +4,7 @@
 //! once a G.722 stream joins). A narrowband packet on a wideband timeline repeats each sample
 //! (the mixer does it as it adds, no copy); a wideband packet on a narrowband timeline (only
 //! before the media stage has moved the call up, so rare) is halved here by averaging pairs.
-//! Any other pairing is passed through unchanged and flagged, so it is counted.
+//! Any other pairing is halved too and flagged, so it is counted as a rate mismatch.
 
 /// Decoded samples as the timeline takes them: each repeated `repeat` times.
 #[derive(Debug, PartialEq, Eq)]

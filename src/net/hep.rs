@@ -1,4 +1,5 @@
-//! HEP v3 (Homer Encapsulation Protocol) decoding: packets that an SBC, PBX or capture agent
+//! HEP v3 (Homer Encapsulation Protocol) decoding, and the encoder `hep-send` uses to re-send
+//! captures as HEP: packets that an SBC, PBX or capture agent
 //! (Kamailio, OpenSIPS, FreeSWITCH, heplify) mirrored to us, with the original addresses,
 //! ports and capture time in TLV chunks.
 //!

@@ -1,4 +1,4 @@
-//! Stage 2 of the agent pipeline (DESIGN.md: frames → **net** → datagrams): turns captured
+//! Stage 2 of the agent pipeline (README "Source layout": frames → **net** → datagrams): turns captured
 //! link-layer frames into UDP datagrams and framed SIP-over-TCP messages, and unwraps HEP v3.
 //!
 //! Receives `(capture time, link type, frame bytes)` from a capture source, or a HEP packet

@@ -1,6 +1,6 @@
 //! The agent's pipeline: frames in, encrypted recordings and call metadata out.
 //!
-//! Composes the stages of DESIGN.md's data flow (net → sip → calls → policy → stream table →
+//! Composes the stages of the agent's data flow (README "Source layout") (net → sip → calls → policy → stream table →
 //! rtp → decode → mixer → segment writer) into one synchronous state machine fed with
 //! `(capture time, frame)` and capture-time ticks. `replay` drives it from capture files and
 //! the live agent from sockets; both see exactly the same behaviour. It does no I/O of its

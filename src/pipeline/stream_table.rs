@@ -3,8 +3,8 @@
 //! Filled from SDP by the calls stage; looked up for every RTP packet. This is where packets of
 //! out-of-scope calls are dropped (their routes carry `record = false`), before any decoding.
 //! Lookups use a small multiplicative hash instead of SipHash: the keys are addresses taken
-//! from SDP we parsed ourselves, the table is bounded by the dialog limit, and the lookup is the
-//! one hash operation on the per-packet path.
+//! from SDP we parsed ourselves, the table is bounded (`MAX_ROUTES`), and the lookup is on the
+//! per-packet path (with the pipeline's activity map beside it).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -2,7 +2,7 @@
 //! council's published policy allow it to be recorded, and says why in words a DPO can read.
 //!
 //! Owns number normalisation (people write "020 8748 3020", carriers send "+442087483020") and
-//! the decision rules of DESIGN.md's call model. It is pure: no I/O, no clock, no state beyond
+//! the decision rules of the call model (README "What is recorded"). It is pure: no I/O, no clock, no state beyond
 //! the configured lists. It must never say "record" for a number that is not listed, and every
 //! decision carries its reason so that it can be audited.
 

@@ -1,6 +1,6 @@
 //! The scope decision for a call, from the numbers of its first leg.
 //!
-//! Rules (DESIGN.md, call model), in the order they are applied:
+//! Rules (README "What is recorded"), in the order they are applied:
 //! 1. a caller that is an internal extension makes the call internal: not recorded
 //!    (staff-to-staff calls are outside the published scope, even to a listed number);
 //! 2. a dialled number (Request-URI user, normalised to E.164) in `never_record`: not recorded;

@@ -3,7 +3,7 @@
 //! checks, stores and serves it (schema in README.md, "Call metadata").
 //!
 //! Owns the document's types and their schema version, and the conversion from the call
-//! tracker's state ([`CallRecord::new`]) and the media stage's streams. It is plain data: no I/O, and nothing here may
+//! tracker's state ([`CallRecord::new`]) and the rtp stage's streams. It is plain data: no I/O, and nothing here may
 //! depend on the spool, the agent or the catalogue, which all depend on it.
 
 mod from_calls;

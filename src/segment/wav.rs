@@ -3,8 +3,8 @@
 //! A segment is encrypted as it is written, so its RIFF lengths cannot be patched at the end
 //! (that would mean re-sealing chunk 0 under a used nonce). The header is written once with
 //! the "unknown length" value 0xFFFFFFFF that streaming WAV writers use, and every reader in
-//! callvault (`decrypt`, `export`, the catalogue) rebuilds the lengths from the decrypted size
-//! with [`fix_lengths`]. hound needs a seekable writer, so it is used where one exists
+//! callvault sets the lengths from the decrypted size: `decrypt` and `export` with
+//! [`fix_lengths`], the catalogue by serving a fresh [`header`] before the samples. hound needs a seekable writer, so it is used where one exists
 //! (export, tests), not here.
 
 /// Size of the canonical PCM WAV header.

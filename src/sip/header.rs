@@ -3,7 +3,8 @@
 //! `;name=value` parameter scanner shared by Via, name-addr and URI parameters.
 //!
 //! Receives header names and value text borrowed from one message; emits borrowed sub-slices.
-//! Never allocates (folded values are unfolded by the message parser, not here) and never
+//! Allocates only to unescape a quoted string that holds escapes (folded values are unfolded
+//! by the message parser, not here) and never
 //! panics on any text: every scanner walks bytes with bounds it checked itself.
 
 use std::borrow::Cow;

@@ -1,7 +1,7 @@
 //! One SIP message as a borrowed view: start line, header table, Content-Length-bounded body,
 //! and the typed accessors the call tracker needs (dialog identifiers, transfer and diversion
-//! headers, the SDP offer/answer, SIPREC multipart bodies). Also frames messages out of a
-//! reassembled TCP byte stream.
+//! headers, the SDP offer/answer, SIPREC multipart bodies). Framing messages out of a TCP byte
+//! stream is the net stage's (`net::tcp`).
 //!
 //! Receives the bytes of one UDP payload or one framed TCP message; emits [`Message`] or a
 //! [`SipError`] saying why the bytes are not SIP. One bad header never fails the message: it is

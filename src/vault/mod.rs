@@ -1,4 +1,4 @@
-//! Encryption at rest of recording segments (DESIGN.md "Encrypted segment format").
+//! Encryption at rest of recording segments (README "Encrypted segments").
 //!
 //! Owns the segment file format (`format`), the catalogue key pair and its files (`keys`),
 //! sealing a segment as it is written (`seal`) and opening it again (`open`). It receives

@@ -1,4 +1,5 @@
-//! Opening sealed segments in the catalogue: whole files, single chunks, streams, and the
+//! Opening sealed segments (in the catalogue, and in `decrypt` and `export` with the key on the
+//! recording server): whole files, single chunks, streams, and the
 //! `.partial` files a crashed recorder leaves behind.
 //!
 //! Receives untrusted segment bytes and the catalogue's private key; emits plaintext only from

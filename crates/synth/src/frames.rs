@@ -4,10 +4,11 @@
 //! call admission, per-packet impairments as the wire sees them (loss, duplicates, swaps,
 //! jitter), and the bytes of every header: Ethernet/802.1Q/QinQ, Linux SLL and SLL2, IPv4
 //! (checksum, ID, fragments), IPv6 (fragment header), UDP, TCP (handshake, sequence numbers,
-//! coalesced and split segments) and RTP (G.711, G.722 filler, RFC 4733 events).
+//! coalesced and split segments) and RTP (G.711 and G.722 encodings of the signal, RFC 4733 events).
 //! Receives a [`Scenario`]; emits frames one at a time into the caller's buffer.
-//! Must never hold more than a bounded window of future work per active call (memory is
-//! O(concurrent calls), not O(duration)) and never allocate per frame once warmed up.
+//! Holds every call's plan (built up front: memory grows with the number of calls, not with
+//! their length) and one wake-up per active stream; frames are made as they fall due, and no
+//! allocation happens per frame once warmed up.
 //!
 //! Why a heap of "wake-ups" rather than packets: each stream keeps one wake-up at its next
 //! nominal send time, and jitter only ever delays, so nothing with an earlier capture time

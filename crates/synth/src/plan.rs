@@ -3,9 +3,11 @@
 //!
 //! Owns: turning one [`CallSpec`] into a [`CallPlan`] (absolute times, addresses, SSRCs, the
 //! ordered SIP event list, per-stream slot grids) and the per-packet impairment decisions.
-//! Every decision is a pure function of (scenario seed, call index, stream, slot), so the
-//! frame generator and the truth computation agree without sharing state. Receives specs;
-//! emits plans and [`CallTruth`]. Must never build frames or hold per-packet state.
+//! Every impairment decision is a pure function of (scenario seed, call index, stream, slot),
+//! so the frame generator and the truth computation agree without sharing state. G.722
+//! payloads are the exception: an encoder carries state from slot to slot, so
+//! `G722Sequence` keeps a running encoder (asked for a slot out of order, it starts over).
+//! Receives specs; emits plans and [`CallTruth`]. Must never build frames.
 
 use std::net::SocketAddr;
 

@@ -4,7 +4,7 @@
 use super::{Message, UserView, day_ms, page};
 use crate::catalogue::App;
 use crate::catalogue::people::Caller;
-use crate::catalogue::signed_in::{Allowed, Dpo, Page, SignedIn};
+use crate::catalogue::signed_in::{Allowed, Dpo, Page};
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
@@ -50,18 +50,24 @@ fn after(who: &Caller, r: Response, back: String) -> Response {
     m
 }
 
-async fn flag_form(app: App, who: Caller, id: String, f: SwitchForm, hold: bool) -> Response {
+async fn flag_form(
+    app: App,
+    who: Allowed<Dpo, Page>,
+    id: String,
+    f: SwitchForm,
+    hold: bool,
+) -> Response {
     let s = crate::catalogue::rights::Switch {
         on: f.on == "1",
         reason: f.reason,
     };
-    let r = crate::catalogue::rights::flag_as(&app, &who, &id, &s, hold).await;
-    after(&who, r, format!("/calls/{id}"))
+    let r = crate::catalogue::rights::flag_as(&app, who.permitted(), &id, &s, hold).await;
+    after(&who.0, r, format!("/calls/{id}"))
 }
 
 pub async fn hold(
     State(app): State<App>,
-    SignedIn(who, _): SignedIn<Page>,
+    who: Allowed<Dpo, Page>,
     Path(id): Path<String>,
     Form(f): Form<SwitchForm>,
 ) -> Response {
@@ -70,7 +76,7 @@ pub async fn hold(
 
 pub async fn restrict(
     State(app): State<App>,
-    SignedIn(who, _): SignedIn<Page>,
+    who: Allowed<Dpo, Page>,
     Path(id): Path<String>,
     Form(f): Form<SwitchForm>,
 ) -> Response {
@@ -79,24 +85,24 @@ pub async fn restrict(
 
 pub async fn erase(
     State(app): State<App>,
-    SignedIn(who, _): SignedIn<Page>,
+    who: Allowed<Dpo, Page>,
     Path(id): Path<String>,
     Form(f): Form<ReasonForm>,
 ) -> Response {
     if f.confirm != "yes" {
         return after(
-            &who,
+            &who.0,
             StatusCode::UNPROCESSABLE_ENTITY.into_response(),
             String::new(),
         );
     }
-    let r = crate::catalogue::rights::erase_as(&app, &who, &id, &f.reason).await;
-    after(&who, r, "/search".into())
+    let r = crate::catalogue::rights::erase_as(&app, who.permitted(), &id, &f.reason).await;
+    after(&who.0, r, "/search".into())
 }
 
 pub async fn training(
     State(app): State<App>,
-    SignedIn(who, _): SignedIn<Page>,
+    who: Allowed<Dpo, Page>,
     Path(id): Path<String>,
     Form(f): Form<ReasonForm>,
 ) -> Response {
@@ -104,11 +110,11 @@ pub async fn training(
         reference: f.reference,
         silence: Vec::new(),
     };
-    let r = crate::catalogue::rights::training_export_as(&app, &who, &id, &t).await;
+    let r = crate::catalogue::rights::training_export_as(&app, who.permitted(), &id, &t).await;
     if r.status().is_success() {
         r
     } else {
-        after(&who, r, String::new())
+        after(&who.0, r, String::new())
     }
 }
 
@@ -138,7 +144,7 @@ pub struct SubjectAccessForm {
 
 pub async fn subject_access(
     State(app): State<App>,
-    SignedIn(who, _): SignedIn<Page>,
+    who: Allowed<Dpo, Page>,
     Form(f): Form<SubjectAccessForm>,
 ) -> Response {
     let q = crate::catalogue::rights::SubjectAccess {
@@ -147,11 +153,11 @@ pub async fn subject_access(
         to: day_ms(&f.to),
         reference: f.reference,
     };
-    let r = crate::catalogue::rights::subject_access_as(&app, &who, &q).await;
+    let r = crate::catalogue::rights::subject_access_as(&app, who.permitted(), &q).await;
     if r.status().is_success() {
         r
     } else {
-        after(&who, r, String::new())
+        after(&who.0, r, String::new())
     }
 }
 
@@ -163,7 +169,7 @@ pub struct ConsentForm {
 
 pub async fn consent(
     State(app): State<App>,
-    SignedIn(who, _): SignedIn<Page>,
+    who: Allowed<Dpo, Page>,
     Form(f): Form<ConsentForm>,
 ) -> Response {
     let agreed = f.agreed == "yes";
@@ -171,12 +177,12 @@ pub async fn consent(
         party: f.party.clone(),
         agreed,
     };
-    let r = crate::catalogue::rights::consent_as(&app, &who, &c).await;
+    let r = crate::catalogue::rights::consent_as(&app, who.permitted(), &c).await;
     if !r.status().is_success() {
-        return after(&who, r, String::new());
+        return after(&who.0, r, String::new());
     }
     page(&DpoPage {
-        user: Some(UserView::of(&who)),
+        user: Some(UserView::of(&who.0)),
         message: Some(format!(
             "Recorded: extension {} has {} training use.",
             f.party.trim(),
