@@ -299,6 +299,23 @@ impl Store {
         row.map(|r| r.try_get::<String, _>("agent")).transpose()
     }
 
+    /// The call a SIP Call-ID took part in (the first shipped, if several did), whatever its
+    /// service or restriction: for the admin's signalling view, which shows how a call was
+    /// handled and never who called.
+    pub async fn call_of_sip_call_id(
+        &self,
+        sip_call_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT s.call_id FROM call_sip_ids s JOIN calls c ON c.call_id = s.call_id \
+             WHERE s.sip_call_id = $1 ORDER BY c.started_ms LIMIT 1",
+        )
+        .bind(sip_call_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get::<String, _>("call_id")).transpose()
+    }
+
     /// A call's metadata document as stored.
     pub async fn call_document(&self, call_id: &str) -> Result<Option<CallRecord>, sqlx::Error> {
         let row = sqlx::query("SELECT document FROM calls WHERE call_id = $1")

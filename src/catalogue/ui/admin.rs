@@ -6,7 +6,6 @@ use crate::catalogue::App;
 use crate::catalogue::audit::Entry;
 use crate::catalogue::error::fail;
 use crate::catalogue::people::{Caller, Role, UserError};
-use crate::catalogue::search::CallQuery;
 use crate::catalogue::signed_in::{Admin, Allowed, ManagesPeople, Page};
 use askama::Template;
 use axum::Form;
@@ -37,25 +36,8 @@ pub async fn signalling(
     let sip = q.sip_call_id.trim().to_owned();
     let mut call = None;
     if !sip.is_empty() {
-        let dpo_view = Caller {
-            username: who.username.clone(),
-            role: Role::Dpo,
-            services: Vec::new(),
-            extension: None,
-        };
-        let found = match app
-            .store
-            .search(
-                &dpo_view,
-                &CallQuery {
-                    sip_call_id: Some(sip.clone()),
-                    page_size: Some(1),
-                    ..Default::default()
-                },
-            )
-            .await
-        {
-            Ok(r) => r.calls.into_iter().next(),
+        let found = match app.store.call_of_sip_call_id(&sip).await {
+            Ok(found) => found,
             Err(e) => return fail(e),
         };
         if let Some(found) = found {
@@ -64,14 +46,14 @@ pub async fn signalling(
                 .audit(Entry {
                     actor: &who.username,
                     action: "view_signalling",
-                    call_id: Some(&found.call_id),
+                    call_id: Some(&found),
                     ..Default::default()
                 })
                 .await
             {
                 return fail(e);
             }
-            match call_view(&app, &found.call_id).await {
+            match call_view(&app, &found).await {
                 // the admin sees how the call was handled, not who called
                 Ok(mut c) => {
                     c.caller = String::new();
