@@ -129,12 +129,14 @@ async fn run(label: &str, url: &str, calls: u64) {
         role: Role::Dpo,
         services: vec![],
         extension: None,
+        form_token: String::new(),
     };
     let manager = Caller {
         username: "m".into(),
         role: Role::Manager,
         services: vec!["Parking".into(), "Housing Repairs".into()],
         extension: None,
+        form_token: String::new(),
     };
     let day = |d: i64| Some((START + d * DAY).to_string());
     let q = |f: &dyn Fn(&mut CallQuery)| {

@@ -20,6 +20,10 @@ use callvault::vault::generate_keypair_files;
 use callvault_synth::{Scenario, write_capture};
 
 const BIN: &str = env!("CARGO_BIN_EXE_callvault");
+/// The labs' catalogues keep calls ten years: the generated captures are of March 2026, and
+/// the retention purge (which tombstones what it erases) must not take them while a test
+/// runs, unless the test says so.
+const RETENTION_DAYS: i64 = 3650;
 const S3_ACCESS: &str = "callvault-test";
 const S3_SECRET: &str = "callvault-test-secret-key";
 
@@ -193,7 +197,7 @@ impl Lab {
             None => String::new(),
         };
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:{}\"\n{tls}[storage]\ndatabase_url = \"{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n",
+            "[server]\nlisten = \"127.0.0.1:{}\"\n{tls}[storage]\ndatabase_url = \"{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n[retention]\ndefault_days = {RETENTION_DAYS}\n",
             self.catalogue_port,
             self.db.url(),
             self.path("blobs"),
@@ -1228,6 +1232,176 @@ fn listening_needs_a_purpose_is_audited_first_and_serves_the_call_with_ranges() 
     assert_eq!(api.get(&aud, "/api/v1/audit/verify").json()["ok"], true);
 }
 
+/// An agent's document is held to the contract's limits and to what the catalogue received;
+/// a stored segment that is not what was received is an error (and an audit record) when it
+/// is read, never another call's audio or silence.
+#[test]
+fn hostile_documents_are_refused_and_tampered_segments_never_play() {
+    let Some((lab, _cat, api, recorded)) = people_lab(|d| Some(Db::sqlite(d))) else {
+        return;
+    };
+    let token = std::fs::read_to_string(lab.path("callvault-agent.token")).unwrap();
+    let parking = recorded
+        .iter()
+        .find(|r| r.service.as_deref() == Some("Parking"))
+        .unwrap()
+        .clone();
+    let other = recorded
+        .iter()
+        .find(|r| r.call_id != parking.call_id)
+        .unwrap()
+        .clone();
+    let post = |doc: &serde_json::Value| {
+        let r = api.send(
+            api.client
+                .post(format!("{}/api/v1/calls", api.base))
+                .bearer_auth(token.trim())
+                .json(doc),
+        );
+        (r.code, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    let doc = serde_json::to_value(&parking).unwrap();
+    let signal = doc["signalling"][0].clone();
+    type Spoil = Box<dyn Fn(&mut serde_json::Value)>;
+    let hostile: Vec<(&str, Spoil)> = vec![
+        (
+            "a 1 TiB segment",
+            Box::new(|d| d["segments"][0]["bytes"] = (1u64 << 40).into()),
+        ),
+        (
+            "a 144-byte segment",
+            Box::new(|d| d["segments"][0]["bytes"] = 144.into()),
+        ),
+        (
+            "an offset of 2^50 ms",
+            Box::new(|d| d["segments"][0]["offset_ms"] = (1u64 << 50).into()),
+        ),
+        (
+            "a rate of 7 Hz",
+            Box::new(|d| d["segments"][0]["sample_rate"] = 7.into()),
+        ),
+        (
+            "a segment listed twice",
+            Box::new(|d| {
+                let s = d["segments"][0].clone();
+                d["segments"].as_array_mut().unwrap().push(s);
+            }),
+        ),
+        (
+            "30,000 signalling entries",
+            Box::new(move |d| {
+                d["signalling"] = serde_json::Value::Array(vec![signal.clone(); 1_000]);
+            }),
+        ),
+        (
+            "a call not recorded",
+            Box::new(|d| d["decision"]["record"] = false.into()),
+        ),
+        (
+            "a start that is not a time",
+            Box::new(|d| d["started_at"] = "yesterday".into()),
+        ),
+        (
+            "a 20 kB caller",
+            Box::new(|d| d["caller"] = "9".repeat(20_000).into()),
+        ),
+    ];
+    for (what, spoil) in &hostile {
+        let mut d = doc.clone();
+        spoil(&mut d);
+        let (code, text) = post(&d);
+        assert_eq!(code, 422, "{what}: {text}");
+    }
+    // a document too large for any call is not even read
+    let mut d = doc.clone();
+    d["legs"] = serde_json::Value::Array(vec![doc["legs"][0].clone(); 100_000]);
+    let sent = api.rt.block_on(
+        api.client
+            .post(format!("{}/api/v1/calls", api.base))
+            .bearer_auth(token.trim())
+            .json(&d)
+            .send(),
+    );
+    // 413, or the connection closed before the client had written all of it
+    assert!(
+        sent.as_ref().map_or(true, |r| r.status() == 413),
+        "100,000 legs: {sent:?}"
+    );
+    // the catalogue still serves, and the honest document stands
+    assert_eq!(post(&doc).0, 200);
+
+    // tampering with what is stored
+    let pat = api.login("pat");
+    let listen = |session: &str| {
+        let g = api.post(
+            session,
+            &format!("/api/v1/calls/{}/access", parking.call_id),
+            serde_json::json!({ "purpose": "complaint", "reference": "C-77" }),
+        );
+        assert_eq!(g.code, 200, "{}", String::from_utf8_lossy(&g.body));
+        let audio = g.json()["audio"].as_str().unwrap().to_owned();
+        // (code, the body when it arrived whole)
+        api.rt.block_on(async {
+            let r = api
+                .client
+                .get(format!("{}{audio}", api.base))
+                .header(reqwest::header::COOKIE, session)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.bytes().await.ok().map(|b| b.to_vec()),
+            )
+        })
+    };
+    let good = listen(&pat);
+    assert_eq!(good.0, 200);
+    let good = good.1.expect("the whole WAV");
+    let blob = |call: &CallRecord| {
+        lab.path("blobs")
+            .join(callvault::catalogue::blobs::Blobs::name_for(
+                &call.segments[0].segment_id,
+            ))
+    };
+    let original = std::fs::read(blob(&parking)).unwrap();
+    // another call's file copied over this one's
+    std::fs::copy(blob(&other), blob(&parking)).unwrap();
+    let (code, body) = listen(&pat);
+    assert!(code >= 500, "another call's audio: {code}");
+    assert!(body.is_none_or(|b| b != good));
+    // the file cut at a chunk boundary
+    let header = callvault::vault::SegmentHeader::parse(&original).unwrap();
+    let cut = callvault::vault::HEADER_LEN + header.chunk_stride() as usize;
+    assert!(cut < original.len(), "the segment has more than one chunk");
+    std::fs::write(blob(&parking), &original[..cut]).unwrap();
+    let (code, _) = listen(&pat);
+    assert!(code >= 500, "a truncated file: {code}");
+    // one byte changed inside a chunk, the size kept: the chunk does not open, and the
+    // download breaks off there
+    let mut flipped = original.clone();
+    flipped[cut + 10] ^= 1;
+    std::fs::write(blob(&parking), &flipped).unwrap();
+    let (code, body) = listen(&pat);
+    assert!(
+        code >= 500 || body.is_none(),
+        "an altered chunk is never served ({code}, {:?} bytes)",
+        body.map(|b| b.len())
+    );
+    std::fs::write(blob(&parking), &original).unwrap();
+    assert_eq!(listen(&pat).1, Some(good), "the original plays again");
+    let audit = api
+        .get(&api.login("aud"), "/api/v1/audit?page_size=1000")
+        .json();
+    let failures = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "integrity_failure" && r["call_id"] == parking.call_id.as_str())
+        .count();
+    assert!(failures >= 3, "each failure is audited ({failures})");
+}
+
 /// A segment the agent recovered after a crash (cut mid-chunk, `complete: false`) is served
 /// up to its last whole chunk, as `callvault decrypt --recovered` opens it, Range by Range.
 #[test]
@@ -1348,6 +1522,209 @@ fn the_audit_chain_verifies_refuses_changes_and_names_a_tampered_record() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Cross-site request forgery and the size of what a request may carry
+
+/// A browser's form post of `fields`.
+fn with_form(req: reqwest::RequestBuilder, fields: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    req.header(
+        reqwest::header::CONTENT_TYPE,
+        "application/x-www-form-urlencoded",
+    )
+    .body(body)
+}
+
+/// The form token a page carries (its hidden `csrf` field).
+fn form_token_of(html: &str) -> String {
+    let needle = "name=\"csrf\" value=\"";
+    let at = html.find(needle).expect("a form token") + needle.len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+#[test]
+fn forged_requests_from_another_origin_are_refused_and_audited() {
+    let Some((lab, _cat, api, recorded)) = people_lab(|d| Some(Db::sqlite(d))) else {
+        return;
+    };
+    let id = &recorded
+        .iter()
+        .find(|r| r.service.as_deref() == Some("Parking"))
+        .unwrap()
+        .call_id;
+    let own = api.base.clone();
+    // another port of the same host: another origin, the same site
+    let evil = format!("http://127.0.0.1:{}", free_port());
+    let dora = api.login("dora");
+    let pat = api.login("pat");
+    let token =
+        form_token_of(&String::from_utf8(api.get(&dora, &format!("/calls/{id}")).body).unwrap());
+    let pats = form_token_of(&String::from_utf8(api.get(&pat, "/search").body).unwrap());
+    assert_ne!(token, pats, "a token per session");
+    let form = |session: &str, origin: Option<&str>, fields: &[(&str, &str)]| {
+        let mut req = with_form(
+            api.client
+                .post(format!("{own}/calls/{id}/restrict"))
+                .header(reqwest::header::COOKIE, session),
+            fields,
+        );
+        if let Some(o) = origin {
+            req = req.header(reqwest::header::ORIGIN, o);
+        }
+        api.send(req)
+    };
+    let restricted = || {
+        api.get(&dora, "/api/v1/calls?page_size=100").json()["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["call_id"] == id.as_str() && c["restricted"] == true)
+    };
+    fn with(t: &str) -> Vec<(&'static str, &str)> {
+        vec![("on", "1"), ("reason", "OBJ-1"), ("csrf", t)]
+    }
+    for (what, origin, fields) in [
+        (
+            "another origin, with the token",
+            Some(evil.as_str()),
+            with(&token),
+        ),
+        ("Origin: null", Some("null"), with(&token)),
+        (
+            "no token",
+            Some(own.as_str()),
+            vec![("on", "1"), ("reason", "OBJ-1")],
+        ),
+        ("another session's token", Some(own.as_str()), with(&pats)),
+        (
+            "no Origin, no token",
+            None,
+            vec![("on", "1"), ("reason", "OBJ-1")],
+        ),
+    ] {
+        let r = form(&dora, origin, &fields);
+        assert_eq!(r.code, 403, "{what}: {}", String::from_utf8_lossy(&r.body));
+        assert!(!restricted(), "{what}: nothing changed");
+    }
+    let r = form(&dora, Some(&own), &with(&token));
+    assert!(r.code < 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(restricted(), "the DPO's own form works");
+    // the API with a session cookie: JSON only, and from its own origin
+    let hold = format!("{own}/api/v1/calls/{id}/hold");
+    let body = r#"{"on": true, "reason": "forged"}"#;
+    let r = api.send(
+        api.client
+            .post(&hold)
+            .header(reqwest::header::COOKIE, &dora)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(body),
+    );
+    assert_eq!(r.code, 403, "a form-encodable body with the cookie");
+    let r = api.send(
+        api.client
+            .post(&hold)
+            .header(reqwest::header::COOKIE, &dora)
+            .header(reqwest::header::ORIGIN, &evil)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body),
+    );
+    assert_eq!(r.code, 403, "JSON from another origin");
+    let r = api.send(
+        api.client
+            .post(&hold)
+            .header(reqwest::header::COOKIE, &dora)
+            .header(reqwest::header::REFERER, format!("{evil}/page"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body),
+    );
+    assert_eq!(r.code, 403, "JSON referred from another origin");
+    let held = api.get(&dora, "/api/v1/calls?page_size=100").json();
+    assert!(!held.to_string().contains("\"legal_hold\":true"), "{held}");
+    // sign-in: the form's token must match the cookie the form came with
+    let login = |cookie: Option<&str>, csrf: &str| {
+        let mut req = with_form(
+            api.client.post(format!("{own}/login")),
+            &[("username", "pat"), ("password", PASSWORD), ("csrf", csrf)],
+        );
+        if let Some(c) = cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        api.send(req)
+    };
+    let r = login(None, "");
+    assert_eq!(r.code, 403, "a sign-in form from elsewhere");
+    assert!(!r.headers.contains_key(reqwest::header::SET_COOKIE));
+    let page = api.send(api.client.get(format!("{own}/login")));
+    let cookie = page.headers[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.starts_with("cv_login=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("Path=/login"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let t = form_token_of(&String::from_utf8(page.body).unwrap());
+    assert_eq!(
+        login(Some(&cookie), "0000").code,
+        403,
+        "a token not the cookie's"
+    );
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = api.send(with_form(
+        no_redirects
+            .post(format!("{own}/login"))
+            .header(reqwest::header::COOKIE, &cookie),
+        &[
+            ("username", "pat"),
+            ("password", PASSWORD),
+            ("csrf", t.as_str()),
+        ],
+    ));
+    assert_eq!(r.code, 303);
+    assert!(
+        r.headers[reqwest::header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .starts_with("cv_session=")
+    );
+    // nobody's memory for a stranger's body: only segment uploads may be large
+    let big = format!(
+        r#"{{"username": "{}", "password": "x"}}"#,
+        "u".repeat(1 << 20)
+    );
+    let r = api.send(
+        api.client
+            .post(format!("{own}/api/v1/login"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(big),
+    );
+    assert_eq!(r.code, 413, "a 1 MiB sign-in is refused");
+    // the refusals in dora's session are in the audit log, with where they came from
+    let audit = api
+        .get(&api.login("aud"), "/api/v1/audit?page_size=1000")
+        .json();
+    let refused: Vec<&serde_json::Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "csrf_refused")
+        .collect();
+    assert_eq!(refused.len(), 8, "{refused:?}");
+    assert!(refused.iter().all(|r| r["actor"] == "dora"));
+    assert!(
+        audit.to_string().contains(&evil),
+        "the forging origin is recorded"
+    );
+    drop(lab);
+}
+
 // The DPO's tools and retention
 
 fn untar(data: &[u8]) -> BTreeMap<String, Vec<u8>> {
@@ -1425,6 +1802,87 @@ fn rights_and_retention(db: impl FnOnce(&Path) -> Option<Db>) {
             .code,
         200
     );
+
+    // an agent's resend changes nothing the DPO set, and cannot rewrite the call or its expiry
+    let token = std::fs::read_to_string(lab.path("callvault-agent.token")).unwrap();
+    let post_doc = |doc: &serde_json::Value| {
+        let r = api.send(
+            api.client
+                .post(format!("{}/api/v1/calls", api.base))
+                .bearer_auth(token.trim())
+                .json(doc),
+        );
+        (r.code, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    let summary = |id: &str| {
+        api.get(&dora, "/api/v1/calls?page_size=100").json()["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["call_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not found"))
+    };
+    let before = summary(&parking.call_id);
+    assert_eq!(
+        before["expires_ms"].as_i64().unwrap() - before["started_ms"].as_i64().unwrap(),
+        RETENTION_DAYS * 86_400_000,
+        "the catalogue's retention"
+    );
+    let path = |what: &str| format!("/api/v1/calls/{}/{what}", parking.call_id);
+    assert_eq!(
+        api.post(&dora, &path("hold"), reason("claim LP-1")).code,
+        200
+    );
+    assert_eq!(
+        api.post(&dora, &path("restrict"), reason("OBJ-4")).code,
+        200
+    );
+    let same = serde_json::to_value(&parking).unwrap();
+    assert_eq!(post_doc(&same).0, 200, "the same document again: accepted");
+    let mut rewritten = same.clone();
+    rewritten["started_at"] = "2020-01-01T00:00:00.000Z".into();
+    rewritten["retention_days"] = 1.into();
+    let (code, text) = post_doc(&rewritten);
+    assert_eq!(code, 409, "{text}");
+    assert!(text.contains("never rewritten"), "{text}");
+    let after = summary(&parking.call_id);
+    assert_eq!(after["legal_hold"], true, "{after}");
+    assert_eq!(after["restricted"], true, "{after}");
+    assert_eq!(after["expires_ms"], before["expires_ms"]);
+    assert_eq!(after["started_ms"], before["started_ms"]);
+    // a call under legal hold is not erased
+    let erase = |who: &str, id: &str| {
+        api.send(
+            api.client
+                .delete(format!("{}/api/v1/calls/{id}", api.base))
+                .header(reqwest::header::COOKIE, who)
+                .json(&serde_json::json!({ "reason": "erasure request ER-5" })),
+        )
+    };
+    let r = erase(&dora, &parking.call_id);
+    assert_eq!(r.code, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(summary(&parking.call_id)["legal_hold"], true);
+    // and neither a hold nor a restriction of a call that is not there is audited
+    let ghost = "/api/v1/calls/018f0000-0000-7000-8000-000000000000/hold";
+    assert_eq!(api.post(&dora, ghost, reason("x")).code, 404);
+    let audit = api
+        .get(&api.login("aud"), "/api/v1/audit?page_size=1000")
+        .json();
+    assert!(
+        !audit
+            .to_string()
+            .contains("018f0000-0000-7000-8000-000000000000"),
+        "a hold of no call is not audited"
+    );
+    for (what, on) in [("hold", false), ("restrict", false)] {
+        let r = api.post(
+            &dora,
+            &path(what),
+            serde_json::json!({ "on": on, "reason": "resolved" }),
+        );
+        assert_eq!(r.code, 200);
+    }
 
     // subject access: every call of the caller, with its metadata and audio, and an index
     let r = api.post(
@@ -1584,8 +2042,46 @@ fn rights_and_retention(db: impl FnOnce(&Path) -> Option<Db>) {
             .header(reqwest::header::COOKIE, &dora)
             .json(&serde_json::json!({ "reason": "erasure request ER-5" })),
     );
+    assert_eq!(r.code, 409, "held: {}", String::from_utf8_lossy(&r.body));
+    let r = api.post(
+        &dora,
+        &format!("/api/v1/calls/{}/hold", parking.call_id),
+        serde_json::json!({ "on": false, "reason": "claim LP-9 settled" }),
+    );
+    assert_eq!(r.code, 200);
+    let r = api.send(
+        api.client
+            .delete(format!("{}/api/v1/calls/{}", api.base, parking.call_id))
+            .header(reqwest::header::COOKIE, &dora)
+            .json(&serde_json::json!({ "reason": "erasure request ER-5" })),
+    );
     assert_eq!(r.code, 200);
     assert_eq!(api.get(&dora, "/api/v1/calls").json()["total"], 0);
+    // the agent sends the erased and the purged call again, as after losing its markers:
+    // both are refused and stay gone
+    for call in [&parking, &other] {
+        let seg = &call.segments[0];
+        let r = api.send(
+            api.client
+                .put(format!("{}/api/v1/segments/{}", api.base, seg.segment_id))
+                .query(&[("call_id", &call.call_id), ("sha256", &seg.sha256)])
+                .bearer_auth(token.trim())
+                .body(std::fs::read(lab.spool().join(&seg.file)).unwrap()),
+        );
+        assert_eq!(r.code, 409, "{}", String::from_utf8_lossy(&r.body));
+        let r = api.send(
+            api.client
+                .post(format!("{}/api/v1/calls", api.base))
+                .bearer_auth(token.trim())
+                .json(call),
+        );
+        assert_eq!(r.code, 409, "{}", String::from_utf8_lossy(&r.body));
+        assert!(String::from_utf8_lossy(&r.body).contains("erased"));
+    }
+    assert_eq!(api.get(&dora, "/api/v1/calls").json()["total"], 0);
+    let (rt, store) = lab.db.store();
+    assert_eq!(rt.block_on(store.count("segments")).unwrap(), 0);
+    rt.block_on(store.close());
     let aud = api.login("aud");
     let actions: Vec<String> = api
         .get(&aud, "/api/v1/audit?page_size=1000")
@@ -1605,6 +2101,8 @@ fn rights_and_retention(db: impl FnOnce(&Path) -> Option<Db>) {
         "hold_on",
         "purge",
         "erase",
+        "hold_off",
+        "upload_refused",
     ] {
         assert!(
             actions.iter().any(|x| x == a),

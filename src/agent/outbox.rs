@@ -173,7 +173,7 @@ impl Outbox {
             .put(format!("{}/api/v1/agent/scope", self.base))
             .bearer_auth(&self.token)
             .json(scope);
-        answer(req.send().await).is_ok()
+        answer(req.send().await).await.is_ok()
     }
 
     /// Ships every due call; stops at the first transient failure.
@@ -219,7 +219,7 @@ impl Outbox {
                 .query(&[("call_id", &record.call_id), ("sha256", &seg.sha256)])
                 .bearer_auth(&self.token)
                 .body(data);
-            answer(req.send().await)?;
+            answer(req.send().await).await?;
         }
         let body = serde_json::to_vec(record).map_err(|e| ShipError::Rejected(e.to_string()))?;
         let req = self
@@ -228,17 +228,24 @@ impl Outbox {
             .bearer_auth(&self.token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
-        answer(req.send().await)
+        answer(req.send().await).await
     }
 }
 
-fn answer(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), ShipError> {
+async fn answer(sent: Result<reqwest::Response, reqwest::Error>) -> Result<(), ShipError> {
     let resp = sent.map_err(|e| ShipError::Transient(e.to_string()))?;
     let code = resp.status();
     if code.is_success() {
         return Ok(());
     }
-    let why = format!("{code}");
+    // the catalogue's line saying why, bounded (it goes into the log and rejected/)
+    let text = resp.text().await.unwrap_or_default();
+    let line: String = text.trim().chars().take(300).collect();
+    let why = if line.is_empty() {
+        format!("{code}")
+    } else {
+        format!("{code}: {line}")
+    };
     if code == reqwest::StatusCode::UNAUTHORIZED {
         // the token is wrong or revoked: a configuration problem, not this call's; keep
         // everything and keep trying (the log says what to fix)

@@ -78,6 +78,27 @@ impl Blobs {
         }
     }
 
+    /// The blob's first `n` bytes (fewer if it is shorter) and its whole size.
+    pub async fn head(&self, name: &str, n: usize) -> anyhow::Result<(Vec<u8>, u64)> {
+        match self {
+            Blobs::Dir(root) => {
+                let path = root.join(name);
+                let got =
+                    tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, u64)> {
+                        use std::io::Read;
+                        let file = std::fs::File::open(&path)?;
+                        let size = file.metadata()?.len();
+                        let mut buf = Vec::with_capacity(n);
+                        file.take(n as u64).read_to_end(&mut buf)?;
+                        Ok((buf, size))
+                    })
+                    .await??;
+                Ok(got)
+            }
+            Blobs::S3(s3) => s3.head(name, n).await,
+        }
+    }
+
     /// `len` bytes of the blob from `offset` (fewer where it ends first).
     pub async fn get_range(&self, name: &str, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
         match self {

@@ -37,6 +37,12 @@ pub struct ServerSection {
     /// (its registered name as a DNS name in subjectAltName). People's browsers need none.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// The address people's browsers use (`https://recordings.council.example`) when it is not
+    /// the one the request names, e.g. behind a reverse proxy that rewrites `Host`. A form or
+    /// API call that changes anything must come from a page of this origin. Unset: the origin
+    /// of the request's own `Host`.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 fn default_max_upload_mb() -> usize {
@@ -193,6 +199,16 @@ impl CatalogueConfig {
                 format!("{:?}", self.server.client_ca),
                 "agents' client certificates need HTTPS",
                 "set server.tls_cert and server.tls_key too, or remove server.client_ca",
+            );
+        }
+        if let Some(public) = &self.server.public_url
+            && crate::catalogue::csrf::origin_of(public).is_none()
+        {
+            return invalid(
+                "server.public_url",
+                public.clone(),
+                "not an http(s) URL",
+                "write the address people's browsers open, as \"https://recordings.council.example\"",
             );
         }
         let url = &self.storage.database_url;

@@ -2,7 +2,10 @@
 //!
 //! `PUT /api/v1/segments/{segment_id}?call_id=..&sha256=..` (the encrypted file as it is in the
 //! spool), then `POST /api/v1/calls` (the call's metadata document). Both are idempotent: the
-//! same upload again is accepted and changes nothing, so an agent retries freely. An agent
+//! same upload again is accepted and changes nothing, so an agent retries freely. A stored
+//! call is never rewritten (another document for it is refused, 409) and an erased one is
+//! never stored again (its id is tombstoned); both refusals are audited. What the DPO set on
+//! a call (hold, restriction) and its expiry are the catalogue's, never the document's. An agent
 //! authenticates with its own bearer token and can write only its own calls. Every segment's
 //! SHA-256 is checked on receipt, and a call is accepted only once every segment it lists
 //! is here with the hash it names.
@@ -110,6 +113,14 @@ pub async fn put_segment(
         Ok(_) => {}
         Err(e) => return internal(e),
     }
+    match app.store.was_erased(call_id).await {
+        Ok(true) => {
+            let why = "the call was erased: its segments are not stored again";
+            return refuse_upload(&app, &agent, call_id, Some(&segment_id), why).await;
+        }
+        Ok(false) => {}
+        Err(e) => return internal(e),
+    }
     match app.store.segment(&segment_id).await {
         Ok(Some(existing)) => {
             return if existing.agent != agent || &existing.call_id != call_id {
@@ -168,18 +179,16 @@ pub fn check_call_document(body: &[u8], agent: &str) -> Result<CallRecord, (Stat
             format!("agent {agent} cannot write calls of {}\n", record.agent),
         ));
     }
-    if record.ended_at.is_none() {
-        return Err((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the call has not ended: ship it when it has\n".into(),
-        ));
-    }
     if uuid::Uuid::parse_str(&record.call_id).is_err() {
         return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
             "call_id is not a UUID\n".into(),
         ));
     }
+    // the limits every agent keeps inside (record::limits), and the document's own sense
+    record
+        .check()
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")))?;
     Ok(record)
 }
 
@@ -204,12 +213,35 @@ pub async fn post_call(
         Ok(_) => {}
         Err(e) => return internal(e),
     }
+    match app.store.was_erased(&record.call_id).await {
+        Ok(true) => {
+            let why = "the call was erased: it is not stored again";
+            return refuse_upload(&app, &agent, &record.call_id, None, why).await;
+        }
+        Ok(false) => {}
+        Err(e) => return internal(e),
+    }
     for seg in &record.segments {
         match app.store.segment(&seg.segment_id).await {
             Ok(Some(s)) if s.agent != agent => {
                 return reply(
                     StatusCode::FORBIDDEN,
                     format!("segment {} belongs to another agent\n", seg.segment_id),
+                );
+            }
+            // what the catalogue received is the truth: the size it hashed and the key the
+            // sealed header names; a document that says otherwise is refused
+            Ok(Some(s))
+                if s.call_id == record.call_id
+                    && s.sha256 == seg.sha256
+                    && (s.bytes != seg.bytes as i64 || s.key_id != seg.key_id) =>
+            {
+                return reply(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "segment {}: the document says {} bytes sealed to key {}, the stored segment is {} bytes sealed to key {}\n",
+                        seg.segment_id, seg.bytes, seg.key_id, s.bytes, s.key_id
+                    ),
                 );
             }
             Ok(Some(s)) if s.call_id == record.call_id && s.sha256 == seg.sha256 => {}
@@ -231,15 +263,66 @@ pub async fn post_call(
             Err(e) => return internal(e),
         }
     }
-    match app
-        .store
-        .upsert_call(&record, app.config.retention.default_days)
-        .await
-    {
+    let days = match retention_days(&app, &agent, &record).await {
+        Ok(d) => d,
+        Err(e) => return internal(e),
+    };
+    match app.store.store_call(&record, days).await {
         Ok(Stored::Created) => reply(StatusCode::CREATED, "stored\n"),
-        Ok(Stored::Updated) => reply(StatusCode::OK, "updated\n"),
+        Ok(Stored::Unchanged) => reply(StatusCode::OK, "already stored\n"),
+        Ok(Stored::Erased) => {
+            let why = "the call was erased: it is not stored again";
+            refuse_upload(&app, &agent, &record.call_id, None, why).await
+        }
+        Ok(Stored::Differs(fields)) => {
+            let why = format!(
+                "another document is stored for this call (it differs in {}): a stored call is never rewritten",
+                fields.join(", ")
+            );
+            refuse_upload(&app, &agent, &record.call_id, None, &why).await
+        }
         Err(e) => internal(e),
     }
+}
+
+/// How long the catalogue keeps a call: the retention its agent reported for the call's
+/// service (`PUT /api/v1/agent/scope`; the longest when the service's numbers disagree), else
+/// `retention.default_days`. Never the document's own figure: a call's expiry is not the
+/// sender's to set.
+async fn retention_days(app: &App, agent: &str, record: &CallRecord) -> Result<u32, sqlx::Error> {
+    let scope = app.store.agent_scope(agent).await?.unwrap_or_default();
+    let listed = scope
+        .iter()
+        .filter(|n| record.service.as_deref() == Some(n.service.as_str()))
+        .filter_map(|n| n.retention_days)
+        .filter(|d| (1..=MAX_RETENTION_DAYS).contains(d))
+        .max();
+    Ok(listed.unwrap_or(app.config.retention.default_days))
+}
+
+/// The longest retention an agent's number list can ask for (100 years).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// A 409 for an upload the catalogue will not store, with an audit record saying why (an
+/// agent resending an erased call is something the DPO should see).
+async fn refuse_upload(
+    app: &App,
+    agent: &str,
+    call_id: &str,
+    segment_id: Option<&str>,
+    why: &str,
+) -> Response {
+    let entry = super::audit::Entry {
+        actor: agent,
+        action: "upload_refused",
+        call_id: Some(call_id),
+        detail: serde_json::json!({ "segment": segment_id, "why": why }),
+        ..Default::default()
+    };
+    if let Err(e) = app.store.audit(entry).await {
+        return internal(e);
+    }
+    reply(StatusCode::CONFLICT, format!("{why}\n"))
 }
 
 /// `PUT /api/v1/agent/scope`: the number list the agent runs with (what admins see).

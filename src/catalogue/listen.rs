@@ -70,38 +70,92 @@ impl Layout {
 
 /// Frames of 16-bit stereo in a sealed segment, from its size alone (no key needed).
 fn segment_frames(header: &SegmentHeader, len: u64, complete: bool) -> u64 {
-    let chunk = header.chunk_size as u64;
+    let chunk = u64::from(header.chunk_size).max(1);
     let stride = chunk + TAG_LEN as u64;
     let body = len.saturating_sub(HEADER_LEN as u64);
     let plain = if complete {
-        body - body.div_ceil(stride) * TAG_LEN as u64
+        body.saturating_sub(body.div_ceil(stride) * TAG_LEN as u64)
     } else {
         body / stride * chunk
     };
     plain.saturating_sub(wav::HEADER_LEN as u64) / 4
 }
 
+/// Why a call's audio cannot be laid out or served.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// What is stored is not what was received: another recording's file, a truncated or
+    /// altered one. Never served as silence; audited.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    #[error(transparent)]
+    Storage(#[from] anyhow::Error),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<AudioError> for super::error::Failure {
+    fn from(e: AudioError) -> Self {
+        match e {
+            AudioError::Database(e) => e.into(),
+            other => anyhow::Error::from(other).into(),
+        }
+    }
+}
+
+/// The largest call WAV: its sizes are 32-bit.
+const MAX_WAV_DATA: u64 = u32::MAX as u64 - wav::HEADER_LEN as u64;
+
 /// The timeline of a call: its segments in order, placed by their offsets, at the highest
-/// rate among them (as `callvault export` lays it out).
-pub async fn layout(app: &App, record: &CallRecord) -> anyhow::Result<Layout> {
+/// rate among them (as `callvault export` lays it out). Each segment is checked against what
+/// the catalogue received before any of it is served: its sealed header must name this
+/// segment of this call and its file must have the size that was received and hashed. With
+/// the per-chunk seal (every chunk authenticates the header, its own index and whether it is
+/// the last), that is the stored SHA-256's equivalent at every read: a copied, truncated,
+/// reordered or altered file fails, at this check or when its chunks are opened.
+pub async fn layout(app: &App, record: &CallRecord) -> Result<Layout, AudioError> {
     let mut segs = record.segments.clone();
     segs.sort_by_key(|s| s.seq);
-    let rate = segs.iter().map(|s| s.sample_rate).max().unwrap_or(8000);
+    let rate = segs
+        .iter()
+        .map(|s| s.sample_rate)
+        .max()
+        .unwrap_or(8000)
+        .max(1);
     let mut parts = Vec::new();
-    let mut frames = 0;
+    let mut frames = 0u64;
     for s in &segs {
-        let blob = super::blobs::Blobs::name_for(&s.segment_id);
-        // the size is what the catalogue received (its hash was checked then)
-        let len = s.bytes;
-        let head = app.blobs.get(&blob, Some(HEADER_LEN)).await?;
+        let Some(row) = app.store.segment(&s.segment_id).await? else {
+            return Err(AudioError::Integrity(format!(
+                "segment {} of call {} is not in the catalogue",
+                s.segment_id, record.call_id
+            )));
+        };
+        let (head, size) = app.blobs.head(&row.blob, HEADER_LEN).await?;
         let header = SegmentHeader::parse(&head)
-            .map_err(|e| anyhow::anyhow!("segment {}: {e}", s.segment_id))?;
-        let repeat = (rate / s.sample_rate.max(1)).max(1) as u64;
-        let start = s.offset_ms * rate as u64 / 1000;
-        let n = segment_frames(&header, len, s.complete) * repeat;
-        frames = frames.max(start + n);
+            .map_err(|e| AudioError::Integrity(format!("segment {}: {e}", s.segment_id)))?;
+        if row.call_id != record.call_id
+            || header.segment_id.to_string() != s.segment_id
+            || header.call_id.to_string() != record.call_id
+        {
+            return Err(AudioError::Integrity(format!(
+                "the file of segment {} of call {} holds segment {} of call {}",
+                s.segment_id, record.call_id, header.segment_id, header.call_id
+            )));
+        }
+        let len = u64::try_from(row.bytes).unwrap_or(0);
+        if size != len {
+            return Err(AudioError::Integrity(format!(
+                "segment {} is {size} bytes; {len} were received",
+                s.segment_id
+            )));
+        }
+        let repeat = u64::from((rate / s.sample_rate.max(1)).max(1));
+        let start = s.offset_ms.saturating_mul(u64::from(rate)) / 1000;
+        let n = segment_frames(&header, len, s.complete).saturating_mul(repeat);
+        frames = frames.max(start.saturating_add(n));
         parts.push(Part {
-            blob,
+            blob: row.blob,
             complete: s.complete,
             start,
             frames: n,
@@ -109,11 +163,35 @@ pub async fn layout(app: &App, record: &CallRecord) -> anyhow::Result<Layout> {
             bytes: len,
         });
     }
+    if frames.saturating_mul(4) > MAX_WAV_DATA {
+        return Err(AudioError::Integrity(format!(
+            "call {} would be a WAV of {frames} frames, past the format's 4 GiB",
+            record.call_id
+        )));
+    }
     Ok(Layout {
         rate,
         frames,
         parts,
     })
+}
+
+/// Writes an audit record of a failed integrity check (someone, or something, changed a
+/// stored recording: the DPO must know), and says it in the log.
+pub async fn audit_failure(app: &App, actor: &str, call_id: &str, e: &AudioError) {
+    tracing::error!(call_id, "{e}");
+    if let AudioError::Integrity(what) = e {
+        let entry = super::audit::Entry {
+            actor,
+            action: "integrity_failure",
+            call_id: Some(call_id),
+            detail: serde_json::json!({ "what": what.chars().take(300).collect::<String>() }),
+            ..Default::default()
+        };
+        if let Err(e) = app.store.audit(entry).await {
+            tracing::error!(call_id, "the integrity failure could not be audited: {e}");
+        }
+    }
 }
 
 /// The segments opened while serving one response: each DEK is unwrapped once.
@@ -130,7 +208,7 @@ impl Part {
         opener: &mut Option<Arc<SegmentOpener>>,
         lo: u64,
         hi: u64,
-    ) -> anyhow::Result<Vec<u8>> {
+    ) -> Result<Vec<u8>, AudioError> {
         let op = match opener {
             Some(o) => o.clone(),
             None => {
@@ -140,7 +218,10 @@ impl Part {
                     .iter()
                     .find_map(|k| SegmentOpener::new(&head, k).ok())
                     .ok_or_else(|| {
-                        anyhow::anyhow!("{}: cannot be opened with any catalogue key", self.blob)
+                        AudioError::Storage(anyhow::anyhow!(
+                            "{}: cannot be opened with any catalogue key",
+                            self.blob
+                        ))
                     })?;
                 opener.insert(Arc::new(o)).clone()
             }
@@ -164,19 +245,24 @@ impl Part {
         }
         let offset = op.chunk_offset(first as u32);
         let end = (op.chunk_offset(last as u32) + stride).min(self.bytes);
-        let sealed = app
-            .blobs
-            .get_range(&self.blob, offset, end.saturating_sub(offset))
-            .await?;
+        let want = end.saturating_sub(offset);
+        let sealed = app.blobs.get_range(&self.blob, offset, want).await?;
+        if sealed.len() as u64 != want {
+            return Err(AudioError::Integrity(format!(
+                "{}: {} bytes where {want} were stored",
+                self.blob,
+                sealed.len()
+            )));
+        }
         let (complete, blob) = (self.complete, self.blob.clone());
-        let plain = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+        let plain = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, AudioError> {
             let mut plain = Vec::with_capacity(sealed.len());
             for (k, piece) in sealed.chunks(stride as usize).enumerate() {
                 let i = first + k as u64;
                 let opened = match op.open_chunk(i as u32, piece, complete && i == chunks - 1) {
                     Ok(p) => p,
                     Err(e) if complete => {
-                        return Err(anyhow::anyhow!("{blob}: chunk {i}: {e}"));
+                        return Err(AudioError::Integrity(format!("{blob}: chunk {i}: {e}")));
                     }
                     // a recovered segment may end with a chunk sealed as the last one; past
                     // a chunk that does not open (torn by the crash) it has no audio
@@ -189,7 +275,8 @@ impl Part {
             }
             Ok(plain)
         })
-        .await??;
+        .await
+        .map_err(|e| AudioError::Storage(e.into()))??;
         let skip = ((lo - first * chunk) as usize).min(plain.len());
         let take = ((hi - lo) as usize).min(plain.len() - skip);
         Ok(plain[skip..skip + take].to_vec())
@@ -204,7 +291,7 @@ async fn render(
     openers: &mut Openers,
     from: u64,
     to: u64,
-) -> anyhow::Result<Vec<u8>> {
+) -> Result<Vec<u8>, AudioError> {
     let mut out = Vec::with_capacity((to - from) as usize);
     let header = wav::header(layout.rate, Some((layout.frames * 4) as u32));
     let hlen = wav::HEADER_LEN as u64;
@@ -264,30 +351,43 @@ fn source_span(lo: u64, hi: u64, repeat: u64) -> (u64, u64) {
 }
 
 /// The whole WAV of a call, in memory (subject-access and training bundles).
-pub async fn whole_wav(app: &App, record: &CallRecord) -> anyhow::Result<Vec<u8>> {
+pub async fn whole_wav(app: &App, record: &CallRecord) -> Result<Vec<u8>, AudioError> {
     let l = layout(app, record).await?;
     render(app, &l, &mut Openers::default(), 0, l.wav_len()).await
 }
 
 /// Peaks of the call's two channels for a waveform: the largest |sample| in each of at most
-/// `buckets` slices of the call.
+/// `buckets` slices of the call. Read a piece at a time: a long call is never all in memory.
 pub async fn peaks(
     app: &App,
     record: &CallRecord,
     buckets: usize,
-) -> anyhow::Result<serde_json::Value> {
-    let wav = whole_wav(app, record).await?;
-    let pcm = &wav[wav::HEADER_LEN..];
-    let frames = pcm.len() / 4;
-    let n = buckets.min(frames.max(1));
+) -> Result<serde_json::Value, AudioError> {
+    const PIECE: u64 = 1 << 20;
+    let layout = layout(app, record).await?;
+    let frames = layout.frames.max(1);
+    let n = buckets
+        .min(usize::try_from(frames).unwrap_or(usize::MAX))
+        .max(1);
     let mut caller = vec![0i32; n];
     let mut org = vec![0i32; n];
-    for (f, b) in pcm.chunks_exact(4).enumerate() {
-        let i = f * n / frames.max(1);
-        let l = i16::from_le_bytes([b[0], b[1]]).unsigned_abs() as i32;
-        let r = i16::from_le_bytes([b[2], b[3]]).unsigned_abs() as i32;
-        caller[i] = caller[i].max(l);
-        org[i] = org[i].max(r);
+    let mut openers = Openers::default();
+    let (start, end) = (wav::HEADER_LEN as u64, layout.wav_len());
+    let mut at = start;
+    while at < end {
+        let to = (at + PIECE).min(end);
+        let pcm = render(app, &layout, &mut openers, at, to).await?;
+        let first = (at - start) / 4;
+        for (k, b) in pcm.chunks_exact(4).enumerate() {
+            let f = first + k as u64;
+            let i = ((f as u128 * n as u128) / frames as u128) as usize;
+            let (Some(c), Some(o)) = (caller.get_mut(i), org.get_mut(i)) else {
+                continue;
+            };
+            *c = (*c).max(i32::from(i16::from_le_bytes([b[0], b[1]]).unsigned_abs()));
+            *o = (*o).max(i32::from(i16::from_le_bytes([b[2], b[3]]).unsigned_abs()));
+        }
+        at = to;
     }
     Ok(serde_json::json!({ "caller": caller, "organisation": org }))
 }
@@ -313,7 +413,7 @@ fn range(headers: &HeaderMap, len: u64) -> Option<Result<(u64, u64), ()>> {
     let first = spec.split(',').next()?.trim();
     let (a, b) = first.split_once('-')?;
     let r = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
-        (Some(a), Some(b)) if a <= b && a < len => Ok((a, (b + 1).min(len))),
+        (Some(a), Some(b)) if a <= b && a < len => Ok((a, b.saturating_add(1).min(len))),
         (Some(a), None) if a < len => Ok((a, len)),
         (None, Some(n)) if n > 0 => Ok((len.saturating_sub(n), len)),
         _ => Err(()),
@@ -385,7 +485,10 @@ pub async fn audio(
     };
     let layout = match layout(app, &record).await {
         Ok(l) => Arc::new(l),
-        Err(e) => return super::error::fail(e),
+        Err(e) => {
+            audit_failure(app, &caller.username, call_id, &e).await;
+            return super::error::fail(e);
+        }
     };
     let len = layout.wav_len();
     let (code, from, to) = match range(headers, len) {
@@ -401,19 +504,26 @@ pub async fn audio(
     };
     // Served in pieces of about a second of audio, decrypted as they are sent.
     const PIECE: u64 = 1 << 16;
-    let app2 = app.clone();
+    let (app2, user, call) = (app.clone(), caller.username.clone(), call_id.to_owned());
     let stream =
         futures_util::stream::unfold((from, Openers::default()), move |(at, mut openers)| {
             let (app, layout) = (app2.clone(), layout.clone());
+            let (user, call) = (user.clone(), call.clone());
             async move {
                 if at >= to {
                     return None;
                 }
                 let end = (at + PIECE).min(to);
-                let piece = render(&app, &layout, &mut openers, at, end)
-                    .await
-                    .map_err(|e| std::io::Error::other(format!("{e:#}")));
-                Some((piece.map(Bytes::from), (end, openers)))
+                match render(&app, &layout, &mut openers, at, end).await {
+                    Ok(piece) => Some((Ok(Bytes::from(piece)), (end, openers))),
+                    // the response stops here (the player sees a broken download, never
+                    // silence), and the failure is in the audit log
+                    Err(e) => {
+                        audit_failure(&app, &user, &call, &e).await;
+                        let e = std::io::Error::other(format!("{e:#}"));
+                        Some((Err(e), (to, openers)))
+                    }
+                }
             }
         });
     let mut resp = Response::new(Body::from_stream(stream));

@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod blobs;
 pub mod config;
+pub mod csrf;
 pub mod error;
 pub mod ingest;
 pub mod ladder;
@@ -41,11 +42,26 @@ pub struct App {
     pub keys: Arc<Vec<crate::vault::CataloguePrivateKey>>,
 }
 
+/// The largest request body anything but a segment upload may have: a form, a JSON request.
+const MAX_BODY: usize = 64 << 10;
+/// The largest call metadata document (hundreds of legs and the ladder's 400 messages fit in
+/// well under a megabyte).
+const MAX_CALL_DOCUMENT: usize = 4 << 20;
+
 pub fn router(app: App) -> axum::Router {
+    use axum::extract::DefaultBodyLimit;
     let limit = app.config.server.max_upload_mb << 20;
     axum::Router::new()
-        .route("/api/v1/segments/{segment_id}", put(ingest::put_segment))
-        .route("/api/v1/calls", post(ingest::post_call).get(api::search))
+        .route(
+            "/api/v1/segments/{segment_id}",
+            put(ingest::put_segment).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route(
+            "/api/v1/calls",
+            post(ingest::post_call)
+                .layer(DefaultBodyLimit::max(MAX_CALL_DOCUMENT))
+                .get(api::search),
+        )
         .route("/api/v1/agent/scope", put(ingest::put_scope))
         .route(
             "/api/v1/calls/{id}",
@@ -93,7 +109,11 @@ pub fn router(app: App) -> axum::Router {
         .route("/static/wave.js", get(ui::wave_js))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            csrf::guard,
+        ))
         .with_state(app)
 }
 

@@ -98,6 +98,9 @@ pub struct Caller {
     /// A manager's services.
     pub services: Vec<String>,
     pub extension: Option<String>,
+    /// The token the web UI's forms carry in this session ([`super::csrf::form_token`]);
+    /// empty for a caller not signed in by a session cookie.
+    pub form_token: String,
 }
 
 impl Caller {
@@ -115,9 +118,14 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
+/// 256 random bits, hex: a session, API token or grant.
 pub fn new_token() -> String {
     let mut raw = [0u8; 32];
-    let _ = getrandom::fill(&mut raw);
+    if let Err(e) = getrandom::fill(&mut raw) {
+        // a guessable token would open every recording: never hand one out
+        tracing::error!("the system's random generator failed: {e}");
+        std::process::abort();
+    }
     hex::encode(raw)
 }
 
@@ -243,6 +251,7 @@ impl Store {
                     .map(str::to_owned)
                     .collect(),
                 extension: row.try_get("extension")?,
+                form_token: String::new(),
             },
             row.try_get("password_hash")?,
         )))
@@ -315,7 +324,10 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let username: String = row.try_get("username")?;
-        Ok(self.user(&username).await?.map(|(c, _)| c))
+        Ok(self.user(&username).await?.map(|(c, _)| Caller {
+            form_token: super::csrf::form_token(token),
+            ..c
+        }))
     }
 
     pub async fn list_users(&self) -> Result<Vec<serde_json::Value>, sqlx::Error> {

@@ -45,7 +45,32 @@ fn needs_reason(reason: &str) -> Option<Response> {
     })
 }
 
+/// What the DPO has set on a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags {
+    pub legal_hold: bool,
+    pub restricted: bool,
+}
+
 impl Store {
+    /// A call's hold and restriction; None when there is no such call.
+    pub async fn call_flags(&self, call_id: &str) -> Result<Option<Flags>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT CASE WHEN legal_hold THEN 1 ELSE 0 END AS held, \
+             CASE WHEN restricted THEN 1 ELSE 0 END AS restricted FROM calls WHERE call_id = $1",
+        )
+        .bind(call_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Flags {
+                legal_hold: r.try_get::<i32, _>("held")? != 0,
+                restricted: r.try_get::<i32, _>("restricted")? != 0,
+            })
+        })
+        .transpose()
+    }
+
     async fn set_flag(&self, call_id: &str, hold: bool, on: bool) -> Result<bool, sqlx::Error> {
         let sql = if hold {
             "UPDATE calls SET legal_hold = $1 WHERE call_id = $2"
@@ -60,9 +85,31 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Deletes a call's rows; returns the blobs its segments were in (to delete after).
-    pub async fn erase_rows(&self, call_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    /// Deletes a call's rows and tombstones its id, unless it is under legal hold (checked in
+    /// the same transaction, so a hold placed while the purge runs wins); returns the blobs its
+    /// segments were in, to delete after.
+    pub async fn erase_rows(&self, call_id: &str, cause: &str) -> Result<Erasure, sqlx::Error> {
         let mut tx = self.write_tx().await?;
+        // takes the call's row lock (PostgreSQL; SQLite's write transaction is exclusive)
+        let free = sqlx::query(
+            "UPDATE calls SET legal_hold = legal_hold WHERE call_id = $1 AND NOT legal_hold",
+        )
+        .bind(call_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if free == 0 {
+            let held = sqlx::query("SELECT call_id FROM calls WHERE call_id = $1")
+                .bind(call_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            return Ok(if held {
+                Erasure::Held
+            } else {
+                Erasure::NoSuchCall
+            });
+        }
         let blobs = sqlx::query("SELECT blob FROM segments WHERE call_id = $1")
             .bind(call_id)
             .fetch_all(&mut *tx)
@@ -79,8 +126,17 @@ impl Store {
         ] {
             sqlx::query(sql).bind(call_id).execute(&mut *tx).await?;
         }
+        sqlx::query(
+            "INSERT INTO erased_calls (call_id, erased_ms, cause) VALUES ($1, $2, $3) \
+             ON CONFLICT (call_id) DO NOTHING",
+        )
+        .bind(call_id)
+        .bind(now_ms())
+        .bind(cause)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(blobs)
+        Ok(Erasure::Erased(blobs))
     }
 
     /// Calls past their retention date and not under legal hold.
@@ -179,6 +235,16 @@ pub struct KeyUsage {
     pub held: bool,
 }
 
+/// What an erasure found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Erasure {
+    /// The call's rows are gone; these files of its segments are to be deleted.
+    Erased(Vec<String>),
+    /// Under legal hold: nothing was erased.
+    Held,
+    NoSuchCall,
+}
+
 /// Why an erasure or the purge stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {
@@ -198,15 +264,22 @@ impl From<EraseError> for Failure {
     }
 }
 
-/// Erases one call: rows first (it disappears from every view at once), then its files.
-pub async fn erase(app: &App, call_id: &str) -> Result<(), EraseError> {
-    let blobs = app.store.erase_rows(call_id).await?;
-    for blob in blobs {
-        if let Err(cause) = app.blobs.delete(&blob).await {
-            return Err(EraseError::Storage { blob, cause });
+/// Erases one call (`cause`: "erase" or "purge"): rows first (it disappears from every view
+/// at once, and its id is refused from then on), then its files. A call under legal hold is
+/// not erased.
+pub async fn erase(app: &App, call_id: &str, cause: &str) -> Result<Erasure, EraseError> {
+    let erasure = app.store.erase_rows(call_id, cause).await?;
+    if let Erasure::Erased(blobs) = &erasure {
+        for blob in blobs {
+            if let Err(cause) = app.blobs.delete(blob).await {
+                return Err(EraseError::Storage {
+                    blob: blob.clone(),
+                    cause,
+                });
+            }
         }
     }
-    Ok(())
+    Ok(erasure)
 }
 
 /// The retention purge: every call past its date and not held is erased; one audit record
@@ -224,10 +297,14 @@ pub async fn purge(app: &App, actor: &str) -> Result<Vec<String>, EraseError> {
             ..Default::default()
         })
         .await?;
-    for id in &due {
-        erase(app, id).await?;
+    let mut erased = Vec::with_capacity(due.len());
+    for id in due {
+        // a hold placed since the list was read keeps the call
+        if let Erasure::Erased(_) = erase(app, &id, "purge").await? {
+            erased.push(id);
+        }
     }
-    Ok(due)
+    Ok(erased)
 }
 
 pub async fn hold(
@@ -265,6 +342,12 @@ pub async fn flag_as(
         (false, true) => "restrict_on",
         (false, false) => "restrict_off",
     };
+    // nothing is audited for a call that is not there
+    match app.store.call_flags(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
+        Err(e) => return fail(e),
+    }
     if let Err(e) = app
         .store
         .audit(Entry {
@@ -299,7 +382,13 @@ pub async fn erase_as(app: &App, who: Permitted<'_, Dpo>, id: &str, reason: &str
     if let Some(resp) = needs_reason(reason) {
         return resp;
     }
-    match app.store.call_scope(id).await {
+    match app.store.call_flags(id).await {
+        Ok(Some(flags)) if flags.legal_hold => {
+            return refuse(
+                StatusCode::CONFLICT,
+                "the call is under legal hold: lift the hold (with its reason) before erasing",
+            );
+        }
         Ok(Some(_)) => {}
         Ok(None) => return refuse(StatusCode::NOT_FOUND, "no such call"),
         Err(e) => return fail(e),
@@ -317,8 +406,11 @@ pub async fn erase_as(app: &App, who: Permitted<'_, Dpo>, id: &str, reason: &str
     {
         return fail(e);
     }
-    match erase(app, id).await {
-        Ok(()) => refuse(StatusCode::OK, "erased"),
+    match erase(app, id, "erase").await {
+        Ok(Erasure::Erased(_)) => refuse(StatusCode::OK, "erased"),
+        // a hold placed between the check and the erasure
+        Ok(Erasure::Held) => refuse(StatusCode::CONFLICT, "the call is under legal hold"),
+        Ok(Erasure::NoSuchCall) => refuse(StatusCode::NOT_FOUND, "no such call"),
         Err(e) => fail(e),
     }
 }

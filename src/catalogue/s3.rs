@@ -178,6 +178,25 @@ impl S3 {
         Ok(r.bytes().await?.to_vec())
     }
 
+    /// The object's first `n` bytes and its size (from `Content-Range`, or the whole body
+    /// when the store ignores Range).
+    pub async fn head(&self, key: &str, n: usize) -> anyhow::Result<(Vec<u8>, u64)> {
+        let req = self
+            .request(reqwest::Method::GET, key, None)?
+            .header(reqwest::header::RANGE, format!("bytes=0-{}", n.max(1) - 1));
+        let r = Self::check(req.send().await?, &format!("GET {key}")).await?;
+        let total = r
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit_once('/'))
+            .and_then(|(_, t)| t.trim().parse::<u64>().ok());
+        let mut data = r.bytes().await?.to_vec();
+        let total = total.unwrap_or(data.len() as u64);
+        data.truncate(n);
+        Ok((data, total))
+    }
+
     pub async fn get_range(&self, key: &str, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
         if len == 0 {
             return Ok(Vec::new());

@@ -217,6 +217,7 @@ impl Store {
             role: Role::Dpo,
             services: Vec::new(),
             extension: None,
+            form_token: String::new(),
         };
         let q = CallQuery {
             page_size: Some(1),

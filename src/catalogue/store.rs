@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_agent_scope.sql"),
         include_str!("../../migrations/postgres/0004_agent_scope.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_tombstones.sql"),
+        include_str!("../../migrations/postgres/0005_tombstones.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -80,10 +85,16 @@ pub struct AgentRow {
 }
 
 /// What storing a call did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stored {
     Created,
-    Updated,
+    /// The same document was already stored: nothing changed.
+    Unchanged,
+    /// Another document is stored for this call: nothing changed (an agent cannot rewrite a
+    /// call, nor undo what the DPO set on it). The fields that differ.
+    Differs(Vec<String>),
+    /// The call was erased (by the DPO or the purge): it is never stored again.
+    Erased,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -329,11 +340,14 @@ impl Store {
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))
     }
 
-    /// Stores (or replaces, same agent) a call and its search entries, in one transaction.
-    pub async fn upsert_call(
+    /// Stores a call and its search entries, in one transaction, once: a resend of the same
+    /// document changes nothing, and neither does another document for a call already stored
+    /// or erased (what the DPO set on a call, hold, restriction or erasure, is never undone by
+    /// an agent). `retention_days` is the catalogue's, not the document's.
+    pub async fn store_call(
         &self,
         record: &CallRecord,
-        default_retention_days: u32,
+        retention_days: u32,
     ) -> Result<Stored, sqlx::Error> {
         let started = rfc3339_ms(&record.started_at).unwrap_or(0);
         let ended = record
@@ -341,29 +355,40 @@ impl Store {
             .as_deref()
             .and_then(rfc3339_ms)
             .unwrap_or(started);
-        let days = record.retention_days.unwrap_or(default_retention_days) as i64;
+        let days = i64::from(retention_days);
         let document =
             serde_json::to_string(record).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let mut tx = self.write_tx().await?;
-        let existed = sqlx::query("SELECT call_id FROM calls WHERE call_id = $1")
+        let erased = sqlx::query("SELECT call_id FROM erased_calls WHERE call_id = $1")
             .bind(&record.call_id)
             .fetch_optional(&mut *tx)
             .await?
             .is_some();
-        if existed {
-            for delete in [
-                "DELETE FROM call_parties WHERE call_id = $1",
-                "DELETE FROM call_sip_ids WHERE call_id = $1",
-            ] {
-                sqlx::query(delete)
-                    .bind(&record.call_id)
-                    .execute(&mut *tx)
-                    .await?;
+        if erased {
+            return Ok(Stored::Erased);
+        }
+        let stored = sqlx::query("SELECT document FROM calls WHERE call_id = $1")
+            .bind(&record.call_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(stored) = stored {
+            let text: String = stored.try_get("document")?;
+            if text == document {
+                return Ok(Stored::Unchanged);
             }
-            sqlx::query("DELETE FROM calls WHERE call_id = $1")
-                .bind(&record.call_id)
-                .execute(&mut *tx)
-                .await?;
+            let fields = |t: &str| match serde_json::from_str(t) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            };
+            let (old, new) = (fields(&text), fields(&document));
+            let mut differ: Vec<String> = old
+                .iter()
+                .filter(|(k, v)| new.get(*k) != Some(*v))
+                .map(|(k, _)| k.clone())
+                .chain(new.keys().filter(|k| !old.contains_key(*k)).cloned())
+                .collect();
+            differ.sort_unstable();
+            return Ok(Stored::Differs(differ));
         }
         sqlx::query(
             "INSERT INTO calls (call_id, agent, started_ms, ended_ms, duration_ms, audio_ms, caller, dialled, service, end_reason, retention_days, expires_ms, legal_hold, restricted, document, received_ms) \
@@ -380,7 +405,7 @@ impl Store {
         .bind(record.service.clone())
         .bind(record.end_reason.clone())
         .bind(days)
-        .bind(started + days * 86_400_000)
+        .bind(started.saturating_add(days * 86_400_000))
         .bind(document)
         .bind(now_ms())
         .execute(&mut *tx)
@@ -412,14 +437,20 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(if existed {
-            Stored::Updated
-        } else {
-            Stored::Created
-        })
+        Ok(Stored::Created)
     }
 
-    /// Rows of the calls, segments or agents table.
+    /// True when the call was erased (its id tombstoned).
+    pub async fn was_erased(&self, call_id: &str) -> Result<bool, sqlx::Error> {
+        Ok(
+            sqlx::query("SELECT call_id FROM erased_calls WHERE call_id = $1")
+                .bind(call_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
     pub async fn count(&self, table: &str) -> Result<i64, sqlx::Error> {
         let sql = match table {
             "calls" => "SELECT COUNT(*) AS n FROM calls",

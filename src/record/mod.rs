@@ -8,6 +8,7 @@
 
 mod from_calls;
 mod from_media;
+pub mod limits;
 
 use serde::{Deserialize, Serialize};
 

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import http from 'node:http';
 
 const axeScript = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 
@@ -252,6 +253,74 @@ try {
     await page.screenshot({ path: path.join(artifacts, 'signalling.png'), fullPage: true });
     await accessible(page, 'the signalling page');
     await context.close();
+  }
+  // cross-site request forgery: a page on another port of the same host (the same site, so
+  // SameSite=Strict cookies are sent) auto-submits forms to the catalogue in a signed-in browser
+  {
+    const escape = (v) => String(v).replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+    const forms = {
+      '/restrict': [`/calls/${callId}/restrict`, { on: '1', reason: 'FORGED-R' }],
+      '/listen': [`/calls/${callId}/listen`, { purpose: 'complaint', reference: 'FORGED-L' }],
+      '/add-user': ['/admin/users', { username: 'mallory', password: 'a long enough password', role: 'dpo', services: '' }],
+      '/login': ['/login', { username: 'pat', password }],
+    };
+    const evil = http.createServer((req, res) => {
+      const form = forms[new URL(req.url, 'http://x').pathname];
+      if (!form) { res.writeHead(404); res.end(); return; }
+      const [action, fields] = form;
+      const inputs = Object.entries(fields).map(([k, v]) => `<input type="hidden" name="${k}" value="${escape(v)}">`).join('');
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(`<!doctype html><title>prize</title><form method="post" action="${base}${action}">${inputs}</form><script>document.forms[0].submit()</script>`);
+    });
+    await new Promise((resolve) => evil.listen(0, '127.0.0.1', resolve));
+    const evilBase = `http://127.0.0.1:${evil.address().port}`;
+    // visits the attacker's page; returns the catalogue's answer to the forged POST
+    const forge = async (page, which) => {
+      const [answer] = await Promise.all([
+        page.waitForResponse((r) => r.url().startsWith(base) && r.request().method() === 'POST'),
+        page.goto(`${evilBase}${which}`),
+      ]);
+      return answer.status();
+    };
+    {
+      const { context, page } = await signIn('dora');
+      check(await forge(page, '/restrict') === 403, 'a forged restriction from another origin is refused (403)');
+      await page.goto(`${base}/calls/${callId}`);
+      check(await page.getByRole('button', { name: 'Restrict' }).count() === 1, 'and the call is not restricted');
+      await context.close();
+    }
+    {
+      const { context, page } = await signIn('pat');
+      check(await forge(page, '/listen') === 403, "a forged retrieval in a manager's name is refused (403)");
+      await context.close();
+    }
+    {
+      const { context, page } = await signIn('adam');
+      check(await forge(page, '/add-user') === 403, 'a forged new DPO account is refused (403)');
+      await page.goto(`${base}/admin`);
+      check(await page.locator('tbody tr', { hasText: 'mallory' }).count() === 0, 'and no account was made');
+      await context.close();
+    }
+    {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      check(await forge(page, '/login') === 403, 'a forged sign-in (login CSRF) is refused (403)');
+      const after = await page.goto(`${base}/search`);
+      check(after.url().endsWith('/login'), 'and the browser is not signed in as the attacker');
+      await context.close();
+    }
+    {
+      const { context, page } = await signIn('aud');
+      await page.goto(`${base}/audit`);
+      check(await page.locator('tbody tr', { hasText: 'FORGED-L' }).count() === 0, 'no forged retrieval record is in the audit log');
+      await page.getByLabel('What').selectOption('csrf_refused');
+      await page.getByRole('button', { name: 'Filter' }).click();
+      await page.waitForLoadState('networkidle');
+      const refused = await page.locator('tbody tr').count();
+      check(refused === 3, `the three refusals in signed-in browsers are audited (${refused})`);
+      await context.close();
+    }
+    evil.close();
   }
   // the member of staff on the call sees that someone listened to it
   {

@@ -56,6 +56,11 @@ const ACTIONS: &[&str] = &[
     "training_consent",
     "training_consent_withdrawn",
     "training_export",
+    "view_signalling",
+    "agent_add",
+    "agent_scope",
+    "upload_refused",
+    "csrf_refused",
 ];
 
 #[derive(Template)]

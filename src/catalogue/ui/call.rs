@@ -302,6 +302,9 @@ pub async fn peaks(
     };
     match listen::peaks(&app, &record, 900).await {
         Ok(p) => axum::Json(p).into_response(),
-        Err(e) => fail(e),
+        Err(e) => {
+            listen::audit_failure(&app, &who.username, &id, &e).await;
+            fail(e)
+        }
     }
 }

@@ -41,6 +41,8 @@ pub struct UserView {
     pub staff: bool,
     pub dpo: bool,
     pub admin: bool,
+    /// The session's form token, a hidden field of every form that posts.
+    pub csrf: String,
 }
 
 impl UserView {
@@ -53,6 +55,7 @@ impl UserView {
             staff: c.role == Role::Staff,
             dpo: c.role == Role::Dpo,
             admin: c.role == Role::Admin,
+            csrf: c.form_token.clone(),
         }
     }
 }

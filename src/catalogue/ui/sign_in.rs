@@ -3,7 +3,8 @@
 use super::{UserView, page};
 use crate::catalogue::App;
 use crate::catalogue::audit::Entry;
-use crate::catalogue::people::{caller, presented_token};
+use crate::catalogue::csrf;
+use crate::catalogue::people::{caller, new_token, presented_token};
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
@@ -15,13 +16,36 @@ use axum::response::{IntoResponse, Redirect, Response};
 struct LoginPage {
     user: Option<UserView>,
     error: Option<String>,
+    /// The form's own token, also in the `cv_login` cookie ([`csrf`]): a page of another
+    /// origin cannot sign the browser in as someone else.
+    login_token: String,
 }
 
-pub async fn login_form() -> Response {
-    page(&LoginPage {
+/// The sign-in form with a new token, and the cookie holding it.
+fn login_page(app: &App, error: Option<String>) -> Response {
+    let token = new_token();
+    let mut r = page(&LoginPage {
         user: None,
-        error: None,
-    })
+        error,
+        login_token: token.clone(),
+    });
+    let secure = if app.config.server.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=3600{secure}",
+        csrf::LOGIN_COOKIE
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+pub async fn login_form(State(app): State<App>) -> Response {
+    login_page(&app, None)
 }
 
 pub async fn login(
@@ -35,10 +59,7 @@ pub async fn login(
             r
         }
         Ok(None) => {
-            let mut r = page(&LoginPage {
-                user: None,
-                error: Some("Wrong user name or password.".into()),
-            });
+            let mut r = login_page(&app, Some("Wrong user name or password.".into()));
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
         }

@@ -1,0 +1,8 @@
+-- Calls erased by the DPO or by the retention purge. Their ids are kept (nothing else of them)
+-- so an agent's resend of an erased call, or of one of its segments, is refused, never stored
+-- again.
+CREATE TABLE erased_calls (
+    call_id TEXT PRIMARY KEY,
+    erased_ms BIGINT NOT NULL,
+    cause TEXT NOT NULL
+);
