@@ -157,6 +157,8 @@ struct Lab {
     client_ca: std::cell::RefCell<Option<PathBuf>>,
     /// The agent's client certificate and key.
     client_cert: std::cell::RefCell<Option<(PathBuf, PathBuf)>>,
+    /// More keys of the catalogue's `[server]` section.
+    server_extra: std::cell::RefCell<String>,
 }
 
 impl Lab {
@@ -175,6 +177,7 @@ impl Lab {
             s3: Default::default(),
             client_ca: Default::default(),
             client_cert: Default::default(),
+            server_extra: Default::default(),
         })
     }
 
@@ -190,6 +193,7 @@ impl Lab {
         if let Some(ca) = &*self.client_ca.borrow() {
             tls.push_str(&format!("client_ca = {ca:?}\n"));
         }
+        tls.push_str(&self.server_extra.borrow());
         let s3 = match self.s3.get() {
             Some(port) => format!(
                 "[storage.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"callvault\"\naccess_key = \"{S3_ACCESS}\"\nsecret_key = \"{S3_SECRET}\"\n"
@@ -1723,6 +1727,103 @@ fn forged_requests_from_another_origin_are_refused_and_audited() {
         "the forging origin is recorded"
     );
     drop(lab);
+}
+
+/// Whether the server closed `c` (EOF or reset) before `within`.
+fn closed_by_server(c: &mut std::net::TcpStream, within: Duration) -> bool {
+    c.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 512];
+    loop {
+        match c.read(&mut b) {
+            Ok(0) => return true,
+            // an answer (408, 400) before the close is fine: read on to the close
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+}
+
+/// Trickles one byte of `head` then of `x`s every 200 ms; true when the server cut the
+/// connection (a write or read failed, or it answered) before `within`.
+fn trickle_cut_off(port: u16, head: &str, within: Duration) -> bool {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(head.as_bytes()).unwrap();
+    c.set_nonblocking(true).unwrap();
+    let started = Instant::now();
+    let mut b = [0u8; 512];
+    while started.elapsed() < within {
+        match c.read(&mut b) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return true,
+        }
+        if c.write_all(b"x").is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn idle_and_trickling_connections_cannot_exhaust_the_catalogue() {
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    *lab.server_extra.borrow_mut() = "idle_timeout_seconds = 2\nheader_timeout_seconds = 2\nmax_connections = 64\nmax_connections_per_address = 48\n".into();
+    let cat = lab.start_catalogue();
+    let port = lab.catalogue_port;
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", cat.child.id()))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    // 300 connections that never send a byte
+    let mut idle: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert_eq!(idle.len(), 300);
+    std::thread::sleep(Duration::from_millis(300));
+    let held = fds();
+    assert!(
+        held <= before + 64,
+        "the catalogue holds {} connections' files (at most 64)",
+        held - before
+    );
+    // each is closed by the catalogue (idle, or over the per-address limit)
+    for c in &mut idle {
+        assert!(closed_by_server(c, Duration::from_secs(60)));
+    }
+    drop(idle);
+    // and the catalogue answers again
+    let started = Instant::now();
+    while http_get(port, "/healthz").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", cat.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // a header sent a byte at a time is cut off, and so is a body
+    assert!(
+        trickle_cut_off(
+            port,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+            Duration::from_secs(30)
+        ),
+        "a header trickle"
+    );
+    assert!(
+        trickle_cut_off(
+            port,
+            "POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+            Duration::from_secs(30)
+        ),
+        "a body trickle"
+    );
+    assert_eq!(http_get(port, "/healthz").map(|r| r.0), Some(200));
 }
 
 // The DPO's tools and retention

@@ -43,6 +43,36 @@ pub struct ServerSection {
     /// of the request's own `Host`.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Connections served at once; more wait in the kernel's backlog. Kept below the
+    /// open-file limit (LimitNOFILE in the unit).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections from one address at once (a reverse proxy is one address: raise it there).
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// A connection with nothing read or written for this long is closed, seconds.
+    #[serde(default = "default_idle_seconds")]
+    pub idle_timeout_seconds: u64,
+    /// A request's headers must have arrived within this many seconds of its first byte; its
+    /// body gets as long again plus a second per 16 KiB.
+    #[serde(default = "default_header_seconds")]
+    pub header_timeout_seconds: u64,
+}
+
+fn default_header_seconds() -> u64 {
+    10
+}
+
+fn default_max_connections() -> usize {
+    512
+}
+
+fn default_max_connections_per_address() -> usize {
+    128
+}
+
+fn default_idle_seconds() -> u64 {
+    60
 }
 
 fn default_max_upload_mb() -> usize {
@@ -50,6 +80,16 @@ fn default_max_upload_mb() -> usize {
 }
 
 impl ServerSection {
+    /// The server's connection limits.
+    pub fn limits(&self) -> crate::catalogue::serve::Limits {
+        crate::catalogue::serve::Limits {
+            max_connections: self.max_connections,
+            max_per_address: self.max_connections_per_address,
+            idle: std::time::Duration::from_secs(self.idle_timeout_seconds),
+            header_read: std::time::Duration::from_secs(self.header_timeout_seconds),
+        }
+    }
+
     /// Session cookies carry `Secure` unless the catalogue listens on loopback only (tests,
     /// a reverse proxy on the same host that terminates TLS).
     pub fn secure_cookies(&self) -> bool {
@@ -253,6 +293,30 @@ impl CatalogueConfig {
                 "the purge would never rest",
                 "use 60",
             );
+        }
+        for (key, value) in [
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.max_connections_per_address",
+                self.server.max_connections_per_address as u64,
+            ),
+            (
+                "server.idle_timeout_seconds",
+                self.server.idle_timeout_seconds,
+            ),
+            (
+                "server.header_timeout_seconds",
+                self.server.header_timeout_seconds,
+            ),
+        ] {
+            if value == 0 {
+                return invalid(
+                    key,
+                    "0".into(),
+                    "nothing could be served",
+                    "leave it out for the default",
+                );
+            }
         }
         if self.server.max_upload_mb == 0 {
             return invalid(

@@ -18,6 +18,7 @@ pub mod people;
 pub mod rights;
 pub mod s3;
 pub mod search;
+pub mod serve;
 pub mod signed_in;
 pub mod store;
 pub mod tls;
@@ -114,6 +115,10 @@ pub fn router(app: App) -> axum::Router {
             app.clone(),
             csrf::guard,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            serve::body_rate,
+        ))
         .with_state(app)
 }
 
@@ -209,24 +214,9 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
                 }
             }
         };
-        match tls {
-            Some(tls) => {
-                axum::serve(
-                    tls::TlsListener::new(listener, tls),
-                    router(app).into_make_service_with_connect_info::<tls::ClientCert>(),
-                )
-                    .with_graceful_shutdown(stop)
-                    .await?
-            }
-            None => {
-                axum::serve(
-                    tls::PlainListener(listener),
-                    router(app).into_make_service_with_connect_info::<tls::ClientCert>(),
-                )
-                    .with_graceful_shutdown(stop)
-                    .await?
-            }
-        }
+        let mut limits = cfg.server.limits();
+        serve::fit_to_open_files(&mut limits);
+        serve::serve(listener, tls, router(app), limits, stop).await;
         store.close().await;
         Ok(())
     })

@@ -1,19 +1,15 @@
 //! HTTPS for the catalogue: rustls with the certificate and key named in the configuration.
 //!
-//! Owns loading the PEM files, the listeners axum serves from (TLS, and plain HTTP for
-//! loopback or behind a proxy; both set TCP_NODELAY) and the client certificate a connection
-//! presented ([`ClientCert`], checked by ingest for agents). A handshake that fails or stalls
-//! (10 s) is dropped without disturbing the others' connections.
+//! Owns loading the PEM files into a rustls server configuration and the client certificate a
+//! connection presented ([`ClientCert`], checked by ingest for agents). Connections themselves
+//! are `serve`'s.
 
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 /// A server configuration from a PEM certificate chain and a PEM private key; with
@@ -63,113 +59,20 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
-pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-}
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, cfg: Arc<rustls::ServerConfig>) -> Self {
-        TlsListener {
-            tcp,
-            acceptor: TlsAcceptor::from(cfg),
-        }
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (tcp, addr) = match self.tcp.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // see the plain listener: no Nagle delay on the audio's pieces
-            let _ = tcp.set_nodelay(true);
-            match tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(e)) => tracing::debug!(%addr, "TLS handshake failed: {e}"),
-                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
-
 /// The certificate a client presented in the TLS handshake (verified against
 /// `server.client_ca`), for the handlers that need it: agents' ingest.
 #[derive(Clone, Debug, Default)]
 pub struct ClientCert(pub Option<Arc<CertificateDer<'static>>>);
 
-trait PeerCertificate {
-    fn peer_certificate(&self) -> ClientCert;
-}
-
-impl PeerCertificate for TlsStream<TcpStream> {
-    fn peer_certificate(&self) -> ClientCert {
-        ClientCert(
-            self.get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| Arc::new(c.clone().into_owned())),
-        )
-    }
-}
-
-/// The plain-HTTP listener (loopback, behind a TLS proxy).
-pub struct PlainListener(pub TcpListener);
-
-impl axum::serve::Listener for PlainListener {
-    type Io = TcpStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((tcp, addr)) => {
-                    // see TlsListener: no Nagle delay on the audio's pieces
-                    let _ = tcp.set_nodelay(true);
-                    return (tcp, addr);
-                }
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for ClientCert
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        stream.io().peer_certificate()
-    }
-}
-
-/// Plain HTTP (loopback, behind a proxy): never a client certificate.
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PlainListener>>
-    for ClientCert
-{
-    fn connect_info(_: axum::serve::IncomingStream<'_, PlainListener>) -> Self {
-        ClientCert(None)
-    }
+/// The client certificate a TLS connection presented, if any.
+pub fn peer_certificate(tls: &TlsStream<TcpStream>) -> ClientCert {
+    ClientCert(
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| Arc::new(c.clone().into_owned())),
+    )
 }
 
 impl ClientCert {

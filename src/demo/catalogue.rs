@@ -15,7 +15,6 @@ use crate::agent::metrics::{HepStats, Status};
 use crate::agent::outbox::Outbox;
 use crate::catalogue::config::CatalogueConfig;
 use crate::catalogue::people::Role;
-use crate::catalogue::tls::{ClientCert, PlainListener};
 use crate::catalogue::{self as catalogue, audit, ingest, search};
 use crate::config::{AgentConfig, CatalogueLink};
 
@@ -105,10 +104,10 @@ pub fn run(
         // the catalogue, for this run only, on an ephemeral port
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let service =
-            catalogue::router(app.clone()).into_make_service_with_connect_info::<ClientCert>();
-        let server =
-            tokio::spawn(async move { axum::serve(PlainListener(listener), service).await });
+        let server = tokio::spawn(catalogue::serve::serve_plain(
+            listener,
+            catalogue::router(app.clone()),
+        ));
 
         // the agent's outbox ships what was recorded
         let status = Arc::new(Status::new(Vec::new(), Arc::new(HepStats::default())));
