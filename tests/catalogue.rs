@@ -1826,6 +1826,68 @@ fn idle_and_trickling_connections_cannot_exhaust_the_catalogue() {
     assert_eq!(http_get(port, "/healthz").map(|r| r.0), Some(200));
 }
 
+#[test]
+fn password_guessing_is_throttled_and_audited() {
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    user_add(&lab, "pat", "manager", "Parking", None);
+    user_add(&lab, "aud", "auditor", "", None);
+    let _cat = lab.start_catalogue();
+    let api = Api::new(lab.catalogue_port);
+    let try_login = |user: &str, password: &str| {
+        api.send(
+            api.client
+                .post(format!("{}/api/v1/login", api.base))
+                .json(&serde_json::json!({ "username": user, "password": password })),
+        )
+        .code
+    };
+    // a user name of 60 KiB is recorded cut, not whole
+    assert_eq!(try_login(&"m".repeat(60 << 10), "x"), 401);
+    for _ in 0..5 {
+        assert_eq!(try_login("pat", "not the password"), 401);
+    }
+    assert_eq!(
+        try_login("pat", PASSWORD),
+        429,
+        "locked: even the right password is refused"
+    );
+    let aud = api.login("aud");
+    let audit = api.get(&aud, "/api/v1/audit?page_size=100").json();
+    let records = audit.as_array().unwrap();
+    assert!(
+        records.iter().any(|r| r["action"] == "login_throttled"
+            && r["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("\"account\":\"pat\"")),
+        "{audit}"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r["actor"].as_str().unwrap().len() < 1024),
+        "every audited field is bounded"
+    );
+    // one address guessing many accounts is refused, whatever the account
+    for i in 0..30 {
+        try_login(&format!("nobody{i}"), "x");
+    }
+    assert_eq!(try_login("aud", PASSWORD), 429);
+    let audit = api.get(&aud, "/api/v1/audit?page_size=200").json();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["action"] == "login_throttled"
+                && r["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("127.0.0.1")),
+        "{audit}"
+    );
+}
+
 // The DPO's tools and retention
 
 fn untar(data: &[u8]) -> BTreeMap<String, Vec<u8>> {

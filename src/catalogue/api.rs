@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -20,6 +20,7 @@ use super::listen::{self, AccessRequest, PURPOSES};
 use super::people::{Caller, Role, SESSION_COOKIE, new_token, presented_token, refuse};
 use super::search::CallQuery;
 use super::signed_in::{Allowed, Api, FindsCalls, HearsCalls, ManagesPeople, ReadsAudit, SignedIn};
+use super::store::now_ms;
 
 fn forbidden(what: &str) -> Response {
     refuse(StatusCode::FORBIDDEN, &format!("your role may not {what}"))
@@ -34,7 +35,26 @@ pub struct Login {
 /// Checks a password, audits the attempt either way and, when it holds, opens a session:
 /// the user and the `Set-Cookie` value carrying it (API and web UI alike). Ok(None) is a
 /// wrong user name or password.
-pub async fn sign_in(app: &App, l: &Login) -> Result<Option<(Caller, HeaderValue)>, Response> {
+pub async fn sign_in(
+    app: &App,
+    l: &Login,
+    from: std::net::IpAddr,
+) -> Result<Option<(Caller, HeaderValue)>, Response> {
+    use super::throttle::{Locked, Verdict};
+    let now = now_ms();
+    if let Verdict::Locked(wait) = app.throttle.check(&l.username, from, now) {
+        let mut r = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "too many failed sign-ins: try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Err(r);
+    }
     let Some((who, token)) = app
         .store
         .login(&l.username, &l.password, None)
@@ -46,11 +66,28 @@ pub async fn sign_in(app: &App, l: &Login) -> Result<Option<(Caller, HeaderValue
             .audit(Entry {
                 actor: &l.username,
                 action: "login_failed",
+                detail: json!({ "from": from.to_string() }),
                 ..Default::default()
             })
             .await;
+        for lock in app.throttle.failed(&l.username, from, now) {
+            let detail = match &lock {
+                Locked::Account(a, d) => json!({ "account": a, "seconds": d.as_secs() }),
+                Locked::Address(ip, d) => json!({ "from": ip.to_string(), "seconds": d.as_secs() }),
+            };
+            let _ = app
+                .store
+                .audit(Entry {
+                    actor: &l.username,
+                    action: "login_throttled",
+                    detail,
+                    ..Default::default()
+                })
+                .await;
+        }
         return Ok(None);
     };
+    app.throttle.succeeded(&who.username);
     app.store
         .audit(Entry {
             actor: &who.username,
@@ -69,8 +106,12 @@ pub async fn sign_in(app: &App, l: &Login) -> Result<Option<(Caller, HeaderValue
     Ok(Some((who, cookie)))
 }
 
-pub async fn login(State(app): State<App>, Json(l): Json<Login>) -> Response {
-    match sign_in(&app, &l).await {
+pub async fn login(
+    State(app): State<App>,
+    ConnectInfo(from): ConnectInfo<std::net::SocketAddr>,
+    Json(l): Json<Login>,
+) -> Response {
+    match sign_in(&app, &l, from.ip()).await {
         Ok(Some((who, cookie))) => {
             let mut r = Json(json!({
                 "username": who.username,

@@ -15,9 +15,32 @@ use super::store::{Store, now_ms};
 /// The hash the first record chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Appends are serialised in the process (one catalogue writes the log); the primary key on
-/// `seq` refuses a fork if a second writer ever raced it.
+/// Appends are serialised in the process, and across instances by the database: SQLite's
+/// write transaction is exclusive, and on PostgreSQL each append takes [`APPEND_LOCK`] (a
+/// transaction-scoped advisory lock) before it reads the chain's head. The primary key on
+/// `seq` would refuse a fork even so.
 pub static APPEND: Mutex<()> = Mutex::const_new(());
+
+/// The PostgreSQL advisory lock that serialises appends to the chain.
+const APPEND_LOCK: i64 = 0x6361_6c6c_7661_756c; // "callvaul"
+
+/// The longest any text field of a record may be; longer ones are cut (and say so). A
+/// stranger's 20 MiB user name must not become a 20 MiB audit record.
+pub const MAX_FIELD: usize = 512;
+/// The longest a record's JSON detail may be.
+pub const MAX_DETAIL: usize = 64 << 10;
+
+/// `text`, cut to `max` bytes at a character boundary, marked when cut.
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes, cut)", &text[..end], text.len())
+}
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -113,6 +136,12 @@ impl Store {
     pub async fn audit(&self, e: Entry<'_>) -> Result<AuditRecord, sqlx::Error> {
         let _one_writer = APPEND.lock().await;
         let mut tx = self.write_tx().await?;
+        if self.backend == super::store::Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(APPEND_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
@@ -126,12 +155,19 @@ impl Store {
         let mut r = AuditRecord {
             seq,
             at_ms: now_ms(),
-            actor: e.actor.to_owned(),
-            action: e.action.to_owned(),
-            call_id: e.call_id.map(str::to_owned),
-            purpose: e.purpose.map(str::to_owned),
-            reference: e.reference.map(str::to_owned),
-            detail: e.detail.to_string(),
+            actor: bounded(e.actor, MAX_FIELD),
+            action: bounded(e.action, MAX_FIELD),
+            call_id: e.call_id.map(|v| bounded(v, MAX_FIELD)),
+            purpose: e.purpose.map(|v| bounded(v, MAX_FIELD)),
+            reference: e.reference.map(|v| bounded(v, MAX_FIELD)),
+            detail: {
+                let d = e.detail.to_string();
+                if d.len() > MAX_DETAIL {
+                    serde_json::json!({ "cut": bounded(&d, MAX_DETAIL) }).to_string()
+                } else {
+                    d
+                }
+            },
             prev_hash,
             hash: String::new(),
         };

@@ -21,6 +21,7 @@ pub mod search;
 pub mod serve;
 pub mod signed_in;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod ui;
 
@@ -41,6 +42,11 @@ pub struct App {
     pub config: Arc<CatalogueConfig>,
     /// The catalogue's private keys, newest first.
     pub keys: Arc<Vec<crate::vault::CataloguePrivateKey>>,
+    /// This process among the catalogue's instances (process id and random bits), for the
+    /// leases of work only one may do at a time.
+    pub instance: Arc<str>,
+    /// Failed sign-ins, per account and address.
+    pub throttle: Arc<throttle::Throttle>,
 }
 
 /// The largest request body anything but a segment upload may have: a form, a JSON request.
@@ -162,6 +168,13 @@ pub async fn open(cfg: &CatalogueConfig) -> anyhow::Result<App> {
         blobs,
         config: Arc::new(cfg.clone()),
         keys: Arc::new(keys),
+        instance: format!(
+            "pid {} ({})",
+            std::process::id(),
+            &people::new_token()[..12]
+        )
+        .into(),
+        throttle: Arc::default(),
     })
 }
 

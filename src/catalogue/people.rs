@@ -270,7 +270,11 @@ impl Store {
         let stored = found.as_ref().map(|(_, h)| h.clone()).unwrap_or_else(|| {
             "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2R1oEwJ2pUQx5Wf1pS2mBNYmn9sNnKJGvmkpOUQ1l5A".into()
         });
-        let ok = password_matches(password, &stored);
+        // argon2 takes tens of milliseconds of CPU: off the async workers
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || password_matches(&password, &stored))
+            .await
+            .unwrap_or(false);
         let Some((caller, _)) = found.filter(|_| ok) else {
             return Ok(None);
         };

@@ -283,8 +283,25 @@ pub async fn erase(app: &App, call_id: &str, cause: &str) -> Result<Erasure, Era
 }
 
 /// The retention purge: every call past its date and not held is erased; one audit record
-/// says which. Returns the calls erased.
+/// says which. One instance at a time (the `purge` lease: another instance running it at the
+/// same moment finds the lease taken and leaves the work to it). Returns the calls erased.
 pub async fn purge(app: &App, actor: &str) -> Result<Vec<String>, EraseError> {
+    const LEASE_MS: i64 = 10 * 60 * 1000;
+    if !app
+        .store
+        .take_lease("purge", &app.instance, LEASE_MS)
+        .await?
+    {
+        tracing::info!("another catalogue instance is running the retention purge");
+        return Ok(Vec::new());
+    }
+    let erased = purge_held(app, actor).await;
+    app.store.release_lease("purge", &app.instance).await?;
+    erased
+}
+
+/// The purge's work, under its lease (renewed as it goes).
+async fn purge_held(app: &App, actor: &str) -> Result<Vec<String>, EraseError> {
     let due = app.store.expired(now_ms()).await?;
     if due.is_empty() {
         return Ok(due);
@@ -298,7 +315,12 @@ pub async fn purge(app: &App, actor: &str) -> Result<Vec<String>, EraseError> {
         })
         .await?;
     let mut erased = Vec::with_capacity(due.len());
-    for id in due {
+    for (i, id) in due.into_iter().enumerate() {
+        if i % 100 == 99 {
+            app.store
+                .take_lease("purge", &app.instance, 10 * 60 * 1000)
+                .await?;
+        }
         // a hold placed since the list was read keeps the call
         if let Erasure::Erased(_) = erase(app, &id, "purge").await? {
             erased.push(id);

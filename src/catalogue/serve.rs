@@ -183,6 +183,7 @@ async fn connection<I>(
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(cert.clone()));
+            req.extensions_mut().insert(ConnectInfo(addr));
             router.clone().oneshot(req.map(Body::new))
         });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -389,11 +390,9 @@ mod tests {
             inner: Body::from_stream(stalled),
             sleep: Box::pin(tokio::time::sleep(Duration::from_millis(200))),
         });
-        let read = tokio::time::timeout(
-            Duration::from_secs(60),
-            axum::body::to_bytes(body, 1 << 20),
-        )
-        .await;
+        let read =
+            tokio::time::timeout(Duration::from_secs(60), axum::body::to_bytes(body, 1 << 20))
+                .await;
         assert!(matches!(read, Ok(Err(_))), "{read:?}");
     }
 }

@@ -44,8 +44,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         5,
-        include_str!("../../migrations/sqlite/0005_tombstones.sql"),
-        include_str!("../../migrations/postgres/0005_tombstones.sql"),
+        include_str!("../../migrations/sqlite/0005_tombstones_leases.sql"),
+        include_str!("../../migrations/postgres/0005_tombstones_leases.sql"),
     ),
 ];
 
@@ -438,6 +438,39 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Stored::Created)
+    }
+
+    /// Takes lease `name` for `holder` for `for_ms` (or renews it, when `holder` has it);
+    /// false while another holder's lease runs.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        for_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, until_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
+             WHERE leases.until_ms < $4 OR leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + for_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives lease `name` back, if `holder` has it.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// True when the call was erased (its id tombstoned).

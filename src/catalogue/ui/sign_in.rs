@@ -7,7 +7,7 @@ use crate::catalogue::csrf;
 use crate::catalogue::people::{caller, new_token, presented_token};
 use askama::Template;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -50,9 +50,10 @@ pub async fn login_form(State(app): State<App>) -> Response {
 
 pub async fn login(
     State(app): State<App>,
+    ConnectInfo(from): ConnectInfo<std::net::SocketAddr>,
     Form(f): Form<crate::catalogue::api::Login>,
 ) -> Response {
-    match crate::catalogue::api::sign_in(&app, &f).await {
+    match crate::catalogue::api::sign_in(&app, &f, from.ip()).await {
         Ok(Some((_, cookie))) => {
             let mut r = Redirect::to("/").into_response();
             r.headers_mut().insert(header::SET_COOKIE, cookie);

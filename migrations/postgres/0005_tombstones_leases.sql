@@ -6,3 +6,11 @@ CREATE TABLE erased_calls (
     erased_ms BIGINT NOT NULL,
     cause TEXT NOT NULL
 );
+
+-- Work only one of several catalogue instances may do at a time (the retention purge): the
+-- instance holding a lease until `until_ms`; another takes it once it has run out.
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until_ms BIGINT NOT NULL
+);
