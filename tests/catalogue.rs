@@ -186,6 +186,11 @@ impl Lab {
     }
 
     fn catalogue_config(&self) -> PathBuf {
+        self.catalogue_config_on(self.catalogue_port)
+    }
+
+    /// The catalogue's configuration for an instance listening on `port`.
+    fn catalogue_config_on(&self, port: u16) -> PathBuf {
         let mut tls = match &*self.tls.borrow() {
             Some((cert, key, _)) => format!("tls_cert = {cert:?}\ntls_key = {key:?}\n"),
             None => String::new(),
@@ -202,13 +207,17 @@ impl Lab {
         };
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:{}\"\n{tls}[storage]\ndatabase_url = \"{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n[retention]\ndefault_days = {RETENTION_DAYS}\n",
-            self.catalogue_port,
+            port,
             self.db.url(),
             self.path("blobs"),
             self.private
         );
         let text = format!("{text}{s3}");
-        let p = self.path("catalogue.toml");
+        let p = if port == self.catalogue_port {
+            self.path("catalogue.toml")
+        } else {
+            self.path(&format!("catalogue-{port}.toml"))
+        };
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -234,10 +243,15 @@ impl Lab {
     }
 
     fn start_catalogue(&self) -> Proc {
-        let log = self.path("catalogue.log");
+        self.start_catalogue_on(self.catalogue_port)
+    }
+
+    /// Another instance of the same catalogue (same database and segment store) on `port`.
+    fn start_catalogue_on(&self, port: u16) -> Proc {
+        let log = self.path(&format!("catalogue-{port}.log"));
         let child = Command::new(BIN)
             .args(["catalogue", "-c"])
-            .arg(self.catalogue_config())
+            .arg(self.catalogue_config_on(port))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -246,9 +260,9 @@ impl Lab {
         let started = Instant::now();
         let https = self.tls.borrow().is_some();
         while if https {
-            std::net::TcpStream::connect(("127.0.0.1", self.catalogue_port)).is_err()
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
         } else {
-            http_get(self.catalogue_port, "/healthz").is_none()
+            http_get(port, "/healthz").is_none()
         } {
             assert!(started.elapsed() < Duration::from_secs(30), "{}", p.log());
             std::thread::sleep(Duration::from_millis(20));
@@ -1886,6 +1900,159 @@ fn password_guessing_is_throttled_and_audited() {
                     .contains("127.0.0.1")),
         "{audit}"
     );
+}
+
+/// Two catalogue processes over one PostgreSQL database and one segment store, as behind a
+/// load balancer: uploads and retrievals through both at once, one audit chain that
+/// verifies, and the retention purge done once.
+#[test]
+fn two_catalogue_instances_share_one_database_one_chain_and_one_purge() {
+    let Some(lab) = Lab::new(|_| Db::postgres("instances")) else {
+        return;
+    };
+    let token = std::fs::read_to_string(lab.agent_add("callvault-agent")).unwrap();
+    let recorded = lab.record(64);
+    user_add(&lab, "pat", "manager", "Parking,Switchboard", None);
+    user_add(&lab, "aud", "auditor", "", None);
+    let _a = lab.start_catalogue();
+    let port_b = free_port();
+    let _b = lab.start_catalogue_on(port_b);
+    let a = Api::new(lab.catalogue_port);
+    let b = Api::new(port_b);
+    // segments through one instance, the documents through the other, both at once
+    let uploads =
+        a.rt.block_on(futures_util::future::join_all(recorded.iter().map(|rec| {
+            let (client, base_a, base_b) = (a.client.clone(), a.base.clone(), b.base.clone());
+            let (spool, token) = (lab.spool(), token.trim().to_owned());
+            let rec = rec.clone();
+            async move {
+                for seg in &rec.segments {
+                    let r = client
+                        .put(format!("{base_a}/api/v1/segments/{}", seg.segment_id))
+                        .query(&[("call_id", &rec.call_id), ("sha256", &seg.sha256)])
+                        .bearer_auth(&token)
+                        .body(std::fs::read(spool.join(&seg.file)).unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                }
+                client
+                    .post(format!("{base_b}/api/v1/calls"))
+                    .bearer_auth(&token)
+                    .json(&rec)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })));
+    assert!(uploads.iter().all(|&c| c == 201), "{uploads:?}");
+    // 24 retrievals at once, half through each instance, each with its audit record first
+    let session = a.login("pat");
+    let id = recorded[0].call_id.clone();
+    let retrievals =
+        a.rt.block_on(futures_util::future::join_all((0..24).map(|i| {
+            let base = if i % 2 == 0 {
+                a.base.clone()
+            } else {
+                b.base.clone()
+            };
+            let (client, session, id) = (a.client.clone(), session.clone(), id.clone());
+            async move {
+                let g: serde_json::Value = client
+                .post(format!("{base}/api/v1/calls/{id}/access"))
+                .header(reqwest::header::COOKIE, &session)
+                .json(&serde_json::json!({ "purpose": "complaint", "reference": format!("C-{i}") }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+                let audio = g["audio"].as_str().unwrap_or_default().to_owned();
+                client
+                    .get(format!("{base}{audio}"))
+                    .header(reqwest::header::COOKIE, &session)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        })));
+    assert!(retrievals.iter().all(|&c| c == 200), "{retrievals:?}");
+    let aud = b.login("aud");
+    let log = b
+        .get(
+            &aud,
+            &format!("/api/v1/audit?action=retrieve&call_id={id}&page_size=100"),
+        )
+        .json();
+    assert_eq!(log.as_array().unwrap().len(), 24, "{log}");
+    for api in [&a, &b] {
+        assert_eq!(api.get(&aud, "/api/v1/audit/verify").json()["ok"], true);
+    }
+    // the retention purge started by both instances at once: each call erased once
+    let (rt, store) = lab.db.store();
+    rt.block_on(async {
+        sqlx::query("UPDATE calls SET expires_ms = 1000")
+            .execute(&store.pool_for_tests())
+            .await
+            .unwrap();
+    });
+    let purgers: Vec<_> = [lab.catalogue_config(), lab.catalogue_config_on(port_b)]
+        .iter()
+        .map(|cfg| {
+            Command::new(BIN)
+                .args(["catalogue", "-c"])
+                .arg(cfg)
+                .arg("purge")
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let erased: usize = purgers
+        .into_iter()
+        .map(|p| {
+            let out = p.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(erased, recorded.len(), "each call purged once");
+    assert_eq!(rt.block_on(store.count("calls")).unwrap(), 0);
+    let purges: Vec<serde_json::Value> = b
+        .get(&aud, "/api/v1/audit?action=purge&page_size=100")
+        .json()
+        .as_array()
+        .unwrap()
+        .clone();
+    let listed: Vec<String> = purges
+        .iter()
+        .flat_map(|r| {
+            let d: serde_json::Value = serde_json::from_str(r["detail"].as_str().unwrap()).unwrap();
+            d["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        listed.len(),
+        recorded.len(),
+        "one purge record per call: {purges:?}"
+    );
+    assert_eq!(a.get(&aud, "/api/v1/audit/verify").json()["ok"], true);
+    rt.block_on(store.close());
 }
 
 // The DPO's tools and retention
