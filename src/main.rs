@@ -413,10 +413,30 @@ fn catalogue_keys(cfg: &CatalogueConfig) -> anyhow::Result<()> {
 fn audit_verify(config: &Path) -> anyhow::Result<()> {
     let cfg = CatalogueConfig::load(config)?;
     let v = callvault::catalogue::verify_audit(&cfg)?;
+    let signed = match &v.signed {
+        Some(c) => {
+            let mut text = match &c.newest {
+                Some(h) => format!(
+                    "; newest signed head: record {} at {}",
+                    h.seq,
+                    callvault::time::Timestamp::from_millis(h.at_ms.max(0) as u64).rfc3339()
+                ),
+                None => "; no signed head found yet".to_owned(),
+            };
+            if c.unsigned > 0 {
+                text.push_str(&format!(
+                    "; {} head(s) whose signature does not hold were ignored",
+                    c.unsigned
+                ));
+            }
+            text
+        }
+        None => String::new(),
+    };
     match &v.first_broken {
         None => {
             println!(
-                "audit log intact: {} records, hash chain verified",
+                "audit log intact: {} records, hash chain verified{signed}",
                 v.records
             );
             Ok(())

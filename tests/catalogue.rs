@@ -159,6 +159,8 @@ struct Lab {
     client_cert: std::cell::RefCell<Option<(PathBuf, PathBuf)>>,
     /// More keys of the catalogue's `[server]` section.
     server_extra: std::cell::RefCell<String>,
+    /// More sections of the catalogue's configuration.
+    sections_extra: std::cell::RefCell<String>,
 }
 
 impl Lab {
@@ -178,6 +180,7 @@ impl Lab {
             client_ca: Default::default(),
             client_cert: Default::default(),
             server_extra: Default::default(),
+            sections_extra: Default::default(),
         })
     }
 
@@ -212,7 +215,7 @@ impl Lab {
             self.path("blobs"),
             self.private
         );
-        let text = format!("{text}{s3}");
+        let text = format!("{text}{s3}{}", self.sections_extra.borrow());
         let p = if port == self.catalogue_port {
             self.path("catalogue.toml")
         } else {
@@ -1537,6 +1540,122 @@ fn the_audit_chain_verifies_refuses_changes_and_names_a_tampered_record() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("BROKEN at record 3"), "{text}");
+}
+
+/// The audit chain's signed heads (kept outside the database) show what the hash chain alone
+/// cannot: its last records deleted, or the chain rebuilt with fresh hashes after an edit.
+#[test]
+fn signed_heads_show_a_truncated_or_rebuilt_audit_chain() {
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    *lab.sections_extra.borrow_mut() = "[audit]\nsign_every_seconds = 1\n".into();
+    let (lab, cat, api, _) = people_lab_in(lab);
+    let aud = api.login("aud");
+    let records = api.get(&aud, "/api/v1/audit/verify").json()["records"]
+        .as_i64()
+        .unwrap();
+    // the head is signed within a few seconds, to the file beside the blobs
+    let heads = lab.path("audit-heads.jsonl");
+    let started = Instant::now();
+    loop {
+        let v = api.get(&aud, "/api/v1/audit/verify").json();
+        if v["signed"]["newest"]["seq"].as_i64() >= Some(records) {
+            assert_eq!(v["ok"], true, "{v}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(cat);
+    let verify = || {
+        let out = Command::new(BIN)
+            .args(["audit", "verify", "-c"])
+            .arg(lab.catalogue_config())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("newest signed head: record"), "{text}");
+    let signed = callvault::catalogue::audit_heads::read(&heads).unwrap().0;
+    let newest = signed.iter().map(|h| h.seq).max().unwrap();
+    // a head signed with a key the catalogue does not have is ignored (and said so)
+    let (stranger, _) = callvault::vault::CataloguePrivateKey::generate();
+    let forged = callvault::catalogue::audit_heads::Signer::of(&stranger)
+        .unwrap()
+        .sign(newest + 50, "00", 1);
+    callvault::catalogue::audit_heads::append(&heads, &forged).unwrap();
+    let (code, text) = verify();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("1 head(s) whose signature does not hold"),
+        "{text}"
+    );
+
+    let (rt, store) = lab.db.store();
+    let pool = store.pool_for_tests();
+    // an insider with the database rebuilds the chain after editing a record: every hash
+    // holds, but not the signed head
+    rt.block_on(async {
+        sqlx::raw_sql("DROP TRIGGER audit_no_update")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit SET reference = 'nothing to see' WHERE seq = 3")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut prev = callvault::catalogue::audit::GENESIS.to_owned();
+        let rows = store
+            .audit_list(&callvault::catalogue::audit::AuditQuery {
+                limit: 100_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for mut r in rows.into_iter().rev() {
+            r.prev_hash = prev.clone();
+            r.hash = callvault::catalogue::audit::record_hash(&r);
+            sqlx::query("UPDATE audit SET prev_hash = $1, hash = $2 WHERE seq = $3")
+                .bind(&r.prev_hash)
+                .bind(&r.hash)
+                .bind(r.seq)
+                .execute(&pool)
+                .await
+                .unwrap();
+            prev = r.hash;
+        }
+    });
+    assert!(
+        rt.block_on(store.audit_verify()).unwrap().ok,
+        "the rebuilt chain's hashes hold"
+    );
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("rewritten"), "{text}");
+    // and one who deletes the last records leaves a chain that ends before its signed head
+    rt.block_on(async {
+        sqlx::raw_sql("DROP TRIGGER audit_no_delete")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit WHERE seq > $1")
+            .bind(newest - 3)
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+    assert!(
+        rt.block_on(store.audit_verify()).unwrap().ok,
+        "the shortened chain's hashes hold"
+    );
+    let (code, text) = verify();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("truncated"), "{text}");
+    rt.block_on(store.close());
 }
 
 // ---------------------------------------------------------------------------------------

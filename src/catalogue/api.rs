@@ -397,7 +397,7 @@ pub async fn audit_log(
 }
 
 pub async fn audit_verify(State(app): State<App>, _: Allowed<ReadsAudit, Api>) -> Response {
-    match app.store.audit_verify().await {
+    match super::audit_heads::verify(&app.store, &app.config.audit.heads_file, &app.keys).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => fail(e),
     }

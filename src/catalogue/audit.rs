@@ -129,6 +129,9 @@ pub struct Verification {
     pub ok: bool,
     /// The first record that does not hold, and why.
     pub first_broken: Option<(i64, String)>,
+    /// The chain against its newest signed head (`audit_heads`), when heads were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed: Option<super::audit_heads::HeadCheck>,
 }
 
 impl Store {
@@ -247,6 +250,7 @@ impl Store {
                         records,
                         ok: false,
                         first_broken: Some((r.seq, why)),
+                        signed: None,
                     });
                 }
                 prev = r.hash;
@@ -257,6 +261,7 @@ impl Store {
             records,
             ok: true,
             first_broken: None,
+            signed: None,
         })
     }
 }

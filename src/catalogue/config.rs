@@ -17,6 +17,34 @@ pub struct CatalogueConfig {
     pub keys: KeysSection,
     #[serde(default)]
     pub retention: RetentionSection,
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// Where the audit chain's signed heads go (`audit_heads`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The append-only file of signed heads. Default: `audit-heads.jsonl` beside
+    /// `storage.blob_dir` (`/var/lib/callvault/audit-heads.jsonl`).
+    #[serde(default)]
+    pub heads_file: PathBuf,
+    /// How often the head is signed when it has moved, seconds (and every 100 records).
+    #[serde(default = "default_sign_seconds")]
+    pub sign_every_seconds: u64,
+}
+
+fn default_sign_seconds() -> u64 {
+    60
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            heads_file: PathBuf::new(),
+            sign_every_seconds: default_sign_seconds(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -203,6 +231,16 @@ impl CatalogueConfig {
             file: file.clone(),
             reason: e.to_string(),
         })?;
+        let mut cfg = cfg;
+        if cfg.audit.heads_file.as_os_str().is_empty() {
+            let dir = cfg
+                .storage
+                .blob_dir
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            cfg.audit.heads_file = dir.join("audit-heads.jsonl");
+        }
         cfg.validate(&file)?;
         Ok(cfg)
     }
@@ -284,6 +322,14 @@ impl CatalogueConfig {
                 "0".into(),
                 "recordings would be destroyed at once",
                 "use 183 (six months)",
+            );
+        }
+        if self.audit.sign_every_seconds == 0 {
+            return invalid(
+                "audit.sign_every_seconds",
+                "0".into(),
+                "the head would be signed without rest",
+                "use 60",
             );
         }
         if self.retention.purge_interval_minutes == 0 {

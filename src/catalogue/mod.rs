@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_heads;
 pub mod blobs;
 pub mod config;
 pub mod csrf;
@@ -200,6 +201,8 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
         tracing::info!(listen = %cfg.server.listen, database = ?app.store.backend, https = tls.is_some(), "catalogue ready");
         crate::systemd::notify("READY=1");
         let store = app.store.clone();
+        let signer = app.clone();
+        tokio::spawn(audit_heads::run(app.clone()));
         {
             let app = app.clone();
             let every = std::time::Duration::from_secs(cfg.retention.purge_interval_minutes as u64 * 60);
@@ -230,6 +233,11 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
         let mut limits = cfg.server.limits();
         serve::fit_to_open_files(&mut limits);
         serve::serve(listener, tls, router(app), limits, stop).await;
+        // the head as it stands at the stop, signed
+        let mut last = 0;
+        if let Err(e) = audit_heads::sign_now(&signer, &mut last).await {
+            tracing::error!("signing the audit chain's head: {e}");
+        }
         store.close().await;
         Ok(())
     })
@@ -288,16 +296,16 @@ pub fn add_user(
     })
 }
 
-/// `callvault audit verify`: walks the audit chain in the database; Err names the first
-/// broken record.
+/// `callvault audit verify`: walks the audit chain in the database and holds it to its
+/// newest signed head (`audit.heads_file`); the result names the first broken record.
 pub fn verify_audit(cfg: &CatalogueConfig) -> anyhow::Result<audit::Verification> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = Store::connect(&cfg.storage.database_url).await?;
-        let v = store.audit_verify().await?;
-        store.close().await;
+        let app = open(cfg).await?;
+        let v = audit_heads::verify(&app.store, &cfg.audit.heads_file, &app.keys).await?;
+        app.store.close().await;
         Ok(v)
     })
 }

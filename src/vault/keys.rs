@@ -195,6 +195,20 @@ impl CataloguePrivateKey {
         self.public.key_id
     }
 
+    /// 32 bytes for another purpose, derived from this key and `label` (SHA-256 over a
+    /// domain label and the secret): the catalogue's audit-head signing seed is one, so that
+    /// it is kept, backed up and rotated with the catalogue key itself.
+    pub fn derive_seed(&self, label: &str) -> [u8; 32] {
+        let mut secret = self.secret.to_bytes();
+        let mut h = Sha256::new();
+        h.update(b"callvault derived key\0");
+        h.update(label.as_bytes());
+        h.update(b"\0");
+        h.update(&secret[..]);
+        wipe(&mut secret);
+        h.finalize().into()
+    }
+
     pub(crate) fn hpke(&self) -> &HpkePrivateKey {
         &self.secret
     }

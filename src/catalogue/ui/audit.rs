@@ -89,7 +89,13 @@ pub async fn audit(
         ..Default::default()
     };
     let verified = match who.role {
-        Role::Auditor => match app.store.audit_verify().await {
+        Role::Auditor => match crate::catalogue::audit_heads::verify(
+            &app.store,
+            &app.config.audit.heads_file,
+            &app.keys,
+        )
+        .await
+        {
             Ok(v) => Some(match v.first_broken {
                 None => (
                     true,
