@@ -877,8 +877,43 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
             "/api/v1/users",
             serde_json::json!({ "username": format!("new-{u}"), "password": PASSWORD, "role": "manager", "services": ["Parking"] }),
         );
-        assert_eq!(r.code == 201, u == "adam", "add user as {u}: {}", r.code);
+        // a listening account an admin adds waits for a DPO (202)
+        assert_eq!(r.code == 202, u == "adam", "add user as {u}: {}", r.code);
     }
+    // two people for an account that hears calls: the admin's new manager cannot sign in
+    // until a DPO approves it, and only a DPO can
+    let signs_in = |user: &str| {
+        api.send(
+            api.client
+                .post(format!("{}/api/v1/login", api.base))
+                .json(&serde_json::json!({ "username": user, "password": PASSWORD })),
+        )
+        .code
+    };
+    assert_eq!(signs_in("new-adam"), 401, "awaiting approval");
+    for u in users {
+        let r = api.post(
+            &sessions[u],
+            "/api/v1/users/new-adam/approve",
+            serde_json::json!({}),
+        );
+        if u != "dora" {
+            assert_eq!(r.code, 403, "approve as {u}");
+        }
+    }
+    assert_eq!(signs_in("new-adam"), 200, "approved by the DPO");
+    let approved = api
+        .get(&sessions["aud"], "/api/v1/audit?action=user_approved")
+        .json();
+    let record = &approved.as_array().unwrap()[0];
+    assert_eq!(record["actor"], "dora");
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .contains("\"requested_by\":\"adam\""),
+        "{record}"
+    );
     // a name already taken is a conflict, not a server error (nor a bad form)
     let again = api.post(
         &sessions["adam"],
@@ -920,6 +955,11 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
             "/api/v1/tokens".into(),
             serde_json::json!({ "label": "script" }),
             users.to_vec(),
+        ),
+        (
+            "/api/v1/users/nobody/approve".into(),
+            serde_json::json!({}),
+            vec!["dora"],
         ),
     ];
     for (path, body, allowed) in &posts {

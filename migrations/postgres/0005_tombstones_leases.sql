@@ -14,3 +14,8 @@ CREATE TABLE leases (
     holder TEXT NOT NULL,
     until_ms BIGINT NOT NULL
 );
+
+-- Two people for a listening account: one an admin adds as a manager or DPO waits, disabled,
+-- for a DPO's approval.
+ALTER TABLE users ADD COLUMN awaiting_approval BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE users ADD COLUMN requested_by TEXT;

@@ -431,7 +431,7 @@ pub async fn add_user(
             "role is one of manager, auditor, dpo, admin, staff",
         );
     };
-    if let Err(why) = app
+    let added = match app
         .store
         .add_user(
             &u.username,
@@ -439,22 +439,83 @@ pub async fn add_user(
             role,
             &u.services,
             u.extension.as_deref(),
+            Some(&who.username),
         )
         .await
     {
-        return why.response();
-    }
+        Ok(added) => added,
+        Err(why) => return why.response(),
+    };
+    let waits = added == super::people::Added::AwaitingApproval;
     if let Err(e) = app
         .store
         .audit(Entry {
             actor: &who.username,
             action: "user_add",
-            detail: json!({ "username": u.username, "role": u.role, "services": u.services }),
+            detail: json!({ "username": u.username, "role": u.role, "services": u.services, "awaiting_approval": waits }),
             ..Default::default()
         })
         .await
     {
         return fail(e);
     }
-    refuse(StatusCode::CREATED, "user added")
+    if waits {
+        refuse(
+            StatusCode::ACCEPTED,
+            "user added; a DPO must approve the account before it can sign in",
+        )
+    } else {
+        refuse(StatusCode::CREATED, "user added")
+    }
+}
+
+/// `POST /api/v1/users/{name}/approve`: a DPO approves a listening account an admin asked
+/// for (the second person of the two); audited with both names.
+pub async fn approve_user(
+    State(app): State<App>,
+    who: Allowed<super::signed_in::Dpo, Api>,
+    Path(name): Path<String>,
+) -> Response {
+    approve_user_as(&app, who.permitted(), &name).await
+}
+
+/// The approval of `name`'s account by `who`.
+pub async fn approve_user_as(
+    app: &App,
+    who: super::signed_in::Permitted<'_, super::signed_in::Dpo>,
+    name: &str,
+) -> Response {
+    let waiting = match app.store.awaiting_approval().await {
+        Ok(w) => w,
+        Err(e) => return fail(e),
+    };
+    let Some((_, role, requested_by)) = waiting.into_iter().find(|w| w.0 == name) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no account of that name awaits approval",
+        );
+    };
+    if requested_by == who.username {
+        return refuse(StatusCode::FORBIDDEN, "the approval is another person's");
+    }
+    if let Err(e) = app
+        .store
+        .audit(Entry {
+            actor: &who.username,
+            action: "user_approved",
+            detail: json!({ "username": name, "role": role, "requested_by": requested_by }),
+            ..Default::default()
+        })
+        .await
+    {
+        return fail(e);
+    }
+    match app.store.approve_user(name).await {
+        Ok(Some(_)) => refuse(StatusCode::OK, "approved"),
+        Ok(None) => refuse(
+            StatusCode::NOT_FOUND,
+            "no account of that name awaits approval",
+        ),
+        Err(e) => fail(e),
+    }
 }

@@ -94,6 +94,7 @@ pub fn router(app: App) -> axum::Router {
         .route("/api/v1/audit", get(api::audit_log))
         .route("/api/v1/audit/verify", get(api::audit_verify))
         .route("/api/v1/users", get(api::users).post(api::add_user))
+        .route("/api/v1/users/{name}/approve", post(api::approve_user))
         .route("/api/v1/calls/{id}/peaks", get(ui::peaks))
         .route("/", get(ui::home))
         .route("/login", get(ui::login_form).post(ui::login))
@@ -112,6 +113,7 @@ pub fn router(app: App) -> axum::Router {
         .route("/admin/signalling", get(ui::signalling))
         .route("/dpo/subject-access", post(ui::subject_access))
         .route("/dpo/consent", post(ui::consent))
+        .route("/dpo/approve", post(ui::approve))
         .route("/audit", get(ui::audit))
         .route("/static/style.css", get(ui::style))
         .route("/static/wave.js", get(ui::wave_js))
@@ -281,7 +283,7 @@ pub fn add_user(
     rt.block_on(async {
         let app = open(cfg).await?;
         app.store
-            .add_user(username, password, role, services, extension)
+            .add_user(username, password, role, services, extension, None)
             .await?;
         app.store
             .audit(audit::Entry {

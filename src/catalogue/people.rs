@@ -129,10 +129,18 @@ pub fn new_token() -> String {
     hex::encode(raw)
 }
 
+/// What adding a user did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    Active,
+    /// A listening account an admin asked for: a DPO approves it before it can sign in.
+    AwaitingApproval,
+}
+
 /// Why a user could not be added.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
-    #[error("a user needs a name and a password of at least 12 characters")]
+    #[error("a user needs a name (at most 64 characters) and a password of at least 12 characters")]
     Invalid,
     #[error("a user named {0:?} already exists")]
     Exists(String),
@@ -193,6 +201,10 @@ pub fn refuse(code: StatusCode, why: &str) -> Response {
 }
 
 impl Store {
+    /// Adds a user. One `requested_by` an admin with a role that hears calls (manager, DPO)
+    /// waits, disabled, for a DPO's approval ([`Store::approve_user`]): no single person can
+    /// give themselves, or anyone, access to recordings. Without `requested_by` (the host's
+    /// `callvault catalogue user-add`, bootstrap) the account is active at once.
     pub async fn add_user(
         &self,
         username: &str,
@@ -200,20 +212,28 @@ impl Store {
         role: Role,
         services: &[String],
         extension: Option<&str>,
-    ) -> Result<(), UserError> {
-        if username.is_empty() || password.len() < 12 {
+        requested_by: Option<&str>,
+    ) -> Result<Added, UserError> {
+        if username.is_empty() || username.len() > 64 || password.len() < 12 {
             return Err(UserError::Invalid);
         }
-        let hash = hash_password(password)?;
+        let pending = requested_by.is_some() && role.hears_calls();
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| UserError::Hash(e.to_string()))??;
         sqlx::query(
-            "INSERT INTO users (username, password_hash, role, services, extension, disabled, created_ms) VALUES ($1, $2, $3, $4, $5, FALSE, $6)",
+            "INSERT INTO users (username, password_hash, role, services, extension, disabled, created_ms, awaiting_approval, requested_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(username)
         .bind(hash)
         .bind(role.as_str())
         .bind(services.join(","))
         .bind(extension.map(str::to_owned))
+        .bind(pending)
         .bind(now_ms())
+        .bind(pending)
+        .bind(requested_by.map(str::to_owned))
         .execute(&self.pool)
         .await
         .map_err(|cause| match &cause {
@@ -225,7 +245,58 @@ impl Store {
                 cause,
             },
         })?;
-        Ok(())
+        Ok(if pending {
+            Added::AwaitingApproval
+        } else {
+            Added::Active
+        })
+    }
+
+    /// Accounts waiting for a DPO's approval: (user name, role, who asked).
+    pub async fn awaiting_approval(&self) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT username, role, requested_by FROM users WHERE awaiting_approval ORDER BY created_ms",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("username")?,
+                    r.try_get("role")?,
+                    r.try_get::<Option<String>, _>("requested_by")?
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Approves an account waiting for it; returns its role and who asked for it (None: no
+    /// such account waits).
+    pub async fn approve_user(
+        &self,
+        username: &str,
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(
+            "SELECT role, requested_by FROM users WHERE username = $1 AND awaiting_approval",
+        )
+        .bind(username)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        sqlx::query(
+            "UPDATE users SET awaiting_approval = FALSE, disabled = FALSE WHERE username = $1",
+        )
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((
+            row.try_get("role")?,
+            row.try_get::<Option<String>, _>("requested_by")?
+                .unwrap_or_default(),
+        )))
     }
 
     async fn user(&self, username: &str) -> Result<Option<(Caller, String)>, sqlx::Error> {

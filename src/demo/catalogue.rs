@@ -79,11 +79,11 @@ pub fn run(
             .map(|n| n.service.clone())
             .collect();
         app.store
-            .add_user(&manager.0, &manager.1, Role::Manager, &services, None)
+            .add_user(&manager.0, &manager.1, Role::Manager, &services, None, None)
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         app.store
-            .add_user(&auditor.0, &auditor.1, Role::Auditor, &[], None)
+            .add_user(&auditor.0, &auditor.1, Role::Auditor, &[], None, None)
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
         for (user, role) in [(&manager.0, Role::Manager), (&auditor.0, Role::Auditor)] {

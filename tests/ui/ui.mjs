@@ -237,7 +237,8 @@ try {
     await page.getByLabel('Role').selectOption('manager');
     await page.getByLabel(/^Services/).fill('Parking');
     await page.getByRole('button', { name: 'Add user' }).click();
-    check((await page.getByRole('status').textContent()).includes('newbie'), 'the admin adds a user');
+    const added = await page.getByRole('status').textContent();
+    check(added.includes('newbie') && added.includes('a DPO must approve'), 'the admin adds a manager, who waits for a DPO');
     await page.getByLabel(/Agent name/).fill('site-2');
     await page.getByRole('button', { name: 'Register agent' }).click();
     const token = await page.locator('#new-token code').last().textContent();
@@ -252,6 +253,16 @@ try {
     check(!(await page.content()).includes(callerNumber), "but not the caller's number");
     await page.screenshot({ path: path.join(artifacts, 'signalling.png'), fullPage: true });
     await accessible(page, 'the signalling page');
+    await context.close();
+  }
+  // the second person: the DPO approves the manager the admin added
+  {
+    const { context, page } = await signIn('dora');
+    await page.goto(`${base}/dpo`);
+    await page.getByRole('button', { name: 'Approve newbie' }).click();
+    await page.waitForLoadState('networkidle');
+    check((await page.getByRole('status').textContent()).includes('newbie may now sign in'), 'the DPO approves the account');
+    await accessible(page, 'the dpo page with an approval');
     await context.close();
   }
   // cross-site request forgery: a page on another port of the same host (the same site, so

@@ -148,7 +148,7 @@ pub async fn add_user(
         .map(str::to_owned)
         .collect();
     let extension = opt(&f.extension);
-    if let Err(why) = app
+    let added = match app
         .store
         .add_user(
             &f.username,
@@ -156,34 +156,39 @@ pub async fn add_user(
             role,
             &services,
             extension.as_deref(),
+            Some(&who.username),
         )
         .await
     {
-        return match why {
-            UserError::Invalid | UserError::Exists(_) => {
-                admin_page(&app, &who, Some(why.to_string())).await
-            }
-            other => other.response(),
-        };
-    }
+        Ok(added) => added,
+        Err(why @ (UserError::Invalid | UserError::Exists(_))) => {
+            return admin_page(&app, &who, Some(why.to_string())).await;
+        }
+        Err(other) => return other.response(),
+    };
+    let waits = added == crate::catalogue::people::Added::AwaitingApproval;
     if let Err(e) = app
         .store
         .audit(Entry {
             actor: &who.username,
             action: "user_add",
-            detail: json!({ "username": f.username, "role": f.role, "services": services }),
+            detail: json!({ "username": f.username, "role": f.role, "services": services, "awaiting_approval": waits }),
             ..Default::default()
         })
         .await
     {
         return fail(e);
     }
-    admin_page(
-        &app,
-        &who,
-        Some(format!("User {} added as {}.", f.username, role.as_str())),
-    )
-    .await
+    let message = if waits {
+        format!(
+            "User {} added as {}: a DPO must approve the account before it can sign in.",
+            f.username,
+            role.as_str()
+        )
+    } else {
+        format!("User {} added as {}.", f.username, role.as_str())
+    };
+    admin_page(&app, &who, Some(message)).await
 }
 
 #[derive(Deserialize)]

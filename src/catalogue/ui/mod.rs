@@ -28,7 +28,7 @@ mod sign_in;
 pub use admin::{add_agent, add_user, admin, signalling};
 pub use audit::audit;
 pub use call::{call, listen, peaks};
-pub use rights::{consent, dpo, erase, hold, restrict, subject_access, training};
+pub use rights::{approve, consent, dpo, erase, hold, restrict, subject_access, training};
 pub use search::{search, search_form};
 pub use sign_in::{login, login_form, logout};
 

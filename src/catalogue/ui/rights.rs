@@ -123,13 +123,52 @@ pub async fn training(
 struct DpoPage {
     user: Option<UserView>,
     message: Option<String>,
+    /// Listening accounts an admin asked for: (user name, role, asked by).
+    waiting: Vec<(String, String, String)>,
 }
 
-pub async fn dpo(Allowed(who, _): Allowed<Dpo, Page>) -> Response {
+/// The DPO's page, with the accounts waiting for approval.
+async fn dpo_page(
+    app: &App,
+    who: &crate::catalogue::people::Caller,
+    message: Option<String>,
+) -> Response {
+    let waiting = match app.store.awaiting_approval().await {
+        Ok(w) => w,
+        Err(e) => return crate::catalogue::error::fail(e),
+    };
     page(&DpoPage {
-        user: Some(UserView::of(&who)),
-        message: None,
+        user: Some(UserView::of(who)),
+        message,
+        waiting,
     })
+}
+
+pub async fn dpo(State(app): State<App>, Allowed(who, _): Allowed<Dpo, Page>) -> Response {
+    dpo_page(&app, &who, None).await
+}
+
+#[derive(Deserialize)]
+pub struct ApproveForm {
+    pub username: String,
+}
+
+/// The second person's approval of a listening account.
+pub async fn approve(
+    State(app): State<App>,
+    who: Allowed<Dpo, Page>,
+    Form(f): Form<ApproveForm>,
+) -> Response {
+    let r = crate::catalogue::api::approve_user_as(&app, who.permitted(), &f.username).await;
+    if !r.status().is_success() {
+        return after(&who.0, r, String::new());
+    }
+    dpo_page(
+        &app,
+        &who.0,
+        Some(format!("Approved: {} may now sign in.", f.username)),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -181,18 +220,16 @@ pub async fn consent(
     if !r.status().is_success() {
         return after(&who.0, r, String::new());
     }
-    page(&DpoPage {
-        user: Some(UserView::of(&who.0)),
-        message: Some(format!(
-            "Recorded: extension {} has {} training use.",
-            f.party.trim(),
-            if agreed {
-                "agreed to"
-            } else {
-                "withdrawn from"
-            }
-        )),
-    })
+    let message = format!(
+        "Recorded: extension {} has {} training use.",
+        f.party.trim(),
+        if agreed {
+            "agreed to"
+        } else {
+            "withdrawn from"
+        }
+    );
+    dpo_page(&app, &who.0, Some(message)).await
 }
 
 // The admin's pages: signalling of a call (no caller number, no audio), users, agents.
