@@ -130,6 +130,7 @@ async fn run(label: &str, url: &str, calls: u64) {
         services: vec![],
         extension: None,
         form_token: String::new(),
+        api_token: false,
     };
     let manager = Caller {
         username: "m".into(),
@@ -137,6 +138,7 @@ async fn run(label: &str, url: &str, calls: u64) {
         services: vec!["Parking".into(), "Housing Repairs".into()],
         extension: None,
         form_token: String::new(),
+        api_token: false,
     };
     let day = |d: i64| Some((START + d * DAY).to_string());
     let q = |f: &dyn Fn(&mut CallQuery)| {

@@ -994,6 +994,46 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
             r.code
         );
     }
+    // an API token works as a bearer token only, and does not make more tokens; a web
+    // session's secret is a cookie only
+    let made = api.post(
+        &sessions["pat"],
+        "/api/v1/tokens",
+        serde_json::json!({ "label": "report script" }),
+    );
+    let token = made.json()["token"].as_str().unwrap().to_owned();
+    let me = |req: reqwest::RequestBuilder| api.send(req).code;
+    let url = format!("{}/api/v1/me", api.base);
+    assert_eq!(me(api.client.get(&url).bearer_auth(&token)), 200);
+    assert_eq!(
+        me(api
+            .client
+            .get(&url)
+            .header(reqwest::header::COOKIE, format!("cv_session={token}"))),
+        401,
+        "an API token as a cookie"
+    );
+    let session_secret = sessions["pat"].trim_start_matches("cv_session=").to_owned();
+    assert_eq!(
+        me(api.client.get(&url).bearer_auth(&session_secret)),
+        401,
+        "a web session as a bearer token"
+    );
+    assert_eq!(
+        me(api
+            .client
+            .post(format!("{}/api/v1/tokens", api.base))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "label": "more" }))),
+        403,
+        "a token minting a token"
+    );
+    // what every answer says to browsers and proxies
+    let r = api.get(&sessions["pat"], "/api/v1/calls");
+    assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(r.headers["x-frame-options"], "DENY");
+    assert_eq!(r.headers["referrer-policy"], "same-origin");
     // a manager's search sees their services only; the DPO's sees both
     let total = |u: &str| {
         api.get(&sessions[u], "/api/v1/calls").json()["total"]

@@ -19,3 +19,6 @@ CREATE TABLE leases (
 -- for a DPO's approval.
 ALTER TABLE users ADD COLUMN awaiting_approval BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE users ADD COLUMN requested_by TEXT;
+
+-- A web session ends after half an hour unused (API tokens by their date only).
+ALTER TABLE sessions ADD COLUMN last_used_ms BIGINT;

@@ -174,6 +174,13 @@ pub async fn create_token(
     SignedIn(who, _): SignedIn<Api>,
     Json(t): Json<NewToken>,
 ) -> Response {
+    // a token does not mint tokens: a stolen one cannot outlive its own revocation
+    if who.api_token {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "API tokens are made in a signed-in session, not with another token",
+        );
+    }
     let token = new_token();
     if let Err(e) = app
         .store
@@ -376,7 +383,7 @@ pub async fn audit_log(
         call_id: p.call_id,
         party: None,
         limit: page_size,
-        offset: (p.page.unwrap_or(1).max(1) - 1) * page_size,
+        offset: (p.page.unwrap_or(1).clamp(1, 1_000_000) - 1) * page_size,
     };
     match who.role {
         Role::Auditor => {}

@@ -128,6 +128,10 @@ pub fn router(app: App) -> axum::Router {
             app.clone(),
             serve::body_rate,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            serve::security_headers,
+        ))
         .with_state(app)
 }
 
@@ -210,6 +214,9 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
             let every = std::time::Duration::from_secs(cfg.retention.purge_interval_minutes as u64 * 60);
             tokio::spawn(async move {
                 loop {
+                    if let Err(e) = app.store.forget_expired().await {
+                        tracing::error!("deleting expired sessions and grants: {e}");
+                    }
                     match rights::purge(&app, "retention").await {
                         Ok(done) if !done.is_empty() => {
                             tracing::info!(calls = done.len(), "retention purge")

@@ -17,8 +17,10 @@ use sqlx::Row;
 use super::store::{Store, now_ms};
 
 pub const SESSION_COOKIE: &str = "cv_session";
-/// A web session lasts a working day.
+/// A web session lasts a working day at most,
 const SESSION_MS: i64 = 10 * 3600 * 1000;
+/// and half an hour unused.
+const SESSION_IDLE_MS: i64 = 30 * 60 * 1000;
 /// An API token lasts a year.
 const API_TOKEN_MS: i64 = 365 * 24 * 3600 * 1000;
 
@@ -101,6 +103,8 @@ pub struct Caller {
     /// The token the web UI's forms carry in this session ([`super::csrf::form_token`]);
     /// empty for a caller not signed in by a session cookie.
     pub form_token: String,
+    /// Signed in with an API token (a script), not a web session.
+    pub api_token: bool,
 }
 
 impl Caller {
@@ -323,6 +327,7 @@ impl Store {
                     .collect(),
                 extension: row.try_get("extension")?,
                 form_token: String::new(),
+                api_token: false,
             },
             row.try_get("password_hash")?,
         )))
@@ -389,20 +394,74 @@ impl Store {
         Ok(())
     }
 
-    async fn session_user(&self, token: &str) -> Result<Option<Caller>, sqlx::Error> {
+    /// The user of a session or API token presented `how`: a web session only as the
+    /// cookie (and not after half an hour unused), an API token only as a bearer token.
+    async fn session_user(
+        &self,
+        token: &str,
+        how: Presented,
+    ) -> Result<Option<Caller>, sqlx::Error> {
+        let now = now_ms();
         let row = sqlx::query(
-            "SELECT username FROM sessions WHERE token_sha256 = $1 AND expires_ms > $2",
+            "SELECT username, CASE WHEN api THEN 1 ELSE 0 END AS api, last_used_ms FROM sessions WHERE token_sha256 = $1 AND expires_ms > $2",
         )
         .bind(token_hash(token))
-        .bind(now_ms())
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
+        let api = row.try_get::<i32, _>("api")? != 0;
+        let last_used: Option<i64> = row.try_get("last_used_ms")?;
+        match (api, how) {
+            (true, Presented::Bearer) => {}
+            (false, Presented::Cookie) => {
+                if last_used.is_some_and(|t| now - t > SESSION_IDLE_MS) {
+                    return Ok(None);
+                }
+                // noted at most once a minute (a write per request would be a write lock)
+                if last_used.is_none_or(|t| now - t > 60_000) {
+                    sqlx::query("UPDATE sessions SET last_used_ms = $1 WHERE token_sha256 = $2")
+                        .bind(now)
+                        .bind(token_hash(token))
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
+            // an API token in a cookie, or a web session's secret as a bearer token
+            _ => return Ok(None),
+        }
         let username: String = row.try_get("username")?;
         Ok(self.user(&username).await?.map(|(c, _)| Caller {
-            form_token: super::csrf::form_token(token),
+            form_token: if api {
+                String::new()
+            } else {
+                super::csrf::form_token(token)
+            },
+            api_token: api,
             ..c
         }))
+    }
+
+    /// Deletes sessions, API tokens and grants past their date: nothing of them is kept.
+    pub async fn forget_expired(&self) -> Result<u64, sqlx::Error> {
+        let now = now_ms();
+        let mut gone = 0;
+        for sql in [
+            "DELETE FROM sessions WHERE expires_ms < $1",
+            "DELETE FROM grants WHERE expires_ms < $1",
+        ] {
+            gone += sqlx::query(sql)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        let idle = sqlx::query("DELETE FROM sessions WHERE NOT api AND last_used_ms < $1")
+            .bind(now - SESSION_IDLE_MS)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(gone + idle)
     }
 
     pub async fn list_users(&self) -> Result<Vec<serde_json::Value>, sqlx::Error> {
@@ -425,31 +484,36 @@ impl Store {
     }
 }
 
-/// The session or API token a request carries.
-pub fn presented_token(headers: &HeaderMap) -> Option<String> {
+/// How a request carried its secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presented {
+    Bearer,
+    Cookie,
+}
+
+/// The session or API token a request carries, and how.
+pub fn presented(headers: &HeaderMap) -> Option<(String, Presented)> {
     if let Some(t) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
-        return Some(t.trim().to_owned());
+        return Some((t.trim().to_owned(), Presented::Bearer));
     }
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_owned())
+    super::csrf::cookie(headers, SESSION_COOKIE).map(|v| (v.to_owned(), Presented::Cookie))
+}
+
+/// The session or API token a request carries.
+pub fn presented_token(headers: &HeaderMap) -> Option<String> {
+    presented(headers).map(|(t, _)| t)
 }
 
 /// The signed-in caller, or 401.
 pub async fn caller(store: &Store, headers: &HeaderMap) -> Result<Caller, Response> {
-    let Some(token) = presented_token(headers) else {
+    let Some((token, how)) = presented(headers) else {
         return Err(refuse(StatusCode::UNAUTHORIZED, "sign in first"));
     };
-    match store.session_user(&token).await {
+    match store.session_user(&token, how).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(refuse(
             StatusCode::UNAUTHORIZED,

@@ -178,7 +178,7 @@ impl Store {
     }
 
     pub async fn search(&self, who: &Caller, q: &CallQuery) -> Result<SearchResult, sqlx::Error> {
-        let page = q.page.unwrap_or(1).max(1);
+        let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
         let page_size = q.page_size.unwrap_or(50).clamp(1, 500);
         let (where_clause, args) = filter(who, q);
         // the clause is built from fixed fragments; every value is a bound argument
@@ -218,6 +218,7 @@ impl Store {
             services: Vec::new(),
             extension: None,
             form_token: String::new(),
+            api_token: false,
         };
         let q = CallQuery {
             page_size: Some(1),

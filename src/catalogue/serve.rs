@@ -229,6 +229,39 @@ pub async fn body_rate(
     next.run(Request::from_parts(parts, body)).await
 }
 
+/// The headers every answer carries: no content sniffing, no framing, referrers only to the
+/// catalogue itself, HSTS over TLS, and nothing stored by a browser or proxy but the static
+/// files (pages and JSON hold callers' numbers).
+pub async fn security_headers(
+    axum::extract::State(app): axum::extract::State<super::App>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::http::HeaderValue;
+    let cacheable = req.uri().path().starts_with("/static/");
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if app.config.server.tls_cert.is_some() {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    if !cacheable && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
 /// A request body that fails when it has not all arrived by its deadline.
 struct Deadline {
     inner: Body,

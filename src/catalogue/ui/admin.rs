@@ -20,6 +20,8 @@ struct SignallingPage {
     user: Option<UserView>,
     sip_call_id: String,
     call: Option<CallView>,
+    /// The call found is restricted: not shown.
+    restricted: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -40,6 +42,21 @@ pub async fn signalling(
             Ok(found) => found,
             Err(e) => return fail(e),
         };
+        let restricted = match &found {
+            Some(id) => match app.store.call_flags(id).await {
+                Ok(flags) => flags.is_some_and(|f| f.restricted),
+                Err(e) => return fail(e),
+            },
+            None => false,
+        };
+        if restricted {
+            return page(&SignallingPage {
+                user: Some(UserView::of(&who)),
+                sip_call_id: sip,
+                call: None,
+                restricted: true,
+            });
+        }
         if let Some(found) = found {
             if let Err(e) = app
                 .store
@@ -67,6 +84,7 @@ pub async fn signalling(
         user: Some(UserView::of(&who)),
         sip_call_id: sip,
         call,
+        restricted: false,
     })
 }
 

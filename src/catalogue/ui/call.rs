@@ -287,6 +287,10 @@ pub async fn peaks(
         Ok(c) => c,
         Err(r) => return r,
     };
+    // the same checks as the audio's: a call restricted since the grant is not shown
+    if let Err(r) = crate::catalogue::api::may_see(&app, &who, &id).await {
+        return r;
+    }
     let Some(grant) = q.get("grant") else {
         return (StatusCode::FORBIDDEN, "state a purpose first").into_response();
     };
