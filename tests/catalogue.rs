@@ -1352,6 +1352,12 @@ fn hostile_documents_are_refused_and_tampered_segments_never_play() {
         .find(|r| r.call_id != parking.call_id)
         .unwrap()
         .clone();
+    // files holding callers' numbers are the owner's only, whatever the umask
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&lab.path("catalogue.db")), 0o600, "the catalogue's database");
+    let doc_file = lab.spool().join("calls").join(format!("{}.json", parking.call_id));
+    assert_eq!(mode(&doc_file), 0o600, "the spool's call document");
     let post = |doc: &serde_json::Value| {
         let r = api.send(
             api.client

@@ -9,6 +9,7 @@
 pub mod recover;
 
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -97,7 +98,13 @@ impl Spool {
         let tmp = path.with_extension("json.tmp");
         let json = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
         {
-            let mut f = File::create(&tmp)?;
+            // callers' numbers: the owner's only, whatever the umask
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(&json)?;
             f.write_all(b"\n")?;
             f.sync_all()?;
@@ -116,6 +123,7 @@ impl SegmentStore for Spool {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         // the new name must survive a power cut as well as the data synced into it later

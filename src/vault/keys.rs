@@ -239,7 +239,20 @@ impl CataloguePrivateKey {
         result
     }
 
+    /// Loads a private key file; one that others than its owner may read is refused, as ssh
+    /// refuses such a key (a copy may already have been taken: make a new key).
     pub fn load(path: &Path) -> Result<CataloguePrivateKey, VaultError> {
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(key_file(
+                    path,
+                    format!(
+                        "is readable by others than its owner (mode {mode:o}): run chmod 600 on it, and consider it exposed"
+                    ),
+                ));
+            }
+        }
         let mut text = read_key_file(path)?;
         if let Err(e) = check_kind(path, &text, PRIVATE_KIND) {
             wipe(&mut text);
@@ -477,6 +490,18 @@ fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_key_others_may_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (public, private) = generate_keypair_files(dir.path()).unwrap();
+        assert!(CataloguePrivateKey::load(&private).is_ok());
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = CataloguePrivateKey::load(&private).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        // the public key may be read by anyone
+        assert!(CataloguePublicKey::load(&public).is_ok());
+    }
 
     #[test]
     fn key_id_is_sha256_prefix_and_prints_as_hex() {
