@@ -2376,7 +2376,9 @@ fn rights_and_retention(db: impl FnOnce(&Path) -> Option<Db>) {
     let same = serde_json::to_value(&parking).unwrap();
     assert_eq!(post_doc(&same).0, 200, "the same document again: accepted");
     let mut rewritten = same.clone();
-    rewritten["started_at"] = "2020-01-01T00:00:00.000Z".into();
+    let earlier = humantime::parse_rfc3339_weak(&parking.started_at).unwrap()
+        - Duration::from_secs(3600);
+    rewritten["started_at"] = humantime::format_rfc3339_millis(earlier).to_string().into();
     rewritten["retention_days"] = 1.into();
     let (code, text) = post_doc(&rewritten);
     assert_eq!(code, 409, "{text}");
@@ -2454,6 +2456,17 @@ fn rights_and_retention(db: impl FnOnce(&Path) -> Option<Db>) {
     let staff_ext = parking.legs[0].to.clone();
     let path = format!("/api/v1/calls/{}/training-export", parking.call_id);
     let ask = serde_json::json!({ "reference": "TRN-4", "silence": [] });
+    assert_eq!(api.post(&dora, &path, ask.clone()).code, 409);
+    // an agreement is a member of staff's (a registered user's extension): never the
+    // caller's, nor any other number's
+    for party in [parking.caller.clone(), "+441632960000".to_owned()] {
+        let r = api.post(
+            &dora,
+            "/api/v1/training/consents",
+            serde_json::json!({ "party": party, "agreed": true }),
+        );
+        assert_eq!(r.code, 422, "{party}: {}", String::from_utf8_lossy(&r.body));
+    }
     assert_eq!(api.post(&dora, &path, ask.clone()).code, 409);
     assert_eq!(
         api.post(

@@ -195,15 +195,27 @@ impl Store {
     }
 
     /// Whether a member of staff who took part in the call has agreed (and not withdrawn).
+    /// Whether a member of staff who took part in the call (a user's extension among its
+    /// parties, never its caller) has agreed to training use.
     pub async fn training_agreed(&self, call_id: &str) -> Result<bool, sqlx::Error> {
         let row = sqlx::query(
             "SELECT p.party FROM call_parties p JOIN training_consents t ON t.party = p.party \
-             WHERE p.call_id = $1 AND t.withdrawn_ms IS NULL LIMIT 1",
+             JOIN users u ON u.extension = p.party JOIN calls c ON c.call_id = p.call_id \
+             WHERE p.call_id = $1 AND t.withdrawn_ms IS NULL AND p.party <> c.caller LIMIT 1",
         )
         .bind(call_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
+    }
+
+    /// The user whose extension `party` is, if any.
+    pub async fn staff_with_extension(&self, party: &str) -> Result<Option<String>, sqlx::Error> {
+        let row = sqlx::query("SELECT username FROM users WHERE extension = $1 LIMIT 1")
+            .bind(party)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get("username")).transpose()
     }
 
     /// Calls of one caller number between two times (restricted ones included).
@@ -456,6 +468,17 @@ pub async fn consent(
 pub async fn consent_as(app: &App, who: Permitted<'_, Dpo>, c: &Consent) -> Response {
     if c.party.trim().is_empty() {
         return refuse(StatusCode::UNPROCESSABLE_ENTITY, "name the extension");
+    }
+    // an agreement is a member of staff's: not a caller's number, not a service's
+    match app.store.staff_with_extension(c.party.trim()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no member of staff has this extension: add them, with their extension, first",
+            );
+        }
+        Err(e) => return fail(e),
     }
     if let Err(e) = app
         .store
