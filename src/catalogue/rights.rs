@@ -605,7 +605,8 @@ pub async fn subject_access_as(app: &App, who: Permitted<'_, Dpo>, q: &SubjectAc
             Ok(w) => w,
             Err(e) => return fail(e),
         };
-        let meta = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        let meta = serde_json::to_vec_pretty(&for_the_subject(&record, q.caller.trim()))
+            .unwrap_or_default();
         if let Err(e) = tar_entry(&mut tar, &format!("calls/{id}.json"), &meta)
             .and_then(|_| tar_entry(&mut tar, &format!("calls/{id}.wav"), &wav))
         {
@@ -628,12 +629,59 @@ pub async fn subject_access_as(app: &App, who: Permitted<'_, Dpo>, q: &SubjectAc
         "generated_by": who.username,
         "calls": index,
         "audio_format": "WAV, 16-bit stereo: left = caller, right = organisation",
+        "redacted": REDACTED_FOR_THE_SUBJECT,
     });
     let index = serde_json::to_vec_pretty(&index).unwrap_or_default();
     match tar_entry(&mut tar, "index.json", &index).and_then(|_| tar.into_inner()) {
         Ok(data) => bundle_response("subject-access.tar", data),
         Err(e) => fail(e),
     }
+}
+
+/// What a subject-access bundle leaves out of each call's metadata: other people's data and
+/// the organisation's internals, not the requester's.
+pub const REDACTED_FOR_THE_SUBJECT: &[&str] = &[
+    "the numbers and extensions of every other party to the call (staff, transfer targets), shown as \"[another party]\"",
+    "SIP Call-IDs and the signalling ladder (network addresses of the organisation's systems)",
+    "the RTP streams' identifiers (SSRC) and timing",
+    "how the audio is stored (segment files, hashes, encryption key ids)",
+];
+
+/// A call's metadata as its caller may have it: their own number, the organisation's number
+/// they called, when, how it went and why it was recorded; no one else's number and nothing
+/// of the organisation's internals ([`REDACTED_FOR_THE_SUBJECT`]).
+fn for_the_subject(record: &CallRecord, subject: &str) -> serde_json::Value {
+    let party = |n: &str| {
+        // the subject's own number, and the organisation's number they called
+        let theirs = n == subject || n == record.caller;
+        let called = record.dialled.as_deref() == Some(n) || record.dialled_raw == n;
+        if theirs || called {
+            n.to_owned()
+        } else {
+            "[another party]".to_owned()
+        }
+    };
+    json!({
+        "call_id": record.call_id,
+        "caller": record.caller,
+        "dialled": record.dialled,
+        "service": record.service,
+        "started_at": record.started_at,
+        "answered_at": record.answered_at,
+        "ended_at": record.ended_at,
+        "end_reason": record.end_reason,
+        "why_recorded": record.decision.reason,
+        "audio_ms": record.audio_ms,
+        "legs": record.legs.iter().map(|l| json!({
+            "from": party(&l.from),
+            "to": party(&l.to),
+            "started_at": l.started_at,
+            "answered_at": l.answered_at,
+            "ended_at": l.ended_at,
+            "joined_by": l.joined_by,
+            "transferred": !l.transfers.is_empty(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 #[derive(Deserialize)]
