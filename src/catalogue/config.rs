@@ -375,3 +375,22 @@ impl CatalogueConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example every admin starts from loads, with every key it shows.
+    #[test]
+    fn the_example_configuration_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/catalogue.toml");
+        let cfg = CatalogueConfig::load(&example).unwrap();
+        assert_eq!(cfg.server.max_connections, 512);
+        assert_eq!(cfg.server.header_timeout_seconds, 10);
+        assert_eq!(cfg.audit.sign_every_seconds, 60);
+        assert_eq!(
+            cfg.audit.heads_file,
+            Path::new("/var/lib/callvault/audit-heads.jsonl")
+        );
+    }
+}
