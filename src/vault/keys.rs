@@ -657,6 +657,7 @@ mod tests {
         for (name, text, problem) in private_cases {
             let path = dir.path().join(name);
             std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
             let err = CataloguePrivateKey::load(&path).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains(name), "{msg}");
@@ -677,6 +678,7 @@ mod tests {
         );
         let forged_path = dir.path().join("forged.key");
         std::fs::write(&forged_path, forged).unwrap();
+        std::fs::set_permissions(&forged_path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let msg = CataloguePrivateKey::load(&forged_path)
             .unwrap_err()
             .to_string();
