@@ -681,6 +681,11 @@ fn below_the_disk_floor_new_calls_are_refused_calls_in_progress_finish_and_recor
         m.get("calls_seen_total") == Some(&4) && m.get("calls_active") == Some(&0)
     });
     assert_eq!(agent.metric("recordings_refused_total"), 2);
+    assert_eq!(
+        agent.metric("calls_recorded_total"),
+        0,
+        "a refused call is not counted as recorded"
+    );
     assert!(
         spool_files(&lab.spool())
             .iter()

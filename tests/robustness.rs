@@ -1392,3 +1392,99 @@ fn a_packet_stamped_before_the_calls_first_audio_does_not_flush_the_recording() 
         rec.audio_ms / 1000
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A full disk: metadata refused, then room again.
+
+/// The spool's call documents through a disk that is full while `full` is set: their writes
+/// fail as a full filesystem's do (ENOSPC), leaving the temporary file a real write leaves.
+struct FullDiskSink {
+    inner: CollectingSink,
+    spool: Spool,
+    full: Rc<Cell<bool>>,
+}
+
+impl callvault::pipeline::CallSink for FullDiskSink {
+    fn recorded(&mut self, record: &CallRecord) -> io::Result<()> {
+        if self.full.get() {
+            let tmp = self
+                .spool
+                .call_path(&record.call_id)
+                .with_extension("json.tmp");
+            std::fs::write(tmp, b"{\"call_id\":")?;
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
+        self.inner.recorded(record)
+    }
+    fn opened(&mut self, journal: &CallRecord) -> io::Result<()> {
+        self.spool.write_call(journal).map(drop)
+    }
+    fn decided(&mut self, call: &callvault::calls::Call) {
+        self.inner.decided(call)
+    }
+}
+
+#[test]
+fn metadata_a_full_disk_refuses_is_kept_written_when_room_returns_and_marked_failed() {
+    let cfg = example_config();
+    let (_keys, public, _private) = test_keys();
+    let scenario = Scenario::contact_centre_mix(6, 3_000, 4242);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let full = Rc::new(Cell::new(true));
+    let sink = FullDiskSink {
+        inner: CollectingSink::new(spool.clone()),
+        spool: spool.clone(),
+        full: full.clone(),
+    };
+    let store = CappedSpool {
+        spool: spool.clone(),
+        left: Rc::new(Cell::new(SEGMENT_BUDGET)),
+    };
+    let mut p: LocalPipeline<CappedSpool, FullDiskSink> =
+        Pipeline::new(&cfg, public, store, sink, Entropy::system());
+    let mut generator = Generator::new(&scenario);
+    let mut buf = Vec::new();
+    let mut last = Timestamp::ZERO;
+    while let Some(t) = generator.next_frame(&mut buf) {
+        last = t.into();
+        p.frame(last, LinkType::Ethernet, &buf);
+    }
+    p.finish("capture_end");
+    let waiting = p.media().unwritten();
+    assert!(waiting >= 2, "the recorded calls' metadata waits ({waiting})");
+    assert!(p.sink().inner.recorded.is_empty());
+    let errors = callvault::pipeline::MediaPort::counters(p.media()).metadata_errors;
+    assert_eq!(errors as usize, waiting);
+
+    // an agent stopped now: the next start closes the journals, and says the writes failed
+    let copy = tempfile::tempdir().unwrap();
+    for sub in ["calls", "segments"] {
+        std::fs::create_dir_all(copy.path().join(sub)).unwrap();
+        for e in std::fs::read_dir(dir.path().join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), copy.path().join(sub).join(e.file_name())).unwrap();
+        }
+    }
+    let restarted = Spool::open(copy.path()).unwrap();
+    let recovery = callvault::spool::recover::recover(&restarted).unwrap();
+    assert_eq!(recovery.calls_closed, waiting);
+    for e in std::fs::read_dir(copy.path().join("calls")).unwrap() {
+        let doc: CallRecord =
+            serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        assert_eq!(doc.end_reason.as_deref(), Some("agent_restart"));
+        assert!(doc.write_failed, "{}: the refused write is on the record", doc.call_id);
+    }
+
+    // room again: the next tick writes the real ends, marked as failed writes
+    full.set(false);
+    p.tick(last + Duration::from_secs(1));
+    assert_eq!(p.media().unwritten(), 0);
+    let written = &p.sink().inner.recorded;
+    assert_eq!(written.len(), waiting);
+    for r in written {
+        assert!(r.write_failed, "{}", r.call_id);
+        assert_ne!(r.end_reason.as_deref(), Some("agent_restart"));
+        assert!(r.ended_at.is_some());
+    }
+}

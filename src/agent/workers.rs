@@ -363,6 +363,14 @@ fn work(
             *c = media.counters();
         }
     }
+    // the queue closed (the agent stops): metadata the disk refused, once more
+    media.retry_unwritten();
+    if media.unwritten() > 0 {
+        tracing::error!(
+            calls = media.unwritten(),
+            "the disk still refuses these calls' metadata: the next start closes them as agent_restart, marked write_failed"
+        );
+    }
     if let Ok(mut c) = counters.lock() {
         *c = media.counters();
     }

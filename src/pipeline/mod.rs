@@ -547,6 +547,9 @@ impl<M: MediaPort> Core<M> {
                     if !self.recording_allowed {
                         self.counters.recordings_refused += 1;
                         tracing::warn!(call_id = %c.call_id, "call in scope not recorded: recording paused (disk below its floor)");
+                        // in scope, but not recorded: counted as refused, not as recorded
+                        let recorded = &mut self.tracker.counters.calls_recorded;
+                        *recorded = recorded.saturating_sub(1);
                         continue;
                     }
                     let journal = CallRecord::new(&self.agent, c);

@@ -97,10 +97,13 @@ impl CallRecord {
             if uuid::Uuid::parse_str(&s.segment_id).is_err() {
                 return bad(format!("segment {i}: its id is not a UUID"));
             }
-            if s.seq as usize != i {
+            // in order (a recovered call may lack its empty last segment, no more)
+            if i > 0 && self.segments[i - 1].seq >= s.seq {
                 return bad(format!(
-                    "segment {}: seq {} where {i} was due (segments are listed in order, once each)",
-                    s.segment_id, s.seq
+                    "segment {}: seq {} after {} (segments are listed in order, once each)",
+                    s.segment_id,
+                    s.seq,
+                    self.segments[i - 1].seq
                 ));
             }
             if !SAMPLE_RATES.contains(&s.sample_rate) {

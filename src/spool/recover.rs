@@ -53,10 +53,16 @@ struct FoundSegment {
 pub fn recover(spool: &Spool) -> io::Result<Recovery> {
     let mut out = Recovery::default();
     let calls_dir = spool.root().join(CALLS_DIR);
-    // a metadata write interrupted before its rename: the previous version is intact
+    // a metadata write interrupted before its rename: the previous version is intact. Beside
+    // a journal it is an end the disk refused (or a crash cut): the call's recording failed.
+    let mut unfinished_writes: std::collections::HashSet<String> = Default::default();
     for entry in fs::read_dir(&calls_dir)? {
         let path = entry?.path();
-        if path.to_string_lossy().ends_with(".json.tmp") {
+        let name = path.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".json.tmp") {
+            if let Some(id) = Path::new(stem).file_name() {
+                unfinished_writes.insert(id.to_string_lossy().into_owned());
+            }
             let _ = fs::remove_file(&path);
         }
     }
@@ -104,7 +110,8 @@ pub fn recover(spool: &Spool) -> io::Result<Recovery> {
             .ok()
             .and_then(|id| by_call.remove(&id))
             .unwrap_or_default();
-        close_call(spool, record, segs, &mut out)?;
+        let write_failed = unfinished_writes.contains(&record.call_id);
+        close_call(spool, record, segs, write_failed, &mut out)?;
     }
     for segs in by_call.values() {
         for s in segs.iter().filter(|s| s.partial) {
@@ -135,6 +142,7 @@ fn close_call(
     spool: &Spool,
     mut record: CallRecord,
     mut segs: Vec<FoundSegment>,
+    write_failed: bool,
     out: &mut Recovery,
 ) -> io::Result<()> {
     segs.sort_by_key(|s| s.header.seq);
@@ -217,6 +225,7 @@ fn close_call(
     record.segments = infos;
     record.ended_at = Some(ended_at);
     record.end_reason = Some(RESTART_REASON.to_owned());
+    record.write_failed |= write_failed;
     let mut spool = spool.clone();
     spool.write_call(&record)?;
     out.calls_closed += 1;
