@@ -758,6 +758,35 @@ impl Api {
     }
 }
 
+/// Asks for a grant (purpose "complaint", `reference`) and fetches the call's audio with it:
+/// the answer's status and body.
+async fn retrieve(
+    client: &reqwest::Client,
+    base: &str,
+    session: &str,
+    id: &str,
+    reference: &str,
+) -> (u16, Vec<u8>) {
+    let g: serde_json::Value = client
+        .post(format!("{base}/api/v1/calls/{id}/access"))
+        .header(reqwest::header::COOKIE, session)
+        .json(&serde_json::json!({ "purpose": "complaint", "reference": reference }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or_default();
+    let audio = g["audio"].as_str().unwrap_or_default().to_owned();
+    let r = client
+        .get(format!("{base}{audio}"))
+        .header(reqwest::header::COOKIE, session)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
 /// Ships recorded calls through the ingest API as an agent would.
 fn ship(api: &Api, lab: &Lab, token: &str, records: &[CallRecord]) {
     for rec in records {
@@ -1299,24 +1328,8 @@ fn listening_needs_a_purpose_is_audited_first_and_serves_the_call_with_ranges() 
                 dora.clone()
             };
             async move {
-                let g: serde_json::Value = client
-                .post(format!("{base}/api/v1/calls/{id}/access"))
-                .header(reqwest::header::COOKIE, &session)
-                .json(&serde_json::json!({ "purpose": "complaint", "reference": format!("C-{i}") }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap_or_default();
-                let audio = g["audio"].as_str().unwrap_or_default().to_owned();
-                let r = client
-                    .get(format!("{base}{audio}"))
-                    .header(reqwest::header::COOKIE, &session)
-                    .send()
-                    .await
-                    .unwrap();
-                (r.status().as_u16(), r.bytes().await.unwrap().len())
+                let (code, body) = retrieve(&client, &base, &session, id, &format!("C-{i}")).await;
+                (code, body.len())
             }
         })));
     assert!(
@@ -2173,25 +2186,7 @@ fn two_catalogue_instances_share_one_database_one_chain_and_one_purge() {
             };
             let (client, session, id) = (a.client.clone(), session.clone(), id.clone());
             async move {
-                let g: serde_json::Value = client
-                .post(format!("{base}/api/v1/calls/{id}/access"))
-                .header(reqwest::header::COOKIE, &session)
-                .json(&serde_json::json!({ "purpose": "complaint", "reference": format!("C-{i}") }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap_or_default();
-                let audio = g["audio"].as_str().unwrap_or_default().to_owned();
-                client
-                    .get(format!("{base}{audio}"))
-                    .header(reqwest::header::COOKIE, &session)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
+                retrieve(&client, &base, &session, &id, &format!("C-{i}")).await.0
             }
         })));
     assert!(retrievals.iter().all(|&c| c == 200), "{retrievals:?}");
