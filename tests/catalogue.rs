@@ -2186,7 +2186,9 @@ fn two_catalogue_instances_share_one_database_one_chain_and_one_purge() {
             };
             let (client, session, id) = (a.client.clone(), session.clone(), id.clone());
             async move {
-                retrieve(&client, &base, &session, &id, &format!("C-{i}")).await.0
+                retrieve(&client, &base, &session, &id, &format!("C-{i}"))
+                    .await
+                    .0
             }
         })));
     assert!(retrievals.iter().all(|&c| c == 200), "{retrievals:?}");

@@ -1452,7 +1452,10 @@ fn metadata_a_full_disk_refuses_is_kept_written_when_room_returns_and_marked_fai
     }
     p.finish("capture_end");
     let waiting = p.media().unwritten();
-    assert!(waiting >= 2, "the recorded calls' metadata waits ({waiting})");
+    assert!(
+        waiting >= 2,
+        "the recorded calls' metadata waits ({waiting})"
+    );
     assert!(p.sink().inner.recorded.is_empty());
     let errors = callvault::pipeline::MediaPort::counters(p.media()).metadata_errors;
     assert_eq!(errors as usize, waiting);
@@ -1473,7 +1476,11 @@ fn metadata_a_full_disk_refuses_is_kept_written_when_room_returns_and_marked_fai
         let doc: CallRecord =
             serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
         assert_eq!(doc.end_reason.as_deref(), Some("agent_restart"));
-        assert!(doc.write_failed, "{}: the refused write is on the record", doc.call_id);
+        assert!(
+            doc.write_failed,
+            "{}: the refused write is on the record",
+            doc.call_id
+        );
     }
 
     // room again: the next tick writes the real ends, marked as failed writes
