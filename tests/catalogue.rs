@@ -982,7 +982,7 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
         ),
         (
             "/api/v1/tokens".into(),
-            serde_json::json!({ "label": "script" }),
+            serde_json::json!({ "label": "script", "password": PASSWORD }),
             users.to_vec(),
         ),
         (
@@ -1025,10 +1025,17 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
     }
     // an API token works as a bearer token only, and does not make more tokens; a web
     // session's secret is a cookie only
-    let made = api.post(
+    // making one takes the password again (a session taken over cannot outlive itself)
+    let refused = api.post(
         &sessions["pat"],
         "/api/v1/tokens",
         serde_json::json!({ "label": "report script" }),
+    );
+    assert_eq!(refused.code, 403, "a token without the password");
+    let made = api.post(
+        &sessions["pat"],
+        "/api/v1/tokens",
+        serde_json::json!({ "label": "report script", "password": PASSWORD }),
     );
     let token = made.json()["token"].as_str().unwrap().to_owned();
     let me = |req: reqwest::RequestBuilder| api.send(req).code;
@@ -1439,6 +1446,23 @@ fn hostile_documents_are_refused_and_tampered_segments_never_play() {
         let (code, text) = post(&d);
         assert_eq!(code, 422, "{what}: {text}");
     }
+    // a service the agent did not say it records
+    let scope = serde_json::json!([
+        { "number": "+442073715678", "service": "Parking", "retention_days": null },
+        { "number": "+442073715000", "service": "Switchboard", "retention_days": null },
+    ]);
+    let r = api.send(
+        api.client
+            .put(format!("{}/api/v1/agent/scope", api.base))
+            .bearer_auth(token.trim())
+            .json(&scope),
+    );
+    assert_eq!(r.code, 200);
+    let mut d = doc.clone();
+    d["service"] = "Parkng".into();
+    let (code, text) = post(&d);
+    assert_eq!(code, 422, "an unknown service: {text}");
+    assert!(text.contains("Parking"), "{text}");
     // a document too large for any call is not even read
     let mut d = doc.clone();
     d["legs"] = serde_json::Value::Array(vec![doc["legs"][0].clone(); 100_000]);

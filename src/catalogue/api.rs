@@ -166,6 +166,10 @@ pub async fn me(SignedIn(who, _): SignedIn<Api>) -> Response {
 #[derive(Deserialize)]
 pub struct NewToken {
     pub label: String,
+    /// The user's password again: a session taken over in a browser cannot make itself a
+    /// token that outlives it.
+    #[serde(default)]
+    pub password: String,
 }
 
 /// An API token for scripts, acting as the signed-in user.
@@ -181,20 +185,38 @@ pub async fn create_token(
             "API tokens are made in a signed-in session, not with another token",
         );
     }
-    let token = new_token();
-    if let Err(e) = app
-        .store
-        .open_session(&who.username, &token, Some(&t.label))
-        .await
-    {
-        return fail(e);
+    let label = t.label.trim();
+    if label.is_empty() || label.len() > 100 {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "give the token a label (what it is for), at most 100 characters",
+        );
     }
+    let token = match app.store.login(&who.username, &t.password, Some(label)).await {
+        Ok(Some((_, token))) => token,
+        Ok(None) => {
+            let _ = app
+                .store
+                .audit(Entry {
+                    actor: &who.username,
+                    action: "token_refused",
+                    detail: json!({ "label": label, "why": "password not given again, or wrong" }),
+                    ..Default::default()
+                })
+                .await;
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "enter your password again (\"password\") to make a token",
+            );
+        }
+        Err(e) => return fail(e),
+    };
     if let Err(e) = app
         .store
         .audit(Entry {
             actor: &who.username,
             action: "token_created",
-            detail: json!({ "label": t.label }),
+            detail: json!({ "label": label }),
             ..Default::default()
         })
         .await

@@ -263,6 +263,29 @@ pub async fn post_call(
             Err(e) => return internal(e),
         }
     }
+    // the service is one the agent said it records (once it has said: it reports its number
+    // list before it ships, at every start)
+    if let Some(service) = &record.service {
+        match app.store.agent_scope(&agent).await {
+            Ok(Some(scope)) if !scope.is_empty() && !scope.iter().any(|n| &n.service == service) => {
+                return reply(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "service {service:?} is not one this agent reported it records: its number list names {}\n",
+                        scope
+                            .iter()
+                            .map(|n| n.service.as_str())
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .into_iter()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return internal(e),
+        }
+    }
     let days = match retention_days(&app, &agent, &record).await {
         Ok(d) => d,
         Err(e) => return internal(e),
