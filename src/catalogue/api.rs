@@ -192,7 +192,11 @@ pub async fn create_token(
             "give the token a label (what it is for), at most 100 characters",
         );
     }
-    let token = match app.store.login(&who.username, &t.password, Some(label)).await {
+    let token = match app
+        .store
+        .login(&who.username, &t.password, Some(label))
+        .await
+    {
         Ok(Some((_, token))) => token,
         Ok(None) => {
             let _ = app

@@ -267,7 +267,9 @@ pub async fn post_call(
     // list before it ships, at every start)
     if let Some(service) = &record.service {
         match app.store.agent_scope(&agent).await {
-            Ok(Some(scope)) if !scope.is_empty() && !scope.iter().any(|n| &n.service == service) => {
+            Ok(Some(scope))
+                if !scope.is_empty() && !scope.iter().any(|n| &n.service == service) =>
+            {
                 return reply(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     format!(
