@@ -1466,8 +1466,9 @@ fn hostile_documents_are_refused_and_tampered_segments_never_play() {
     // a document too large for any call is not even read
     let mut d = doc.clone();
     d["legs"] = serde_json::Value::Array(vec![doc["legs"][0].clone(); 100_000]);
+    // (a client of its own: the connection the server cuts off is not one the others reuse)
     let sent = api.rt.block_on(
-        api.client
+        reqwest::Client::new()
             .post(format!("{}/api/v1/calls", api.base))
             .bearer_auth(token.trim())
             .json(&d)
@@ -1966,13 +1967,19 @@ fn forged_requests_from_another_origin_are_refused_and_audited() {
         r#"{{"username": "{}", "password": "x"}}"#,
         "u".repeat(1 << 20)
     );
-    let r = api.send(
-        api.client
+    // (a client of its own: the connection the server cuts off is not one the others reuse)
+    let sent = api.rt.block_on(
+        reqwest::Client::new()
             .post(format!("{own}/api/v1/login"))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(big),
+            .body(big)
+            .send(),
     );
-    assert_eq!(r.code, 413, "a 1 MiB sign-in is refused");
+    // 413, or the connection closed before the client had written all of it
+    assert!(
+        sent.as_ref().is_ok_and(|r| r.status() == 413) || sent.is_err(),
+        "a 1 MiB sign-in is refused: {sent:?}"
+    );
     // the refusals in dora's session are in the audit log, with where they came from
     let audit = api
         .get(&api.login("aud"), "/api/v1/audit?page_size=1000")

@@ -228,7 +228,13 @@ async fn refused(app: &App, headers: &HeaderMap, path: &str, f: Forged) -> Respo
             return super::error::fail(e);
         }
     }
-    (StatusCode::FORBIDDEN, format!("{}\n", f.why())).into_response()
+    // the body may be left unread: the connection is not one to reuse
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONNECTION, "close")],
+        format!("{}\n", f.why()),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
