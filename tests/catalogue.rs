@@ -787,6 +787,21 @@ async fn retrieve(
     (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
 }
 
+/// The lab's Parking call, and the other recorded one.
+fn parking_and_other(recorded: &[CallRecord]) -> (CallRecord, CallRecord) {
+    let parking = recorded
+        .iter()
+        .find(|r| r.service.as_deref() == Some("Parking"))
+        .expect("a Parking call")
+        .clone();
+    let other = recorded
+        .iter()
+        .find(|r| r.call_id != parking.call_id)
+        .expect("another recorded call")
+        .clone();
+    (parking, other)
+}
+
 /// Ships recorded calls through the ingest API as an agent would.
 fn ship(api: &Api, lab: &Lab, token: &str, records: &[CallRecord]) {
     for rec in records {
@@ -1362,16 +1377,7 @@ fn hostile_documents_are_refused_and_tampered_segments_never_play() {
         return;
     };
     let token = std::fs::read_to_string(lab.path("callvault-agent.token")).unwrap();
-    let parking = recorded
-        .iter()
-        .find(|r| r.service.as_deref() == Some("Parking"))
-        .unwrap()
-        .clone();
-    let other = recorded
-        .iter()
-        .find(|r| r.call_id != parking.call_id)
-        .unwrap()
-        .clone();
+    let (parking, other) = parking_and_other(&recorded);
     // files holding callers' numbers are the owner's only, whatever the umask
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -2314,16 +2320,7 @@ fn rights_and_retention(db: impl FnOnce(&Path) -> Option<Db>) {
     let Some((lab, cat, api, recorded)) = people_lab(db) else {
         return;
     };
-    let parking = recorded
-        .iter()
-        .find(|r| r.service.as_deref() == Some("Parking"))
-        .unwrap()
-        .clone();
-    let other = recorded
-        .iter()
-        .find(|r| r.call_id != parking.call_id)
-        .unwrap()
-        .clone();
+    let (parking, other) = parking_and_other(&recorded);
     let dora = api.login("dora");
     let pat = api.login("pat");
     let reason = |r: &str| serde_json::json!({ "on": true, "reason": r });
