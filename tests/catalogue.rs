@@ -1887,32 +1887,31 @@ fn forged_requests_from_another_origin_are_refused_and_audited() {
     // the API with a session cookie: JSON only, and from its own origin
     let hold = format!("{own}/api/v1/calls/{id}/hold");
     let body = r#"{"on": true, "reason": "forged"}"#;
-    let r = api.send(
-        api.client
+    let referred = format!("{evil}/page");
+    for (what, content_type, from) in [
+        ("a form-encodable body with the cookie", "text/plain", None),
+        (
+            "JSON from another origin",
+            "application/json",
+            Some((reqwest::header::ORIGIN, evil.as_str())),
+        ),
+        (
+            "JSON referred from another origin",
+            "application/json",
+            Some((reqwest::header::REFERER, referred.as_str())),
+        ),
+    ] {
+        let mut req = api
+            .client
             .post(&hold)
             .header(reqwest::header::COOKIE, &dora)
-            .header(reqwest::header::CONTENT_TYPE, "text/plain")
-            .body(body),
-    );
-    assert_eq!(r.code, 403, "a form-encodable body with the cookie");
-    let r = api.send(
-        api.client
-            .post(&hold)
-            .header(reqwest::header::COOKIE, &dora)
-            .header(reqwest::header::ORIGIN, &evil)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body),
-    );
-    assert_eq!(r.code, 403, "JSON from another origin");
-    let r = api.send(
-        api.client
-            .post(&hold)
-            .header(reqwest::header::COOKIE, &dora)
-            .header(reqwest::header::REFERER, format!("{evil}/page"))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body),
-    );
-    assert_eq!(r.code, 403, "JSON referred from another origin");
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some((name, value)) = from {
+            req = req.header(name, value);
+        }
+        assert_eq!(api.send(req).code, 403, "{what}");
+    }
     let held = api.get(&dora, "/api/v1/calls?page_size=100").json();
     assert!(!held.to_string().contains("\"legal_hold\":true"), "{held}");
     // sign-in: the form's token must match the cookie the form came with
