@@ -206,6 +206,65 @@ enum CatalogueCommand {
         #[arg(long)]
         extension: Option<String>,
     },
+    /// Every account: role, services, extension and state.
+    Users,
+    /// Stop a user signing in; their sessions, API tokens and grants end now.
+    UserDisable {
+        name: String,
+        /// Why (goes in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Let a disabled user sign in again.
+    UserEnable {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Delete a user for good (their name is never reused; their audit history stays).
+    UserDelete {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Give a user a temporary password (printed once); they set a new one at sign-in.
+    UserResetPassword {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Change a manager's services or a member of staff's extension.
+    UserEdit {
+        name: String,
+        /// The manager's services, comma-separated, from those the agents report.
+        #[arg(long)]
+        services: Option<String>,
+        /// The member of staff's extension ("" removes it).
+        #[arg(long)]
+        extension: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every API token: id, user, label, dates (never the secret).
+    Tokens,
+    /// Revoke an API token by its id (from `tokens`).
+    TokenRevoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Refuse an agent's token from its next request on.
+    AgentDisable {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Accept a disabled agent's token again.
+    AgentEnable {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -349,11 +408,77 @@ fn catalogue(config: &Path, command: Option<CatalogueCommand>) -> anyhow::Result
             Ok(())
         }
         Some(CatalogueCommand::Keys) => catalogue_keys(&cfg),
+        Some(CatalogueCommand::Users) => {
+            for u in callvault::catalogue::console::users(&cfg)? {
+                let state = if u.awaiting_approval {
+                    "awaiting a DPO's approval"
+                } else if u.disabled {
+                    "disabled"
+                } else if u.must_change_password {
+                    "must set a new password"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{state}",
+                    u.username,
+                    u.role,
+                    u.services.join(","),
+                    u.extension.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Some(CatalogueCommand::Tokens) => {
+            for t in callvault::catalogue::console::tokens(&cfg)? {
+                println!(
+                    "{}\t{}\t{}\texpires {}",
+                    t.id,
+                    t.username,
+                    t.label,
+                    callvault::time::Timestamp::from_millis(t.expires_ms.max(0) as u64).rfc3339()
+                );
+            }
+            Ok(())
+        }
         Some(CatalogueCommand::AgentAdd { name }) => {
             let token = callvault::catalogue::add_agent(&cfg, &name)?;
             println!("{token}");
             eprintln!(
                 "agent {name:?} registered; put the token above in its catalogue.token_file (mode 0600): it is not shown again"
+            );
+            Ok(())
+        }
+        Some(other) => {
+            use callvault::catalogue::console::AccountCommand as A;
+            let (command, reason) = match other {
+                CatalogueCommand::UserDisable { name, reason } => (A::Disable(name), reason),
+                CatalogueCommand::UserEnable { name, reason } => (A::Enable(name), reason),
+                CatalogueCommand::UserDelete { name, reason } => (A::Delete(name), reason),
+                CatalogueCommand::UserResetPassword { name, reason } => {
+                    (A::ResetPassword(name), reason)
+                }
+                CatalogueCommand::UserEdit {
+                    name,
+                    services,
+                    extension,
+                    reason,
+                } => (
+                    A::Edit {
+                        username: name,
+                        services,
+                        extension,
+                    },
+                    reason,
+                ),
+                CatalogueCommand::TokenRevoke { id, reason } => (A::RevokeToken(id), reason),
+                CatalogueCommand::AgentDisable { name, reason } => (A::DisableAgent(name), reason),
+                CatalogueCommand::AgentEnable { name, reason } => (A::EnableAgent(name), reason),
+                _ => unreachable!("handled above"),
+            };
+            println!(
+                "{}",
+                callvault::catalogue::console::account(&cfg, command, &reason)?
             );
             Ok(())
         }

@@ -720,10 +720,14 @@ impl Api {
 
     /// Signs in; returns the session cookie.
     fn login(&self, user: &str) -> String {
+        self.login_as(user, PASSWORD)
+    }
+
+    fn login_as(&self, user: &str, password: &str) -> String {
         let r = self.send(
             self.client
                 .post(format!("{}/api/v1/login", self.base))
-                .json(&serde_json::json!({ "username": user, "password": PASSWORD })),
+                .json(&serde_json::json!({ "username": user, "password": password })),
         );
         assert_eq!(r.code, 200, "{user}: {}", String::from_utf8_lossy(&r.body));
         let cookie = r.headers[reqwest::header::SET_COOKIE].to_str().unwrap();
@@ -802,6 +806,25 @@ fn parking_and_other(recorded: &[CallRecord]) -> (CallRecord, CallRecord) {
     (parking, other)
 }
 
+/// Reports the agent's number list as the agent does when it connects: the dialled number and
+/// service of each recorded call.
+fn report_scope(api: &Api, token: &str, records: &[CallRecord]) {
+    let mut scope: Vec<serde_json::Value> = records
+        .iter()
+        .filter_map(|r| {
+            Some(serde_json::json!({ "number": r.dialled.clone()?, "service": r.service.clone()?, "retention_days": null }))
+        })
+        .collect();
+    scope.dedup();
+    let r = api.send(
+        api.client
+            .put(format!("{}/api/v1/agent/scope", api.base))
+            .bearer_auth(token.trim())
+            .json(&scope),
+    );
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
 /// Ships recorded calls through the ingest API as an agent would.
 fn ship(api: &Api, lab: &Lab, token: &str, records: &[CallRecord]) {
     for rec in records {
@@ -858,15 +881,17 @@ fn people_lab_in(lab: Lab) -> (Lab, Proc, Api, Vec<CallRecord>) {
         .find(|r| r.service.as_deref() == Some("Parking"))
         .expect("a Parking call");
     let staff_ext = parking.legs[0].to.clone();
+    let cat = lab.start_catalogue();
+    let api = Api::new(lab.catalogue_port);
+    report_scope(&api, &token, &recorded);
+    ship(&api, &lab, &token, &recorded);
+    // managers' services are those the agent reported
     user_add(&lab, "pat", "manager", "Parking", None);
     user_add(&lab, "sam", "manager", "Switchboard", None);
     user_add(&lab, "aud", "auditor", "", None);
     user_add(&lab, "dora", "dpo", "", None);
     user_add(&lab, "adam", "admin", "", None);
     user_add(&lab, "stef", "staff", "", Some(&staff_ext));
-    let cat = lab.start_catalogue();
-    let api = Api::new(lab.catalogue_port);
-    ship(&api, &lab, &token, &recorded);
     (lab, cat, api, recorded)
 }
 
@@ -891,6 +916,9 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
         ("/api/v1/audit".into(), vec!["aud", "stef"]),
         ("/api/v1/audit/verify".into(), vec!["aud"]),
         ("/api/v1/users".into(), vec!["adam"]),
+        ("/api/v1/agents".into(), vec!["adam"]),
+        ("/api/v1/services".into(), users.to_vec()),
+        ("/api/v1/tokens".into(), users.to_vec()),
     ];
     for (path, allowed) in &gets {
         for u in users {
@@ -1004,6 +1032,21 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
             "/api/v1/users/nobody/approve".into(),
             serde_json::json!({}),
             vec!["dora"],
+        ),
+        (
+            "/api/v1/users/nobody/disable".into(),
+            serde_json::json!({ "reason": "r" }),
+            vec!["adam"],
+        ),
+        (
+            "/api/v1/agents/nobody/disable".into(),
+            serde_json::json!({ "reason": "r" }),
+            vec!["adam"],
+        ),
+        (
+            "/api/v1/tokens/0000000000000000/revoke".into(),
+            serde_json::json!({ "reason": "r" }),
+            users.to_vec(),
         ),
     ];
     for (path, body, allowed) in &posts {
@@ -1168,6 +1211,315 @@ fn every_endpoint_answers_each_role_as_the_policy_says_on_sqlite() {
 #[test]
 fn every_endpoint_answers_each_role_as_the_policy_says_on_postgresql() {
     role_matrix(|_| Db::postgres("roles"));
+}
+
+/// `callvault catalogue ARGS` on the lab's configuration: (success, stdout, stderr).
+fn console(lab: &Lab, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(["catalogue", "-c"])
+        .arg(lab.catalogue_config())
+        .args(args)
+        .env("SUDO_USER", "ops-jo")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Offboarding and the rest of an account's life, through the API and the console: each
+/// change takes effect at once, what could let someone hear recordings waits for a DPO, and
+/// each is in the audit log with who and why.
+fn account_lifecycle(db: impl FnOnce(&Path) -> Option<Db>) {
+    let Some((lab, _cat, api, recorded)) = people_lab(db) else {
+        return;
+    };
+    let (parking, other) = parking_and_other(&recorded);
+    let adam = api.login("adam");
+    let dora = api.login("dora");
+    let login = |user: &str, password: &str, new_password: &str| {
+        let r = api.send(
+            api.client
+                .post(format!("{}/api/v1/login", api.base))
+                .json(&serde_json::json!({ "username": user, "password": password, "new_password": new_password })),
+        );
+        (r.code, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    let approve = |user: &str| {
+        let r = api.post(
+            &dora,
+            &format!("/api/v1/users/{user}/approve"),
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            r.code,
+            200,
+            "approve {user}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    };
+    let act = |user: &str, action: &str, reason: &str| {
+        api.post(
+            &adam,
+            &format!("/api/v1/users/{user}/{action}"),
+            serde_json::json!({ "reason": reason }),
+        )
+    };
+    let ids = |session: &str| -> Vec<String> {
+        let r = api.get(session, "/api/v1/calls");
+        assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["call_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // services are the agents' (as they spell them), never a typo
+    assert_eq!(
+        api.get(&adam, "/api/v1/services").json(),
+        serde_json::json!(["Parking", "Switchboard"])
+    );
+    let (ok, _, err) = console(
+        &lab,
+        &[
+            "user-add",
+            "typo",
+            "--role",
+            "manager",
+            "--services",
+            "Parkng",
+        ],
+    );
+    assert!(!ok && err.contains("Parking, Switchboard"), "{err}");
+    user_add(&lab, "cleo", "manager", "parking", None);
+    let (_, users, _) = console(&lab, &["users"]);
+    assert!(
+        users
+            .lines()
+            .any(|l| l.starts_with("cleo\tmanager\tParking\t")),
+        "{users}"
+    );
+    let r = api.send(
+        api.client
+            .patch(format!("{}/api/v1/users/sam", api.base))
+            .header(reqwest::header::COOKIE, &adam)
+            .json(&serde_json::json!({ "services": ["Parkng"], "reason": "r" })),
+    );
+    assert_eq!(r.code, 422, "an unknown service");
+    // disable: the session open now stops working; no reason, no change
+    let pat = api.login("pat");
+    assert_eq!(
+        act("pat", "disable", " ").code,
+        422,
+        "a change needs a reason"
+    );
+    assert_eq!(api.get(&pat, "/api/v1/me").code, 200);
+    let r = act("pat", "disable", "left the council");
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(api.get(&pat, "/api/v1/me").code, 401, "signed out at once");
+    assert_eq!(login("pat", PASSWORD, "").0, 401);
+    // enabling a manager again waits for a DPO
+    let r = act("pat", "enable", "came back");
+    assert_eq!(r.json()["outcome"], "awaiting_approval");
+    assert_eq!(
+        login("pat", PASSWORD, "").0,
+        401,
+        "not before the DPO approves"
+    );
+    approve("pat");
+    assert_eq!(login("pat", PASSWORD, "").0, 200);
+    // nobody locks themselves out, nor the catalogue out of its last admin
+    let r = act("adam", "disable", "oops");
+    assert_eq!(r.code, 422, "{}", String::from_utf8_lossy(&r.body));
+    // a reset: the temporary password only sets a new one; a member of staff needs no DPO
+    let r = act("stef", "reset-password", "forgot it");
+    assert_eq!(r.code, 200);
+    let temporary = r.json()["temporary_password"].as_str().unwrap().to_owned();
+    assert!(temporary.len() >= 16);
+    assert_eq!(
+        login("stef", PASSWORD, "").0,
+        401,
+        "the old password is gone"
+    );
+    let (code, text) = login("stef", &temporary, "");
+    assert!(
+        code == 403 && text.contains("new_password"),
+        "{code} {text}"
+    );
+    assert_eq!(login("stef", &temporary, "short").0, 422);
+    assert_eq!(login("stef", &temporary, "stef's own new password").0, 200);
+    assert_eq!(login("stef", "stef's own new password", "").0, 200);
+    // a manager's reset waits for a DPO (the admin knows the temporary password)
+    let r = act("pat", "reset-password", "locked out");
+    assert_eq!(r.json()["outcome"], "awaiting_approval");
+    let temporary = r.json()["temporary_password"].as_str().unwrap().to_owned();
+    assert_eq!(login("pat", &temporary, "pat's own new password").0, 401);
+    approve("pat");
+    assert_eq!(login("pat", &temporary, "pat's own new password").0, 200);
+    // services: what is added waits for a DPO, what is taken away goes at once
+    let sam = api.login("sam");
+    assert_eq!(ids(&sam), vec![other.call_id.clone()]);
+    let edit = |user: &str, services: serde_json::Value| {
+        api.send(
+            api.client
+                .patch(format!("{}/api/v1/users/{user}", api.base))
+                .header(reqwest::header::COOKIE, &adam)
+                .json(&serde_json::json!({ "services": services, "reason": "moved team" })),
+        )
+    };
+    let r = edit("sam", serde_json::json!(["Switchboard", "parking"]));
+    assert_eq!(r.json()["outcome"], "awaiting_approval");
+    assert_eq!(
+        ids(&sam),
+        vec![other.call_id.clone()],
+        "not before the DPO approves"
+    );
+    approve("sam");
+    let sam = api.login("sam");
+    assert_eq!(ids(&sam).len(), 2);
+    let r = edit("sam", serde_json::json!(["Parking"]));
+    assert_eq!(r.json()["outcome"], "done");
+    let sam = api.login("sam");
+    assert_eq!(ids(&sam), vec![parking.call_id.clone()]);
+    // API tokens: listed without secrets, revoked by their owner or an admin, dead at once
+    let pat = api.login_as("pat", "pat's own new password");
+    let token = api
+        .post(
+            &pat,
+            "/api/v1/tokens",
+            serde_json::json!({ "label": "weekly report", "password": "pat's own new password" }),
+        )
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = api.get(&pat, "/api/v1/tokens").json();
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(listed[0]["label"], "weekly report");
+    assert!(!listed.to_string().contains(&token));
+    assert_eq!(
+        api.get(&sam, "/api/v1/tokens").json(),
+        serde_json::json!([])
+    );
+    let r = api.post(
+        &sam,
+        &format!("/api/v1/tokens/{id}/revoke"),
+        serde_json::json!({ "reason": "x" }),
+    );
+    assert_eq!(r.code, 404, "someone else's token");
+    let bearer = |t: &str| {
+        api.send(
+            api.client
+                .get(format!("{}/api/v1/me", api.base))
+                .bearer_auth(t),
+        )
+        .code
+    };
+    assert_eq!(bearer(&token), 200);
+    let (_, tokens, _) = console(&lab, &["tokens"]);
+    assert!(
+        tokens.contains(&id) && tokens.contains("weekly report"),
+        "{tokens}"
+    );
+    let r = api.post(
+        &adam,
+        &format!("/api/v1/tokens/{id}/revoke"),
+        serde_json::json!({ "reason": "script retired" }),
+    );
+    assert_eq!(r.code, 200);
+    assert_eq!(bearer(&token), 401, "revoked at once");
+    // an agent disabled: its token is refused from the next request
+    let agent_token = std::fs::read_to_string(lab.path("callvault-agent.token")).unwrap();
+    let scope = |t: &str| {
+        api.send(
+            api.client
+                .put(format!("{}/api/v1/agent/scope", api.base))
+                .bearer_auth(t.trim())
+                .json(&serde_json::json!([])),
+        )
+        .code
+    };
+    let r = api.post(
+        &adam,
+        "/api/v1/agents/callvault-agent/disable",
+        serde_json::json!({ "reason": "server stolen" }),
+    );
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(scope(&agent_token), 401);
+    let (ok, out, err) = console(
+        &lab,
+        &["agent-enable", "callvault-agent", "--reason", "recovered"],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(scope(&agent_token), 200);
+    let agents = api.get(&adam, "/api/v1/agents").json();
+    assert_eq!(agents[0]["disabled"], false);
+    // delete: gone from the list, never signs in, the name never reused; history kept
+    let r = act("stef", "delete", "left the council");
+    assert_eq!(r.code, 200);
+    assert_eq!(login("stef", "stef's own new password", "").0, 401);
+    assert!(
+        !api.get(&adam, "/api/v1/users")
+            .json()
+            .to_string()
+            .contains("\"stef\"")
+    );
+    let again = api.post(
+        &adam,
+        "/api/v1/users",
+        serde_json::json!({ "username": "stef", "password": PASSWORD, "role": "staff" }),
+    );
+    assert_eq!(again.code, 409);
+    assert!(String::from_utf8_lossy(&again.body).contains("never given to someone else"));
+    // the console: audited under the login name behind sudo
+    let (ok, out, err) = console(&lab, &["user-disable", "cleo", "--reason", "never started"]);
+    assert!(ok && out.contains("cleo is disabled"), "{out}{err}");
+    let (ok, _, err) = console(&lab, &["agent-add", "site-3"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = console(&lab, &["user-disable", "nobody", "--reason", "x"]);
+    assert!(!ok && err.contains("no user named \"nobody\""), "{err}");
+    let aud = api.login("aud");
+    let log = |action: &str| {
+        api.get(&aud, &format!("/api/v1/audit?action={action}"))
+            .json()
+    };
+    for (action, actor, reason) in [
+        ("user_disable", "adam", "left the council"),
+        ("user_enable", "adam", "came back"),
+        ("user_password_reset", "adam", "forgot it"),
+        ("user_edit", "adam", "moved team"),
+        ("token_revoke", "adam", "script retired"),
+        ("agent_disable", "adam", "server stolen"),
+        ("agent_enable", "console:ops-jo", "recovered"),
+        ("user_delete", "adam", "left the council"),
+    ] {
+        let records = log(action);
+        let found = records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["actor"] == actor && r["detail"].as_str().unwrap().contains(reason));
+        assert!(found, "{action} by {actor} ({reason}): {records}");
+    }
+    let added = log("agent_add");
+    assert!(
+        added.to_string().contains("site-3") && added.to_string().contains("console:ops-jo"),
+        "{added}"
+    );
+    drop(lab);
+}
+
+#[test]
+fn accounts_are_disabled_reset_edited_and_deleted_with_a_reason_on_sqlite() {
+    account_lifecycle(|d| Some(Db::sqlite(d)));
+}
+
+#[test]
+fn accounts_are_disabled_reset_edited_and_deleted_with_a_reason_on_postgresql() {
+    account_lifecycle(|_| Db::postgres("accounts"));
 }
 
 fn search_filters(db: impl FnOnce(&Path) -> Option<Db>) {
@@ -2104,7 +2456,7 @@ fn idle_and_trickling_connections_cannot_exhaust_the_catalogue() {
 #[test]
 fn password_guessing_is_throttled_and_audited() {
     let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
-    user_add(&lab, "pat", "manager", "Parking", None);
+    user_add(&lab, "pat", "manager", "", None);
     user_add(&lab, "aud", "auditor", "", None);
     let _cat = lab.start_catalogue();
     let api = Api::new(lab.catalogue_port);
@@ -2173,13 +2525,14 @@ fn two_catalogue_instances_share_one_database_one_chain_and_one_purge() {
     };
     let token = std::fs::read_to_string(lab.agent_add("callvault-agent")).unwrap();
     let recorded = lab.record(64);
-    user_add(&lab, "pat", "manager", "Parking,Switchboard", None);
-    user_add(&lab, "aud", "auditor", "", None);
     let _a = lab.start_catalogue();
     let port_b = free_port();
     let _b = lab.start_catalogue_on(port_b);
     let a = Api::new(lab.catalogue_port);
     let b = Api::new(port_b);
+    report_scope(&a, &token, &recorded);
+    user_add(&lab, "pat", "manager", "Parking,Switchboard", None);
+    user_add(&lab, "aud", "auditor", "", None);
     // segments through one instance, the documents through the other, both at once
     let uploads =
         a.rt.block_on(futures_util::future::join_all(recorded.iter().map(|rec| {

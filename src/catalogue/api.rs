@@ -30,16 +30,27 @@ fn forbidden(what: &str) -> Response {
 pub struct Login {
     pub username: String,
     pub password: String,
+    /// A new password to set (required after an admin reset the password).
+    #[serde(default)]
+    pub new_password: String,
 }
 
-/// Checks a password, audits the attempt either way and, when it holds, opens a session:
-/// the user and the `Set-Cookie` value carrying it (API and web UI alike). Ok(None) is a
-/// wrong user name or password.
-pub async fn sign_in(
-    app: &App,
-    l: &Login,
-    from: std::net::IpAddr,
-) -> Result<Option<(Caller, HeaderValue)>, Response> {
+/// What a sign-in came to.
+pub enum SignIn {
+    /// Wrong user name or password.
+    Wrong,
+    /// The password was reset by an admin: the user sets a new one (`new_password`).
+    NewPasswordNeeded,
+    /// The new password cannot be used: why.
+    BadNewPassword(String),
+    /// Signed in: the user and the `Set-Cookie` value carrying the session.
+    Opened(Caller, HeaderValue),
+}
+
+/// Checks a password, audits the attempt either way and, when it holds, opens a session
+/// (API and web UI alike), setting a new password first when one is given.
+pub async fn sign_in(app: &App, l: &Login, from: std::net::IpAddr) -> Result<SignIn, Response> {
+    use super::people::{Login as Outcome, PasswordError};
     use super::throttle::{Locked, Verdict};
     let now = now_ms();
     if let Verdict::Locked(wait) = app.throttle.check(&l.username, from, now) {
@@ -55,43 +66,61 @@ pub async fn sign_in(
         }
         return Err(r);
     }
-    let Some((who, token)) = app
+    let new_password = Some(l.new_password.as_str()).filter(|p| !p.is_empty());
+    let outcome = match app
         .store
-        .login(&l.username, &l.password, None)
+        .login(&l.username, &l.password, new_password, None)
         .await
-        .map_err(fail)?
-    else {
-        let _ = app
-            .store
-            .audit(Entry {
-                actor: &l.username,
-                action: "login_failed",
-                detail: json!({ "from": from.to_string() }),
-                ..Default::default()
-            })
-            .await;
-        for lock in app.throttle.failed(&l.username, from, now) {
-            let detail = match &lock {
-                Locked::Account(a, d) => json!({ "account": a, "seconds": d.as_secs() }),
-                Locked::Address(ip, d) => json!({ "from": ip.to_string(), "seconds": d.as_secs() }),
-            };
+    {
+        Ok(o) => o,
+        Err(e @ (PasswordError::TooShort | PasswordError::Same)) => {
+            return Ok(SignIn::BadNewPassword(e.to_string()));
+        }
+        Err(PasswordError::Hash(e)) => return Err(fail(e)),
+        Err(PasswordError::Database(e)) => return Err(fail(e)),
+    };
+    let (who, token) = match outcome {
+        Outcome::Opened(who, token) => (who, token),
+        Outcome::NewPasswordNeeded(_) => {
+            app.throttle.succeeded(&l.username);
+            return Ok(SignIn::NewPasswordNeeded);
+        }
+        Outcome::Wrong => {
             let _ = app
                 .store
                 .audit(Entry {
                     actor: &l.username,
-                    action: "login_throttled",
-                    detail,
+                    action: "login_failed",
+                    detail: json!({ "from": from.to_string() }),
                     ..Default::default()
                 })
                 .await;
+            for lock in app.throttle.failed(&l.username, from, now) {
+                let detail = match &lock {
+                    Locked::Account(a, d) => json!({ "account": a, "seconds": d.as_secs() }),
+                    Locked::Address(ip, d) => {
+                        json!({ "from": ip.to_string(), "seconds": d.as_secs() })
+                    }
+                };
+                let _ = app
+                    .store
+                    .audit(Entry {
+                        actor: &l.username,
+                        action: "login_throttled",
+                        detail,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+            return Ok(SignIn::Wrong);
         }
-        return Ok(None);
     };
     app.throttle.succeeded(&who.username);
     app.store
         .audit(Entry {
             actor: &who.username,
             action: "login",
+            detail: json!({ "from": from.to_string(), "new_password": new_password.is_some() }),
             ..Default::default()
         })
         .await
@@ -103,7 +132,7 @@ pub async fn sign_in(
     };
     let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
     let cookie = HeaderValue::from_str(&cookie).map_err(|e| fail(e.to_string()))?;
-    Ok(Some((who, cookie)))
+    Ok(SignIn::Opened(who, cookie))
 }
 
 pub async fn login(
@@ -112,7 +141,7 @@ pub async fn login(
     Json(l): Json<Login>,
 ) -> Response {
     match sign_in(&app, &l, from.ip()).await {
-        Ok(Some((who, cookie))) => {
+        Ok(SignIn::Opened(who, cookie)) => {
             let mut r = Json(json!({
                 "username": who.username,
                 "role": who.role,
@@ -122,7 +151,12 @@ pub async fn login(
             r.headers_mut().insert(header::SET_COOKIE, cookie);
             r
         }
-        Ok(None) => refuse(StatusCode::UNAUTHORIZED, "wrong user name or password"),
+        Ok(SignIn::Wrong) => refuse(StatusCode::UNAUTHORIZED, "wrong user name or password"),
+        Ok(SignIn::NewPasswordNeeded) => refuse(
+            StatusCode::FORBIDDEN,
+            "your password was reset: sign in again with a new password in \"new_password\" (at least 12 characters)",
+        ),
+        Ok(SignIn::BadNewPassword(why)) => refuse(StatusCode::UNPROCESSABLE_ENTITY, &why),
         Err(r) => r,
     }
 }
@@ -194,11 +228,11 @@ pub async fn create_token(
     }
     let token = match app
         .store
-        .login(&who.username, &t.password, Some(label))
+        .login(&who.username, &t.password, None, Some(label))
         .await
     {
-        Ok(Some((_, token))) => token,
-        Ok(None) => {
+        Ok(super::people::Login::Opened(_, token)) => token,
+        Ok(_) => {
             let _ = app
                 .store
                 .audit(Entry {
@@ -446,6 +480,14 @@ pub struct NewUser {
     pub extension: Option<String>,
 }
 
+/// Services as typed, read against what the agents report, or the 422 saying which exist.
+pub async fn resolved_services(app: &App, typed: &[String]) -> Result<Vec<String>, Response> {
+    let known = super::accounts::known_services(&app.store)
+        .await
+        .map_err(fail)?;
+    super::accounts::resolve_services(&known, typed).map_err(|e| e.response())
+}
+
 pub async fn users(State(app): State<App>, _: Allowed<ManagesPeople, Api>) -> Response {
     match app.store.list_users().await {
         Ok(u) => Json(u).into_response(),
@@ -464,13 +506,17 @@ pub async fn add_user(
             "role is one of manager, auditor, dpo, admin, staff",
         );
     };
+    let services = match resolved_services(&app, &u.services).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let added = match app
         .store
         .add_user(
             &u.username,
             &u.password,
             role,
-            &u.services,
+            &services,
             u.extension.as_deref(),
             Some(&who.username),
         )
@@ -485,7 +531,7 @@ pub async fn add_user(
         .audit(Entry {
             actor: &who.username,
             action: "user_add",
-            detail: json!({ "username": u.username, "role": u.role, "services": u.services, "awaiting_approval": waits }),
+            detail: json!({ "username": u.username, "role": u.role, "services": services, "awaiting_approval": waits }),
             ..Default::default()
         })
         .await
@@ -522,10 +568,16 @@ pub async fn approve_user_as(
         Ok(w) => w,
         Err(e) => return fail(e),
     };
-    let Some((_, role, requested_by)) = waiting.into_iter().find(|w| w.0 == name) else {
+    let Some(super::people::Awaiting {
+        role,
+        requested_by,
+        what,
+        ..
+    }) = waiting.into_iter().find(|w| w.username == name)
+    else {
         return refuse(
             StatusCode::NOT_FOUND,
-            "no account of that name awaits approval",
+            "nothing of that account awaits approval",
         );
     };
     if requested_by == who.username {
@@ -536,7 +588,7 @@ pub async fn approve_user_as(
         .audit(Entry {
             actor: &who.username,
             action: "user_approved",
-            detail: json!({ "username": name, "role": role, "requested_by": requested_by }),
+            detail: json!({ "username": name, "role": role, "requested_by": requested_by, "approved": what }),
             ..Default::default()
         })
         .await
@@ -547,8 +599,187 @@ pub async fn approve_user_as(
         Ok(Some(_)) => refuse(StatusCode::OK, "approved"),
         Ok(None) => refuse(
             StatusCode::NOT_FOUND,
-            "no account of that name awaits approval",
+            "nothing of that account awaits approval",
         ),
+        Err(e) => fail(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Reason {
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /api/v1/users/{name}/{disable|enable|delete|reset-password}`, with a reason.
+pub async fn user_action(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<ManagesPeople, Api>,
+    Path((name, action)): Path<(String, String)>,
+    Json(r): Json<Reason>,
+) -> Response {
+    use super::accounts::{self, Change, Outcome};
+    let c = Change {
+        actor: &who.username,
+        reason: &r.reason,
+        console: false,
+    };
+    let waits = |o: Outcome| json!({ "username": name, "outcome": o });
+    let done = match action.as_str() {
+        "disable" => accounts::disable_user(&app.store, c, &name)
+            .await
+            .map(|()| waits(Outcome::Done)),
+        "enable" => accounts::enable_user(&app.store, c, &name).await.map(waits),
+        "delete" => accounts::delete_user(&app.store, c, &name)
+            .await
+            .map(|()| waits(Outcome::Done)),
+        "reset-password" => {
+            accounts::reset_password(&app.store, c, &name)
+                .await
+                .map(|(temporary, o)| {
+                    let mut v = waits(o);
+                    v["temporary_password"] = json!(temporary);
+                    v
+                })
+        }
+        _ => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "a user's actions are disable, enable, delete, reset-password and approve",
+            );
+        }
+    };
+    match done {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UserEdit {
+    /// A manager's services (each one a service the agents report).
+    pub services: Option<Vec<String>>,
+    /// A member of staff's extension ("" removes it).
+    pub extension: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `PATCH /api/v1/users/{name}`: a manager's services, a member of staff's extension.
+pub async fn edit_user(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<ManagesPeople, Api>,
+    Path(name): Path<String>,
+    Json(e): Json<UserEdit>,
+) -> Response {
+    use super::accounts::{self, Change, Edit};
+    let services = match &e.services {
+        Some(typed) => match resolved_services(&app, typed).await {
+            Ok(s) => Some(s),
+            Err(r) => return r,
+        },
+        None => None,
+    };
+    let edit = Edit {
+        services,
+        extension: e
+            .extension
+            .as_deref()
+            .map(|x| Some(x.trim().to_owned()).filter(|x| !x.is_empty())),
+    };
+    let c = Change {
+        actor: &who.username,
+        reason: &e.reason,
+        console: false,
+    };
+    match accounts::edit_user(&app.store, c, &name, &edit).await {
+        Ok(o) => Json(json!({ "username": name, "outcome": o })).into_response(),
+        Err(e) => e.response(),
+    }
+}
+
+/// `GET /api/v1/tokens`: the caller's API tokens (an admin: everyone's), never their secrets.
+pub async fn tokens(State(app): State<App>, SignedIn(who, _): SignedIn<Api>) -> Response {
+    let owner = (!who.role.manages_people()).then_some(who.username.as_str());
+    match super::accounts::list_tokens(&app.store, owner).await {
+        Ok(t) => Json(t).into_response(),
+        Err(e) => fail(e),
+    }
+}
+
+/// `POST /api/v1/tokens/{id}/revoke`: the caller's own token (an admin: anyone's).
+pub async fn revoke_token(
+    State(app): State<App>,
+    SignedIn(who, _): SignedIn<Api>,
+    Path(id): Path<String>,
+    Json(r): Json<Reason>,
+) -> Response {
+    let owner = (!who.role.manages_people()).then_some(who.username.as_str());
+    let c = super::accounts::Change {
+        actor: &who.username,
+        reason: &r.reason,
+        console: false,
+    };
+    match super::accounts::revoke_token(&app.store, c, &id, owner).await {
+        Ok(()) => refuse(StatusCode::OK, "revoked"),
+        Err(e) => e.response(),
+    }
+}
+
+/// `GET /api/v1/agents`: the recording servers, their state and number lists.
+pub async fn agents(State(app): State<App>, _: Allowed<ManagesPeople, Api>) -> Response {
+    match app.store.list_agents().await {
+        Ok(a) => Json(
+            a.iter()
+                .map(|a| {
+                    json!({
+                        "name": a.name,
+                        "registered": a.created_at,
+                        "calls": a.calls,
+                        "disabled": a.disabled,
+                        "numbers": a.numbers,
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => fail(e),
+    }
+}
+
+/// `POST /api/v1/agents/{name}/{disable|enable}`, with a reason.
+pub async fn agent_action(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<ManagesPeople, Api>,
+    Path((name, action)): Path<(String, String)>,
+    Json(r): Json<Reason>,
+) -> Response {
+    let disable = match action.as_str() {
+        "disable" => true,
+        "enable" => false,
+        _ => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                "an agent's actions are disable and enable",
+            );
+        }
+    };
+    let c = super::accounts::Change {
+        actor: &who.username,
+        reason: &r.reason,
+        console: false,
+    };
+    match super::accounts::set_agent_disabled(&app.store, c, &name, disable).await {
+        Ok(()) => Json(json!({ "agent": name, "disabled": disable })).into_response(),
+        Err(e) => e.response(),
+    }
+}
+
+/// `GET /api/v1/services`: the services agents report recording (what a manager's services
+/// and the search's service filter are chosen from).
+pub async fn services(State(app): State<App>, _: SignedIn<Api>) -> Response {
+    match super::accounts::known_services(&app.store).await {
+        Ok(s) => Json(s).into_response(),
         Err(e) => fail(e),
     }
 }

@@ -117,6 +117,15 @@ impl From<std::io::Error> for Failure {
     }
 }
 
+impl From<super::people::PasswordError> for Failure {
+    fn from(e: super::people::PasswordError) -> Failure {
+        match e {
+            super::people::PasswordError::Database(e) => e.into(),
+            other => Failure::internal(other.to_string()),
+        }
+    }
+}
+
 impl From<String> for Failure {
     fn from(detail: String) -> Failure {
         Failure::internal(detail)

@@ -5,11 +5,13 @@
 //! `people`), over the database (`store`: SQLite or PostgreSQL) and the segment files
 //! (`blobs`).
 
+pub mod accounts;
 pub mod api;
 pub mod audit;
 pub mod audit_heads;
 pub mod blobs;
 pub mod config;
+pub mod console;
 pub mod csrf;
 pub mod error;
 pub mod ingest;
@@ -24,12 +26,14 @@ pub mod signed_in;
 pub mod store;
 pub mod throttle;
 pub mod tls;
+
+pub use console::{add_agent, add_user};
 pub mod ui;
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 
 use blobs::Blobs;
 use config::CatalogueConfig;
@@ -89,12 +93,18 @@ pub fn router(app: App) -> axum::Router {
         .route("/api/v1/login", post(api::login))
         .route("/api/v1/logout", post(api::logout))
         .route("/api/v1/me", get(api::me))
-        .route("/api/v1/tokens", post(api::create_token))
+        .route("/api/v1/tokens", get(api::tokens).post(api::create_token))
         .route("/api/v1/purposes", get(api::purposes))
         .route("/api/v1/audit", get(api::audit_log))
         .route("/api/v1/audit/verify", get(api::audit_verify))
         .route("/api/v1/users", get(api::users).post(api::add_user))
         .route("/api/v1/users/{name}/approve", post(api::approve_user))
+        .route("/api/v1/users/{name}/{action}", post(api::user_action))
+        .route("/api/v1/users/{name}", patch(api::edit_user))
+        .route("/api/v1/agents", get(api::agents))
+        .route("/api/v1/agents/{name}/{action}", post(api::agent_action))
+        .route("/api/v1/services", get(api::services))
+        .route("/api/v1/tokens/{id}/revoke", post(api::revoke_token))
         .route("/api/v1/calls/{id}/peaks", get(ui::peaks))
         .route("/", get(ui::home))
         .route("/login", get(ui::login_form).post(ui::login))
@@ -110,6 +120,10 @@ pub fn router(app: App) -> axum::Router {
         .route("/admin", get(ui::admin))
         .route("/admin/users", post(ui::add_user))
         .route("/admin/agents", post(ui::add_agent))
+        .route("/admin/users/action", post(ui::user_action))
+        .route("/admin/users/edit", post(ui::edit_user))
+        .route("/admin/tokens/revoke", post(ui::revoke_token))
+        .route("/admin/agents/action", post(ui::agent_action))
         .route("/admin/signalling", get(ui::signalling))
         .route("/dpo/subject-access", post(ui::subject_access))
         .route("/dpo/consent", post(ui::consent))
@@ -248,59 +262,6 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
             tracing::error!("signing the audit chain's head: {e}");
         }
         store.close().await;
-        Ok(())
-    })
-}
-
-/// `callvault catalogue agent-add NAME`: registers an agent and returns its new token
-/// (shown once; only its hash is kept).
-pub fn add_agent(cfg: &CatalogueConfig, name: &str) -> anyhow::Result<String> {
-    if let Some(why) = people::agent_name_problem(name) {
-        anyhow::bail!("agent name {name:?}: {why}");
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let app = open(cfg).await?;
-        let mut raw = [0u8; 32];
-        getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let token = hex::encode(raw);
-        app.store
-            .add_agent(name, &ingest::token_hash(&token))
-            .await
-            .with_context(|| format!("cannot add agent {name:?} (does it exist already?)"))?;
-        app.store.close().await;
-        Ok(token)
-    })
-}
-
-/// `callvault catalogue user-add`: adds a user (the first admin is made this way).
-pub fn add_user(
-    cfg: &CatalogueConfig,
-    username: &str,
-    password: &str,
-    role: people::Role,
-    services: &[String],
-    extension: Option<&str>,
-) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let app = open(cfg).await?;
-        app.store
-            .add_user(username, password, role, services, extension, None)
-            .await?;
-        app.store
-            .audit(audit::Entry {
-                actor: "console",
-                action: "user_add",
-                detail: serde_json::json!({ "username": username, "role": role.as_str(), "services": services }),
-                ..Default::default()
-            })
-            .await?;
-        app.store.close().await;
         Ok(())
     })
 }

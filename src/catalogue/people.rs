@@ -133,6 +133,44 @@ pub fn new_token() -> String {
     hex::encode(raw)
 }
 
+/// An account that may sign in, as the store holds it.
+struct Account {
+    caller: Caller,
+    password_hash: String,
+    must_change_password: bool,
+}
+
+/// What a sign-in did.
+pub enum Login {
+    /// Wrong user name or password (or a disabled, deleted or unapproved account).
+    Wrong,
+    /// The password is right but was set by an admin's reset: the user sets a new one first.
+    NewPasswordNeeded(Caller),
+    /// A session (or API token) is open: its secret, shown once.
+    Opened(Caller, String),
+}
+
+/// Why a new password was not set.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("a new password needs at least 12 characters")]
+    TooShort,
+    #[error("the new password must differ from the current one")]
+    Same,
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub fn split_services(services: &str) -> Vec<String> {
+    services
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// What adding a user did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Added {
@@ -146,7 +184,9 @@ pub enum Added {
 pub enum UserError {
     #[error("a user needs a name (at most 64 characters) and a password of at least 12 characters")]
     Invalid,
-    #[error("a user named {0:?} already exists")]
+    #[error(
+        "a user named {0:?} exists or existed (a name is never given to someone else: the audit log names them): choose another name"
+    )]
     Exists(String),
     #[error("cannot hash the password: {0}")]
     Hash(String),
@@ -256,56 +296,72 @@ impl Store {
         })
     }
 
-    /// Accounts waiting for a DPO's approval: (user name, role, who asked).
-    pub async fn awaiting_approval(&self) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    /// What waits for a DPO's approval: accounts an admin added, enabled or reset that may
+    /// hear recordings, and managers' services an admin widened.
+    pub async fn awaiting_approval(&self) -> Result<Vec<Awaiting>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT username, role, requested_by FROM users WHERE awaiting_approval ORDER BY created_ms",
+            "SELECT username, role, requested_by, approval_for, requested_services, services FROM users \
+             WHERE (awaiting_approval OR requested_services IS NOT NULL) AND deleted_ms IS NULL ORDER BY created_ms",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("username")?,
-                    r.try_get("role")?,
-                    r.try_get::<Option<String>, _>("requested_by")?
+                let requested: Option<String> = r.try_get("requested_services")?;
+                let current = split_services(&r.try_get::<String, _>("services")?);
+                let what = match (requested, r.try_get::<Option<String>, _>("approval_for")?) {
+                    (Some(wanted), None) => {
+                        let added: Vec<String> = split_services(&wanted)
+                            .into_iter()
+                            .filter(|s| !current.contains(s))
+                            .collect();
+                        format!("services added: {}", added.join(", "))
+                    }
+                    (_, Some(f)) if f == "enable" => "enable the account again".into(),
+                    (_, Some(f)) if f == "password_reset" => "a password reset".into(),
+                    _ => "a new account".into(),
+                };
+                Ok(Awaiting {
+                    username: r.try_get("username")?,
+                    role: r.try_get("role")?,
+                    requested_by: r
+                        .try_get::<Option<String>, _>("requested_by")?
                         .unwrap_or_default(),
-                ))
+                    what,
+                })
             })
             .collect()
     }
 
-    /// Approves an account waiting for it; returns its role and who asked for it (None: no
-    /// such account waits).
-    pub async fn approve_user(
-        &self,
-        username: &str,
-    ) -> Result<Option<(String, String)>, sqlx::Error> {
+    /// Approves what waits for it for `username` (the account, or the widened services);
+    /// returns what was approved (None: nothing waits).
+    pub async fn approve_user(&self, username: &str) -> Result<Option<Awaiting>, sqlx::Error> {
+        let Some(waiting) = self
+            .awaiting_approval()
+            .await?
+            .into_iter()
+            .find(|a| a.username == username)
+        else {
+            return Ok(None);
+        };
         let mut tx = self.write_tx().await?;
-        let row = sqlx::query(
-            "SELECT role, requested_by FROM users WHERE username = $1 AND awaiting_approval",
-        )
-        .bind(username)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
         sqlx::query(
-            "UPDATE users SET awaiting_approval = FALSE, disabled = FALSE WHERE username = $1",
+            "UPDATE users SET services = COALESCE(requested_services, services), requested_services = NULL, \
+             disabled = CASE WHEN awaiting_approval THEN FALSE ELSE disabled END, \
+             awaiting_approval = FALSE, approval_for = NULL WHERE username = $1 AND deleted_ms IS NULL",
         )
         .bind(username)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some((
-            row.try_get("role")?,
-            row.try_get::<Option<String>, _>("requested_by")?
-                .unwrap_or_default(),
-        )))
+        Ok(Some(waiting))
     }
 
-    async fn user(&self, username: &str) -> Result<Option<(Caller, String)>, sqlx::Error> {
+    /// An account that may sign in, its password hash and whether it must set a new password
+    /// first (after an admin's reset).
+    async fn user(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT username, password_hash, role, services, extension FROM users WHERE username = $1 AND NOT disabled",
+            "SELECT username, password_hash, role, services, extension, CASE WHEN must_change_password THEN 1 ELSE 0 END AS must_change FROM users WHERE username = $1 AND NOT disabled AND deleted_ms IS NULL",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -316,48 +372,102 @@ impl Store {
         let Some(role) = Role::parse(&role) else {
             return Ok(None);
         };
-        Ok(Some((
-            Caller {
+        Ok(Some(Account {
+            caller: Caller {
                 username: row.try_get("username")?,
                 role,
-                services: services
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                services: split_services(&services),
                 extension: row.try_get("extension")?,
                 form_token: String::new(),
                 api_token: false,
             },
-            row.try_get("password_hash")?,
-        )))
+            password_hash: row.try_get("password_hash")?,
+            must_change_password: row.try_get::<i32, _>("must_change")? != 0,
+        }))
     }
 
-    /// Checks a password; on success opens a session (or an API token) and returns its
-    /// secret (shown once; only its hash is kept).
-    pub async fn login(
+    /// The account `username` if `password` is its password (the same work whether the user
+    /// exists or not: no timing oracle for user names).
+    async fn check_password(
         &self,
         username: &str,
         password: &str,
-        api_label: Option<&str>,
-    ) -> Result<Option<(Caller, String)>, sqlx::Error> {
+    ) -> Result<Option<Account>, sqlx::Error> {
         let found = self.user(username).await?;
-        // the same work whether the user exists or not: no timing oracle for user names
-        let stored = found.as_ref().map(|(_, h)| h.clone()).unwrap_or_else(|| {
-            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2R1oEwJ2pUQx5Wf1pS2mBNYmn9sNnKJGvmkpOUQ1l5A".into()
-        });
+        let stored = found
+            .as_ref()
+            .map(|a| a.password_hash.clone())
+            .unwrap_or_else(|| {
+                "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2R1oEwJ2pUQx5Wf1pS2mBNYmn9sNnKJGvmkpOUQ1l5A".into()
+            });
         // argon2 takes tens of milliseconds of CPU: off the async workers
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || password_matches(&password, &stored))
             .await
             .unwrap_or(false);
-        let Some((caller, _)) = found.filter(|_| ok) else {
-            return Ok(None);
+        Ok(found.filter(|_| ok))
+    }
+
+    /// Checks a password; on success opens a session (or an API token) and returns its
+    /// secret (shown once; only its hash is kept). With `new_password` the user sets a new
+    /// password first (needed after an admin reset it: [`Login::NewPasswordNeeded`]
+    /// otherwise); it takes effect only with the current one.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        new_password: Option<&str>,
+        api_label: Option<&str>,
+    ) -> Result<Login, PasswordError> {
+        let Some(account) = self.check_password(username, password).await? else {
+            return Ok(Login::Wrong);
         };
+        match new_password.filter(|p| !p.is_empty()) {
+            Some(new) => self.set_password(username, password, new).await?,
+            None if account.must_change_password => {
+                return Ok(Login::NewPasswordNeeded(account.caller));
+            }
+            None => {}
+        }
         let token = new_token();
-        self.open_session(&caller.username, &token, api_label)
+        self.open_session(&account.caller.username, &token, api_label)
             .await?;
-        Ok(Some((caller, token)))
+        Ok(Login::Opened(account.caller, token))
+    }
+
+    /// Replaces a user's password (its owner, who gave the current one): every session and
+    /// API token of theirs ends, as after a suspected compromise.
+    async fn set_password(
+        &self,
+        username: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<(), PasswordError> {
+        if new.chars().count() < 12 {
+            return Err(PasswordError::TooShort);
+        }
+        if new == current {
+            return Err(PasswordError::Same);
+        }
+        let new = new.to_owned();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&new))
+            .await
+            .map_err(|e| PasswordError::Hash(e.to_string()))?
+            .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, must_change_password = FALSE WHERE username = $2",
+        )
+        .bind(hash)
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM sessions WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn open_session(
@@ -431,14 +541,15 @@ impl Store {
             _ => return Ok(None),
         }
         let username: String = row.try_get("username")?;
-        Ok(self.user(&username).await?.map(|(c, _)| Caller {
+        // a session opened before an admin reset the password is already gone
+        Ok(self.user(&username).await?.map(|a| Caller {
             form_token: if api {
                 String::new()
             } else {
                 super::csrf::form_token(token)
             },
             api_token: api,
-            ..c
+            ..a.caller
         }))
     }
 
@@ -464,24 +575,56 @@ impl Store {
         Ok(gone + idle)
     }
 
-    pub async fn list_users(&self) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+    /// Every account not deleted, for the admin.
+    pub async fn list_users(&self) -> Result<Vec<UserRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT username, role, services, extension, CASE WHEN disabled THEN 1 ELSE 0 END AS disabled FROM users ORDER BY username",
+            "SELECT username, role, services, extension, requested_services, \
+             CASE WHEN disabled THEN 1 ELSE 0 END AS disabled, CASE WHEN awaiting_approval THEN 1 ELSE 0 END AS awaiting, \
+             CASE WHEN must_change_password THEN 1 ELSE 0 END AS must_change FROM users WHERE deleted_ms IS NULL ORDER BY username",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(serde_json::json!({
-                    "username": r.try_get::<String, _>("username")?,
-                    "role": r.try_get::<String, _>("role")?,
-                    "services": r.try_get::<String, _>("services")?,
-                    "extension": r.try_get::<Option<String>, _>("extension")?,
-                    "disabled": r.try_get::<i32, _>("disabled")? != 0,
-                }))
+                Ok(UserRow {
+                    username: r.try_get("username")?,
+                    role: r.try_get("role")?,
+                    services: split_services(&r.try_get::<String, _>("services")?),
+                    requested_services: r
+                        .try_get::<Option<String>, _>("requested_services")?
+                        .map(|s| split_services(&s)),
+                    extension: r.try_get("extension")?,
+                    disabled: r.try_get::<i32, _>("disabled")? != 0,
+                    awaiting_approval: r.try_get::<i32, _>("awaiting")? != 0,
+                    must_change_password: r.try_get::<i32, _>("must_change")? != 0,
+                })
             })
             .collect()
     }
+}
+
+/// An account as the admin sees it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UserRow {
+    pub username: String,
+    pub role: String,
+    pub services: Vec<String>,
+    /// A manager's services as an admin widened them, waiting for a DPO.
+    pub requested_services: Option<Vec<String>>,
+    pub extension: Option<String>,
+    pub disabled: bool,
+    pub awaiting_approval: bool,
+    pub must_change_password: bool,
+}
+
+/// Something waiting for a DPO's approval.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Awaiting {
+    pub username: String,
+    pub role: String,
+    pub requested_by: String,
+    /// What is asked, in words ("a new account", "services added: Parking").
+    pub what: String,
 }
 
 /// How a request carried its secret.

@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0005_tombstones_leases.sql"),
         include_str!("../../migrations/postgres/0005_tombstones_leases.sql"),
     ),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_accounts.sql"),
+        include_str!("../../migrations/postgres/0006_accounts.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -82,6 +87,8 @@ pub struct AgentRow {
     pub created_at: String,
     pub calls: i64,
     pub numbers: Vec<ScopeEntry>,
+    /// Disabled: its token is refused.
+    pub disabled: bool,
 }
 
 /// What storing a call did.
@@ -225,7 +232,7 @@ impl Store {
     /// Agents: name, registration time, calls shipped, the number list it last reported.
     pub async fn list_agents(&self) -> Result<Vec<AgentRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT a.name AS name, a.created_at AS created_at, a.scope AS scope, (SELECT COUNT(*) FROM calls c WHERE c.agent = a.name) AS calls FROM agents a ORDER BY a.name",
+            "SELECT a.name AS name, a.created_at AS created_at, a.scope AS scope, CASE WHEN a.disabled THEN 1 ELSE 0 END AS disabled, (SELECT COUNT(*) FROM calls c WHERE c.agent = a.name) AS calls FROM agents a ORDER BY a.name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -236,6 +243,7 @@ impl Store {
                     name: r.try_get("name")?,
                     created_at: r.try_get("created_at")?,
                     calls: r.try_get("calls")?,
+                    disabled: r.try_get::<i32, _>("disabled")? != 0,
                     numbers: scope
                         .and_then(|s| serde_json::from_str(&s).ok())
                         .unwrap_or_default(),

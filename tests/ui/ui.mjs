@@ -54,12 +54,12 @@ function watchCsp(page) {
   return page;
 }
 
-async function signIn(user) {
+async function signIn(user, secret = password) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
   const page = watchCsp(await context.newPage());
   await page.goto(`${base}/login`);
   await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password').fill(password);
+  await page.getByLabel('Password').fill(secret);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForLoadState('networkidle');
   return { context, page };
@@ -244,10 +244,46 @@ try {
     await page.getByLabel('User name').fill('newbie');
     await page.getByLabel(/^Password/).fill('a long enough password');
     await page.getByLabel('Role').selectOption('manager');
-    await page.getByLabel(/^Services/).fill('Parking');
+    const addForm = page.getByRole('form', { name: 'Add a user' });
+    check(await addForm.getByRole('checkbox').count() === 2, "a manager's services are chosen from those the agents report");
+    await addForm.getByLabel('Parking').check();
     await page.getByRole('button', { name: 'Add user' }).click();
-    const added = await page.getByRole('status').textContent();
+    const added = await page.locator('#message').textContent();
     check(added.includes('newbie') && added.includes('a DPO must approve'), 'the admin adds a manager, who waits for a DPO');
+    // offboarding: a leaver disabled, with the reason
+    await page.getByText('Change sam').click();
+    const samForm = page.getByRole('form', { name: 'Disable, enable, reset or delete sam' });
+    await samForm.getByLabel(/^Why/).fill('left the council');
+    await samForm.getByRole('button', { name: 'Disable sam' }).click();
+    await page.waitForLoadState('networkidle');
+    check((await page.locator('#message').textContent()).includes('sam is disabled'), 'the admin disables a leaver');
+    check((await page.locator('tbody tr', { hasText: 'sam' }).first().textContent()).includes('disabled'), 'who is shown disabled');
+    // a forgotten password: reset, handed over, replaced at sign-in
+    await page.getByText('Change stef').click();
+    const stefForm = page.getByRole('form', { name: 'Disable, enable, reset or delete stef' });
+    await stefForm.getByLabel(/^Why/).fill('forgot it');
+    await stefForm.getByRole('button', { name: 'Reset password of stef' }).click();
+    await page.waitForLoadState('networkidle');
+    const temporary = (await page.locator('#temporary-password code').textContent()).trim();
+    check(/^[a-z2-9]{20}$/.test(temporary), 'the admin resets a password and sees the temporary one once');
+    await accessible(page, 'the admin page after a reset');
+    {
+      const other = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+      const p2 = watchCsp(await other.newPage());
+      await p2.goto(`${base}/login`);
+      await p2.getByLabel('User name').fill('stef');
+      await p2.getByLabel('Password').fill(temporary);
+      await p2.getByRole('button', { name: 'Sign in' }).click();
+      await p2.waitForLoadState('networkidle');
+      check((await p2.getByRole('alert').textContent()).includes('choose a new one'), 'the temporary password asks for a new one');
+      await p2.getByLabel('Current password').fill(temporary);
+      await p2.getByLabel(/^New password \(/).fill('stef chose this one');
+      await p2.getByLabel('New password again').fill('stef chose this one');
+      await p2.getByRole('button', { name: 'Set the new password and sign in' }).click();
+      await p2.waitForLoadState('networkidle');
+      check((await p2.getByRole('navigation').textContent()).includes('Who listened'), 'and the member of staff is signed in with their own');
+      await other.close();
+    }
     await page.getByLabel(/Agent name/).fill('site-2');
     await page.getByRole('button', { name: 'Register agent' }).click();
     const token = await page.locator('#new-token code').last().textContent();
@@ -344,7 +380,7 @@ try {
   }
   // the member of staff on the call sees that someone listened to it
   {
-    const { context, page } = await signIn('stef');
+    const { context, page } = await signIn('stef', 'stef chose this one');
     await page.goto(`${base}/audit`);
     check(await page.locator('tbody tr', { hasText: 'C-2026-0042' }).count() === 1, 'staff see the retrieval of their call');
     await context.close();

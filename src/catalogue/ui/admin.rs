@@ -1,14 +1,17 @@
-//! The administrator's pages: users, agents, and a call's SIP ladder.
+//! The administrator's pages: users (added, disabled, enabled, deleted, reset, edited), API
+//! tokens, agents, and a call's SIP ladder. The changes are [`accounts`]'.
 
 use super::call::{CallView, call_view};
-use super::{UserView, opt, page};
+use super::{UserView, opt, page, when};
 use crate::catalogue::App;
+use crate::catalogue::accounts::{self, AccountError, Change, Outcome};
 use crate::catalogue::audit::Entry;
 use crate::catalogue::error::fail;
-use crate::catalogue::people::{Caller, Role, UserError};
+use crate::catalogue::people::{Caller, Role, UserError, UserRow};
 use crate::catalogue::signed_in::{Admin, Allowed, ManagesPeople, Page};
 use askama::Template;
 use axum::Form;
+use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
@@ -92,43 +95,81 @@ pub async fn signalling(
 #[template(path = "admin.html")]
 struct AdminPage {
     user: Option<UserView>,
-    users: Vec<(String, String, String, String)>,
+    users: Vec<UserRow>,
     agents: Vec<crate::catalogue::store::AgentRow>,
+    tokens: Vec<TokenView>,
+    /// The services agents report, to choose a manager's from.
+    services: Vec<String>,
     message: Option<String>,
     /// A new agent's token, shown once.
     token: Option<(String, String)>,
+    /// A user's temporary password after a reset, shown once.
+    temporary: Option<(String, String)>,
+}
+
+struct TokenView {
+    id: String,
+    username: String,
+    label: String,
+    created: String,
+    expires: String,
+}
+
+/// What the admin page shows once, after an action.
+#[derive(Default)]
+struct Shown {
+    message: Option<String>,
+    token: Option<(String, String)>,
+    temporary: Option<(String, String)>,
 }
 
 async fn admin_page(app: &App, who: &Caller, message: Option<String>) -> Response {
-    admin_page_with(app, who, message, None).await
+    admin_page_with(
+        app,
+        who,
+        Shown {
+            message,
+            ..Default::default()
+        },
+    )
+    .await
 }
 
-async fn admin_page_with(
-    app: &App,
-    who: &Caller,
-    message: Option<String>,
-    token: Option<(String, String)>,
-) -> Response {
+async fn admin_page_with(app: &App, who: &Caller, shown: Shown) -> Response {
     let users = match app.store.list_users().await {
-        Ok(u) => u
-            .iter()
-            .map(|u| {
-                let s = |k: &str| u[k].as_str().unwrap_or_default().to_owned();
-                (s("username"), s("role"), s("services"), s("extension"))
-            })
-            .collect(),
+        Ok(u) => u,
         Err(e) => return fail(e),
     };
     let agents = match app.store.list_agents().await {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    let tokens = match accounts::list_tokens(&app.store, None).await {
+        Ok(t) => t
+            .into_iter()
+            .map(|t| TokenView {
+                id: t.id,
+                username: t.username,
+                label: t.label,
+                created: when(t.created_ms),
+                expires: when(t.expires_ms),
+            })
+            .collect(),
+        Err(e) => return fail(e),
+    };
+    let services = match accounts::known_services(&app.store).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     page(&AdminPage {
         user: Some(UserView::of(who)),
         users,
         agents,
-        message,
-        token,
+        tokens,
+        services,
+        message: shown.message,
+        token: shown.token,
+        temporary: shown.temporary,
     })
 }
 
@@ -139,38 +180,52 @@ pub async fn admin(
     admin_page(&app, &who, None).await
 }
 
-#[derive(Deserialize)]
-pub struct NewUserForm {
-    pub username: String,
-    pub password: String,
-    pub role: String,
-    #[serde(default)]
-    pub services: String,
-    #[serde(default)]
-    pub extension: String,
+/// A form's fields, repeated ones (the services' check boxes) in order.
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn of(body: &[u8]) -> Fields {
+        Fields(form_urlencoded::parse(body).into_owned().collect())
+    }
+    fn one(&self, name: &str) -> String {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
 }
 
 pub async fn add_user(
     State(app): State<App>,
     Allowed(who, _): Allowed<ManagesPeople, Page>,
-    Form(f): Form<NewUserForm>,
+    body: Bytes,
 ) -> Response {
-    let Some(role) = Role::parse(&f.role) else {
+    let f = Fields::of(&body);
+    let (username, role_name) = (f.one("username"), f.one("role"));
+    let Some(role) = Role::parse(&role_name) else {
         return admin_page(&app, &who, Some("Unknown role.".into())).await;
     };
-    let services: Vec<String> = f
-        .services
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let extension = opt(&f.extension);
+    let services = match accounts::known_services(&app.store).await {
+        Ok(known) => match accounts::resolve_services(&known, &f.all("services")) {
+            Ok(s) => s,
+            Err(why) => return admin_page(&app, &who, Some(format!("{why}."))).await,
+        },
+        Err(e) => return fail(e),
+    };
+    let extension = opt(&f.one("extension"));
     let added = match app
         .store
         .add_user(
-            &f.username,
-            &f.password,
+            &username,
+            &f.one("password"),
             role,
             &services,
             extension.as_deref(),
@@ -180,7 +235,7 @@ pub async fn add_user(
     {
         Ok(added) => added,
         Err(why @ (UserError::Invalid | UserError::Exists(_))) => {
-            return admin_page(&app, &who, Some(why.to_string())).await;
+            return admin_page(&app, &who, Some(format!("{why}."))).await;
         }
         Err(other) => return other.response(),
     };
@@ -190,7 +245,7 @@ pub async fn add_user(
         .audit(Entry {
             actor: &who.username,
             action: "user_add",
-            detail: json!({ "username": f.username, "role": f.role, "services": services, "awaiting_approval": waits }),
+            detail: json!({ "username": username, "role": role_name, "services": services, "awaiting_approval": waits }),
             ..Default::default()
         })
         .await
@@ -199,14 +254,187 @@ pub async fn add_user(
     }
     let message = if waits {
         format!(
-            "User {} added as {}: a DPO must approve the account before it can sign in.",
-            f.username,
+            "User {username} added as {}: a DPO must approve the account before it can sign in.",
             role.as_str()
         )
     } else {
-        format!("User {} added as {}.", f.username, role.as_str())
+        format!("User {username} added as {}.", role.as_str())
     };
     admin_page(&app, &who, Some(message)).await
+}
+
+#[derive(Deserialize)]
+pub struct UserActionForm {
+    pub username: String,
+    /// disable, enable, reset or delete.
+    pub action: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Disables, enables, deletes an account or resets its password, with the reason given.
+pub async fn user_action(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<ManagesPeople, Page>,
+    Form(f): Form<UserActionForm>,
+) -> Response {
+    let c = Change {
+        actor: &who.username,
+        reason: &f.reason,
+        console: false,
+    };
+    let name = f.username.as_str();
+    let waits = |o: Outcome, done: String| match o {
+        Outcome::Done => done,
+        Outcome::AwaitingApproval => {
+            format!("{done} A DPO must approve it before {name} can sign in.")
+        }
+    };
+    let done = match f.action.as_str() {
+        "disable" => accounts::disable_user(&app.store, c, name)
+            .await
+            .map(|()| format!("{name} is disabled and signed out everywhere.")),
+        "enable" => accounts::enable_user(&app.store, c, name)
+            .await
+            .map(|o| waits(o, format!("{name} is enabled."))),
+        "delete" => accounts::delete_user(&app.store, c, name)
+            .await
+            .map(|()| format!("{name} is deleted; their audit history stays.")),
+        "reset" => match accounts::reset_password(&app.store, c, name).await {
+            Ok((temporary, o)) => {
+                let message = waits(
+                    o,
+                    format!(
+                        "{name}'s password is reset: they set a new one when they sign in with the temporary password."
+                    ),
+                );
+                return admin_page_with(
+                    &app,
+                    &who,
+                    Shown {
+                        message: Some(message),
+                        temporary: Some((name.to_owned(), temporary)),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            }
+            Err(e) => Err(e),
+        },
+        _ => return admin_page(&app, &who, Some("Unknown action.".into())).await,
+    };
+    match done {
+        Ok(message) => admin_page(&app, &who, Some(message)).await,
+        Err(AccountError::Database(e)) => fail(e),
+        Err(why) => admin_page(&app, &who, Some(format!("Not done: {why}."))).await,
+    }
+}
+
+/// Changes a manager's services or a member of staff's extension.
+pub async fn edit_user(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<ManagesPeople, Page>,
+    body: Bytes,
+) -> Response {
+    let f = Fields::of(&body);
+    let name = f.one("username");
+    let services = match accounts::known_services(&app.store).await {
+        Ok(known) => match accounts::resolve_services(&known, &f.all("services")) {
+            Ok(s) => s,
+            Err(why) => return admin_page(&app, &who, Some(format!("Not done: {why}."))).await,
+        },
+        Err(e) => return fail(e),
+    };
+    let is_manager = f.one("role") == "manager";
+    let edit = accounts::Edit {
+        services: is_manager.then_some(services),
+        extension: Some(opt(&f.one("extension"))),
+    };
+    let reason = f.one("reason");
+    let c = Change {
+        actor: &who.username,
+        reason: &reason,
+        console: false,
+    };
+    match accounts::edit_user(&app.store, c, &name, &edit).await {
+        Ok(Outcome::Done) => admin_page(&app, &who, Some(format!("{name} is changed."))).await,
+        Ok(Outcome::AwaitingApproval) => {
+            admin_page(
+                &app,
+                &who,
+                Some(format!(
+                    "{name} is changed; the services added wait for a DPO's approval."
+                )),
+            )
+            .await
+        }
+        Err(AccountError::Database(e)) => fail(e),
+        Err(why) => admin_page(&app, &who, Some(format!("Not done: {why}."))).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    pub id: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Revokes an API token.
+pub async fn revoke_token(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<ManagesPeople, Page>,
+    Form(f): Form<RevokeForm>,
+) -> Response {
+    let c = Change {
+        actor: &who.username,
+        reason: &f.reason,
+        console: false,
+    };
+    match accounts::revoke_token(&app.store, c, &f.id, None).await {
+        Ok(()) => admin_page(&app, &who, Some(format!("Token {} is revoked.", f.id))).await,
+        Err(AccountError::Database(e)) => fail(e),
+        Err(why) => admin_page(&app, &who, Some(format!("Not done: {why}."))).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AgentActionForm {
+    pub name: String,
+    /// disable or enable.
+    pub action: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Disables an agent (its token stops working at once) or enables it again.
+pub async fn agent_action(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<ManagesPeople, Page>,
+    Form(f): Form<AgentActionForm>,
+) -> Response {
+    let c = Change {
+        actor: &who.username,
+        reason: &f.reason,
+        console: false,
+    };
+    let disable = match f.action.as_str() {
+        "disable" => true,
+        "enable" => false,
+        _ => return admin_page(&app, &who, Some("Unknown action.".into())).await,
+    };
+    match accounts::set_agent_disabled(&app.store, c, &f.name, disable).await {
+        Ok(()) => {
+            let state = if disable {
+                "disabled: its token is refused"
+            } else {
+                "enabled"
+            };
+            admin_page(&app, &who, Some(format!("Agent {} is {state}.", f.name))).await
+        }
+        Err(AccountError::Database(e)) => fail(e),
+        Err(why) => admin_page(&app, &who, Some(format!("Not done: {why}."))).await,
+    }
 }
 
 #[derive(Deserialize)]
@@ -249,5 +477,13 @@ pub async fn add_agent(
     {
         return fail(e);
     }
-    admin_page_with(&app, &who, None, Some((name, token))).await
+    admin_page_with(
+        &app,
+        &who,
+        Shown {
+            token: Some((name, token)),
+            ..Default::default()
+        },
+    )
+    .await
 }

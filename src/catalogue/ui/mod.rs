@@ -25,7 +25,9 @@ mod rights;
 mod search;
 mod sign_in;
 
-pub use admin::{add_agent, add_user, admin, signalling};
+pub use admin::{
+    add_agent, add_user, admin, agent_action, edit_user, revoke_token, signalling, user_action,
+};
 pub use audit::audit;
 pub use call::{call, listen, peaks};
 pub use rights::{approve, consent, dpo, erase, hold, restrict, subject_access, training};

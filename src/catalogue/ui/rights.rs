@@ -123,8 +123,8 @@ pub async fn training(
 struct DpoPage {
     user: Option<UserView>,
     message: Option<String>,
-    /// Listening accounts an admin asked for: (user name, role, asked by).
-    waiting: Vec<(String, String, String)>,
+    /// What waits for a DPO's approval (accounts, services) an admin asked for.
+    waiting: Vec<crate::catalogue::people::Awaiting>,
 }
 
 /// The DPO's page, with the accounts waiting for approval.

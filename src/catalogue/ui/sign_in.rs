@@ -16,17 +16,23 @@ use axum::response::{IntoResponse, Redirect, Response};
 struct LoginPage {
     user: Option<UserView>,
     error: Option<String>,
+    /// Ask for a new password as well (after an admin's reset, or when the user asks).
+    change: bool,
+    /// The user name, when the form is shown again.
+    username: String,
     /// The form's own token, also in the `cv_login` cookie ([`csrf`]): a page of another
     /// origin cannot sign the browser in as someone else.
     login_token: String,
 }
 
 /// The sign-in form with a new token, and the cookie holding it.
-fn login_page(app: &App, error: Option<String>) -> Response {
+fn login_page(app: &App, error: Option<String>, change: bool, username: &str) -> Response {
     let token = new_token();
     let mut r = page(&LoginPage {
         user: None,
         error,
+        change,
+        username: username.to_owned(),
         login_token: token.clone(),
     });
     let secure = if app.config.server.secure_cookies() {
@@ -44,25 +50,75 @@ fn login_page(app: &App, error: Option<String>) -> Response {
     r
 }
 
-pub async fn login_form(State(app): State<App>) -> Response {
-    login_page(&app, None)
+#[derive(serde::Deserialize, Default)]
+pub struct LoginQuery {
+    /// `change=1`: the form to change one's password.
+    #[serde(default)]
+    pub change: String,
+}
+
+pub async fn login_form(
+    State(app): State<App>,
+    axum::extract::Query(q): axum::extract::Query<LoginQuery>,
+) -> Response {
+    login_page(&app, None, !q.change.is_empty(), "")
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginForm {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub new_password: String,
+    #[serde(default)]
+    pub repeat: String,
+}
+
+impl LoginForm {
+    fn login(&self) -> crate::catalogue::api::Login {
+        crate::catalogue::api::Login {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            new_password: self.new_password.clone(),
+        }
+    }
 }
 
 pub async fn login(
     State(app): State<App>,
     ConnectInfo(from): ConnectInfo<std::net::SocketAddr>,
-    Form(f): Form<crate::catalogue::api::Login>,
+    Form(f): Form<LoginForm>,
 ) -> Response {
-    match crate::catalogue::api::sign_in(&app, &f, from.ip()).await {
-        Ok(Some((_, cookie))) => {
+    use crate::catalogue::api::SignIn;
+    let changing = !f.new_password.is_empty();
+    if changing && f.new_password != f.repeat {
+        let why = "The two new passwords differ.".to_owned();
+        return login_page(&app, Some(why), true, &f.username);
+    }
+    match crate::catalogue::api::sign_in(&app, &f.login(), from.ip()).await {
+        Ok(SignIn::Opened(_, cookie)) => {
             let mut r = Redirect::to("/").into_response();
             r.headers_mut().insert(header::SET_COOKIE, cookie);
             r
         }
-        Ok(None) => {
-            let mut r = login_page(&app, Some("Wrong user name or password.".into()));
+        Ok(SignIn::Wrong) => {
+            let mut r = login_page(
+                &app,
+                Some("Wrong user name or password.".into()),
+                changing,
+                &f.username,
+            );
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
+        }
+        Ok(SignIn::NewPasswordNeeded) => login_page(
+            &app,
+            Some("Your password was reset by an administrator: choose a new one (at least 12 characters).".into()),
+            true,
+            &f.username,
+        ),
+        Ok(SignIn::BadNewPassword(why)) => {
+            login_page(&app, Some(format!("{why}.")), true, &f.username)
         }
         Err(r) => r,
     }
