@@ -1580,6 +1580,86 @@ fn search_filters(db: impl FnOnce(&Path) -> Option<Db>) {
         api.get(&dora, "/api/v1/calls?page_size=1").json()["total"],
         2
     );
+    // a number in every format people write it finds the call, as caller and as any party
+    let query = |pairs: &[(&str, &str)]| {
+        let r = api.send(
+            api.client
+                .get(format!("{}/api/v1/calls", api.base))
+                .header(reqwest::header::COOKIE, &dora)
+                .query(pairs),
+        );
+        (r.code, String::from_utf8_lossy(&r.body).into_owned(), r)
+    };
+    let national = parking
+        .caller
+        .strip_prefix("+44")
+        .expect("the lab's callers are UK numbers");
+    let formats = [
+        format!("0{national}"),
+        format!("0{} {}", &national[..4], &national[4..]),
+        format!("44{national}"),
+        format!("0044{national}"),
+        format!("+44 {} {}", &national[..4], &national[4..]),
+        parking.caller.clone(),
+    ];
+    for typed in &formats {
+        for key in ["caller", "party"] {
+            let (code, body, r) = query(&[(key, typed)]);
+            assert_eq!(code, 200, "{key}={typed}: {body}");
+            let found: Vec<String> = r.json()["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["call_id"].as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(found, want, "{key}={typed}");
+        }
+    }
+    // a service in any case; filters that cannot be read are refused, saying what to fix
+    assert_eq!(ids("/api/v1/calls?service=parking"), want);
+    for (pairs, code, says) in [
+        (vec![("service", "Parkng")], 422, "Parking, Switchboard"),
+        (vec![("from", "garbage")], 422, "not a time"),
+        (vec![("min_seconds", "abc")], 422, "whole number of seconds"),
+        (
+            vec![("from", "2026-03-04"), ("to", "2026-03-03")],
+            422,
+            "swap them",
+        ),
+        (
+            vec![("min_seconds", "60"), ("max_seconds", "10")],
+            422,
+            "min_seconds",
+        ),
+        (vec![("page", "x")], 422, "page"),
+        (vec![("callr", "07700900403")], 400, "callr"),
+    ] {
+        let (got, body, _) = query(&pairs);
+        assert_eq!(got, code, "{pairs:?}: {body}");
+        assert!(body.contains(says), "{pairs:?}: {body}");
+    }
+    assert_eq!(
+        ids("/api/v1/calls?from=2026-03-01&to=2036-03-01").len(),
+        2,
+        "days"
+    );
+    // a subject-access request in national format: its count before the bundle
+    let r = api.post(
+        &dora,
+        "/api/v1/subject-access",
+        serde_json::json!({ "caller": formats[1], "reference": "SAR-9", "preview": true }),
+    );
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({ "subject": parking.caller, "calls": 1 })
+    );
+    let r = api.post(
+        &dora,
+        "/api/v1/subject-access",
+        serde_json::json!({ "caller": formats[0], "reference": "SAR-9", "from": "soon" }),
+    );
+    assert_eq!(r.code, 422, "an unreadable date is not 'everything'");
 }
 
 #[test]

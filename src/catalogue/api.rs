@@ -274,12 +274,25 @@ pub async fn purposes(_: SignedIn<Api>) -> Response {
     .into_response()
 }
 
+/// A search's filters read by the catalogue's rules, or the 422 saying what to fix.
+pub async fn read_filters(app: &App, q: &CallQuery) -> Result<super::search::Filters, Response> {
+    let services = super::accounts::known_services(&app.store)
+        .await
+        .map_err(fail)?;
+    q.read(&app.numbers, &services)
+        .map_err(|e| refuse(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))
+}
+
 pub async fn search(
     State(app): State<App>,
     Allowed(who, _): Allowed<FindsCalls, Api>,
     Query(q): Query<CallQuery>,
 ) -> Response {
-    let result = match app.store.audited_search(&who, &q).await {
+    let filters = match read_filters(&app, &q).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let result = match app.store.audited_search(&who, &q, &filters).await {
         Ok(r) => r,
         Err(e) => return fail(e),
     };

@@ -19,6 +19,38 @@ pub struct CatalogueConfig {
     pub retention: RetentionSection,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default)]
+    pub numbers: NumbersSection,
+}
+
+/// How numbers people type into searches are read (`numbers`): the agents' own rules.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumbersSection {
+    /// ISO 3166 country of national numbers: the agents' `scope.country`.
+    #[serde(default = "default_country")]
+    pub country: String,
+    /// Numbers of at most this many digits are extensions: the agents'
+    /// `scope.extension_max_digits`.
+    #[serde(default = "default_extension_max_digits")]
+    pub extension_max_digits: usize,
+}
+
+fn default_country() -> String {
+    "GB".into()
+}
+
+fn default_extension_max_digits() -> usize {
+    6
+}
+
+impl Default for NumbersSection {
+    fn default() -> Self {
+        NumbersSection {
+            country: default_country(),
+            extension_max_digits: default_extension_max_digits(),
+        }
+    }
 }
 
 /// Where the audit chain's signed heads go (`audit_heads`).
@@ -314,6 +346,25 @@ impl CatalogueConfig {
                 "[]".into(),
                 "no key: no recording could be opened",
                 "list the catalogue.key made by `callvault keys generate`",
+            );
+        }
+        if crate::policy::number::Country::from_iso(&self.numbers.country).is_none() {
+            return invalid(
+                "numbers.country",
+                self.numbers.country.clone(),
+                "not a country callvault has numbering rules for",
+                &format!(
+                    "use the agents' scope.country, one of {}",
+                    crate::policy::number::Country::supported_list()
+                ),
+            );
+        }
+        if !(1..=8).contains(&self.numbers.extension_max_digits) {
+            return invalid(
+                "numbers.extension_max_digits",
+                self.numbers.extension_max_digits.to_string(),
+                "an extension has 1 to 8 digits",
+                "use the agents' scope.extension_max_digits (6 by default)",
             );
         }
         if self.retention.default_days == 0 {

@@ -292,7 +292,8 @@ pub async fn post_call(
         Ok(d) => d,
         Err(e) => return internal(e),
     };
-    match app.store.store_call(&record, days).await {
+    let parties = app.numbers.parties(&record);
+    match app.store.store_call(&record, days, &parties).await {
         Ok(Stored::Created) => reply(StatusCode::CREATED, "stored\n"),
         Ok(Stored::Unchanged) => reply(StatusCode::OK, "already stored\n"),
         Ok(Stored::Erased) => {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod ingest;
 pub mod ladder;
 pub mod listen;
+pub mod numbers;
 pub mod people;
 pub mod rights;
 pub mod s3;
@@ -52,6 +53,8 @@ pub struct App {
     pub instance: Arc<str>,
     /// Failed sign-ins, per account and address.
     pub throttle: Arc<throttle::Throttle>,
+    /// How numbers are read: the agents' rules (`[numbers]`).
+    pub numbers: numbers::Numbers,
 }
 
 /// The largest request body anything but a segment upload may have: a form, a JSON request.
@@ -196,6 +199,7 @@ pub async fn open(cfg: &CatalogueConfig) -> anyhow::Result<App> {
         )
         .into(),
         throttle: Arc::default(),
+        numbers: numbers::Numbers::of(&cfg.numbers),
     })
 }
 
@@ -207,6 +211,12 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let app = open(&cfg).await?;
+        let reread = numbers::renormalise(&app.store, app.numbers)
+            .await
+            .context("re-reading the stored numbers with [numbers]' rules")?;
+        if reread > 0 {
+            tracing::info!(calls = reread, country = %cfg.numbers.country, "stored numbers re-read");
+        }
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
             .await
             .with_context(|| format!("server.listen = {:?}: cannot listen", cfg.server.listen))?;

@@ -218,24 +218,35 @@ impl Store {
         row.map(|r| r.try_get("username")).transpose()
     }
 
-    /// Calls of one caller number between two times (restricted ones included).
+    /// Calls of one caller (`forms`: their number normalised and as typed) between two
+    /// times (restricted ones included).
     pub async fn calls_of_caller(
         &self,
-        caller: &str,
+        forms: &[String],
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query(
-            "SELECT call_id FROM calls WHERE caller = $1 AND started_ms >= $2 AND started_ms < $3 ORDER BY started_ms",
-        )
-        .bind(caller)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get("call_id"))
-        .collect()
+        let mut ids = Vec::new();
+        for form in forms {
+            let found: Vec<String> = sqlx::query(
+                "SELECT call_id FROM calls WHERE caller = $1 AND started_ms >= $2 AND started_ms < $3 ORDER BY started_ms",
+            )
+            .bind(form.clone())
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get("call_id"))
+            .collect::<Result<_, _>>()?;
+            ids.extend(
+                found
+                    .into_iter()
+                    .filter(|id| !ids.contains(id))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        Ok(ids)
     }
 }
 
@@ -538,13 +549,48 @@ async fn call_wav(app: &App, record: &CallRecord) -> Result<Vec<u8>, String> {
 
 #[derive(Deserialize)]
 pub struct SubjectAccess {
-    /// The caller's number as recorded (E.164).
+    /// The caller's number, in any format people write numbers in.
     pub caller: String,
-    /// RFC 3339 or ms; default: everything kept.
+    /// A day, RFC 3339 or ms; default: everything kept.
     pub from: Option<String>,
     pub to: Option<String>,
     /// The request's reference (e.g. "SAR-2026-017").
     pub reference: String,
+    /// Only count the calls found (what the DPO sees before the bundle downloads).
+    #[serde(default)]
+    pub preview: bool,
+}
+
+/// The calls one subject-access request finds: the subject's number as normalised, and the
+/// ids, oldest first; or the 422 saying which filter to fix.
+pub async fn calls_of_subject(
+    app: &App,
+    q: &SubjectAccess,
+) -> Result<(String, Vec<String>), Response> {
+    if q.caller.trim().is_empty() {
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "give the caller's number (any format: 07700 900403, +44 7700 900403)",
+        ));
+    }
+    let window = super::search::CallQuery {
+        from: q.from.clone(),
+        to: q.to.clone(),
+        ..Default::default()
+    }
+    .read(&app.numbers, &[])
+    .map_err(|e| refuse(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
+    let forms = app.numbers.typed(&q.caller);
+    let ids = app
+        .store
+        .calls_of_caller(
+            &forms,
+            window.from_ms.unwrap_or(0),
+            window.to_ms.unwrap_or(i64::MAX),
+        )
+        .await
+        .map_err(fail)?;
+    Ok((app.numbers.normal(&q.caller), ids))
 }
 
 /// Everything recorded of one caller number, as one bundle: an index, each call's metadata
@@ -557,27 +603,47 @@ pub async fn subject_access(
     subject_access_as(&app, who.permitted(), &q).await
 }
 
+/// How many calls a subject-access request finds (what the DPO sees before the bundle
+/// downloads), audited as a search: the subject's number as normalised, and the count.
+pub async fn preview_subject_access(
+    app: &App,
+    who: &Permitted<'_, Dpo>,
+    q: &SubjectAccess,
+) -> Result<(String, usize), Response> {
+    if let Some(r) = needs_reason(&q.reference) {
+        return Err(r);
+    }
+    let (subject, ids) = calls_of_subject(app, q).await?;
+    app.store
+        .audit(Entry {
+            actor: &who.username,
+            action: "subject_access_search",
+            purpose: Some("subject_access"),
+            reference: Some(q.reference.trim()),
+            detail: json!({ "caller": subject, "from": q.from, "to": q.to, "calls": ids.len() }),
+            ..Default::default()
+        })
+        .await
+        .map_err(fail)?;
+    Ok((subject, ids.len()))
+}
+
 /// The subject-access bundle of one caller number, made for `who`.
 pub async fn subject_access_as(app: &App, who: Permitted<'_, Dpo>, q: &SubjectAccess) -> Response {
     if let Some(r) = needs_reason(&q.reference) {
         return r;
     }
-    let t = |s: &Option<String>, d: i64| {
-        s.as_deref()
-            .and_then(|v| {
-                v.parse::<i64>()
-                    .ok()
-                    .or_else(|| super::store::rfc3339_ms(v))
-            })
-            .unwrap_or(d)
-    };
-    let ids = match app
-        .store
-        .calls_of_caller(q.caller.trim(), t(&q.from, 0), t(&q.to, i64::MAX))
-        .await
-    {
-        Ok(ids) => ids,
-        Err(e) => return fail(e),
+    if q.preview {
+        return match preview_subject_access(app, &who, q).await {
+            Ok((subject, calls)) => {
+                Json(json!({ "subject": subject, "calls": calls })).into_response()
+            }
+            Err(r) => r,
+        };
+    }
+    let (subject, ids) = match calls_of_subject(app, q).await {
+        Ok(found) => found,
+        Err(r) => return r,
     };
     if let Err(e) = app
         .store
@@ -586,7 +652,7 @@ pub async fn subject_access_as(app: &App, who: Permitted<'_, Dpo>, q: &SubjectAc
             action: "subject_access_export",
             purpose: Some("subject_access"),
             reference: Some(q.reference.trim()),
-            detail: json!({ "caller": q.caller, "from": q.from, "to": q.to, "calls": ids }),
+            detail: json!({ "caller": subject, "from": q.from, "to": q.to, "calls": ids }),
             ..Default::default()
         })
         .await
@@ -605,7 +671,7 @@ pub async fn subject_access_as(app: &App, who: Permitted<'_, Dpo>, q: &SubjectAc
             Ok(w) => w,
             Err(e) => return fail(e),
         };
-        let meta = serde_json::to_vec_pretty(&for_the_subject(&record, q.caller.trim()))
+        let meta = serde_json::to_vec_pretty(&for_the_subject(&record, &subject, &app.numbers))
             .unwrap_or_default();
         if let Err(e) = tar_entry(&mut tar, &format!("calls/{id}.json"), &meta)
             .and_then(|_| tar_entry(&mut tar, &format!("calls/{id}.wav"), &wav))
@@ -623,7 +689,7 @@ pub async fn subject_access_as(app: &App, who: Permitted<'_, Dpo>, q: &SubjectAc
         }));
     }
     let index = json!({
-        "subject": q.caller,
+        "subject": subject,
         "reference": q.reference.trim(),
         "generated_at": crate::time::Timestamp::now().rfc3339(),
         "generated_by": who.username,
@@ -650,10 +716,15 @@ pub const REDACTED_FOR_THE_SUBJECT: &[&str] = &[
 /// A call's metadata as its caller may have it: their own number, the organisation's number
 /// they called, when, how it went and why it was recorded; no one else's number and nothing
 /// of the organisation's internals ([`REDACTED_FOR_THE_SUBJECT`]).
-fn for_the_subject(record: &CallRecord, subject: &str) -> serde_json::Value {
+fn for_the_subject(
+    record: &CallRecord,
+    subject: &str,
+    numbers: &super::numbers::Numbers,
+) -> serde_json::Value {
     let party = |n: &str| {
-        // the subject's own number, and the organisation's number they called
-        let theirs = n == subject || n == record.caller;
+        // the subject's own number (however the PBX wrote it), and the organisation's number
+        // they called
+        let theirs = n == subject || n == record.caller || numbers.normal(n) == subject;
         let called = record.dialled.as_deref() == Some(n) || record.dialled_raw == n;
         if theirs || called {
             n.to_owned()

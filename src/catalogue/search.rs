@@ -7,23 +7,137 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::numbers::Numbers;
 use super::people::{Caller, Role};
 use super::store::{Store, rfc3339_ms};
 
+/// A search as asked for (the API's query string, the search form): every filter as typed.
+/// [`CallQuery::read`] reads it into [`Filters`] or says what to fix; nothing typed is ignored.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct CallQuery {
-    /// RFC 3339 or milliseconds since the epoch.
+    /// A day (2026-03-03), an RFC 3339 time or milliseconds since the epoch.
     pub from: Option<String>,
+    /// Exclusive, like `from`.
     pub to: Option<String>,
+    /// The caller's number, in any format people write numbers in.
     pub caller: Option<String>,
+    /// A service the agents report (any case).
     pub service: Option<String>,
     /// A staff extension or any number that took part in the call.
     pub party: Option<String>,
     pub sip_call_id: Option<String>,
-    pub min_seconds: Option<i64>,
-    pub max_seconds: Option<i64>,
-    pub page: Option<i64>,
-    pub page_size: Option<i64>,
+    pub min_seconds: Option<String>,
+    pub max_seconds: Option<String>,
+    pub page: Option<String>,
+    pub page_size: Option<String>,
+}
+
+/// A search's filters, read: numbers in every form they are stored in, times in ms.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub caller: Vec<String>,
+    pub service: Option<String>,
+    pub party: Vec<String>,
+    pub sip_call_id: Option<String>,
+    pub min_ms: Option<i64>,
+    pub max_ms: Option<i64>,
+    pub page: i64,
+    pub page_size: i64,
+}
+
+/// A filter that cannot be read: which, and what to write instead.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadFilter(pub String);
+
+impl CallQuery {
+    /// Reads the filters: numbers by the agents' rules, the service against those the agents
+    /// report (`services`; any spelling of case), times and counts strictly.
+    pub fn read(&self, numbers: &Numbers, services: &[String]) -> Result<Filters, BadFilter> {
+        let time = |key: &str, v: &Option<String>| -> Result<Option<i64>, BadFilter> {
+            let Some(v) = blank(v) else { return Ok(None) };
+            time_ms(&v).map(Some).ok_or_else(|| {
+                BadFilter(format!(
+                    "{key}: {v:?} is not a time: write a day (2026-03-03), a time (2026-03-03T09:30:00Z) or milliseconds since 1970"
+                ))
+            })
+        };
+        let count = |key: &str, v: &Option<String>, what: &str| -> Result<Option<i64>, BadFilter> {
+            let Some(v) = blank(v) else { return Ok(None) };
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(Some)
+                .ok_or_else(|| BadFilter(format!("{key}: {v:?} is not {what}")))
+        };
+        let from_ms = time("from", &self.from)?;
+        let to_ms = time("to", &self.to)?;
+        if let (Some(f), Some(t)) = (from_ms, to_ms)
+            && f >= t
+        {
+            return Err(BadFilter(
+                "from is not before to: no call can be found between them (swap them?)".into(),
+            ));
+        }
+        let min_s = count(
+            "min_seconds",
+            &self.min_seconds,
+            "a whole number of seconds",
+        )?;
+        let max_s = count(
+            "max_seconds",
+            &self.max_seconds,
+            "a whole number of seconds",
+        )?;
+        if let (Some(lo), Some(hi)) = (min_s, max_s)
+            && lo > hi
+        {
+            return Err(BadFilter(
+                "min_seconds is more than max_seconds: no call is that long and that short".into(),
+            ));
+        }
+        let service = match blank(&self.service) {
+            None => None,
+            Some(typed) if services.is_empty() => Some(typed),
+            Some(typed) => Some(
+                services
+                    .iter()
+                    .find(|s| s.eq_ignore_ascii_case(&typed))
+                    .cloned()
+                    .ok_or_else(|| {
+                        BadFilter(format!(
+                            "service: no agent records a service called {typed:?}; the services are: {}",
+                            services.join(", ")
+                        ))
+                    })?,
+            ),
+        };
+        let page = count("page", &self.page, "a page number (1, 2, ...)")?;
+        let page_size = count(
+            "page_size",
+            &self.page_size,
+            "a number of calls per page (1 to 500)",
+        )?;
+        Ok(Filters {
+            from_ms,
+            to_ms,
+            caller: blank(&self.caller)
+                .map(|c| numbers.typed(&c))
+                .unwrap_or_default(),
+            service,
+            party: blank(&self.party)
+                .map(|p| numbers.typed(&p))
+                .unwrap_or_default(),
+            sip_call_id: blank(&self.sip_call_id),
+            min_ms: min_s.map(|s| s.saturating_mul(1000)),
+            max_ms: max_s.map(|s| s.saturating_mul(1000)),
+            page: page.unwrap_or(1).clamp(1, 1_000_000),
+            page_size: page_size.unwrap_or(50).clamp(1, 500),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -49,9 +163,14 @@ pub struct SearchResult {
     pub calls: Vec<CallSummary>,
 }
 
-fn time_ms(s: &Option<String>) -> Option<i64> {
-    let s = s.as_deref()?.trim();
-    s.parse::<i64>().ok().or_else(|| rfc3339_ms(s))
+/// Milliseconds since the epoch, an RFC 3339 time, or a day (its midnight, UTC).
+fn time_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    s.parse::<i64>().ok().or_else(|| rfc3339_ms(s)).or_else(|| {
+        (s.len() == 10)
+            .then(|| rfc3339_ms(&format!("{s}T00:00:00Z")))
+            .flatten()
+    })
 }
 
 fn blank(s: &Option<String>) -> Option<String> {
@@ -86,42 +205,57 @@ enum Arg {
 /// The WHERE clause of a search, with only the filters given (each query then uses its
 /// index; a generic `($n IS NULL OR ...)` form made SQLite scan the table: 150 ms for one
 /// caller among 100,000 calls, against under a millisecond here), and its arguments.
-fn filter(who: &Caller, q: &CallQuery) -> (String, Vec<Arg>) {
+fn filter(who: &Caller, q: &Filters) -> (String, Vec<Arg>) {
     let mut clauses: Vec<String> = Vec::new();
     let mut args: Vec<Arg> = Vec::new();
     let mut add = |clause: &str, arg: Arg| {
         args.push(arg);
         clauses.push(clause.replace('?', &format!("${}", args.len())));
     };
-    if let Some(t) = time_ms(&q.from) {
+    if let Some(t) = q.from_ms {
         add("c.started_ms >= ?", Arg::Int(t));
     }
-    if let Some(t) = time_ms(&q.to) {
+    if let Some(t) = q.to_ms {
         add("c.started_ms < ?", Arg::Int(t));
     }
-    if let Some(v) = blank(&q.caller) {
-        add("c.caller = ?", Arg::Text(v));
+    // a number's forms (normalised, as typed): each its own equality, so each uses the index
+    if !q.caller.is_empty() {
+        let mut ors = Vec::new();
+        for form in &q.caller {
+            args.push(Arg::Text(form.clone()));
+            ors.push(format!("c.caller = ${}", args.len()));
+        }
+        clauses.push(format!("({})", ors.join(" OR ")));
     }
-    if let Some(v) = blank(&q.service) {
-        add("c.service = ?", Arg::Text(v));
+    if let Some(v) = &q.service {
+        args.push(Arg::Text(v.clone()));
+        clauses.push(format!("c.service = ${}", args.len()));
     }
-    if let Some(v) = blank(&q.party) {
-        add(
-            "c.call_id IN (SELECT call_id FROM call_parties WHERE party = ?)",
-            Arg::Text(v),
-        );
+    if !q.party.is_empty() {
+        let mut marks = Vec::new();
+        for form in &q.party {
+            args.push(Arg::Text(form.clone()));
+            marks.push(format!("${}", args.len()));
+        }
+        clauses.push(format!(
+            "c.call_id IN (SELECT call_id FROM call_parties WHERE party IN ({}))",
+            marks.join(", ")
+        ));
     }
-    if let Some(v) = blank(&q.sip_call_id) {
-        add(
-            "c.call_id IN (SELECT call_id FROM call_sip_ids WHERE sip_call_id = ?)",
-            Arg::Text(v),
-        );
+    if let Some(v) = &q.sip_call_id {
+        args.push(Arg::Text(v.clone()));
+        clauses.push(format!(
+            "c.call_id IN (SELECT call_id FROM call_sip_ids WHERE sip_call_id = ${})",
+            args.len()
+        ));
     }
-    if let Some(v) = q.min_seconds {
-        add("c.duration_ms >= ?", Arg::Int(v.saturating_mul(1000)));
+    if let Some(v) = q.min_ms {
+        args.push(Arg::Int(v));
+        clauses.push(format!("c.duration_ms >= ${}", args.len()));
     }
-    if let Some(v) = q.max_seconds {
-        add("c.duration_ms <= ?", Arg::Int(v.saturating_mul(1000)));
+    if let Some(v) = q.max_ms {
+        args.push(Arg::Int(v));
+        clauses.push(format!("c.duration_ms <= ${}", args.len()));
     }
     if who.role == Role::Manager {
         // a manager with no service sees nothing
@@ -165,8 +299,9 @@ impl Store {
         &self,
         who: &Caller,
         q: &CallQuery,
+        filters: &Filters,
     ) -> Result<SearchResult, sqlx::Error> {
-        let result = self.search(who, q).await?;
+        let result = self.search(who, filters).await?;
         self.audit(super::audit::Entry {
             actor: &who.username,
             action: "search",
@@ -177,9 +312,8 @@ impl Store {
         Ok(result)
     }
 
-    pub async fn search(&self, who: &Caller, q: &CallQuery) -> Result<SearchResult, sqlx::Error> {
-        let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
-        let page_size = q.page_size.unwrap_or(50).clamp(1, 500);
+    pub async fn search(&self, who: &Caller, q: &Filters) -> Result<SearchResult, sqlx::Error> {
+        let (page, page_size) = (q.page, q.page_size);
         let (where_clause, args) = filter(who, q);
         // the clause is built from fixed fragments; every value is a bound argument
         let count_sql = sqlx::AssertSqlSafe(format!(
@@ -220,8 +354,9 @@ impl Store {
             form_token: String::new(),
             api_token: false,
         };
-        let q = CallQuery {
-            page_size: Some(1),
+        let q = Filters {
+            page: 1,
+            page_size: 1,
             ..Default::default()
         };
         let (mut where_clause, mut args) = filter(&dpo, &q);

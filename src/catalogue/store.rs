@@ -370,10 +370,12 @@ impl Store {
     /// document changes nothing, and neither does another document for a call already stored
     /// or erased (what the DPO set on a call, hold, restriction or erasure, is never undone by
     /// an agent). `retention_days` is the catalogue's, not the document's.
+    /// Stores a call with the numbers it is found by (`parties`: [`super::numbers::Numbers::parties`]).
     pub async fn store_call(
         &self,
         record: &CallRecord,
         retention_days: u32,
+        parties: &[String],
     ) -> Result<Stored, sqlx::Error> {
         let started = rfc3339_ms(&record.started_at).unwrap_or(0);
         let ended = record
@@ -436,15 +438,6 @@ impl Store {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        let mut parties: Vec<&str> = record
-            .legs
-            .iter()
-            .flat_map(|l| [l.from.as_str(), l.to.as_str(), l.dialled.as_str()])
-            .chain(std::iter::once(record.caller.as_str()))
-            .filter(|p| !p.is_empty())
-            .collect();
-        parties.sort_unstable();
-        parties.dedup();
         for p in parties {
             sqlx::query("INSERT INTO call_parties (call_id, party) VALUES ($1, $2)")
                 .bind(&record.call_id)

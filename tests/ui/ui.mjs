@@ -199,11 +199,17 @@ try {
     await page.screenshot({ path: path.join(artifacts, 'dpo-call.png'), fullPage: true });
     await accessible(page, 'the dpo-call page');
     await page.goto(`${base}/dpo`);
-    await page.getByLabel(/Caller number/).fill(callerNumber);
+    // the request comes in national format, with spaces: the same number
+    const national = callerNumber.startsWith('+44') ? `0${callerNumber.slice(3, 7)} ${callerNumber.slice(7)}` : callerNumber;
+    await page.getByLabel(/Caller number/).fill(national);
     await page.getByLabel('Request reference').fill('SAR-2026-017');
+    await page.getByRole('button', { name: 'Find the calls' }).click();
+    await page.waitForLoadState('networkidle');
+    const found = await page.locator('#sar-found').textContent();
+    check(found.includes('1 call(s)') && found.includes(callerNumber), `the DPO sees how many calls a request in national format finds before the download (${national})`);
     const [sar] = await Promise.all([
       page.waitForEvent('download'),
-      page.getByRole('button', { name: 'Export bundle' }).click(),
+      page.getByRole('button', { name: /^Download the bundle/ }).click(),
     ]);
     const sarPath = path.join(artifacts, 'subject-access.tar');
     await sar.saveAs(sarPath);

@@ -1,7 +1,7 @@
 //! The DPO's pages and forms: legal hold, restriction, erasure, training use, subject access
 //! and consent.
 
-use super::{Message, UserView, day_ms, page};
+use super::{Message, UserView, opt, page};
 use crate::catalogue::App;
 use crate::catalogue::people::Caller;
 use crate::catalogue::signed_in::{Allowed, Dpo, Page};
@@ -125,6 +125,8 @@ struct DpoPage {
     message: Option<String>,
     /// What waits for a DPO's approval (accounts, services) an admin asked for.
     waiting: Vec<crate::catalogue::people::Awaiting>,
+    /// A subject-access request's count, before its bundle downloads.
+    sar: Option<SarPreview>,
 }
 
 /// The DPO's page, with the accounts waiting for approval.
@@ -132,6 +134,15 @@ async fn dpo_page(
     app: &App,
     who: &crate::catalogue::people::Caller,
     message: Option<String>,
+) -> Response {
+    dpo_page_with(app, who, message, None).await
+}
+
+async fn dpo_page_with(
+    app: &App,
+    who: &crate::catalogue::people::Caller,
+    message: Option<String>,
+    sar: Option<SarPreview>,
 ) -> Response {
     let waiting = match app.store.awaiting_approval().await {
         Ok(w) => w,
@@ -141,6 +152,7 @@ async fn dpo_page(
         user: Some(UserView::of(who)),
         message,
         waiting,
+        sar,
     })
 }
 
@@ -179,6 +191,19 @@ pub struct SubjectAccessForm {
     #[serde(default)]
     pub to: String,
     pub reference: String,
+    /// Set by the confirmation form: download the bundle (without it, count the calls).
+    #[serde(default)]
+    pub confirm: String,
+}
+
+/// What a subject-access request found, shown before the bundle downloads.
+pub struct SarPreview {
+    pub subject: String,
+    pub calls: usize,
+    pub caller: String,
+    pub from: String,
+    pub to: String,
+    pub reference: String,
 }
 
 pub async fn subject_access(
@@ -187,11 +212,35 @@ pub async fn subject_access(
     Form(f): Form<SubjectAccessForm>,
 ) -> Response {
     let q = crate::catalogue::rights::SubjectAccess {
-        caller: f.caller,
-        from: day_ms(&f.from),
-        to: day_ms(&f.to),
-        reference: f.reference,
+        caller: f.caller.clone(),
+        from: opt(&f.from),
+        to: opt(&f.to),
+        reference: f.reference.clone(),
+        preview: f.confirm.is_empty(),
     };
+    if q.preview {
+        return match crate::catalogue::rights::preview_subject_access(&app, &who.permitted(), &q)
+            .await
+        {
+            Ok((subject, calls)) => {
+                dpo_page_with(
+                    &app,
+                    &who.0,
+                    None,
+                    Some(SarPreview {
+                        subject,
+                        calls,
+                        caller: f.caller,
+                        from: f.from,
+                        to: f.to,
+                        reference: f.reference,
+                    }),
+                )
+                .await
+            }
+            Err(r) => after(&who.0, r, String::new()),
+        };
+    }
     let r = crate::catalogue::rights::subject_access_as(&app, who.permitted(), &q).await;
     if r.status().is_success() {
         r

@@ -1,9 +1,11 @@
 //! The search page: calls found by date, caller, service, party or Call-ID (POSTed, so no
 //! number goes into a URL).
 
-use super::{UserView, day_ms, length, opt, page, when};
+use super::{UserView, length, opt, page, when};
 use crate::catalogue::App;
+use crate::catalogue::accounts;
 use crate::catalogue::error::fail;
+use crate::catalogue::people::Caller;
 use crate::catalogue::people::Role;
 use crate::catalogue::search::{CallQuery, SearchResult};
 use crate::catalogue::signed_in::{Allowed, FindsCalls, Page};
@@ -29,7 +31,7 @@ pub struct SearchForm {
     #[serde(default)]
     pub sip_call_id: String,
     #[serde(default)]
-    pub page: Option<i64>,
+    pub page: String,
 }
 
 pub struct Row {
@@ -51,17 +53,47 @@ struct SearchPage {
     result: Option<SearchResult>,
     rows: Vec<Row>,
     pages: i64,
+    /// The services agents report, for the service list.
+    services: Vec<String>,
+    /// A filter that could not be read: what to fix.
+    error: Option<String>,
 }
 
-pub async fn search_form(Allowed(who, _): Allowed<FindsCalls, Page>) -> Response {
+pub async fn search_form(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<FindsCalls, Page>,
+) -> Response {
+    let services = match services_for(&app, &who).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     page(&SearchPage {
-        scope: who.services.join(", "),
+        scope: scope_of(&who),
         user: Some(UserView::of(&who)),
         q: SearchForm::default(),
         result: None,
         rows: Vec::new(),
         pages: 0,
+        services,
+        error: None,
     })
+}
+
+/// The services a caller may choose from: a manager's own, everyone else's all reported.
+async fn services_for(app: &App, who: &Caller) -> Result<Vec<String>, Response> {
+    let known = accounts::known_services(&app.store).await.map_err(fail)?;
+    Ok(match who.role {
+        Role::Manager => who.services.clone(),
+        _ => known,
+    })
+}
+
+fn scope_of(who: &Caller) -> String {
+    if who.role == Role::Manager {
+        who.services.join(", ")
+    } else {
+        String::new()
+    }
 }
 
 pub async fn search(
@@ -69,18 +101,43 @@ pub async fn search(
     Allowed(who, _): Allowed<FindsCalls, Page>,
     Form(f): Form<SearchForm>,
 ) -> Response {
+    let services = match services_for(&app, &who).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let q = CallQuery {
-        from: day_ms(&f.from),
-        to: day_ms(&f.to),
+        from: opt(&f.from),
+        to: opt(&f.to),
         caller: opt(&f.caller),
         service: opt(&f.service),
         party: opt(&f.party),
         sip_call_id: opt(&f.sip_call_id),
-        page: f.page,
-        page_size: Some(25),
+        page: opt(&f.page),
+        page_size: Some("25".into()),
         ..Default::default()
     };
-    let result = match app.store.audited_search(&who, &q).await {
+    let known = match accounts::known_services(&app.store).await {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let filters = match q.read(&app.numbers, &known) {
+        Ok(filters) => filters,
+        Err(why) => {
+            let mut r = page(&SearchPage {
+                scope: scope_of(&who),
+                user: Some(UserView::of(&who)),
+                q: f,
+                result: None,
+                rows: Vec::new(),
+                pages: 0,
+                services,
+                error: Some(format!("{why}.")),
+            });
+            *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+            return r;
+        }
+    };
+    let result = match app.store.audited_search(&who, &q, &filters).await {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -99,15 +156,13 @@ pub async fn search(
         .collect();
     let pages = (result.total + result.page_size - 1) / result.page_size;
     page(&SearchPage {
-        scope: if who.role == Role::Manager {
-            who.services.join(", ")
-        } else {
-            String::new()
-        },
+        scope: scope_of(&who),
         user: Some(UserView::of(&who)),
         q: f,
         result: Some(result),
         rows,
         pages,
+        services,
+        error: None,
     })
 }
