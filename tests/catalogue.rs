@@ -1220,6 +1220,7 @@ fn console(lab: &Lab, args: &[&str]) -> (bool, String, String) {
         .arg(lab.catalogue_config())
         .args(args)
         .env("SUDO_USER", "ops-jo")
+        .env("CALLVAULT_PASSWORD", PASSWORD)
         .output()
         .unwrap();
     (
@@ -1295,6 +1296,11 @@ fn account_lifecycle(db: impl FnOnce(&Path) -> Option<Db>) {
     );
     assert!(!ok && err.contains("Parking, Switchboard"), "{err}");
     user_add(&lab, "cleo", "manager", "parking", None);
+    let (ok, _, err) = console(&lab, &["user-add", "cleo", "--role", "auditor"]);
+    assert!(
+        !ok && err.contains("choose another name") && !err.contains("UNIQUE"),
+        "{err}"
+    );
     let (_, users, _) = console(&lab, &["users"]);
     assert!(
         users

@@ -162,6 +162,12 @@ async fn openapi() -> impl axum::response::IntoResponse {
 }
 
 pub async fn open(cfg: &CatalogueConfig) -> anyhow::Result<App> {
+    if let Some(why) = store::sqlite_problem(&cfg.storage.database_url) {
+        anyhow::bail!(
+            "storage.database_url = {:?}: {why}",
+            cfg.storage.database_url
+        );
+    }
     let store = Store::connect(&cfg.storage.database_url)
         .await
         .with_context(|| {

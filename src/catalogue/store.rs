@@ -12,6 +12,8 @@
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use std::path::Path;
+
 use crate::record::CallRecord;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +116,58 @@ pub fn rfc3339_ms(text: &str) -> Option<i64> {
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
 }
 
+/// What stops this user opening an SQLite database at `url`, in words an admin can act on
+/// (SQLite's own, "unable to open database file", do not say what to fix); None for a
+/// PostgreSQL URL or a database that opens.
+pub fn sqlite_problem(url: &str) -> Option<String> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    let path = Path::new(path);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let run_as = "run the command as the catalogue's user (e.g. `sudo -u callvault callvault catalogue ...`)";
+    if !dir.is_dir() {
+        return Some(format!(
+            "the directory {} does not exist: create it (owned by the user the catalogue runs as), or point storage.database_url elsewhere",
+            dir.display()
+        ));
+    }
+    let opens = if path.exists() {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map(|_| ())
+    } else {
+        // SQLite creates the file and its -wal and -shm beside it
+        let probe = dir.join(format!(".callvault-probe-{}", std::process::id()));
+        let made = std::fs::File::create(&probe).map(|_| ());
+        let _ = std::fs::remove_file(&probe);
+        made
+    };
+    match opens {
+        Ok(()) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(if path.exists() {
+            format!(
+                "this user may not read and write {}: {run_as}",
+                path.display()
+            )
+        } else {
+            format!(
+                "this user may not create files in {}: {run_as}",
+                dir.display()
+            )
+        }),
+        Err(e) => Some(format!("cannot open {}: {e}", path.display())),
+    }
+}
+
 impl Store {
     /// Connects (creating a SQLite file if needed) and applies the migrations not yet applied.
     pub async fn connect(url: &str) -> Result<Store, sqlx::Error> {
@@ -138,11 +192,16 @@ impl Store {
                 .unwrap_or_default();
             if !path.is_empty() && path != ":memory:" {
                 use std::os::unix::fs::OpenOptionsExt;
-                let _ = std::fs::OpenOptions::new()
+                let made = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
                     .open(path);
+                if let Err(e) = made
+                    && e.kind() != std::io::ErrorKind::AlreadyExists
+                {
+                    tracing::debug!("creating {path}: {e}");
+                }
             }
         }
         let pool = AnyPoolOptions::new()

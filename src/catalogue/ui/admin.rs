@@ -453,17 +453,19 @@ pub async fn add_agent(
         return admin_page(&app, &who, Some(format!("{why}."))).await;
     }
     let token = crate::catalogue::people::new_token();
-    if let Err(e) = app
+    match app
         .store
         .add_agent(&name, &crate::catalogue::ingest::token_hash(&token))
         .await
     {
-        return admin_page(
-            &app,
-            &who,
-            Some(format!("Agent {name} could not be added: {e}")),
-        )
-        .await;
+        Ok(()) => {}
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            let why = format!(
+                "An agent named {name} is registered already: choose another name (or disable the old one)."
+            );
+            return admin_page(&app, &who, Some(why)).await;
+        }
+        Err(e) => return fail(e),
     }
     if let Err(e) = app
         .store
