@@ -917,6 +917,7 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
         ("/api/v1/audit/verify".into(), vec!["aud"]),
         ("/api/v1/users".into(), vec!["adam"]),
         ("/api/v1/agents".into(), vec!["adam"]),
+        ("/api/v1/calls.csv".into(), vec!["pat", "sam", "dora"]),
         ("/api/v1/services".into(), users.to_vec()),
         ("/api/v1/tokens".into(), users.to_vec()),
     ];
@@ -1649,6 +1650,32 @@ fn search_filters(db: impl FnOnce(&Path) -> Option<Db>) {
         2,
         "days"
     );
+    // the calls found, as CSV for a report: audited, numbers that cannot run as formulas
+    let r = api.send(
+        api.client
+            .get(format!("{}/api/v1/calls.csv", api.base))
+            .header(reqwest::header::COOKIE, &dora)
+            .query(&[("caller", &formats[1])]),
+    );
+    assert_eq!(r.code, 200);
+    assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(r.headers["x-calls-found"], "1");
+    let csv = String::from_utf8_lossy(&r.body).into_owned();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[0].starts_with("call_id,started_utc,service,caller"),
+        "{csv}"
+    );
+    assert!(
+        lines[1].starts_with(&parking.call_id)
+            && lines[1].contains(&format!("'{}", parking.caller)),
+        "{csv}"
+    );
+    let aud = api.login("aud");
+    let exports = api.get(&aud, "/api/v1/audit?action=search_export").json();
+    assert_eq!(exports.as_array().unwrap().len(), 1, "{exports}");
+    assert_eq!(exports[0]["actor"], "dora");
     // a subject-access request in national format: its count before the bundle
     let r = api.post(
         &dora,

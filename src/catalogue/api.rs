@@ -796,3 +796,46 @@ pub async fn services(State(app): State<App>, _: SignedIn<Api>) -> Response {
         Err(e) => fail(e),
     }
 }
+
+/// `GET /api/v1/calls.csv`: the calls a search finds, as CSV for a report (audited).
+pub async fn search_csv(
+    State(app): State<App>,
+    Allowed(who, _): Allowed<FindsCalls, Api>,
+    Query(q): Query<CallQuery>,
+) -> Response {
+    let filters = match read_filters(&app, &q).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    csv_response(&app, &who, &q, &filters).await
+}
+
+/// The CSV of a search, as a download named for the day.
+pub async fn csv_response(
+    app: &App,
+    who: &Caller,
+    q: &CallQuery,
+    filters: &super::search::Filters,
+) -> Response {
+    let (calls, total) = match app.store.audited_export(who, q, filters).await {
+        Ok(found) => found,
+        Err(e) => return fail(e),
+    };
+    let day = crate::time::Timestamp::now().rfc3339();
+    let mut r = super::search::csv(&calls).into_response();
+    let headers = r.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"calls-{}.csv\"",
+        day.get(..10).unwrap_or("export")
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
+        headers.insert("x-calls-found", v);
+    }
+    r
+}

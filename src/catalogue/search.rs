@@ -344,6 +344,41 @@ impl Store {
         })
     }
 
+    /// A search's whole result for a report (newest first, at most [`EXPORT_MAX`] calls),
+    /// with its audit record (who, the filters, how many) committed first.
+    pub async fn audited_export(
+        &self,
+        who: &Caller,
+        q: &CallQuery,
+        filters: &Filters,
+    ) -> Result<(Vec<CallSummary>, i64), sqlx::Error> {
+        let mut page = Filters {
+            page: 1,
+            page_size: 500,
+            ..filters.clone()
+        };
+        let first = self.search(who, &page).await?;
+        self.audit(super::audit::Entry {
+            actor: &who.username,
+            action: "search_export",
+            detail: serde_json::json!({ "filters": q, "total": first.total, "rows": first.total.min(EXPORT_MAX) }),
+            ..Default::default()
+        })
+        .await?;
+        let total = first.total;
+        let mut calls = first.calls;
+        while (calls.len() as i64) < total.min(EXPORT_MAX) {
+            page.page += 1;
+            let more = self.search(who, &page).await?.calls;
+            if more.is_empty() {
+                break;
+            }
+            calls.extend(more);
+        }
+        calls.truncate(EXPORT_MAX as usize);
+        Ok((calls, total))
+    }
+
     /// One call's search row (its hold and retention date), whoever asks.
     pub async fn search_one(&self, call_id: &str) -> Result<Option<CallSummary>, sqlx::Error> {
         let dpo = Caller {
@@ -391,5 +426,74 @@ impl Store {
             ))
         })
         .transpose()
+    }
+}
+
+/// The most calls one CSV export holds (a report, not a copy of the catalogue).
+pub const EXPORT_MAX: i64 = 10_000;
+
+/// Calls found as CSV (RFC 4180) for a manager's report: one row per call, times in UTC.
+/// A cell a spreadsheet would read as a formula (`=`, `+`, `-`, `@` first: a caller's
+/// "+44…" too) starts with `'`, so no number or name sent by a caller runs as one.
+pub fn csv(calls: &[CallSummary]) -> String {
+    fn cell(v: &str) -> String {
+        let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{v}")
+        } else {
+            v.to_owned()
+        };
+        if v.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", v.replace('"', "\"\""))
+        } else {
+            v
+        }
+    }
+    let time = |ms: i64| crate::time::Timestamp::from_millis(ms.max(0) as u64).rfc3339();
+    let mut out = String::from(
+        "call_id,started_utc,service,caller,dialled,length_seconds,end_reason,kept_until_utc,legal_hold\r\n",
+    );
+    for c in calls {
+        let row = [
+            cell(&c.call_id),
+            cell(&time(c.started_ms)),
+            cell(c.service.as_deref().unwrap_or_default()),
+            cell(&c.caller),
+            cell(c.dialled.as_deref().unwrap_or_default()),
+            (c.duration_ms / 1000).to_string(),
+            cell(c.end_reason.as_deref().unwrap_or_default()),
+            cell(&time(c.expires_ms)),
+            (if c.legal_hold { "yes" } else { "no" }).to_owned(),
+        ];
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_never_run_as_formulas_and_quote_what_needs_it() {
+        let call = CallSummary {
+            call_id: "c1".into(),
+            started_ms: 0,
+            duration_ms: 61_500,
+            audio_ms: 0,
+            caller: "+447700900403".into(),
+            dialled: Some("=HYPERLINK(\"x\")".into()),
+            service: Some("Parking, fines".into()),
+            end_reason: None,
+            expires_ms: 0,
+            legal_hold: true,
+            restricted: false,
+        };
+        let text = csv(&[call]);
+        let row = text.lines().nth(1).unwrap();
+        assert_eq!(
+            row,
+            "c1,1970-01-01T00:00:00.000Z,\"Parking, fines\",'+447700900403,\"'=HYPERLINK(\"\"x\"\")\",61,,1970-01-01T00:00:00.000Z,yes"
+        );
     }
 }

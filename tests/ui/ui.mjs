@@ -103,6 +103,32 @@ try {
     check(rows === 1, `the Parking manager finds 1 call (found ${rows})`);
     await page.screenshot({ path: path.join(artifacts, 'search.png'), fullPage: true });
     await accessible(page, 'the search page');
+    // the manager's report: the calls found, as CSV
+    const [csv] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: /Download as CSV/ }).click(),
+    ]);
+    const csvPath = path.join(artifacts, 'calls.csv');
+    await csv.saveAs(csvPath);
+    const csvText = (await import('node:fs')).readFileSync(csvPath, 'utf8');
+    check(csvText.startsWith('call_id,') && csvText.includes(callId) && csvText.trim().split('\n').length === 2, 'the manager downloads the calls found as CSV');
+    // a number in national format with spaces finds the call; a typo in a filter is refused with a message
+    if (callerNumber.startsWith('+44')) {
+      await page.getByLabel('Caller number').fill(`0${callerNumber.slice(3, 7)} ${callerNumber.slice(7)}`);
+      await page.getByRole('button', { name: 'Search' }).click();
+      await page.waitForLoadState('networkidle');
+      check(await page.locator('tbody tr').count() === 1, 'a caller number in national format finds the call');
+      await page.getByLabel('Caller number').fill('');
+    }
+    await page.getByLabel('From').fill('2026-03-05');
+    await page.getByLabel('To (exclusive)').fill('2026-03-01');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.waitForLoadState('networkidle');
+    check((await page.getByRole('alert').textContent()).includes('from is not before to'), 'a From after the To is refused with what to fix');
+    await page.getByLabel('From').fill('');
+    await page.getByLabel('To (exclusive)').fill('');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.waitForLoadState('networkidle');
     await page.getByRole('link', { name: /Open/ }).first().click();
     await page.waitForLoadState('networkidle');
     check(page.url() === `${base}/calls/${callId}`, 'the call page is addressed by its id only');

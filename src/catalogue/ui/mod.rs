@@ -31,7 +31,7 @@ pub use admin::{
 pub use audit::audit;
 pub use call::{call, listen, peaks};
 pub use rights::{approve, consent, dpo, erase, hold, restrict, subject_access, training};
-pub use search::{search, search_form};
+pub use search::{search, search_export, search_form};
 pub use sign_in::{login, login_form, logout};
 
 /// The signed-in user as the page header shows them.
