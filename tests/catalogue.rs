@@ -215,7 +215,14 @@ impl Lab {
             self.path("blobs"),
             self.private
         );
-        let text = format!("{text}{s3}{}", self.sections_extra.borrow());
+        let extra = self.sections_extra.borrow();
+        // the second factor has a test of its own; the other labs sign in with passwords
+        let sign_in = if extra.contains("[sign_in]") {
+            ""
+        } else {
+            "[sign_in]\nsecond_factor = false\n"
+        };
+        let text = format!("{text}{s3}{sign_in}{extra}");
         let p = if port == self.catalogue_port {
             self.path("catalogue.toml")
         } else {
@@ -1515,6 +1522,117 @@ fn account_lifecycle(db: impl FnOnce(&Path) -> Option<Db>) {
     assert!(
         added.to_string().contains("site-3") && added.to_string().contains("console:ops-jo"),
         "{added}"
+    );
+    drop(lab);
+}
+
+/// The current TOTP code of a base32 key, `ahead` steps on.
+fn totp_code(key: &str, ahead: u64) -> String {
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bytes, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
+    for c in key.chars() {
+        buffer = (buffer << 5) | ALPHABET.find(c).unwrap() as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((buffer >> bits) as u8);
+        }
+    }
+    let step = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30
+        + ahead;
+    format!("{:06}", callvault::catalogue::totp::code_at(&bytes, step))
+}
+
+/// Accounts that may hear recordings sign in with a second factor they set up at their first
+/// sign-in; a wrong or replayed code is refused and counts as a failed sign-in; the other
+/// roles sign in with their password.
+#[test]
+fn listening_accounts_sign_in_with_a_second_factor() {
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    lab.sections_extra
+        .borrow_mut()
+        .push_str("[sign_in]\nsecond_factor = true\n");
+    let (lab, _cat, api, _) = people_lab_in(lab);
+    let login = |user: &str, code: &str| {
+        let r =
+            api.send(api.client.post(format!("{}/api/v1/login", api.base)).json(
+                &serde_json::json!({ "username": user, "password": PASSWORD, "code": code }),
+            ));
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        (r.code, text)
+    };
+    // staff, auditor and admin: a password is enough
+    for u in ["stef", "aud", "adam"] {
+        assert_eq!(login(u, "").0, 200, "{u}");
+    }
+    // a manager's first sign-in: a key to set up, the same key until it is confirmed
+    let (code, text) = login("pat", "");
+    assert_eq!(code, 403, "{text}");
+    let setup: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let key = setup["totp_secret"].as_str().unwrap().to_owned();
+    assert!(key.len() >= 32, "{key}");
+    assert!(
+        setup["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/callvault:pat?secret=")
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&login("pat", "000000").1).unwrap()["totp_secret"],
+        key.as_str(),
+        "a wrong code keeps the key being set up"
+    );
+    assert_eq!(
+        login("pat", &totp_code(&key, 0)).0,
+        200,
+        "set up with the app's code"
+    );
+    // from now on: no code, no session; a used code is refused; the next one works
+    let (code, text) = login("pat", "");
+    assert!(code == 401 && text.contains("code"), "{code} {text}");
+    assert_eq!(
+        login("pat", &totp_code(&key, 0)).0,
+        401,
+        "a code is good once"
+    );
+    assert_eq!(
+        login("pat", &totp_code(&key, 1)).0,
+        200,
+        "the next step's code"
+    );
+    // the password alone never opens a session of a listening account, even via a token
+    assert_eq!(login("pat", "123456").0, 401);
+    // the wrong codes counted as failed sign-ins
+    let aud = api.login("aud");
+    let failed = api.get(&aud, "/api/v1/audit?action=login_failed").json();
+    assert!(
+        failed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(
+                |r| r["actor"] == "pat" && r["detail"].as_str().unwrap().contains("second factor")
+            )
+            .count()
+            >= 2,
+        "{failed}"
+    );
+    // the web page shows the key to set up
+    let r = api.send(with_form(
+        api.client
+            .post(format!("{}/login", api.base))
+            .header(reqwest::header::COOKIE, "cv_login=t1")
+            .header(reqwest::header::ORIGIN, &api.base),
+        &[("username", "dora"), ("password", PASSWORD), ("csrf", "t1")],
+    ));
+    let page = String::from_utf8_lossy(&r.body);
+    assert!(
+        page.contains("id=\"totp-key\"") && page.contains("authenticator app"),
+        "{page}"
     );
     drop(lab);
 }

@@ -17,3 +17,8 @@ CREATE TABLE settings (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- A second factor (TOTP, RFC 6238) for accounts that may hear recordings: the secret once
+-- confirmed, one being set up, and the last time step used (a code is good once).
+ALTER TABLE users ADD COLUMN totp_secret TEXT;
+ALTER TABLE users ADD COLUMN totp_pending TEXT;
+ALTER TABLE users ADD COLUMN totp_last_step BIGINT;

@@ -33,12 +33,23 @@ pub struct Login {
     /// A new password to set (required after an admin reset the password).
     #[serde(default)]
     pub new_password: String,
+    /// The 6-digit code from the authenticator app (accounts that may hear recordings).
+    #[serde(default)]
+    pub code: String,
 }
 
 /// What a sign-in came to.
 pub enum SignIn {
     /// Wrong user name or password.
     Wrong,
+    /// The second factor's code is missing, or wrong (or used already).
+    CodeNeeded { wrong: bool },
+    /// The account sets up its second factor: the secret (base32) and `otpauth://` text.
+    SetUpSecondFactor {
+        secret: String,
+        uri: String,
+        wrong_code: bool,
+    },
     /// The password was reset by an admin: the user sets a new one (`new_password`).
     NewPasswordNeeded,
     /// The new password cannot be used: why.
@@ -67,11 +78,15 @@ pub async fn sign_in(app: &App, l: &Login, from: std::net::IpAddr) -> Result<Sig
         return Err(r);
     }
     let new_password = Some(l.new_password.as_str()).filter(|p| !p.is_empty());
-    let outcome = match app
-        .store
-        .login(&l.username, &l.password, new_password, None)
-        .await
-    {
+    let code = Some(l.code.as_str()).filter(|c| !c.trim().is_empty());
+    let credentials = super::people::Credentials {
+        username: &l.username,
+        password: &l.password,
+        new_password,
+        code,
+        second_factor: app.config.sign_in.second_factor,
+    };
+    let outcome = match app.store.login(credentials).await {
         Ok(o) => o,
         Err(e @ (PasswordError::TooShort | PasswordError::Same)) => {
             return Ok(SignIn::BadNewPassword(e.to_string()));
@@ -84,6 +99,28 @@ pub async fn sign_in(app: &App, l: &Login, from: std::net::IpAddr) -> Result<Sig
         Outcome::NewPasswordNeeded(_) => {
             app.throttle.succeeded(&l.username);
             return Ok(SignIn::NewPasswordNeeded);
+        }
+        Outcome::CodeNeeded => return Ok(SignIn::CodeNeeded { wrong: false }),
+        Outcome::SetUpSecondFactor { secret, wrong_code } => {
+            return Ok(SignIn::SetUpSecondFactor {
+                uri: super::totp::otpauth_uri("callvault", &l.username, &secret),
+                secret: super::totp::base32(&secret),
+                wrong_code,
+            });
+        }
+        Outcome::WrongCode => {
+            // a wrong code counts as a failed sign-in (a guessed password then meets the lock)
+            let _ = app
+                .store
+                .audit(Entry {
+                    actor: &l.username,
+                    action: "login_failed",
+                    detail: json!({ "from": from.to_string(), "why": "second factor" }),
+                    ..Default::default()
+                })
+                .await;
+            let _ = app.throttle.failed(&l.username, from, now);
+            return Ok(SignIn::CodeNeeded { wrong: true });
         }
         Outcome::Wrong => {
             let _ = app
@@ -157,6 +194,27 @@ pub async fn login(
             "your password was reset: sign in again with a new password in \"new_password\" (at least 12 characters)",
         ),
         Ok(SignIn::BadNewPassword(why)) => refuse(StatusCode::UNPROCESSABLE_ENTITY, &why),
+        Ok(SignIn::CodeNeeded { wrong }) => refuse(
+            StatusCode::UNAUTHORIZED,
+            if wrong {
+                "wrong or used code: give the current code from your authenticator app in \"code\""
+            } else {
+                "give the 6-digit code from your authenticator app in \"code\""
+            },
+        ),
+        Ok(SignIn::SetUpSecondFactor {
+            secret,
+            uri,
+            wrong_code,
+        }) => (
+            StatusCode::FORBIDDEN,
+            Json(json!({
+                "error": if wrong_code { "wrong code: give the current code from the app you set up with this key" } else { "set up a second factor: add this key to an authenticator app, then sign in again with its code in \"code\"" },
+                "totp_secret": secret,
+                "otpauth_uri": uri,
+            })),
+        )
+            .into_response(),
         Err(r) => r,
     }
 }
@@ -228,11 +286,11 @@ pub async fn create_token(
     }
     let token = match app
         .store
-        .login(&who.username, &t.password, None, Some(label))
+        .open_api_token(&who.username, &t.password, label)
         .await
     {
-        Ok(super::people::Login::Opened(_, token)) => token,
-        Ok(_) => {
+        Ok(Some(token)) => token,
+        Ok(None) => {
             let _ = app
                 .store
                 .audit(Entry {

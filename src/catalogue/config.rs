@@ -21,6 +21,30 @@ pub struct CatalogueConfig {
     pub audit: AuditSection,
     #[serde(default)]
     pub numbers: NumbersSection,
+    #[serde(default)]
+    pub sign_in: SignInSection,
+}
+
+/// How people sign in (`sign_in`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignInSection {
+    /// Local accounts that may hear recordings (manager, DPO) give a code from an
+    /// authenticator app (TOTP) after their password; they set it up at their first sign-in.
+    #[serde(default = "default_true")]
+    pub second_factor: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for SignInSection {
+    fn default() -> Self {
+        SignInSection {
+            second_factor: true,
+        }
+    }
 }
 
 /// How numbers people type into searches are read (`numbers`): the agents' own rules.

@@ -27,6 +27,7 @@ pub mod signed_in;
 pub mod store;
 pub mod throttle;
 pub mod tls;
+pub mod totp;
 
 pub use console::{add_agent, add_user};
 pub mod ui;

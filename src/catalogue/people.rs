@@ -138,6 +138,23 @@ struct Account {
     caller: Caller,
     password_hash: String,
     must_change_password: bool,
+    /// The confirmed second factor's secret, one being set up, the last step used.
+    totp_secret: Option<Vec<u8>>,
+    totp_pending: Option<Vec<u8>>,
+    totp_last_step: Option<u64>,
+}
+
+/// What a person gives to sign in.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Credentials<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    /// A new password to set first.
+    pub new_password: Option<&'a str>,
+    /// The code from their authenticator app.
+    pub code: Option<&'a str>,
+    /// Whether accounts that may hear recordings need the code (`sign_in.second_factor`).
+    pub second_factor: bool,
 }
 
 /// What a sign-in did.
@@ -146,6 +163,13 @@ pub enum Login {
     Wrong,
     /// The password is right but was set by an admin's reset: the user sets a new one first.
     NewPasswordNeeded(Caller),
+    /// The password is right; the account's second factor wants its code.
+    CodeNeeded,
+    /// The password is right; the code is wrong or was used already.
+    WrongCode,
+    /// The password is right; the account sets up its second factor first: the secret to
+    /// put in an authenticator app, and whether a code was given (and was wrong).
+    SetUpSecondFactor { secret: Vec<u8>, wrong_code: bool },
     /// A session (or API token) is open: its secret, shown once.
     Opened(Caller, String),
 }
@@ -361,7 +385,8 @@ impl Store {
     /// first (after an admin's reset).
     async fn user(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT username, password_hash, role, services, extension, CASE WHEN must_change_password THEN 1 ELSE 0 END AS must_change FROM users WHERE username = $1 AND NOT disabled AND deleted_ms IS NULL",
+            "SELECT username, password_hash, role, services, extension, CASE WHEN must_change_password THEN 1 ELSE 0 END AS must_change, \
+             totp_secret, totp_pending, totp_last_step FROM users WHERE username = $1 AND NOT disabled AND deleted_ms IS NULL",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -383,6 +408,15 @@ impl Store {
             },
             password_hash: row.try_get("password_hash")?,
             must_change_password: row.try_get::<i32, _>("must_change")? != 0,
+            totp_secret: row
+                .try_get::<Option<String>, _>("totp_secret")?
+                .and_then(|h| hex::decode(h).ok()),
+            totp_pending: row
+                .try_get::<Option<String>, _>("totp_pending")?
+                .and_then(|h| hex::decode(h).ok()),
+            totp_last_step: row
+                .try_get::<Option<i64>, _>("totp_last_step")?
+                .map(|s| s.max(0) as u64),
         }))
     }
 
@@ -408,31 +442,111 @@ impl Store {
         Ok(found.filter(|_| ok))
     }
 
-    /// Checks a password; on success opens a session (or an API token) and returns its
-    /// secret (shown once; only its hash is kept). With `new_password` the user sets a new
-    /// password first (needed after an admin reset it: [`Login::NewPasswordNeeded`]
-    /// otherwise); it takes effect only with the current one.
-    pub async fn login(
-        &self,
-        username: &str,
-        password: &str,
-        new_password: Option<&str>,
-        api_label: Option<&str>,
-    ) -> Result<Login, PasswordError> {
-        let Some(account) = self.check_password(username, password).await? else {
+    /// Checks a password (and, for an account that may hear recordings, its second factor);
+    /// on success opens a web session and returns its secret (shown once; only its hash is
+    /// kept). With `new_password` the user sets a new password first (needed after an admin
+    /// reset it: [`Login::NewPasswordNeeded`] otherwise); it takes effect only with the
+    /// current one.
+    pub async fn login(&self, c: Credentials<'_>) -> Result<Login, PasswordError> {
+        let Some(account) = self.check_password(c.username, c.password).await? else {
             return Ok(Login::Wrong);
         };
-        match new_password.filter(|p| !p.is_empty()) {
-            Some(new) => self.set_password(username, password, new).await?,
+        if c.second_factor && account.caller.role.hears_calls() {
+            let code = c.code.map(str::trim).filter(|s| !s.is_empty());
+            if let Some(refused) = self.second_factor(&account, code).await? {
+                return Ok(refused);
+            }
+        }
+        match c.new_password.filter(|p| !p.is_empty()) {
+            Some(new) => self.set_password(c.username, c.password, new).await?,
             None if account.must_change_password => {
                 return Ok(Login::NewPasswordNeeded(account.caller));
             }
             None => {}
         }
         let token = new_token();
-        self.open_session(&account.caller.username, &token, api_label)
+        self.open_session(&account.caller.username, &token, None)
             .await?;
         Ok(Login::Opened(account.caller, token))
+    }
+
+    /// Checks the second factor's code; None when it holds (the step is noted as used),
+    /// otherwise what the sign-in comes to. An account without one sets it up: a secret is
+    /// made and kept pending until a code from it is given.
+    async fn second_factor(
+        &self,
+        account: &Account,
+        code: Option<&str>,
+    ) -> Result<Option<Login>, sqlx::Error> {
+        let now_s = (now_ms() / 1000).max(0) as u64;
+        let username = &account.caller.username;
+        if let Some(secret) = &account.totp_secret {
+            let Some(code) = code else {
+                return Ok(Some(Login::CodeNeeded));
+            };
+            let Some(step) = super::totp::check(secret, code, now_s, account.totp_last_step) else {
+                return Ok(Some(Login::WrongCode));
+            };
+            // the step is used once, even by two sign-ins racing with the same code
+            let noted = sqlx::query(
+                "UPDATE users SET totp_last_step = $1 WHERE username = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+            )
+            .bind(step as i64)
+            .bind(username)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            return Ok((noted != 1).then_some(Login::WrongCode));
+        }
+        let pending = match &account.totp_pending {
+            Some(p) => p.clone(),
+            None => {
+                let mut secret = vec![0u8; 20];
+                if let Err(e) = getrandom::fill(&mut secret) {
+                    tracing::error!("the system's random generator failed: {e}");
+                    std::process::abort();
+                }
+                sqlx::query("UPDATE users SET totp_pending = $1 WHERE username = $2")
+                    .bind(hex::encode(&secret))
+                    .bind(username)
+                    .execute(&self.pool)
+                    .await?;
+                secret
+            }
+        };
+        match code.and_then(|c| super::totp::check(&pending, c, now_s, None)) {
+            Some(step) => {
+                sqlx::query(
+                    "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = $1 WHERE username = $2 AND totp_pending = $3",
+                )
+                .bind(step as i64)
+                .bind(username)
+                .bind(hex::encode(&pending))
+                .execute(&self.pool)
+                .await?;
+                Ok(None)
+            }
+            None => Ok(Some(Login::SetUpSecondFactor {
+                secret: pending,
+                wrong_code: code.is_some(),
+            })),
+        }
+    }
+
+    /// An API token for `username` if `password` is theirs (made from a signed-in session,
+    /// which passed the second factor): its secret, shown once.
+    pub async fn open_api_token(
+        &self,
+        username: &str,
+        password: &str,
+        label: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        if self.check_password(username, password).await?.is_none() {
+            return Ok(None);
+        }
+        let token = new_token();
+        self.open_session(username, &token, Some(label)).await?;
+        Ok(Some(token))
     }
 
     /// Replaces a user's password (its owner, who gave the current one): every session and

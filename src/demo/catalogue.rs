@@ -56,7 +56,7 @@ pub fn run(
     std::fs::write(
         &config,
         format!(
-            "# The demo's catalogue (made by `callvault demo`): SQLite and a directory, loopback only.\n[server]\nlisten = \"{DEMO_LISTEN}\"\n[storage]\ndatabase_url = \"sqlite://{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n",
+            "# The demo's catalogue (made by `callvault demo`): SQLite and a directory, loopback only.\n[server]\nlisten = \"{DEMO_LISTEN}\"\n[storage]\ndatabase_url = \"sqlite://{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n# The demo signs in with passwords only; a real catalogue asks managers and DPOs for an\n# authenticator app's code too.\n[sign_in]\nsecond_factor = false\n",
             absolute(&dir.join("catalogue.db")).display(),
             absolute(&dir.join("blobs")),
             absolute(private_key),

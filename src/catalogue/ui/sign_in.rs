@@ -20,6 +20,8 @@ struct LoginPage {
     change: bool,
     /// The user name, when the form is shown again.
     username: String,
+    /// Setting up the second factor: the key (base32) and the `otpauth://` text.
+    enrol: Option<(String, String)>,
     /// The form's own token, also in the `cv_login` cookie ([`csrf`]): a page of another
     /// origin cannot sign the browser in as someone else.
     login_token: String,
@@ -27,12 +29,23 @@ struct LoginPage {
 
 /// The sign-in form with a new token, and the cookie holding it.
 fn login_page(app: &App, error: Option<String>, change: bool, username: &str) -> Response {
+    login_page_with(app, error, change, username, None)
+}
+
+fn login_page_with(
+    app: &App,
+    error: Option<String>,
+    change: bool,
+    username: &str,
+    enrol: Option<(String, String)>,
+) -> Response {
     let token = new_token();
     let mut r = page(&LoginPage {
         user: None,
         error,
         change,
         username: username.to_owned(),
+        enrol,
         login_token: token.clone(),
     });
     let secure = if app.config.server.secure_cookies() {
@@ -72,6 +85,8 @@ pub struct LoginForm {
     pub new_password: String,
     #[serde(default)]
     pub repeat: String,
+    #[serde(default)]
+    pub code: String,
 }
 
 impl LoginForm {
@@ -80,6 +95,7 @@ impl LoginForm {
             username: self.username.clone(),
             password: self.password.clone(),
             new_password: self.new_password.clone(),
+            code: self.code.clone(),
         }
     }
 }
@@ -117,6 +133,28 @@ pub async fn login(
             true,
             &f.username,
         ),
+        Ok(SignIn::CodeNeeded { wrong }) => {
+            let why = if wrong {
+                "Wrong or already used code: enter your password again and the current code from your authenticator app."
+            } else {
+                "Your account needs the code from your authenticator app: enter your password again and the code."
+            };
+            let mut r = login_page(&app, Some(why.into()), changing, &f.username);
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        }
+        Ok(SignIn::SetUpSecondFactor {
+            secret,
+            uri,
+            wrong_code,
+        }) => {
+            let why = if wrong_code {
+                "That code is not the app's current one: check the app's clock and the key, then try again."
+            } else {
+                "Your account may hear recordings, so it signs in with a second factor: add the key below to an authenticator app, then enter your password again and the app's code."
+            };
+            login_page_with(&app, Some(why.into()), changing, &f.username, Some((secret, uri)))
+        }
         Ok(SignIn::BadNewPassword(why)) => {
             login_page(&app, Some(format!("{why}.")), true, &f.username)
         }
