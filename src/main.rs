@@ -233,6 +233,12 @@ enum CatalogueCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Clear a user's second factor (a lost phone); they set up a new one at sign-in.
+    UserResetSecondFactor {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Change a manager's services or a member of staff's extension.
     UserEdit {
         name: String,
@@ -457,6 +463,9 @@ fn catalogue(config: &Path, command: Option<CatalogueCommand>) -> anyhow::Result
                 CatalogueCommand::UserDelete { name, reason } => (A::Delete(name), reason),
                 CatalogueCommand::UserResetPassword { name, reason } => {
                     (A::ResetPassword(name), reason)
+                }
+                CatalogueCommand::UserResetSecondFactor { name, reason } => {
+                    (A::ResetSecondFactor(name), reason)
                 }
                 CatalogueCommand::UserEdit {
                     name,

@@ -1621,13 +1621,57 @@ fn listening_accounts_sign_in_with_a_second_factor() {
             >= 2,
         "{failed}"
     );
+    // a lost phone: the admin clears the factor, a DPO approves, a new key is set up
+    let adam = api.login("adam");
+    let r = api.post(
+        &adam,
+        "/api/v1/users/pat/reset-second-factor",
+        serde_json::json!({ "reason": "lost phone" }),
+    );
+    assert_eq!(r.json()["outcome"], "awaiting_approval");
+    assert_eq!(
+        login("pat", &totp_code(&key, 1)).0,
+        401,
+        "waits for the DPO"
+    );
+    let (_, text) = login("dora", "");
+    let dora_key = serde_json::from_str::<serde_json::Value>(&text).unwrap()["totp_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = api.send(
+        api.client
+            .post(format!("{}/api/v1/login", api.base))
+            .json(&serde_json::json!({ "username": "dora", "password": PASSWORD, "code": totp_code(&dora_key, 0) })),
+    );
+    assert_eq!(r.code, 200);
+    let dora = r.headers[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        api.post(&dora, "/api/v1/users/pat/approve", serde_json::json!({}))
+            .code,
+        200
+    );
+    let (code, text) = login("pat", "");
+    assert_eq!(code, 403, "{text}");
+    let new_key = serde_json::from_str::<serde_json::Value>(&text).unwrap()["totp_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_key, key);
+    assert_eq!(login("pat", &totp_code(&new_key, 0)).0, 200);
     // the web page shows the key to set up
     let r = api.send(with_form(
         api.client
             .post(format!("{}/login", api.base))
             .header(reqwest::header::COOKIE, "cv_login=t1")
             .header(reqwest::header::ORIGIN, &api.base),
-        &[("username", "dora"), ("password", PASSWORD), ("csrf", "t1")],
+        &[("username", "sam"), ("password", PASSWORD), ("csrf", "t1")],
     ));
     let page = String::from_utf8_lossy(&r.body);
     assert!(

@@ -340,6 +340,49 @@ pub async fn reset_password(
     Ok((temporary, outcome))
 }
 
+/// Clears a user's second factor (a lost phone): they set up a new one at their next
+/// sign-in, and their sessions end. For an account that may hear recordings this waits for a
+/// DPO's approval (the admin may know the password too).
+pub async fn reset_second_factor(
+    store: &Store,
+    c: Change<'_>,
+    username: &str,
+) -> Result<Outcome, AccountError> {
+    reason(&c)?;
+    let user = current(store, username).await?;
+    let outcome = if c.needs_dpo(user.role) {
+        Outcome::AwaitingApproval
+    } else {
+        Outcome::Done
+    };
+    audit(
+        store,
+        &c,
+        "user_second_factor_reset",
+        json!({ "username": username, "awaiting_approval": outcome == Outcome::AwaitingApproval }),
+    )
+    .await?;
+    let mut tx = store.write_tx().await?;
+    sqlx::query(
+        "UPDATE users SET totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL WHERE username = $1",
+    )
+    .bind(username)
+    .execute(&mut *tx)
+    .await?;
+    if outcome == Outcome::AwaitingApproval {
+        sqlx::query(
+            "UPDATE users SET disabled = TRUE, awaiting_approval = TRUE, approval_for = 'second_factor_reset', requested_by = $1 WHERE username = $2",
+        )
+        .bind(c.actor.to_owned())
+        .bind(username)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sign_out_everywhere(&mut tx, username).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
 /// 20 letters and digits without look-alikes (no l, o, 0, 1): 100 random bits an admin can
 /// read out over the phone.
 fn temporary_password() -> String {

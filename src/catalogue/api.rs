@@ -701,6 +701,9 @@ pub async fn user_action(
             .await
             .map(|()| waits(Outcome::Done)),
         "enable" => accounts::enable_user(&app.store, c, &name).await.map(waits),
+        "reset-second-factor" => accounts::reset_second_factor(&app.store, c, &name)
+            .await
+            .map(waits),
         "delete" => accounts::delete_user(&app.store, c, &name)
             .await
             .map(|()| waits(Outcome::Done)),
@@ -716,7 +719,7 @@ pub async fn user_action(
         _ => {
             return refuse(
                 StatusCode::NOT_FOUND,
-                "a user's actions are disable, enable, delete, reset-password and approve",
+                "a user's actions are disable, enable, delete, reset-password, reset-second-factor and approve",
             );
         }
     };

@@ -105,6 +105,7 @@ pub enum AccountCommand {
     Enable(String),
     Delete(String),
     ResetPassword(String),
+    ResetSecondFactor(String),
     Edit {
         username: String,
         /// As typed, comma-separated.
@@ -149,6 +150,10 @@ pub fn account(
                 format!(
                     "{temporary}\n(the temporary password of {name}: they choose a new one when they sign in with it)"
                 )
+            }
+            AccountCommand::ResetSecondFactor(name) => {
+                accounts::reset_second_factor(store, c, &name).await?;
+                format!("{name}'s second factor is cleared: they set up a new one at sign-in")
             }
             AccountCommand::Edit {
                 username,

@@ -343,6 +343,9 @@ impl Store {
                     }
                     (_, Some(f)) if f == "enable" => "enable the account again".into(),
                     (_, Some(f)) if f == "password_reset" => "a password reset".into(),
+                    (_, Some(f)) if f == "second_factor_reset" => {
+                        "a new second factor (the old one was cleared)".into()
+                    }
                     _ => "a new account".into(),
                 };
                 Ok(Awaiting {

@@ -297,6 +297,14 @@ pub async fn user_action(
         "enable" => accounts::enable_user(&app.store, c, name)
             .await
             .map(|o| waits(o, format!("{name} is enabled."))),
+        "second-factor" => accounts::reset_second_factor(&app.store, c, name)
+            .await
+            .map(|o| {
+                waits(
+                    o,
+                    format!("{name}'s second factor is cleared: they set up a new one when they next sign in."),
+                )
+            }),
         "delete" => accounts::delete_user(&app.store, c, name)
             .await
             .map(|()| format!("{name} is deleted; their audit history stays.")),
