@@ -37,6 +37,34 @@ impl Change<'_> {
     fn needs_dpo(&self, role: Role) -> bool {
         role.hears_calls() && !self.console
     }
+
+    /// What a change to an account of `role` comes to: done, or waiting for a DPO.
+    fn outcome_for(&self, role: Role) -> Outcome {
+        if self.needs_dpo(role) {
+            Outcome::AwaitingApproval
+        } else {
+            Outcome::Done
+        }
+    }
+}
+
+/// Sets an account aside, disabled, until a DPO approves `what` ("enable", "password_reset",
+/// ...) that `c.actor` asked for, in `tx`.
+async fn awaits_dpo(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    c: &Change<'_>,
+    username: &str,
+    what: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET disabled = TRUE, awaiting_approval = TRUE, approval_for = $1, requested_by = $2 WHERE username = $3",
+    )
+    .bind(what.to_owned())
+    .bind(c.actor.to_owned())
+    .bind(username)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Why an account change was not made.
@@ -229,11 +257,7 @@ pub async fn enable_user(
             "{username} already waits for a DPO's approval"
         )));
     }
-    let outcome = if c.needs_dpo(user.role) {
-        Outcome::AwaitingApproval
-    } else {
-        Outcome::Done
-    };
+    let outcome = c.outcome_for(user.role);
     audit(
         store,
         &c,
@@ -241,18 +265,18 @@ pub async fn enable_user(
         json!({ "username": username, "awaiting_approval": outcome == Outcome::AwaitingApproval }),
     )
     .await?;
-    let sql = match outcome {
-        Outcome::Done => "UPDATE users SET disabled = FALSE WHERE username = $1",
-        Outcome::AwaitingApproval => {
-            "UPDATE users SET awaiting_approval = TRUE, approval_for = 'enable', requested_by = $2 WHERE username = $1"
+    let mut tx = store.write_tx().await?;
+    match outcome {
+        Outcome::Done => {
+            sqlx::query("UPDATE users SET disabled = FALSE WHERE username = $1")
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
         }
-    };
-    let q = sqlx::query(sql).bind(username);
-    let q = match outcome {
-        Outcome::Done => q,
-        Outcome::AwaitingApproval => q.bind(c.actor.to_owned()),
-    };
-    q.execute(&store.pool).await?;
+        // still disabled until the DPO approves
+        Outcome::AwaitingApproval => awaits_dpo(&mut tx, &c, username, "enable").await?,
+    }
+    tx.commit().await?;
     Ok(outcome)
 }
 
@@ -299,11 +323,7 @@ pub async fn reset_password(
         )));
     }
     let temporary = temporary_password();
-    let outcome = if c.needs_dpo(user.role) {
-        Outcome::AwaitingApproval
-    } else {
-        Outcome::Done
-    };
+    let outcome = c.outcome_for(user.role);
     let hash = {
         let t = temporary.clone();
         tokio::task::spawn_blocking(move || hash_password(&t))
@@ -327,13 +347,7 @@ pub async fn reset_password(
     .execute(&mut *tx)
     .await?;
     if outcome == Outcome::AwaitingApproval {
-        sqlx::query(
-            "UPDATE users SET disabled = TRUE, awaiting_approval = TRUE, approval_for = 'password_reset', requested_by = $1 WHERE username = $2",
-        )
-        .bind(c.actor.to_owned())
-        .bind(username)
-        .execute(&mut *tx)
-        .await?;
+        awaits_dpo(&mut tx, &c, username, "password_reset").await?;
     }
     sign_out_everywhere(&mut tx, username).await?;
     tx.commit().await?;
@@ -350,11 +364,7 @@ pub async fn reset_second_factor(
 ) -> Result<Outcome, AccountError> {
     reason(&c)?;
     let user = current(store, username).await?;
-    let outcome = if c.needs_dpo(user.role) {
-        Outcome::AwaitingApproval
-    } else {
-        Outcome::Done
-    };
+    let outcome = c.outcome_for(user.role);
     audit(
         store,
         &c,
@@ -370,13 +380,7 @@ pub async fn reset_second_factor(
     .execute(&mut *tx)
     .await?;
     if outcome == Outcome::AwaitingApproval {
-        sqlx::query(
-            "UPDATE users SET disabled = TRUE, awaiting_approval = TRUE, approval_for = 'second_factor_reset', requested_by = $1 WHERE username = $2",
-        )
-        .bind(c.actor.to_owned())
-        .bind(username)
-        .execute(&mut *tx)
-        .await?;
+        awaits_dpo(&mut tx, &c, username, "second_factor_reset").await?;
     }
     sign_out_everywhere(&mut tx, username).await?;
     tx.commit().await?;
