@@ -767,6 +767,34 @@ impl Api {
                 .json(&body),
         )
     }
+
+    /// What waits for a DPO's approval for `user`, as `session` is shown it (Null: nothing).
+    fn approval(&self, session: &str, user: &str) -> serde_json::Value {
+        let r = self.get(session, "/api/v1/approvals");
+        if r.code != 200 {
+            return serde_json::Value::Null;
+        }
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["username"] == user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `session` approves what waits for `user`, as it is now.
+    fn approve(&self, session: &str, user: &str) -> Resp {
+        let version = self.approval(session, user)["version"]
+            .as_str()
+            .unwrap_or("none")
+            .to_owned();
+        self.post(
+            session,
+            &format!("/api/v1/users/{user}/approve"),
+            serde_json::json!({ "version": version }),
+        )
+    }
 }
 
 /// Asks for a grant (purpose "complaint", `reference`) and fetches the call's audio with it:
@@ -927,6 +955,7 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
         ("/api/v1/calls.csv".into(), vec!["pat", "sam", "dora"]),
         ("/api/v1/services".into(), users.to_vec()),
         ("/api/v1/tokens".into(), users.to_vec()),
+        ("/api/v1/approvals".into(), vec!["dora"]),
     ];
     for (path, allowed) in &gets {
         for u in users {
@@ -971,17 +1000,37 @@ fn role_matrix(db: impl FnOnce(&Path) -> Option<Db>) {
         .code
     };
     assert_eq!(signs_in("new-adam"), 401, "awaiting approval");
+    let version = api.approval(&sessions["dora"], "new-adam")["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for u in users {
         let r = api.post(
             &sessions[u],
             "/api/v1/users/new-adam/approve",
-            serde_json::json!({}),
+            serde_json::json!({ "version": version }),
         );
         if u != "dora" {
             assert_eq!(r.code, 403, "approve as {u}");
         }
     }
-    assert_eq!(signs_in("new-adam"), 200, "approved by the DPO");
+    // the admin knew the first password: the manager sets their own before any session
+    let r = api.send(
+        api.client
+            .post(format!("{}/api/v1/login", api.base))
+            .json(&serde_json::json!({ "username": "new-adam", "password": PASSWORD })),
+    );
+    assert!(
+        r.code == 403 && String::from_utf8_lossy(&r.body).contains("new_password"),
+        "approved by the DPO, then a password of their own: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = api.send(
+        api.client
+            .post(format!("{}/api/v1/login", api.base))
+            .json(&serde_json::json!({ "username": "new-adam", "password": PASSWORD, "new_password": "new-adam's own password" })),
+    );
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
     let approved = api
         .get(&sessions["aud"], "/api/v1/audit?action=user_approved")
         .json();
@@ -1257,11 +1306,7 @@ fn account_lifecycle(db: impl FnOnce(&Path) -> Option<Db>) {
         (r.code, String::from_utf8_lossy(&r.body).into_owned())
     };
     let approve = |user: &str| {
-        let r = api.post(
-            &dora,
-            &format!("/api/v1/users/{user}/approve"),
-            serde_json::json!({}),
-        );
+        let r = api.approve(&dora, user);
         assert_eq!(
             r.code,
             200,
@@ -1398,6 +1443,93 @@ fn account_lifecycle(db: impl FnOnce(&Path) -> Option<Db>) {
     assert_eq!(r.json()["outcome"], "done");
     let sam = api.login("sam");
     assert_eq!(ids(&sam), vec![parking.call_id.clone()]);
+    // a grant made before a service is taken away is not heard on
+    let grant = api.post(
+        &sam,
+        &format!("/api/v1/calls/{}/access", parking.call_id),
+        serde_json::json!({ "purpose": "complaint", "reference": "C-1" }),
+    );
+    let audio = grant.json()["audio"].as_str().unwrap().to_owned();
+    assert_eq!(api.get(&sam, &audio).code, 200);
+    assert_eq!(edit("sam", serde_json::json!([])).json()["outcome"], "done");
+    assert!(
+        api.get(&sam, &audio).code >= 400,
+        "the grant went with the service"
+    );
+    // the DPO approves exactly what they were shown, and every part of it
+    let r = act("pat", "reset-password", "second reset");
+    let temporary = r.json()["temporary_password"].as_str().unwrap().to_owned();
+    assert_eq!(
+        act("pat", "reset-second-factor", "lost phone too").code,
+        200
+    );
+    let shown = api.approval(&dora, "pat");
+    let what = shown["what"].as_str().unwrap();
+    assert!(
+        what.contains("a password reset") && what.contains("a new second factor"),
+        "both parts shown: {shown}"
+    );
+    assert_eq!(shown["services"], serde_json::json!(["Parking"]));
+    // the admin changes what waits after the DPO looked: that approval is refused
+    assert_eq!(
+        edit("pat", serde_json::json!(["Parking", "Switchboard"])).json()["outcome"],
+        "awaiting_approval"
+    );
+    let stale = api.post(
+        &dora,
+        "/api/v1/users/pat/approve",
+        serde_json::json!({ "version": shown["version"] }),
+    );
+    assert_eq!(stale.code, 409, "{}", String::from_utf8_lossy(&stale.body));
+    assert_eq!(
+        login("pat", &temporary, "pat's own new password").0,
+        401,
+        "nothing approved"
+    );
+    let no_version = api.post(&dora, "/api/v1/users/pat/approve", serde_json::json!({}));
+    assert_eq!(no_version.code, 422);
+    let shown = api.approval(&dora, "pat");
+    assert!(
+        shown["what"]
+            .as_str()
+            .unwrap()
+            .contains("services added: Switchboard"),
+        "{shown}"
+    );
+    // the admin's edit form ticks what waits, so an unrelated edit keeps it
+    let page = String::from_utf8_lossy(&api.get(&adam, "/admin").body).into_owned();
+    assert!(
+        page.contains("value=\"Switchboard\" checked> Switchboard (awaiting a DPO)"),
+        "the pending service ticked on the admin page"
+    );
+    // disabling withdraws what waited: a later approval does not bring it back
+    assert_eq!(act("pat", "disable", "on leave").code, 200);
+    assert!(api.approval(&dora, "pat").is_null(), "nothing waits");
+    assert_eq!(
+        act("pat", "reset-second-factor", "while disabled").code,
+        422,
+        "a disabled account is enabled first"
+    );
+    assert_eq!(
+        act("pat", "enable", "back from leave").json()["outcome"],
+        "awaiting_approval"
+    );
+    let shown = api.approval(&dora, "pat");
+    assert_eq!(shown["what"], "enable the account again", "{shown}");
+    assert_eq!(shown["services"], serde_json::json!(["Parking"]));
+    approve("pat");
+    assert_eq!(
+        login("pat", &temporary, "").0,
+        403,
+        "the reset still asks for a password of pat's own"
+    );
+    assert_eq!(login("pat", &temporary, "pat's own new password").0, 200);
+    let pat = api.login_as("pat", "pat's own new password");
+    assert_eq!(
+        ids(&pat),
+        vec![parking.call_id.clone()],
+        "Switchboard was withdrawn with the disabling"
+    );
     // API tokens: listed without secrets, revoked by their owner or an admin, dead at once
     let pat = api.login_as("pat", "pat's own new password");
     let token = api
@@ -1552,11 +1684,33 @@ fn totp_code(key: &str, ahead: u64) -> String {
 /// roles sign in with their password.
 #[test]
 fn listening_accounts_sign_in_with_a_second_factor() {
-    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    // a catalogue without the second factor: a manager's session and API token
+    let (lab, _cat, before, _) = people_lab_in(Lab::new(|d| Some(Db::sqlite(d))).unwrap());
+    let session = before.login("pat");
+    let token = before
+        .post(
+            &session,
+            "/api/v1/tokens",
+            serde_json::json!({ "label": "report", "password": PASSWORD }),
+        )
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // the same catalogue once it asks for one: what was opened without it is refused
     lab.sections_extra
         .borrow_mut()
         .push_str("[sign_in]\nsecond_factor = true\n");
-    let (lab, _cat, api, _) = people_lab_in(lab);
+    let port = free_port();
+    let _cat2 = lab.start_catalogue_on(port);
+    let api = Api::new(port);
+    assert_eq!(api.get(&session, "/api/v1/me").code, 401, "the old session");
+    let r = api.send(
+        api.client
+            .get(format!("{}/api/v1/me", api.base))
+            .bearer_auth(&token),
+    );
+    assert_eq!(r.code, 401, "the old API token");
     let login = |user: &str, code: &str| {
         let r =
             api.send(api.client.post(format!("{}/api/v1/login", api.base)).json(
@@ -1652,19 +1806,86 @@ fn listening_accounts_sign_in_with_a_second_factor() {
         .next()
         .unwrap()
         .to_owned();
-    assert_eq!(
-        api.post(&dora, "/api/v1/users/pat/approve", serde_json::json!({}))
-            .code,
-        200
-    );
+    // the DPO is given a set-up code to hand over: the admin, who may know the password,
+    // cannot set up the new factor alone
+    let r = api.approve(&dora, "pat");
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
+    let setup_code = r.json()["setup_code"].as_str().unwrap().to_owned();
+    assert!(setup_code.len() >= 16, "{setup_code}");
+    let enrol = |setup: &str, code: &str| {
+        let r = api.send(
+            api.client
+                .post(format!("{}/api/v1/login", api.base))
+                .json(&serde_json::json!({ "username": "pat", "password": PASSWORD, "code": code, "setup_code": setup })),
+        );
+        (r.code, String::from_utf8_lossy(&r.body).into_owned())
+    };
     let (code, text) = login("pat", "");
+    assert!(code == 403 && text.contains("setup_code"), "{code} {text}");
+    let (code, text) = enrol("abcdefghijkmnpqr", "");
+    assert!(
+        code == 403 && text.contains("wrong set-up code"),
+        "{code} {text}"
+    );
+    let (code, text) = enrol(&setup_code.to_uppercase(), "");
     assert_eq!(code, 403, "{text}");
     let new_key = serde_json::from_str::<serde_json::Value>(&text).unwrap()["totp_secret"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_ne!(new_key, key);
-    assert_eq!(login("pat", &totp_code(&new_key, 0)).0, 200);
+    assert_eq!(
+        login("pat", &totp_code(&new_key, 0)).0,
+        403,
+        "the set-up code is needed until the key is confirmed"
+    );
+    assert_eq!(enrol(&setup_code, &totp_code(&new_key, 0)).0, 200);
+    assert_eq!(
+        enrol(&setup_code, &totp_code(&new_key, 1)).0,
+        200,
+        "the set-up code is spent; the factor is what counts"
+    );
+    // an admin's new manager: a password of their own and a factor set up with the DPO's code
+    let r = api.post(
+        &adam,
+        "/api/v1/users",
+        serde_json::json!({ "username": "newbie", "password": PASSWORD, "role": "manager", "services": ["Parking"] }),
+    );
+    assert_eq!(r.code, 202);
+    let r = api.approve(&dora, "newbie");
+    let newbie_code = r.json()["setup_code"].as_str().unwrap().to_owned();
+    let r = api.send(
+        api.client
+            .post(format!("{}/api/v1/login", api.base))
+            .json(&serde_json::json!({ "username": "newbie", "password": PASSWORD })),
+    );
+    assert!(
+        r.code == 403 && String::from_utf8_lossy(&r.body).contains("setup_code"),
+        "the admin, with the password alone, gets no key: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = api.send(
+        api.client
+            .post(format!("{}/api/v1/login", api.base))
+            .json(&serde_json::json!({ "username": "newbie", "password": PASSWORD, "setup_code": newbie_code })),
+    );
+    let newbie_key = r.json()["totp_secret"].as_str().unwrap().to_owned();
+    let r = api.send(
+        api.client
+            .post(format!("{}/api/v1/login", api.base))
+            .json(&serde_json::json!({ "username": "newbie", "password": PASSWORD, "setup_code": newbie_code, "code": totp_code(&newbie_key, 0) })),
+    );
+    assert!(
+        r.code == 403 && String::from_utf8_lossy(&r.body).contains("new_password"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = api.send(
+        api.client
+            .post(format!("{}/api/v1/login", api.base))
+            .json(&serde_json::json!({ "username": "newbie", "password": PASSWORD, "code": totp_code(&newbie_key, 1), "new_password": "newbie's own password" })),
+    );
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
     // the web page shows the key to set up
     let r = api.send(with_form(
         api.client
@@ -1789,6 +2010,7 @@ fn search_filters(db: impl FnOnce(&Path) -> Option<Db>) {
     for (pairs, code, says) in [
         (vec![("service", "Parkng")], 422, "Parking, Switchboard"),
         (vec![("from", "garbage")], 422, "not a time"),
+        (vec![("from", "1772582400")], 422, "seconds? write 1772582400000"),
         (vec![("min_seconds", "abc")], 422, "whole number of seconds"),
         (
             vec![("from", "2026-03-04"), ("to", "2026-03-03")],

@@ -6,7 +6,7 @@
 //! the admin page call these functions, and nothing else changes an account. A change that
 //! could let someone hear recordings (enabling a manager or DPO, widening a manager's services,
 //! resetting their password, which the admin then knows) waits for a DPO's approval, as adding
-//! such an account does ([`Store::approve_user`]): no single person gives anyone access to
+//! such an account does ([`super::approvals`]): no single person gives anyone access to
 //! recordings. It does not decide who may ask (the extractors of [`super::signed_in`] do, and
 //! the host's console is trusted), and it never deletes an audit record: a deleted user keeps
 //! their row, without password, services or extension, so the log's names keep their meaning.
@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::Row;
 
+use super::approvals::{ask_for_services, awaits_dpo, withdraw};
 use super::audit::Entry;
 use super::people::{Role, hash_password, refuse, split_services};
 use super::store::{Store, now_ms};
@@ -46,25 +47,6 @@ impl Change<'_> {
             Outcome::Done
         }
     }
-}
-
-/// Sets an account aside, disabled, until a DPO approves `what` ("enable", "password_reset",
-/// ...) that `c.actor` asked for, in `tx`.
-async fn awaits_dpo(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    c: &Change<'_>,
-    username: &str,
-    what: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE users SET disabled = TRUE, awaiting_approval = TRUE, approval_for = $1, requested_by = $2 WHERE username = $3",
-    )
-    .bind(what.to_owned())
-    .bind(c.actor.to_owned())
-    .bind(username)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Why an account change was not made.
@@ -236,6 +218,8 @@ pub async fn disable_user(
         .bind(username)
         .execute(&mut *tx)
         .await?;
+    // what waited for a DPO goes too: an approval must not enable the account again
+    withdraw(&mut tx, username).await?;
     sign_out_everywhere(&mut tx, username).await?;
     tx.commit().await?;
     Ok(())
@@ -296,12 +280,13 @@ pub async fn delete_user(store: &Store, c: Change<'_>, username: &str) -> Result
     let mut tx = store.write_tx().await?;
     sqlx::query(
         "UPDATE users SET deleted_ms = $1, disabled = TRUE, password_hash = '', services = '', extension = NULL, \
-         awaiting_approval = FALSE, approval_for = NULL, requested_services = NULL, must_change_password = FALSE WHERE username = $2",
+         must_change_password = FALSE, totp_secret = NULL, totp_pending = NULL, totp_last_step = NULL WHERE username = $2",
     )
     .bind(now_ms())
     .bind(username)
     .execute(&mut *tx)
     .await?;
+    withdraw(&mut tx, username).await?;
     sign_out_everywhere(&mut tx, username).await?;
     tx.commit().await?;
     Ok(())
@@ -364,6 +349,11 @@ pub async fn reset_second_factor(
 ) -> Result<Outcome, AccountError> {
     reason(&c)?;
     let user = current(store, username).await?;
+    if user.disabled && !user.awaiting {
+        return Err(AccountError::Refused(format!(
+            "{username} is disabled: enable the account first"
+        )));
+    }
     let outcome = c.outcome_for(user.role);
     audit(
         store,
@@ -389,7 +379,7 @@ pub async fn reset_second_factor(
 
 /// 20 letters and digits without look-alikes (no l, o, 0, 1): 100 random bits an admin can
 /// read out over the phone.
-fn temporary_password() -> String {
+pub(crate) fn temporary_password() -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
     let mut raw = [0u8; 20];
     if let Err(e) = getrandom::fill(&mut raw) {
@@ -422,8 +412,9 @@ pub async fn edit_user(
     let user = current(store, username).await?;
     let mut outcome = Outcome::Done;
     let mut detail = json!({ "username": username });
-    // the services the manager has once this is done, and those waiting for a DPO
-    let mut services: Option<(Vec<String>, Option<String>)> = None;
+    // the services the manager has once this is done, those waiting for a DPO, and whether
+    // any were taken away
+    let mut services: Option<(Vec<String>, Option<Vec<String>>, bool)> = None;
     if let Some(wanted) = &edit.services {
         if user.role != Role::Manager && !wanted.is_empty() {
             return Err(AccountError::Refused(format!(
@@ -449,8 +440,9 @@ pub async fn edit_user(
         };
         detail["services_before"] = json!(user.services);
         detail["services_now"] = json!(now);
-        let waiting = (outcome == Outcome::AwaitingApproval).then(|| wanted.join(","));
-        services = Some((now, waiting));
+        let waiting = (outcome == Outcome::AwaitingApproval).then(|| wanted.clone());
+        let shrinks = user.services.iter().any(|s| !wanted.contains(s));
+        services = Some((now, waiting, shrinks));
     }
     if let Some(ext) = &edit.extension {
         detail["extension_before"] = json!(user.extension);
@@ -458,16 +450,15 @@ pub async fn edit_user(
     }
     audit(store, &c, "user_edit", detail).await?;
     let mut tx = store.write_tx().await?;
-    if let Some((now, waiting)) = services {
-        sqlx::query(
-            "UPDATE users SET services = $1, requested_services = $2, requested_by = $3 WHERE username = $4",
-        )
-        .bind(now.join(","))
-        .bind(waiting)
-        .bind(c.actor.to_owned())
-        .bind(username)
-        .execute(&mut *tx)
-        .await?;
+    if let Some((now, waiting, shrinks)) = services {
+        ask_for_services(&mut tx, &c, username, &now, waiting.as_deref()).await?;
+        if shrinks {
+            // a call of a service taken away is not heard on a grant made before
+            sqlx::query("DELETE FROM grants WHERE username = $1")
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     if let Some(ext) = &edit.extension {
         sqlx::query("UPDATE users SET extension = $1 WHERE username = $2")

@@ -36,6 +36,10 @@ pub struct Login {
     /// The 6-digit code from the authenticator app (accounts that may hear recordings).
     #[serde(default)]
     pub code: String,
+    /// The set-up code a DPO gave with the approval of the account: needed to set up the
+    /// second factor of an account an admin made or whose factor was cleared.
+    #[serde(default)]
+    pub setup_code: String,
 }
 
 /// What a sign-in came to.
@@ -44,6 +48,8 @@ pub enum SignIn {
     Wrong,
     /// The second factor's code is missing, or wrong (or used already).
     CodeNeeded { wrong: bool },
+    /// Setting up the second factor needs the DPO's set-up code (missing, or wrong).
+    SetUpCodeNeeded { wrong: bool },
     /// The account sets up its second factor: the secret (base32) and `otpauth://` text.
     SetUpSecondFactor {
         secret: String,
@@ -62,7 +68,7 @@ pub enum SignIn {
 /// (API and web UI alike), setting a new password first when one is given.
 pub async fn sign_in(app: &App, l: &Login, from: std::net::IpAddr) -> Result<SignIn, Response> {
     use super::people::{Login as Outcome, PasswordError};
-    use super::throttle::{Locked, Verdict};
+    use super::throttle::Verdict;
     let now = now_ms();
     if let Verdict::Locked(wait) = app.throttle.check(&l.username, from, now) {
         let mut r = refuse(
@@ -79,11 +85,13 @@ pub async fn sign_in(app: &App, l: &Login, from: std::net::IpAddr) -> Result<Sig
     }
     let new_password = Some(l.new_password.as_str()).filter(|p| !p.is_empty());
     let code = Some(l.code.as_str()).filter(|c| !c.trim().is_empty());
+    let setup_code = Some(l.setup_code.as_str()).filter(|c| !c.trim().is_empty());
     let credentials = super::people::Credentials {
         username: &l.username,
         password: &l.password,
         new_password,
         code,
+        setup_code,
         second_factor: app.config.sign_in.second_factor,
     };
     let outcome = match app.store.login(credentials).await {
@@ -110,45 +118,17 @@ pub async fn sign_in(app: &App, l: &Login, from: std::net::IpAddr) -> Result<Sig
         }
         Outcome::WrongCode => {
             // a wrong code counts as a failed sign-in (a guessed password then meets the lock)
-            let _ = app
-                .store
-                .audit(Entry {
-                    actor: &l.username,
-                    action: "login_failed",
-                    detail: json!({ "from": from.to_string(), "why": "second factor" }),
-                    ..Default::default()
-                })
-                .await;
-            let _ = app.throttle.failed(&l.username, from, now);
+            failed(app, &l.username, from, now, Some("second factor")).await;
             return Ok(SignIn::CodeNeeded { wrong: true });
         }
-        Outcome::Wrong => {
-            let _ = app
-                .store
-                .audit(Entry {
-                    actor: &l.username,
-                    action: "login_failed",
-                    detail: json!({ "from": from.to_string() }),
-                    ..Default::default()
-                })
-                .await;
-            for lock in app.throttle.failed(&l.username, from, now) {
-                let detail = match &lock {
-                    Locked::Account(a, d) => json!({ "account": a, "seconds": d.as_secs() }),
-                    Locked::Address(ip, d) => {
-                        json!({ "from": ip.to_string(), "seconds": d.as_secs() })
-                    }
-                };
-                let _ = app
-                    .store
-                    .audit(Entry {
-                        actor: &l.username,
-                        action: "login_throttled",
-                        detail,
-                        ..Default::default()
-                    })
-                    .await;
+        Outcome::SetUpCodeNeeded { wrong } => {
+            if wrong {
+                failed(app, &l.username, from, now, Some("set-up code")).await;
             }
+            return Ok(SignIn::SetUpCodeNeeded { wrong });
+        }
+        Outcome::Wrong => {
+            failed(app, &l.username, from, now, None).await;
             return Ok(SignIn::Wrong);
         }
     };
@@ -172,6 +152,40 @@ pub async fn sign_in(app: &App, l: &Login, from: std::net::IpAddr) -> Result<Sig
     Ok(SignIn::Opened(who, cookie))
 }
 
+/// A failed sign-in of `username` from `from` (`why`: what was wrong besides the password),
+/// audited and counted; an account or address it locks is audited too.
+async fn failed(app: &App, username: &str, from: std::net::IpAddr, now: i64, why: Option<&str>) {
+    use super::throttle::Locked;
+    let mut detail = json!({ "from": from.to_string() });
+    if let Some(why) = why {
+        detail["why"] = json!(why);
+    }
+    let _ = app
+        .store
+        .audit(Entry {
+            actor: username,
+            action: "login_failed",
+            detail,
+            ..Default::default()
+        })
+        .await;
+    for lock in app.throttle.failed(username, from, now) {
+        let detail = match &lock {
+            Locked::Account(a, d) => json!({ "account": a, "seconds": d.as_secs() }),
+            Locked::Address(ip, d) => json!({ "from": ip.to_string(), "seconds": d.as_secs() }),
+        };
+        let _ = app
+            .store
+            .audit(Entry {
+                actor: username,
+                action: "login_throttled",
+                detail,
+                ..Default::default()
+            })
+            .await;
+    }
+}
+
 pub async fn login(
     State(app): State<App>,
     ConnectInfo(from): ConnectInfo<std::net::SocketAddr>,
@@ -191,7 +205,7 @@ pub async fn login(
         Ok(SignIn::Wrong) => refuse(StatusCode::UNAUTHORIZED, "wrong user name or password"),
         Ok(SignIn::NewPasswordNeeded) => refuse(
             StatusCode::FORBIDDEN,
-            "your password was reset: sign in again with a new password in \"new_password\" (at least 12 characters)",
+            "your password was set by an admin: sign in again with a new password of your own in \"new_password\" (at least 12 characters)",
         ),
         Ok(SignIn::BadNewPassword(why)) => refuse(StatusCode::UNPROCESSABLE_ENTITY, &why),
         Ok(SignIn::CodeNeeded { wrong }) => refuse(
@@ -200,6 +214,14 @@ pub async fn login(
                 "wrong or used code: give the current code from your authenticator app in \"code\""
             } else {
                 "give the 6-digit code from your authenticator app in \"code\""
+            },
+        ),
+        Ok(SignIn::SetUpCodeNeeded { wrong }) => refuse(
+            StatusCode::FORBIDDEN,
+            if wrong {
+                "wrong set-up code: give the code your DPO gave you when they approved your account in \"setup_code\""
+            } else {
+                "to set up your second factor, give the set-up code your DPO gave you when they approved your account in \"setup_code\""
             },
         ),
         Ok(SignIn::SetUpSecondFactor {
@@ -619,61 +641,116 @@ pub async fn add_user(
     }
 }
 
-/// `POST /api/v1/users/{name}/approve`: a DPO approves a listening account an admin asked
-/// for (the second person of the two); audited with both names.
+/// `GET /api/v1/approvals`: what waits for a DPO's approval, each with the version an
+/// approval names.
+pub async fn approvals(
+    State(app): State<App>,
+    _who: Allowed<super::signed_in::Dpo, Api>,
+) -> Response {
+    match app.store.awaiting_approval().await {
+        Ok(w) => Json(w).into_response(),
+        Err(e) => fail(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Approve {
+    /// The version of what waits, as `GET /api/v1/approvals` (or the DPO page) showed it.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// `POST /api/v1/users/{name}/approve` with `{"version": …}`: a DPO approves what an admin
+/// asked for `name` (the second person of the two), exactly as it was shown; audited with
+/// both names. The answer carries the set-up code to give the person, when there is one.
 pub async fn approve_user(
     State(app): State<App>,
     who: Allowed<super::signed_in::Dpo, Api>,
     Path(name): Path<String>,
+    Json(a): Json<Approve>,
 ) -> Response {
-    approve_user_as(&app, who.permitted(), &name).await
+    match approve_user_as(&app, who.permitted(), &name, &a.version).await {
+        Ok(approved) => Json(json!({
+            "username": name,
+            "approved": approved.approval.what,
+            "services": approved.approval.services,
+            "setup_code": approved.setup_code,
+        }))
+        .into_response(),
+        Err(r) => r,
+    }
 }
 
-/// The approval of `name`'s account by `who`.
+/// The approval by `who` of what waits for `name`, as shown in `version`.
 pub async fn approve_user_as(
     app: &App,
     who: super::signed_in::Permitted<'_, super::signed_in::Dpo>,
     name: &str,
-) -> Response {
-    let waiting = match app.store.awaiting_approval().await {
-        Ok(w) => w,
-        Err(e) => return fail(e),
+    version: &str,
+) -> Result<super::approvals::Approved, Response> {
+    use super::approvals::ApprovalError;
+    if version.trim().is_empty() {
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "say which version of the request you approve (\"version\", from GET /api/v1/approvals)",
+        ));
+    }
+    let refused = |e: ApprovalError| {
+        let code = match e {
+            ApprovalError::NothingWaits => StatusCode::NOT_FOUND,
+            ApprovalError::Changed(_) => StatusCode::CONFLICT,
+            ApprovalError::OwnRequest => StatusCode::FORBIDDEN,
+            ApprovalError::Database(e) => return fail(e),
+        };
+        refuse(code, &e.to_string())
     };
-    let Some(super::people::Awaiting {
-        role,
-        requested_by,
-        what,
-        ..
-    }) = waiting.into_iter().find(|w| w.username == name)
-    else {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "nothing of that account awaits approval",
-        );
+    // checked before the audit record, and again with the change itself
+    let a = match app.store.approval_of(name).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return Err(refused(ApprovalError::NothingWaits)),
+        Err(e) => return Err(fail(e)),
     };
-    if requested_by == who.username {
-        return refuse(StatusCode::FORBIDDEN, "the approval is another person's");
+    if a.version != version.trim() {
+        return Err(refused(ApprovalError::Changed(name.to_owned())));
+    }
+    if a.requested_by.split(", ").any(|r| r == who.username) {
+        return Err(refused(ApprovalError::OwnRequest));
     }
     if let Err(e) = app
         .store
         .audit(Entry {
             actor: &who.username,
             action: "user_approved",
-            detail: json!({ "username": name, "role": role, "requested_by": requested_by, "approved": what }),
+            detail: json!({ "username": name, "role": a.role, "requested_by": a.requested_by, "approved": a.what,
+                "services": a.services, "version": a.version }),
             ..Default::default()
         })
         .await
     {
-        return fail(e);
+        return Err(fail(e));
     }
-    match app.store.approve_user(name).await {
-        Ok(Some(_)) => refuse(StatusCode::OK, "approved"),
-        Ok(None) => refuse(
-            StatusCode::NOT_FOUND,
-            "nothing of that account awaits approval",
-        ),
-        Err(e) => fail(e),
-    }
+    let second_factor = app.config.sign_in.second_factor;
+    let approved = match app
+        .store
+        .approve(name, version, &who.username, second_factor)
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            // changed in the moment between: the record above says so
+            let _ = app
+                .store
+                .audit(Entry {
+                    actor: &who.username,
+                    action: "user_approval_failed",
+                    detail: json!({ "username": name, "why": e.to_string() }),
+                    ..Default::default()
+                })
+                .await;
+            return Err(refused(e));
+        }
+    };
+    Ok(approved)
 }
 
 #[derive(Deserialize)]

@@ -208,7 +208,7 @@ pub async fn guard(State(app): State<App>, req: Request, next: Next) -> Response
 async fn refused(app: &App, headers: &HeaderMap, path: &str, f: Forged) -> Response {
     tracing::warn!(path, reason = ?f, "cross-site request refused");
     if cookie(headers, SESSION_COOKIE).is_some()
-        && let Ok(who) = caller(&app.store, headers).await
+        && let Ok(who) = caller(app, headers).await
     {
         let origin = match &f {
             Forged::Origin(o) => Some(o.as_str()),

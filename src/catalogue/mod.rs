@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod audit_heads;
 pub mod blobs;
@@ -102,6 +103,7 @@ pub fn router(app: App) -> axum::Router {
         .route("/api/v1/audit", get(api::audit_log))
         .route("/api/v1/audit/verify", get(api::audit_verify))
         .route("/api/v1/users", get(api::users).post(api::add_user))
+        .route("/api/v1/approvals", get(api::approvals))
         .route("/api/v1/users/{name}/approve", post(api::approve_user))
         .route("/api/v1/users/{name}/{action}", post(api::user_action))
         .route("/api/v1/users/{name}", patch(api::edit_user))

@@ -142,6 +142,9 @@ struct Account {
     totp_secret: Option<Vec<u8>>,
     totp_pending: Option<Vec<u8>>,
     totp_last_step: Option<u64>,
+    /// The set-up code a DPO handed out with their approval (its SHA-256): the second
+    /// factor is set up only with it.
+    setup_code_sha256: Option<String>,
 }
 
 /// What a person gives to sign in.
@@ -153,6 +156,8 @@ pub struct Credentials<'a> {
     pub new_password: Option<&'a str>,
     /// The code from their authenticator app.
     pub code: Option<&'a str>,
+    /// The set-up code their DPO gave them with the approval of their account.
+    pub setup_code: Option<&'a str>,
     /// Whether accounts that may hear recordings need the code (`sign_in.second_factor`).
     pub second_factor: bool,
 }
@@ -167,6 +172,9 @@ pub enum Login {
     CodeNeeded,
     /// The password is right; the code is wrong or was used already.
     WrongCode,
+    /// The password is right; setting up the second factor needs the set-up code the DPO
+    /// gave with their approval (missing, or wrong).
+    SetUpCodeNeeded { wrong: bool },
     /// The password is right; the account sets up its second factor first: the secret to
     /// put in an authenticator app, and whether a code was given (and was wrong).
     SetUpSecondFactor { secret: Vec<u8>, wrong_code: bool },
@@ -270,9 +278,10 @@ pub fn refuse(code: StatusCode, why: &str) -> Response {
 
 impl Store {
     /// Adds a user. One `requested_by` an admin with a role that hears calls (manager, DPO)
-    /// waits, disabled, for a DPO's approval ([`Store::approve_user`]): no single person can
-    /// give themselves, or anyone, access to recordings. Without `requested_by` (the host's
-    /// `callvault catalogue user-add`, bootstrap) the account is active at once.
+    /// waits, disabled, for a DPO's approval ([`Store::approve`]): no single person can
+    /// give themselves, or anyone, access to recordings; and one an admin adds sets their own
+    /// password at first sign-in. Without `requested_by` (the host's `callvault catalogue
+    /// user-add`, bootstrap) the account is active at once.
     pub async fn add_user(
         &self,
         username: &str,
@@ -291,7 +300,8 @@ impl Store {
             .await
             .map_err(|e| UserError::Hash(e.to_string()))??;
         sqlx::query(
-            "INSERT INTO users (username, password_hash, role, services, extension, disabled, created_ms, awaiting_approval, requested_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO users (username, password_hash, role, services, extension, disabled, created_ms, awaiting_approval, requested_by, approval_for, must_change_password) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(username)
         .bind(hash)
@@ -302,6 +312,9 @@ impl Store {
         .bind(now_ms())
         .bind(pending)
         .bind(requested_by.map(str::to_owned))
+        .bind(pending.then_some("account"))
+        // the admin knows the first password: the person sets their own at first sign-in
+        .bind(requested_by.is_some())
         .execute(&self.pool)
         .await
         .map_err(|cause| match &cause {
@@ -320,76 +333,12 @@ impl Store {
         })
     }
 
-    /// What waits for a DPO's approval: accounts an admin added, enabled or reset that may
-    /// hear recordings, and managers' services an admin widened.
-    pub async fn awaiting_approval(&self) -> Result<Vec<Awaiting>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT username, role, requested_by, approval_for, requested_services, services FROM users \
-             WHERE (awaiting_approval OR requested_services IS NOT NULL) AND deleted_ms IS NULL ORDER BY created_ms",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let requested: Option<String> = r.try_get("requested_services")?;
-                let current = split_services(&r.try_get::<String, _>("services")?);
-                let what = match (requested, r.try_get::<Option<String>, _>("approval_for")?) {
-                    (Some(wanted), None) => {
-                        let added: Vec<String> = split_services(&wanted)
-                            .into_iter()
-                            .filter(|s| !current.contains(s))
-                            .collect();
-                        format!("services added: {}", added.join(", "))
-                    }
-                    (_, Some(f)) if f == "enable" => "enable the account again".into(),
-                    (_, Some(f)) if f == "password_reset" => "a password reset".into(),
-                    (_, Some(f)) if f == "second_factor_reset" => {
-                        "a new second factor (the old one was cleared)".into()
-                    }
-                    _ => "a new account".into(),
-                };
-                Ok(Awaiting {
-                    username: r.try_get("username")?,
-                    role: r.try_get("role")?,
-                    requested_by: r
-                        .try_get::<Option<String>, _>("requested_by")?
-                        .unwrap_or_default(),
-                    what,
-                })
-            })
-            .collect()
-    }
-
-    /// Approves what waits for it for `username` (the account, or the widened services);
-    /// returns what was approved (None: nothing waits).
-    pub async fn approve_user(&self, username: &str) -> Result<Option<Awaiting>, sqlx::Error> {
-        let Some(waiting) = self
-            .awaiting_approval()
-            .await?
-            .into_iter()
-            .find(|a| a.username == username)
-        else {
-            return Ok(None);
-        };
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "UPDATE users SET services = COALESCE(requested_services, services), requested_services = NULL, \
-             disabled = CASE WHEN awaiting_approval THEN FALSE ELSE disabled END, \
-             awaiting_approval = FALSE, approval_for = NULL WHERE username = $1 AND deleted_ms IS NULL",
-        )
-        .bind(username)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(waiting))
-    }
-
     /// An account that may sign in, its password hash and whether it must set a new password
     /// first (after an admin's reset).
     async fn user(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT username, password_hash, role, services, extension, CASE WHEN must_change_password THEN 1 ELSE 0 END AS must_change, \
-             totp_secret, totp_pending, totp_last_step FROM users WHERE username = $1 AND NOT disabled AND deleted_ms IS NULL",
+             totp_secret, totp_pending, totp_last_step, setup_code_sha256 FROM users WHERE username = $1 AND NOT disabled AND deleted_ms IS NULL",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -420,6 +369,7 @@ impl Store {
             totp_last_step: row
                 .try_get::<Option<i64>, _>("totp_last_step")?
                 .map(|s| s.max(0) as u64),
+            setup_code_sha256: row.try_get("setup_code_sha256")?,
         }))
     }
 
@@ -456,7 +406,8 @@ impl Store {
         };
         if c.second_factor && account.caller.role.hears_calls() {
             let code = c.code.map(str::trim).filter(|s| !s.is_empty());
-            if let Some(refused) = self.second_factor(&account, code).await? {
+            let setup = c.setup_code.map(str::trim).filter(|s| !s.is_empty());
+            if let Some(refused) = self.second_factor(&account, code, setup).await? {
                 return Ok(refused);
             }
         }
@@ -475,11 +426,13 @@ impl Store {
 
     /// Checks the second factor's code; None when it holds (the step is noted as used),
     /// otherwise what the sign-in comes to. An account without one sets it up: a secret is
-    /// made and kept pending until a code from it is given.
+    /// made and kept pending until a code from it is given (with the DPO's set-up code, when
+    /// the approval gave one).
     async fn second_factor(
         &self,
         account: &Account,
         code: Option<&str>,
+        setup_code: Option<&str>,
     ) -> Result<Option<Login>, sqlx::Error> {
         let now_s = (now_ms() / 1000).max(0) as u64;
         let username = &account.caller.username;
@@ -501,6 +454,15 @@ impl Store {
             .rows_affected();
             return Ok((noted != 1).then_some(Login::WrongCode));
         }
+        if let Some(expected) = &account.setup_code_sha256 {
+            // hashes compared: how long the comparison takes says nothing about the code
+            let same = setup_code.map(super::approvals::code_hash).as_ref() == Some(expected);
+            if !same {
+                return Ok(Some(Login::SetUpCodeNeeded {
+                    wrong: setup_code.is_some(),
+                }));
+            }
+        }
         let pending = match &account.totp_pending {
             Some(p) => p.clone(),
             None => {
@@ -519,15 +481,18 @@ impl Store {
         };
         match code.and_then(|c| super::totp::check(&pending, c, now_s, None)) {
             Some(step) => {
-                sqlx::query(
-                    "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = $1 WHERE username = $2 AND totp_pending = $3",
+                let confirmed = sqlx::query(
+                    "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, totp_last_step = $1, setup_code_sha256 = NULL \
+                     WHERE username = $2 AND totp_pending = $3 AND totp_secret IS NULL",
                 )
                 .bind(step as i64)
                 .bind(username)
                 .bind(hex::encode(&pending))
                 .execute(&self.pool)
-                .await?;
-                Ok(None)
+                .await?
+                .rows_affected();
+                // another sign-in confirmed or replaced it meanwhile
+                Ok((confirmed != 1).then_some(Login::WrongCode))
             }
             None => Ok(Some(Login::SetUpSecondFactor {
                 secret: pending,
@@ -622,11 +587,14 @@ impl Store {
     }
 
     /// The user of a session or API token presented `how`: a web session only as the
-    /// cookie (and not after half an hour unused), an API token only as a bearer token.
+    /// cookie (and not after half an hour unused), an API token only as a bearer token. With
+    /// `second_factor`, an account that may hear recordings counts only once its second
+    /// factor is set up: a session or token made before it was asked for is refused.
     async fn session_user(
         &self,
         token: &str,
         how: Presented,
+        second_factor: bool,
     ) -> Result<Option<Caller>, sqlx::Error> {
         let now = now_ms();
         let row = sqlx::query(
@@ -659,7 +627,11 @@ impl Store {
         }
         let username: String = row.try_get("username")?;
         // a session opened before an admin reset the password is already gone
-        Ok(self.user(&username).await?.map(|a| Caller {
+        let account = self
+            .user(&username)
+            .await?
+            .filter(|a| !(second_factor && a.caller.role.hears_calls() && a.totp_secret.is_none()));
+        Ok(account.map(|a| Caller {
             form_token: if api {
                 String::new()
             } else {
@@ -734,14 +706,21 @@ pub struct UserRow {
     pub must_change_password: bool,
 }
 
-/// Something waiting for a DPO's approval.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Awaiting {
-    pub username: String,
-    pub role: String,
-    pub requested_by: String,
-    /// What is asked, in words ("a new account", "services added: Parking").
-    pub what: String,
+impl UserRow {
+    /// Whether `service` is one the manager has or one asked for them (the edit form
+    /// ticks both: an edit states the whole set wanted, and must not drop what waits).
+    pub fn wants(&self, service: &str) -> bool {
+        self.services.iter().any(|s| s == service) || self.waits_for(service)
+    }
+
+    /// Whether `service` was asked for the manager and waits for a DPO.
+    pub fn waits_for(&self, service: &str) -> bool {
+        !self.services.iter().any(|s| s == service)
+            && self
+                .requested_services
+                .as_ref()
+                .is_some_and(|r| r.iter().any(|s| s == service))
+    }
 }
 
 /// How a request carried its secret.
@@ -769,11 +748,12 @@ pub fn presented_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The signed-in caller, or 401.
-pub async fn caller(store: &Store, headers: &HeaderMap) -> Result<Caller, Response> {
+pub async fn caller(app: &super::App, headers: &HeaderMap) -> Result<Caller, Response> {
     let Some((token, how)) = presented(headers) else {
         return Err(refuse(StatusCode::UNAUTHORIZED, "sign in first"));
     };
-    match store.session_user(&token, how).await {
+    let second_factor = app.config.sign_in.second_factor;
+    match app.store.session_user(&token, how, second_factor).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(refuse(
             StatusCode::UNAUTHORIZED,

@@ -226,26 +226,27 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<String>, sqlx::Error> {
-        let mut ids = Vec::new();
+        if forms.is_empty() {
+            return Ok(Vec::new());
+        }
+        // one query in time order over every form of the number (placeholders only; every
+        // value is bound)
+        let list: Vec<String> = (0..forms.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT call_id FROM calls WHERE started_ms >= $1 AND started_ms < $2 AND caller IN ({}) \
+             ORDER BY started_ms, call_id",
+            list.join(", ")
+        ));
+        let mut q = sqlx::query(sql).bind(from_ms).bind(to_ms);
         for form in forms {
-            let found: Vec<String> = sqlx::query(
-                "SELECT call_id FROM calls WHERE caller = $1 AND started_ms >= $2 AND started_ms < $3 ORDER BY started_ms",
-            )
-            .bind(form.clone())
-            .bind(from_ms)
-            .bind(to_ms)
+            q = q.bind(form.clone());
+        }
+        let ids: Vec<String> = q
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(|r| r.try_get("call_id"))
             .collect::<Result<_, _>>()?;
-            ids.extend(
-                found
-                    .into_iter()
-                    .filter(|id| !ids.contains(id))
-                    .collect::<Vec<_>>(),
-            );
-        }
         Ok(ids)
     }
 }

@@ -59,6 +59,13 @@ impl CallQuery {
     pub fn read(&self, numbers: &Numbers, services: &[String]) -> Result<Filters, BadFilter> {
         let time = |key: &str, v: &Option<String>| -> Result<Option<i64>, BadFilter> {
             let Some(v) = blank(v) else { return Ok(None) };
+            if let Ok(n) = v.parse::<i64>()
+                && n < MIN_MS
+            {
+                return Err(BadFilter(format!(
+                    "{key}: {v} is not milliseconds since 1970 (it would be before 1973): seconds? write {v}000"
+                )));
+            }
             time_ms(&v).map(Some).ok_or_else(|| {
                 BadFilter(format!(
                     "{key}: {v:?} is not a time: write a day (2026-03-03), a time (2026-03-03T09:30:00Z) or milliseconds since 1970"
@@ -164,6 +171,10 @@ pub struct SearchResult {
 }
 
 /// Milliseconds since the epoch, an RFC 3339 time, or a day (its midnight, UTC).
+/// The smallest number read as milliseconds since 1970 (3 March 1973): anything smaller is
+/// seconds (a Unix time of 10 digits) or a mistake, never a call recorded.
+const MIN_MS: i64 = 100_000_000_000;
+
 fn time_ms(s: &str) -> Option<i64> {
     let s = s.trim();
     s.parse::<i64>().ok().or_else(|| rfc3339_ms(s)).or_else(|| {

@@ -57,7 +57,7 @@ impl<F: Front> FromRequestParts<App> for SignedIn<F> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
-        match caller(&app.store, &parts.headers).await {
+        match caller(app, &parts.headers).await {
             Ok(who) => Ok(SignedIn(who, PhantomData)),
             Err(refusal) => Err(F::unsigned(refusal)),
         }

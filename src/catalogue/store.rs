@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_accounts.sql"),
         include_str!("../../migrations/postgres/0006_accounts.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_approvals.sql"),
+        include_str!("../../migrations/postgres/0007_approvals.sql"),
+    ),
 ];
 
 #[derive(Clone)]

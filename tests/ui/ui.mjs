@@ -338,7 +338,7 @@ try {
     await page.goto(`${base}/dpo`);
     await page.getByRole('button', { name: 'Approve newbie' }).click();
     await page.waitForLoadState('networkidle');
-    check((await page.getByRole('status').textContent()).includes('newbie may now sign in'), 'the DPO approves the account');
+    check((await page.getByRole('status').textContent()).includes('Approved for newbie'), 'the DPO approves the account');
     await accessible(page, 'the dpo page with an approval');
     await context.close();
   }

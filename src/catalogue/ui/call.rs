@@ -283,7 +283,7 @@ pub async fn peaks(
     Path(id): Path<String>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let who = match caller(&app.store, &headers).await {
+    let who = match caller(&app, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -124,7 +124,7 @@ struct DpoPage {
     user: Option<UserView>,
     message: Option<String>,
     /// What waits for a DPO's approval (accounts, services) an admin asked for.
-    waiting: Vec<crate::catalogue::people::Awaiting>,
+    waiting: Vec<crate::catalogue::approvals::Approval>,
     /// A subject-access request's count, before its bundle downloads.
     sar: Option<SarPreview>,
 }
@@ -163,6 +163,9 @@ pub async fn dpo(State(app): State<App>, Allowed(who, _): Allowed<Dpo, Page>) ->
 #[derive(Deserialize)]
 pub struct ApproveForm {
     pub username: String,
+    /// What the page showed ([`crate::catalogue::approvals::Approval::version`]).
+    #[serde(default)]
+    pub version: String,
 }
 
 /// The second person's approval of a listening account.
@@ -171,16 +174,25 @@ pub async fn approve(
     who: Allowed<Dpo, Page>,
     Form(f): Form<ApproveForm>,
 ) -> Response {
-    let r = crate::catalogue::api::approve_user_as(&app, who.permitted(), &f.username).await;
-    if !r.status().is_success() {
-        return after(&who.0, r, String::new());
-    }
-    dpo_page(
+    let approved = match crate::catalogue::api::approve_user_as(
         &app,
-        &who.0,
-        Some(format!("Approved: {} may now sign in.", f.username)),
+        who.permitted(),
+        &f.username,
+        &f.version,
     )
     .await
+    {
+        Ok(a) => a,
+        Err(r) => return after(&who.0, r, String::new()),
+    };
+    let mut done = format!("Approved for {}: {}.", f.username, approved.approval.what);
+    if let Some(code) = &approved.setup_code {
+        done.push_str(&format!(
+            " Give {} this set-up code yourself (not through the admin who asked): they need it, once, to set up their second factor at their first sign-in. It is shown only now: {code}",
+            f.username
+        ));
+    }
+    dpo_page(&app, &who.0, Some(done)).await
 }
 
 #[derive(Deserialize)]

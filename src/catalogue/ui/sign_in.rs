@@ -22,6 +22,9 @@ struct LoginPage {
     username: String,
     /// Setting up the second factor: the key (base32) and the `otpauth://` text.
     enrol: Option<(String, String)>,
+    /// Setting up the second factor needs the DPO's set-up code: ask for it, and keep the
+    /// one given while the key is set up.
+    setup_code: Option<String>,
     /// The form's own token, also in the `cv_login` cookie ([`csrf`]): a page of another
     /// origin cannot sign the browser in as someone else.
     login_token: String,
@@ -29,7 +32,7 @@ struct LoginPage {
 
 /// The sign-in form with a new token, and the cookie holding it.
 fn login_page(app: &App, error: Option<String>, change: bool, username: &str) -> Response {
-    login_page_with(app, error, change, username, None)
+    login_page_with(app, error, change, username, None, None)
 }
 
 fn login_page_with(
@@ -38,6 +41,7 @@ fn login_page_with(
     change: bool,
     username: &str,
     enrol: Option<(String, String)>,
+    setup_code: Option<String>,
 ) -> Response {
     let token = new_token();
     let mut r = page(&LoginPage {
@@ -46,6 +50,7 @@ fn login_page_with(
         change,
         username: username.to_owned(),
         enrol,
+        setup_code,
         login_token: token.clone(),
     });
     let secure = if app.config.server.secure_cookies() {
@@ -87,6 +92,8 @@ pub struct LoginForm {
     pub repeat: String,
     #[serde(default)]
     pub code: String,
+    #[serde(default)]
+    pub setup_code: String,
 }
 
 impl LoginForm {
@@ -96,6 +103,7 @@ impl LoginForm {
             password: self.password.clone(),
             new_password: self.new_password.clone(),
             code: self.code.clone(),
+            setup_code: self.setup_code.clone(),
         }
     }
 }
@@ -129,7 +137,7 @@ pub async fn login(
         }
         Ok(SignIn::NewPasswordNeeded) => login_page(
             &app,
-            Some("Your password was reset by an administrator: choose a new one (at least 12 characters).".into()),
+            Some("Your password was set by an administrator: choose a new one of your own (at least 12 characters).".into()),
             true,
             &f.username,
         ),
@@ -153,7 +161,34 @@ pub async fn login(
             } else {
                 "Your account may hear recordings, so it signs in with a second factor: add the key below to an authenticator app, then enter your password again and the app's code."
             };
-            login_page_with(&app, Some(why.into()), changing, &f.username, Some((secret, uri)))
+            let setup = Some(f.setup_code.trim().to_owned()).filter(|c| !c.is_empty());
+            login_page_with(
+                &app,
+                Some(why.into()),
+                changing,
+                &f.username,
+                Some((secret, uri)),
+                setup,
+            )
+        }
+        Ok(SignIn::SetUpCodeNeeded { wrong }) => {
+            let why = if wrong {
+                "That is not the set-up code of your account: enter your password again and the code your DPO gave you."
+            } else {
+                "Your account may hear recordings, so it signs in with a second factor. To set it up, enter your password again and the set-up code your DPO gave you when they approved your account."
+            };
+            let mut r = login_page_with(
+                &app,
+                Some(why.into()),
+                changing,
+                &f.username,
+                None,
+                Some(String::new()),
+            );
+            if wrong {
+                *r.status_mut() = StatusCode::UNAUTHORIZED;
+            }
+            r
         }
         Ok(SignIn::BadNewPassword(why)) => {
             login_page(&app, Some(format!("{why}.")), true, &f.username)
@@ -163,7 +198,7 @@ pub async fn login(
 }
 
 pub async fn logout(State(app): State<App>, headers: HeaderMap) -> Response {
-    if let Ok(who) = caller(&app.store, &headers).await {
+    if let Ok(who) = caller(&app, &headers).await {
         if let Some(t) = presented_token(&headers) {
             let _ = app.store.close_session(&t).await;
         }
