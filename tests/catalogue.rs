@@ -2010,7 +2010,11 @@ fn search_filters(db: impl FnOnce(&Path) -> Option<Db>) {
     for (pairs, code, says) in [
         (vec![("service", "Parkng")], 422, "Parking, Switchboard"),
         (vec![("from", "garbage")], 422, "not a time"),
-        (vec![("from", "1772582400")], 422, "seconds? write 1772582400000"),
+        (
+            vec![("from", "1772582400")],
+            422,
+            "seconds? write 1772582400000",
+        ),
         (vec![("min_seconds", "abc")], 422, "whole number of seconds"),
         (
             vec![("from", "2026-03-04"), ("to", "2026-03-03")],

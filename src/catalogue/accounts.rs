@@ -112,6 +112,8 @@ struct Current {
     extension: Option<String>,
     disabled: bool,
     awaiting: bool,
+    /// Signs in with the directory (no local password; services from its claims).
+    directory: bool,
 }
 
 fn reason(c: &Change<'_>) -> Result<(), AccountError> {
@@ -125,7 +127,8 @@ fn reason(c: &Change<'_>) -> Result<(), AccountError> {
 async fn current(store: &Store, username: &str) -> Result<Current, AccountError> {
     let row = sqlx::query(
         "SELECT role, services, extension, CASE WHEN disabled THEN 1 ELSE 0 END AS disabled, \
-         CASE WHEN awaiting_approval THEN 1 ELSE 0 END AS awaiting FROM users WHERE username = $1 AND deleted_ms IS NULL",
+         CASE WHEN awaiting_approval THEN 1 ELSE 0 END AS awaiting, CASE WHEN directory_subject IS NULL THEN 0 ELSE 1 END AS directory \
+         FROM users WHERE username = $1 AND deleted_ms IS NULL",
     )
     .bind(username)
     .fetch_optional(&store.pool)
@@ -138,6 +141,7 @@ async fn current(store: &Store, username: &str) -> Result<Current, AccountError>
         extension: row.try_get("extension")?,
         disabled: row.try_get::<i32, _>("disabled")? != 0,
         awaiting: row.try_get::<i32, _>("awaiting")? != 0,
+        directory: row.try_get::<i32, _>("directory")? != 0,
     })
 }
 
@@ -307,6 +311,7 @@ pub async fn reset_password(
             "{username} is disabled: enable the account first"
         )));
     }
+    directory_refuses(&user, username, "a password")?;
     let temporary = temporary_password();
     let outcome = c.outcome_for(user.role);
     let hash = {
@@ -354,6 +359,7 @@ pub async fn reset_second_factor(
             "{username} is disabled: enable the account first"
         )));
     }
+    directory_refuses(&user, username, "a second factor")?;
     let outcome = c.outcome_for(user.role);
     audit(
         store,
@@ -375,6 +381,17 @@ pub async fn reset_second_factor(
     sign_out_everywhere(&mut tx, username).await?;
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// Refuses changing `what` of an account that signs in with the directory: the directory
+/// holds it (a local password would be a way in the directory does not control).
+fn directory_refuses(user: &Current, username: &str, what: &str) -> Result<(), AccountError> {
+    if user.directory {
+        return Err(AccountError::Refused(format!(
+            "{username} signs in with the directory, which holds {what}: change it there"
+        )));
+    }
+    Ok(())
 }
 
 /// 20 letters and digits without look-alikes (no l, o, 0, 1): 100 random bits an admin can

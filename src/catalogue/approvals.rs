@@ -75,6 +75,8 @@ struct Pending {
     requested_by: Option<String>,
     password_hash: String,
     has_second_factor: bool,
+    /// Signs in with the directory (whose second factor it is).
+    directory: bool,
 }
 
 /// The columns [`read`] reads (a macro: sqlx takes only literal SQL).
@@ -82,7 +84,8 @@ macro_rules! pending_columns {
     () => {
         "username, role, CASE WHEN awaiting_approval THEN 1 ELSE 0 END AS awaiting, approval_for, \
          requested_services, services, requested_by, password_hash, \
-         CASE WHEN totp_secret IS NULL THEN 0 ELSE 1 END AS has_factor"
+         CASE WHEN totp_secret IS NULL THEN 0 ELSE 1 END AS has_factor, \
+         CASE WHEN directory_subject IS NULL THEN 0 ELSE 1 END AS directory"
     };
 }
 
@@ -97,6 +100,7 @@ fn read(r: &sqlx::any::AnyRow) -> Result<Pending, sqlx::Error> {
         requested_by: r.try_get("requested_by")?,
         password_hash: r.try_get("password_hash")?,
         has_second_factor: r.try_get::<i32, _>("has_factor")? != 0,
+        directory: r.try_get::<i32, _>("directory")? != 0,
     })
 }
 
@@ -112,10 +116,12 @@ impl Pending {
                 what.push(
                     match part.as_str() {
                         "enable" => "enable the account again",
+                        "role" => "a new role, from the directory",
                         "password_reset" => {
                             "a password reset (the admin knows the temporary password)"
                         }
                         "second_factor_reset" => "a new second factor (the old one was cleared)",
+                        _ if self.directory => "a new account, from the directory",
                         _ => "a new account",
                     }
                     .to_owned(),
@@ -328,8 +334,9 @@ impl Store {
             return Err(ApprovalError::OwnRequest);
         }
         let hears = Role::parse(&row.role).is_some_and(|r| r.hears_calls());
-        let setup_code = (second_factor && hears && row.awaiting && !row.has_second_factor)
-            .then(super::accounts::temporary_password);
+        let setup_code =
+            (second_factor && hears && row.awaiting && !row.has_second_factor && !row.directory)
+                .then(super::accounts::temporary_password);
         // the same row as read, or nothing (Postgres reads committed: a change between the
         // read and here makes this match no row)
         let changed = sqlx::query(

@@ -33,6 +33,10 @@ pub struct SignInSection {
     /// authenticator app (TOTP) after their password; they set it up at their first sign-in.
     #[serde(default = "default_true")]
     pub second_factor: bool,
+    /// Single sign-on with the council's directory (`sign_in.oidc`); local accounts stay
+    /// possible beside it (break-glass).
+    #[serde(default)]
+    pub oidc: Option<OidcSection>,
 }
 
 fn default_true() -> bool {
@@ -43,8 +47,71 @@ impl Default for SignInSection {
     fn default() -> Self {
         SignInSection {
             second_factor: true,
+            oidc: None,
         }
     }
+}
+
+/// An OpenID Connect provider (Microsoft Entra ID, Google, Keycloak, ADFS) people sign in
+/// with (`sign_in.oidc`). The redirect address registered with it is
+/// `<server.public_url>/login/oidc/callback`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// The provider's issuer, exactly as its ID tokens say it
+    /// ("https://login.microsoftonline.com/<tenant>/v2.0"); its metadata is read from
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client's secret (or `CALLVAULT_SIGN_IN__OIDC__CLIENT_SECRET`); empty for a
+    /// public client (PKCE alone).
+    #[serde(default)]
+    pub client_secret: String,
+    /// What the sign-in button says.
+    #[serde(default = "default_oidc_label")]
+    pub label: String,
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The claim that is the person's callvault user name.
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// The claim listing the person's groups (or roles).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Group (as the claim names it: a name or an object id) to callvault role. A person in
+    /// groups of two roles is refused: nobody is admin and manager at once.
+    pub roles: std::collections::BTreeMap<String, String>,
+    /// The claim listing a manager's services (as the agents name them), if any; without
+    /// one a directory manager has none until an admin's edit.
+    #[serde(default)]
+    pub services_claim: Option<String>,
+    /// The claim holding a member of staff's extension, if any.
+    #[serde(default)]
+    pub extension_claim: Option<String>,
+    /// A directory account that may hear recordings (manager, DPO), and services added to
+    /// a manager, wait for a DPO's approval the first time, as an admin's do.
+    #[serde(default = "default_true")]
+    pub listening_needs_approval: bool,
+    /// People who may hear recordings must have signed in to the provider with more than a
+    /// password: the ID token's `amr` names a second factor ("mfa", "otp", "hwk", ...).
+    #[serde(default = "default_true")]
+    pub listening_needs_mfa: bool,
+}
+
+fn default_oidc_label() -> String {
+    "Sign in with your organisation's account".into()
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
+}
+
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 
 /// How numbers people type into searches are read (`numbers`): the agents' own rules.
@@ -344,6 +411,50 @@ impl CatalogueConfig {
                 "not an http(s) URL",
                 "write the address people's browsers open, as \"https://recordings.council.example\"",
             );
+        }
+        if let Some(o) = &self.sign_in.oidc {
+            if !(o.issuer.starts_with("https://") || o.issuer.starts_with("http://")) {
+                return invalid(
+                    "sign_in.oidc.issuer",
+                    o.issuer.clone(),
+                    "not an http(s) URL",
+                    "write the issuer the provider's ID tokens carry, as \"https://login.microsoftonline.com/<tenant>/v2.0\"",
+                );
+            }
+            if self.server.public_url.is_none() {
+                return invalid(
+                    "server.public_url",
+                    "(unset)".into(),
+                    "single sign-on sends people back to the catalogue's own address",
+                    "set server.public_url to the address browsers open (the provider's redirect is <public_url>/login/oidc/callback)",
+                );
+            }
+            if o.client_id.trim().is_empty() {
+                return invalid(
+                    "sign_in.oidc.client_id",
+                    String::new(),
+                    "empty",
+                    "write the application (client) id the provider gave the catalogue",
+                );
+            }
+            for (group, role) in &o.roles {
+                if crate::catalogue::people::Role::parse(role).is_none() {
+                    return invalid(
+                        &format!("sign_in.oidc.roles.{group}"),
+                        role.clone(),
+                        "not a callvault role",
+                        "use manager, auditor, dpo, admin or staff",
+                    );
+                }
+            }
+            if o.roles.is_empty() {
+                return invalid(
+                    "sign_in.oidc.roles",
+                    "{}".into(),
+                    "no group gives a role: nobody could sign in with the directory",
+                    "map the directory's groups to roles, as [sign_in.oidc.roles] \"cc-managers\" = \"manager\"",
+                );
+            }
         }
         let url = &self.storage.database_url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://")) {

@@ -14,11 +14,13 @@ pub mod blobs;
 pub mod config;
 pub mod console;
 pub mod csrf;
+pub mod directory;
 pub mod error;
 pub mod ingest;
 pub mod ladder;
 pub mod listen;
 pub mod numbers;
+pub mod oidc;
 pub mod people;
 pub mod rights;
 pub mod s3;
@@ -57,6 +59,8 @@ pub struct App {
     pub throttle: Arc<throttle::Throttle>,
     /// How numbers are read: the agents' rules (`[numbers]`).
     pub numbers: numbers::Numbers,
+    /// The directory people sign in with (`[sign_in.oidc]`), if any.
+    pub oidc: Option<Arc<oidc::Provider>>,
 }
 
 /// The largest request body anything but a segment upload may have: a form, a JSON request.
@@ -115,6 +119,8 @@ pub fn router(app: App) -> axum::Router {
         .route("/api/v1/calls/{id}/peaks", get(ui::peaks))
         .route("/", get(ui::home))
         .route("/login", get(ui::login_form).post(ui::login))
+        .route("/login/oidc", get(ui::oidc_start))
+        .route("/login/oidc/callback", get(ui::oidc_callback))
         .route("/logout", post(ui::logout))
         .route("/search", get(ui::search_form).post(ui::search))
         .route("/search/export", post(ui::search_export))
@@ -211,6 +217,10 @@ pub async fn open(cfg: &CatalogueConfig) -> anyhow::Result<App> {
         .into(),
         throttle: Arc::default(),
         numbers: numbers::Numbers::of(&cfg.numbers),
+        oidc: match (&cfg.sign_in.oidc, &cfg.server.public_url) {
+            (Some(o), Some(url)) => Some(Arc::new(oidc::Provider::new(o.clone(), url)?)),
+            _ => None,
+        },
     })
 }
 

@@ -24,7 +24,7 @@ const SESSION_IDLE_MS: i64 = 30 * 60 * 1000;
 /// An API token lasts a year.
 const API_TOKEN_MS: i64 = 365 * 24 * 3600 * 1000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Finds and hears the calls of their services, for a stated purpose.
@@ -145,6 +145,8 @@ struct Account {
     /// The set-up code a DPO handed out with their approval (its SHA-256): the second
     /// factor is set up only with it.
     setup_code_sha256: Option<String>,
+    /// Signs in with the directory: no local password, the directory's second factor.
+    directory: bool,
 }
 
 /// What a person gives to sign in.
@@ -338,7 +340,8 @@ impl Store {
     async fn user(&self, username: &str) -> Result<Option<Account>, sqlx::Error> {
         let row = sqlx::query(
             "SELECT username, password_hash, role, services, extension, CASE WHEN must_change_password THEN 1 ELSE 0 END AS must_change, \
-             totp_secret, totp_pending, totp_last_step, setup_code_sha256 FROM users WHERE username = $1 AND NOT disabled AND deleted_ms IS NULL",
+             totp_secret, totp_pending, totp_last_step, setup_code_sha256, \
+             CASE WHEN directory_subject IS NULL THEN 0 ELSE 1 END AS directory FROM users WHERE username = $1 AND NOT disabled AND deleted_ms IS NULL",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -370,6 +373,7 @@ impl Store {
                 .try_get::<Option<i64>, _>("totp_last_step")?
                 .map(|s| s.max(0) as u64),
             setup_code_sha256: row.try_get("setup_code_sha256")?,
+            directory: row.try_get::<i32, _>("directory")? != 0,
         }))
     }
 
@@ -627,10 +631,11 @@ impl Store {
         }
         let username: String = row.try_get("username")?;
         // a session opened before an admin reset the password is already gone
-        let account = self
-            .user(&username)
-            .await?
-            .filter(|a| !(second_factor && a.caller.role.hears_calls() && a.totp_secret.is_none()));
+        let account = self.user(&username).await?.filter(|a| {
+            // a directory account's second factor is the directory's
+            let factorless = a.totp_secret.is_none() && !a.directory;
+            !(second_factor && a.caller.role.hears_calls() && factorless)
+        });
         Ok(account.map(|a| Caller {
             form_token: if api {
                 String::new()

@@ -24,6 +24,7 @@ mod call;
 mod rights;
 mod search;
 mod sign_in;
+mod sso;
 
 pub use admin::{
     add_agent, add_user, admin, agent_action, edit_user, revoke_token, signalling, user_action,
@@ -33,6 +34,7 @@ pub use call::{call, listen, peaks};
 pub use rights::{approve, consent, dpo, erase, hold, restrict, subject_access, training};
 pub use search::{search, search_export, search_form};
 pub use sign_in::{login, login_form, logout};
+pub use sso::{oidc_callback, oidc_start};
 
 /// The signed-in user as the page header shows them.
 pub struct UserView {

@@ -28,10 +28,17 @@ struct LoginPage {
     /// The form's own token, also in the `cv_login` cookie ([`csrf`]): a page of another
     /// origin cannot sign the browser in as someone else.
     login_token: String,
+    /// What the single sign-on button says, when a directory is configured.
+    sso: Option<String>,
 }
 
 /// The sign-in form with a new token, and the cookie holding it.
-fn login_page(app: &App, error: Option<String>, change: bool, username: &str) -> Response {
+pub(super) fn login_page(
+    app: &App,
+    error: Option<String>,
+    change: bool,
+    username: &str,
+) -> Response {
     login_page_with(app, error, change, username, None, None)
 }
 
@@ -52,6 +59,7 @@ fn login_page_with(
         enrol,
         setup_code,
         login_token: token.clone(),
+        sso: app.oidc.as_ref().map(|o| o.cfg.label.clone()),
     });
     let secure = if app.config.server.secure_cookies() {
         "; Secure"
