@@ -3931,8 +3931,12 @@ fn segments_kept_in_an_s3_bucket_are_stored_served_and_erased() {
 /// why not.
 fn browser_tools() -> Result<PathBuf, String> {
     let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
-    if !ui.join("node_modules/playwright-core").is_dir() {
-        return Err("playwright-core is not installed (npm ci --prefix tests/ui)".into());
+    for module in ["playwright-core", "oidc-provider"] {
+        if !ui.join("node_modules").join(module).is_dir() {
+            return Err(format!(
+                "{module} is not installed (npm ci --prefix tests/ui)"
+            ));
+        }
     }
     if !Path::new("/usr/bin/chromium").exists() {
         return Err("chromium is not installed (apt-get install chromium)".into());
@@ -3949,7 +3953,36 @@ fn the_web_ui_works_for_each_role_in_a_real_browser() {
         Ok(ui) => ui,
         Err(why) => return common::parts::skipped("browser test", &why),
     };
-    let (lab, _cat, _api, recorded) = people_lab(|d| Some(Db::sqlite(d))).unwrap();
+    // a real OpenID provider (oidc-provider) the catalogue's single sign-on is set up with
+    let lab = Lab::new(|d| Some(Db::sqlite(d))).unwrap();
+    let op_port = free_port();
+    let base = format!("http://127.0.0.1:{}", lab.catalogue_port);
+    let op_log = lab.path("oidc-provider.log");
+    let mut op = Proc {
+        child: Command::new("node")
+            .arg(ui.join("oidc_provider.mjs"))
+            .arg(op_port.to_string())
+            .arg(format!("{base}/login/oidc/callback"))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&op_log).unwrap())
+            .spawn()
+            .unwrap(),
+        log: op_log,
+    };
+    let mut out = std::io::BufReader::new(op.child.stdout.take().unwrap());
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut out, &mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready", "{}", op.log());
+    // what it prints later is drained (a closed pipe would end it)
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    *lab.server_extra.borrow_mut() = format!("public_url = \"{base}\"\n");
+    *lab.sections_extra.borrow_mut() = format!(
+        "[sign_in]\nsecond_factor = false\n[sign_in.oidc]\nissuer = \"http://127.0.0.1:{op_port}\"\n\
+         client_id = \"callvault\"\nclient_secret = \"callvault-test-secret\"\nlabel = \"Sign in with the council directory\"\n\
+         scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\nservices_claim = \"callvault_services\"\n\
+         [sign_in.oidc.roles]\n\"cc-managers\" = \"manager\"\n\"data-protection\" = \"dpo\"\n"
+    );
+    let (lab, _cat, _api, recorded) = people_lab_in(lab);
     let parking = recorded
         .iter()
         .find(|r| r.service.as_deref() == Some("Parking"))
@@ -3970,7 +4003,11 @@ fn the_web_ui_works_for_each_role_in_a_real_browser() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     println!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "browser test failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{text}\n{}",
+        op.log()
+    );
     assert!(
         text.lines().filter(|l| l.starts_with("ok ")).count() >= 20,
         "{text}"

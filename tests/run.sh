@@ -56,7 +56,7 @@ fi
 
 # Playwright (playwright-core, no browser download: it drives Debian's chromium) for the web
 # UI's browser test.
-if command -v npm >/dev/null && [ ! -d tests/ui/node_modules/playwright-core ]; then
+if command -v npm >/dev/null && { [ ! -d tests/ui/node_modules/playwright-core ] || [ ! -d tests/ui/node_modules/oidc-provider ]; }; then
   npm ci --prefix tests/ui --no-audit --no-fund --silent ||
     echo "playwright-core could not be installed: the browser test will say SKIPPED" >&2
 fi

@@ -5,12 +5,16 @@
 //   node oidc_provider.mjs PORT REDIRECT_URI
 //
 // Prints "ready" when it listens. Any password is accepted on its sign-in page (the
-// development interactions): the test is of callvault's side of the protocol.
+// development interactions): the test is of callvault's side of the protocol. How each
+// person signed in to the directory (`amr`: with a second factor or not) is part of their
+// entry here, as a directory that ran the second factor would say it.
 import Provider from 'oidc-provider';
 
 const [port, redirect] = process.argv.slice(2);
 const directory = {
-  olive: { name: 'Olive Manager', email: 'olive@council.example', groups: ['cc-managers'], callvault_services: ['Parking'] },
+  olive: { name: 'Olive Manager', email: 'olive@council.example', groups: ['cc-managers'], callvault_services: ['Parking'], amr: ['pwd', 'mfa'] },
+  // signed in to the directory with a password alone
+  pam: { name: 'Pam Password', email: 'pam@council.example', groups: ['cc-managers'], callvault_services: ['Parking'], amr: ['pwd'] },
   dpo2: { name: 'Dee PO', email: 'dpo2@council.example', groups: ['data-protection'] },
   nobody: { name: 'No Group', email: 'nobody@council.example', groups: ['finance'] },
 };
@@ -26,7 +30,7 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   pkce: { required: () => true },
   scopes: ['openid', 'profile', 'email', 'groups'],
   claims: {
-    openid: ['sub'],
+    openid: ['sub', 'amr'],
     profile: ['preferred_username', 'name'],
     email: ['email'],
     groups: ['groups', 'callvault_services'],
@@ -35,9 +39,21 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
   conformIdTokenClaims: false,
   findAccount: async (_ctx, id) => ({
     accountId: id,
-    claims: async () => ({ sub: `sub-${id}`, preferred_username: id, ...(directory[id] || {}) }),
+    claims: async () => {
+      const { amr: _, ...entry } = directory[id] || {};
+      return { sub: `sub-${id}`, preferred_username: id, ...entry };
+    },
   }),
   features: { devInteractions: { enabled: true } },
   cookies: { keys: ['callvault-test-cookie-key'] },
 });
+// how the person signed in to the directory (`amr`), as their entry says: the development
+// sign-in page reports only who signed in
+const finished = provider.interactionFinished.bind(provider);
+provider.interactionFinished = (req, res, result, options) => {
+  if (result.login) {
+    result.login.amr = directory[result.login.accountId]?.amr || ['pwd'];
+  }
+  return finished(req, res, result, options);
+};
 provider.listen(Number(port), '127.0.0.1', () => console.log('ready'));

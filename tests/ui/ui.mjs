@@ -342,6 +342,76 @@ try {
     await accessible(page, 'the dpo page with an approval');
     await context.close();
   }
+  // single sign-on: a real OpenID provider (oidc-provider) signs people in with the
+  // directory; its groups give the role, a claim the services, and a listening account
+  // waits for a DPO the first time
+  {
+    const viaDirectory = async (login) => {
+      const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+      const page = await context.newPage();
+      await page.goto(`${base}/login`);
+      await page.getByRole('link', { name: 'Sign in with the council directory' }).click();
+      // the provider's own pages: its sign-in form, then its consent
+      for (let i = 0; i < 5; i++) {
+        await page.waitForLoadState('networkidle');
+        if (page.url().startsWith(base)) break;
+        const box = page.locator('input[name=login]');
+        if (await box.count()) {
+          await box.fill(login);
+          await page.locator('input[name=password]').fill('directory password');
+        }
+        const submit = page.locator('button[type=submit]');
+        if (!(await submit.count())) {
+          check(false, `the provider's page has a form (${page.url()}: ${(await page.textContent('body')).slice(0, 300)})`);
+        }
+        await submit.first().click();
+      }
+      await page.waitForLoadState('networkidle');
+      return { context, page };
+    };
+    {
+      const { context, page } = await viaDirectory('olive');
+      const alert = await page.getByRole('alert').textContent();
+      check(alert.includes('data-protection officer approves'), `a directory manager signs in with PKCE and waits for a DPO the first time (${alert})`);
+      await accessible(page, 'the login page after single sign-on');
+      await context.close();
+    }
+    {
+      const { context, page } = await signIn('dora');
+      await page.goto(`${base}/dpo`);
+      const row = await page.locator('tbody tr', { hasText: 'olive' }).textContent();
+      check(row.includes('a new account, from the directory') && row.includes('Parking'), "the DPO sees the directory's account with its claimed services");
+      await page.getByRole('button', { name: 'Approve olive' }).click();
+      await page.waitForLoadState('networkidle');
+      const done = await page.getByRole('status').textContent();
+      check(done.includes('Approved for olive') && !done.includes('set-up code'), 'and approves it (no set-up code: the directory holds the second factor)');
+      await context.close();
+    }
+    {
+      const { context, page } = await viaDirectory('olive');
+      check(page.url() === `${base}/` || page.url().startsWith(`${base}/search`), `the approved manager lands signed in (${page.url()})`);
+      check((await page.locator('.who').textContent()).includes('olive (manager)'), 'as the directory names them, with the role its groups give');
+      await page.goto(`${base}/search`);
+      await page.getByRole('button', { name: 'Search' }).click();
+      await page.waitForLoadState('networkidle');
+      check((await page.content()).includes(callId), "and finds the calls of the services the directory gives");
+      await page.screenshot({ path: path.join(artifacts, 'sso.png'), fullPage: true });
+      await context.close();
+    }
+    {
+      const { context, page } = await viaDirectory('pam');
+      check((await page.getByRole('alert').textContent()).includes('second factor'), 'a manager signed in to the directory with a password alone is refused');
+      await context.close();
+    }
+    {
+      const { context, page } = await viaDirectory('nobody');
+      check((await page.getByRole('alert').textContent()).includes('no group'), 'someone in no callvault group is refused, saying why');
+      // an answer this browser did not ask for (a code injected with a forged state)
+      const forged = await page.goto(`${base}/login/oidc/callback?code=stolen&state=forged`);
+      check(forged.status() === 400 && (await page.getByRole('alert').textContent()).includes('not started in this browser'), 'an answer to a sign-in this browser did not start is refused');
+      await context.close();
+    }
+  }
   // cross-site request forgery: a page on another port of the same host (the same site, so
   // SameSite=Strict cookies are sent) auto-submits forms to the catalogue in a signed-in browser
   {
