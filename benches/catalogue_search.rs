@@ -106,7 +106,9 @@ async fn load(store: &Store, calls: u64) {
 async fn median(store: &Store, who: &Caller, q: &CallQuery) -> (Duration, i64) {
     // the filters as the API reads them (numbers normalised, the service as agents spell it)
     let numbers = callvault::catalogue::numbers::Numbers::of(&Default::default());
-    let filters = q.read(&numbers, &[]).unwrap();
+    let filters = q
+        .read(&numbers, &[], &callvault::catalogue::zone::Zone::default())
+        .unwrap();
     let mut times = Vec::new();
     let mut total = 0;
     for _ in 0..15 {

@@ -436,9 +436,35 @@ fn shipping_works(lab: Lab) {
     let (rt, store) = lab.db.store();
     assert_eq!(rt.block_on(store.count("calls")).unwrap(), 2);
     assert_eq!(rt.block_on(store.count("segments")).unwrap(), 2);
-    // the agent told the catalogue which numbers it records
+    // the agent told the catalogue which numbers it records, and how it is
     let agents = rt.block_on(store.list_agents()).unwrap();
     assert_eq!(agents[0].numbers.len(), 19, "{agents:?}");
+    let started = Instant::now();
+    let (health, seen_ms) = loop {
+        // the first report follows the first shipping round
+        if let Some(h) = rt.block_on(store.list_agents()).unwrap()[0].health.clone() {
+            break h;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no health report"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(health.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(health.problem, None, "{health:?}");
+    assert!(
+        !health.recording_paused && health.spool_free_bytes > 0,
+        "{health:?}"
+    );
+    assert!(health.live.is_empty(), "the replay has ended: {health:?}");
+    assert!(seen_ms > 0);
+    let hour_ago = callvault::time::Timestamp::now().as_millis() as i64 - 3_600_000;
+    let last_hour = recorded
+        .iter()
+        .filter(|r| callvault::catalogue::store::rfc3339_ms(&r.started_at).unwrap() >= hour_ago)
+        .count();
+    assert_eq!(agents[0].calls_last_hour, last_hour as i64);
     assert!(
         agents[0]
             .numbers
@@ -2253,6 +2279,26 @@ fn hostile_documents_are_refused_and_tampered_segments_never_play() {
         );
         (r.code, String::from_utf8_lossy(&r.body).into_owned())
     };
+    // a health report: an agent's own token only, held to its bounds
+    let health = |token: &str, live: usize| {
+        let report = callvault::record::health::AgentHealth {
+            version: "1".into(),
+            live: vec![Default::default(); live],
+            ..Default::default()
+        };
+        let r = api.send(
+            api.client
+                .put(format!("{}/api/v1/agent/health", api.base))
+                .bearer_auth(token)
+                .json(&report),
+        );
+        (r.code, String::from_utf8_lossy(&r.body).into_owned())
+    };
+    assert_eq!(health("not-a-token", 0).0, 401);
+    let (code, text) = health(token.trim(), callvault::record::health::MAX_LIVE_CALLS + 1);
+    assert_eq!(code, 422, "{text}");
+    assert!(text.contains("live calls"), "{text}");
+    assert_eq!(health(token.trim(), 1).0, 200);
     let doc = serde_json::to_value(&parking).unwrap();
     let signal = doc["signalling"][0].clone();
     type Spoil = Box<dyn Fn(&mut serde_json::Value)>;
@@ -3982,11 +4028,39 @@ fn the_web_ui_works_for_each_role_in_a_real_browser() {
          scopes = [\"openid\", \"profile\", \"email\", \"groups\"]\nservices_claim = \"callvault_services\"\n\
          [sign_in.oidc.roles]\n\"cc-managers\" = \"manager\"\n\"data-protection\" = \"dpo\"\n"
     );
-    let (lab, _cat, _api, recorded) = people_lab_in(lab);
+    let (lab, _cat, api, recorded) = people_lab_in(lab);
     let parking = recorded
         .iter()
         .find(|r| r.service.as_deref() == Some("Parking"))
         .unwrap();
+    // a second recording server reports itself well, with a call in progress
+    let edge = std::fs::read_to_string(lab.agent_add("edge-2")).unwrap();
+    let started = callvault::time::Timestamp::from_millis(
+        callvault::time::Timestamp::now().as_millis() - 75_000,
+    );
+    let report = callvault::record::health::AgentHealth {
+        version: "9.9.9".into(),
+        uptime_seconds: 3600,
+        outbox_calls: 3,
+        spool_free_bytes: 40 << 30,
+        active_calls: 2,
+        recording_calls: 1,
+        live: vec![callvault::record::health::LiveCall {
+            call_id: "0190f000-0000-7000-8000-000000000001".into(),
+            service: Some("Parking".into()),
+            started: started.rfc3339(),
+            legs: 2,
+            answered: true,
+        }],
+        ..Default::default()
+    };
+    let r = api.send(
+        api.client
+            .put(format!("{}/api/v1/agent/health", api.base))
+            .bearer_auth(edge.trim())
+            .json(&report),
+    );
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
     let out = Command::new("node")
         .arg(ui.join("ui.mjs"))
         .env(

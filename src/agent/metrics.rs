@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub active_calls: usize,
     pub recording_calls: usize,
     pub media_queue_drops: u64,
+    /// The calls being recorded (for the catalogue's operations page).
+    pub live: Vec<crate::record::health::LiveCall>,
     pub published_at: Option<Instant>,
 }
 
@@ -135,6 +137,35 @@ impl Status {
                 snap.active_calls, snap.recording_calls
             ),
         )
+    }
+
+    /// The report the outbox sends the catalogue (`PUT /api/v1/agent/health`).
+    pub fn report(&self) -> crate::record::health::AgentHealth {
+        let snap = self.snapshot();
+        let (ok, why) = self.health();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let capture: u64 = self
+            .captures
+            .iter()
+            .map(|(_, c)| load(&c.kernel_drops) + load(&c.queue_drops))
+            .sum();
+        crate::record::health::AgentHealth {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_seconds: self.started.0.elapsed().as_secs(),
+            problem: (!ok).then(|| why.trim().to_owned()),
+            recording_paused: self.recording_paused.load(Ordering::Relaxed),
+            outbox_calls: load(&self.outbox_calls),
+            rejected_calls: load(&self.rejected_calls),
+            spool_free_bytes: load(&self.spool_free_bytes),
+            drops: capture
+                + load(&self.hep.socket_drops)
+                + load(&self.hep.queue_drops)
+                + snap.media_queue_drops,
+            late_packets: snap.summary.media.rtp_late,
+            active_calls: snap.active_calls as u64,
+            recording_calls: snap.recording_calls as u64,
+            live: snap.live,
+        }
     }
 
     /// The Prometheus text exposition: every family of [`FAMILIES`], in order.

@@ -115,6 +115,7 @@ impl Outbox {
 
     pub async fn run(mut self) {
         let mut failures = 0u32;
+        let mut reported: Option<std::time::Instant> = None;
         loop {
             // the number list at start, and again after each reload that changed it
             let pending = self
@@ -129,7 +130,16 @@ impl Outbox {
             {
                 self.scope_reported = version;
             }
-            match self.round().await {
+            let shipped = self.round().await;
+            // how the recording server is, for the admin's operations page (after the round:
+            // its outbox figures are fresh)
+            if shipped.is_ok()
+                && reported.is_none_or(|t| t.elapsed() >= crate::record::health::REPORT_EVERY)
+                && self.report_health().await
+            {
+                reported = Some(std::time::Instant::now());
+            }
+            match shipped {
                 Ok(()) => {
                     failures = 0;
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -163,7 +173,19 @@ impl Outbox {
         if self.report_scope(&numbers).await {
             self.scope_reported = version;
         }
-        self.round().await
+        let shipped = self.round().await;
+        self.report_health().await;
+        shipped
+    }
+
+    /// Tells the catalogue how this agent is (true once it has answered).
+    async fn report_health(&self) -> bool {
+        let req = self
+            .client
+            .put(format!("{}/api/v1/agent/health", self.base))
+            .bearer_auth(&self.token)
+            .json(&self.status.report());
+        answer(req.send().await).await.is_ok()
     }
 
     /// Tells the catalogue which numbers this agent records (true once it has answered).

@@ -132,6 +132,7 @@ impl Running {
             summary: self.pipeline.summary(),
             active_calls: self.pipeline.active_calls(),
             recording_calls: self.pipeline.recording_calls(),
+            live: self.pipeline.live_calls(),
             media_queue_drops: self.media_drops.load(Ordering::Relaxed),
             published_at: Some(now),
         });

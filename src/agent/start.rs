@@ -158,6 +158,9 @@ impl Running {
             spool = %spool.root().display(),
             "recording"
         );
+        if let Some(free) = disk::free_bytes(spool.root()) {
+            status.spool_free_bytes.store(free, Ordering::Relaxed);
+        }
         status.publish(Snapshot {
             published_at: Some(Instant::now()),
             ..Snapshot::default()

@@ -359,7 +359,7 @@ pub async fn read_filters(app: &App, q: &CallQuery) -> Result<super::search::Fil
     let services = super::accounts::known_services(&app.store)
         .await
         .map_err(fail)?;
-    q.read(&app.numbers, &services)
+    q.read(&app.numbers, &services, &app.zone)
         .map_err(|e| refuse(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))
 }
 
@@ -889,6 +889,9 @@ pub async fn agents(State(app): State<App>, _: Allowed<ManagesPeople, Api>) -> R
                         "calls": a.calls,
                         "disabled": a.disabled,
                         "numbers": a.numbers,
+                        "calls_last_hour": a.calls_last_hour,
+                        "last_seen": a.health.as_ref().map(|(_, ms)| crate::time::Timestamp::from_millis(*ms as u64).rfc3339()),
+                        "health": a.health.as_ref().map(|(h, _)| h),
                     })
                 })
                 .collect::<Vec<_>>(),

@@ -208,6 +208,14 @@ pub struct ServerSection {
     /// body gets as long again plus a second per 16 KiB.
     #[serde(default = "default_header_seconds")]
     pub header_timeout_seconds: u64,
+    /// The time zone pages show times in and typed days and times are read in (a name of
+    /// the tz database).
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    crate::catalogue::zone::DEFAULT.into()
 }
 
 fn default_header_seconds() -> u64 {
@@ -400,6 +408,14 @@ impl CatalogueConfig {
                 format!("{:?}", self.server.client_ca),
                 "agents' client certificates need HTTPS",
                 "set server.tls_cert and server.tls_key too, or remove server.client_ca",
+            );
+        }
+        if let Err(why) = crate::catalogue::zone::Zone::named(&self.server.time_zone) {
+            return invalid(
+                "server.time_zone",
+                self.server.time_zone.clone(),
+                "not a time zone",
+                &why,
             );
         }
         if let Some(public) = &self.server.public_url

@@ -398,3 +398,24 @@ pub async fn put_scope(
     }
     reply(StatusCode::OK, "stored\n")
 }
+
+/// `PUT /api/v1/agent/health`: how the agent is (what the admin's operations page shows).
+/// Not audited: it comes every half minute and changes nothing anyone may see or hear.
+pub async fn put_health(
+    State(app): State<App>,
+    ConnectInfo(cert): ConnectInfo<ClientCert>,
+    headers: HeaderMap,
+    axum::Json(health): axum::Json<crate::record::health::AgentHealth>,
+) -> Response {
+    let agent = match agent(&app, &headers, &cert).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if let Err(e) = health.check() {
+        return reply(StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n"));
+    }
+    if let Err(e) = app.store.set_agent_health(&agent, &health).await {
+        return internal(e);
+    }
+    reply(StatusCode::OK, "stored\n")
+}

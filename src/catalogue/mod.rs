@@ -22,6 +22,7 @@ pub mod listen;
 pub mod numbers;
 pub mod oidc;
 pub mod people;
+pub mod quality;
 pub mod rights;
 pub mod s3;
 pub mod search;
@@ -31,6 +32,7 @@ pub mod store;
 pub mod throttle;
 pub mod tls;
 pub mod totp;
+pub mod zone;
 
 pub use console::{add_agent, add_user};
 pub mod ui;
@@ -61,6 +63,8 @@ pub struct App {
     pub numbers: numbers::Numbers,
     /// The directory people sign in with (`[sign_in.oidc]`), if any.
     pub oidc: Option<Arc<oidc::Provider>>,
+    /// The time zone pages show times in (`server.time_zone`).
+    pub zone: zone::Zone,
 }
 
 /// The largest request body anything but a segment upload may have: a form, a JSON request.
@@ -84,6 +88,10 @@ pub fn router(app: App) -> axum::Router {
                 .get(api::search),
         )
         .route("/api/v1/agent/scope", put(ingest::put_scope))
+        .route(
+            "/api/v1/agent/health",
+            put(ingest::put_health).layer(DefaultBodyLimit::max(MAX_CALL_DOCUMENT)),
+        )
         .route(
             "/api/v1/calls/{id}",
             get(api::call).delete(rights::erase_call),
@@ -139,6 +147,7 @@ pub fn router(app: App) -> axum::Router {
         .route("/admin/tokens/revoke", post(ui::revoke_token))
         .route("/admin/agents/action", post(ui::agent_action))
         .route("/admin/signalling", get(ui::signalling))
+        .route("/admin/operations", get(ui::operations))
         .route("/dpo/subject-access", post(ui::subject_access))
         .route("/dpo/consent", post(ui::consent))
         .route("/dpo/approve", post(ui::approve))
@@ -217,6 +226,8 @@ pub async fn open(cfg: &CatalogueConfig) -> anyhow::Result<App> {
         .into(),
         throttle: Arc::default(),
         numbers: numbers::Numbers::of(&cfg.numbers),
+        zone: zone::Zone::named(&cfg.server.time_zone)
+            .map_err(|e| anyhow::anyhow!("server.time_zone: {e}"))?,
         oidc: match (&cfg.sign_in.oidc, &cfg.server.public_url) {
             (Some(o), Some(url)) => Some(Arc::new(oidc::Provider::new(o.clone(), url)?)),
             _ => None,

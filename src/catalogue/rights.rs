@@ -579,7 +579,7 @@ pub async fn calls_of_subject(
         to: q.to.clone(),
         ..Default::default()
     }
-    .read(&app.numbers, &[])
+    .read(&app.numbers, &[], &app.zone)
     .map_err(|e| refuse(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
     let forms = app.numbers.typed(&q.caller);
     let ids = app

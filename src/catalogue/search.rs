@@ -16,7 +16,8 @@ use super::store::{Store, rfc3339_ms};
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallQuery {
-    /// A day (2026-03-03), an RFC 3339 time or milliseconds since the epoch.
+    /// A day (2026-03-03) or a time without an offset (2026-03-03T09:30), both in the
+    /// catalogue's time zone, an RFC 3339 time or milliseconds since the epoch.
     pub from: Option<String>,
     /// Exclusive, like `from`.
     pub to: Option<String>,
@@ -27,6 +28,7 @@ pub struct CallQuery {
     /// A staff extension or any number that took part in the call.
     pub party: Option<String>,
     pub sip_call_id: Option<String>,
+    /// Talk time (the audio recorded), at least and at most, seconds.
     pub min_seconds: Option<String>,
     pub max_seconds: Option<String>,
     pub page: Option<String>,
@@ -56,7 +58,12 @@ pub struct BadFilter(pub String);
 impl CallQuery {
     /// Reads the filters: numbers by the agents' rules, the service against those the agents
     /// report (`services`; any spelling of case), times and counts strictly.
-    pub fn read(&self, numbers: &Numbers, services: &[String]) -> Result<Filters, BadFilter> {
+    pub fn read(
+        &self,
+        numbers: &Numbers,
+        services: &[String],
+        zone: &super::zone::Zone,
+    ) -> Result<Filters, BadFilter> {
         let time = |key: &str, v: &Option<String>| -> Result<Option<i64>, BadFilter> {
             let Some(v) = blank(v) else { return Ok(None) };
             if let Ok(n) = v.parse::<i64>()
@@ -66,9 +73,10 @@ impl CallQuery {
                     "{key}: {v} is not milliseconds since 1970 (it would be before 1973): seconds? write {v}000"
                 )));
             }
-            time_ms(&v).map(Some).ok_or_else(|| {
+            time_ms(&v, zone).map(Some).ok_or_else(|| {
                 BadFilter(format!(
-                    "{key}: {v:?} is not a time: write a day (2026-03-03), a time (2026-03-03T09:30:00Z) or milliseconds since 1970"
+                    "{key}: {v:?} is not a time: write a day (2026-03-03) or a time (2026-03-03T09:30), both read in {}, a time with its offset (2026-03-03T09:30:00Z) or milliseconds since 1970",
+                    zone.name()
                 ))
             })
         };
@@ -152,7 +160,11 @@ pub struct CallSummary {
     pub call_id: String,
     pub started_ms: i64,
     pub duration_ms: i64,
+    /// Talk time: the audio recorded (the call's length everywhere people read it).
     pub audio_ms: i64,
+    /// How long it rang before it was answered (None: never answered, or not known).
+    #[serde(default)]
+    pub ring_ms: Option<i64>,
     pub caller: String,
     pub dialled: Option<String>,
     pub service: Option<String>,
@@ -170,18 +182,18 @@ pub struct SearchResult {
     pub calls: Vec<CallSummary>,
 }
 
-/// Milliseconds since the epoch, an RFC 3339 time, or a day (its midnight, UTC).
 /// The smallest number read as milliseconds since 1970 (3 March 1973): anything smaller is
 /// seconds (a Unix time of 10 digits) or a mistake, never a call recorded.
 const MIN_MS: i64 = 100_000_000_000;
 
-fn time_ms(s: &str) -> Option<i64> {
+/// Milliseconds since the epoch, an RFC 3339 time, or a day (its first moment) or a time
+/// without an offset, in the catalogue's zone.
+fn time_ms(s: &str, zone: &super::zone::Zone) -> Option<i64> {
     let s = s.trim();
-    s.parse::<i64>().ok().or_else(|| rfc3339_ms(s)).or_else(|| {
-        (s.len() == 10)
-            .then(|| rfc3339_ms(&format!("{s}T00:00:00Z")))
-            .flatten()
-    })
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| rfc3339_ms(s))
+        .or_else(|| zone.local_ms(s))
 }
 
 fn blank(s: &Option<String>) -> Option<String> {
@@ -197,6 +209,7 @@ fn summary(r: &sqlx::any::AnyRow) -> Result<CallSummary, sqlx::Error> {
         started_ms: r.try_get("started_ms")?,
         duration_ms: r.try_get("duration_ms")?,
         audio_ms: r.try_get("audio_ms")?,
+        ring_ms: r.try_get("ring_ms")?,
         caller: r.try_get("caller")?,
         dialled: r.try_get("dialled")?,
         service: r.try_get("service")?,
@@ -262,11 +275,11 @@ fn filter(who: &Caller, q: &Filters) -> (String, Vec<Arg>) {
     }
     if let Some(v) = q.min_ms {
         args.push(Arg::Int(v));
-        clauses.push(format!("c.duration_ms >= ${}", args.len()));
+        clauses.push(format!("c.audio_ms >= ${}", args.len()));
     }
     if let Some(v) = q.max_ms {
         args.push(Arg::Int(v));
-        clauses.push(format!("c.duration_ms <= ${}", args.len()));
+        clauses.push(format!("c.audio_ms <= ${}", args.len()));
     }
     if who.role == Role::Manager {
         // a manager with no service sees nothing
@@ -335,7 +348,7 @@ impl Store {
             .await?
             .try_get("n")?;
         let list_sql = sqlx::AssertSqlSafe(format!(
-            "SELECT c.call_id, c.started_ms, c.duration_ms, c.audio_ms, c.caller, c.dialled, c.service, c.end_reason, c.expires_ms, \
+            "SELECT c.call_id, c.started_ms, c.duration_ms, c.audio_ms, c.ring_ms, c.caller, c.dialled, c.service, c.end_reason, c.expires_ms, \
              CASE WHEN c.legal_hold THEN 1 ELSE 0 END AS legal_hold, CASE WHEN c.restricted THEN 1 ELSE 0 END AS restricted \
              FROM calls c WHERE {where_clause} ORDER BY c.started_ms DESC, c.call_id LIMIT {page_size} OFFSET {}",
             (page - 1) * page_size
@@ -409,7 +422,7 @@ impl Store {
         args.push(Arg::Text(call_id.to_owned()));
         where_clause.push_str(&format!(" AND c.call_id = ${}", args.len()));
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT c.call_id, c.started_ms, c.duration_ms, c.audio_ms, c.caller, c.dialled, c.service, c.end_reason, c.expires_ms, \
+            "SELECT c.call_id, c.started_ms, c.duration_ms, c.audio_ms, c.ring_ms, c.caller, c.dialled, c.service, c.end_reason, c.expires_ms, \
              CASE WHEN c.legal_hold THEN 1 ELSE 0 END AS legal_hold, CASE WHEN c.restricted THEN 1 ELSE 0 END AS restricted \
              FROM calls c WHERE {where_clause}"
         ));
@@ -461,7 +474,7 @@ pub fn csv(calls: &[CallSummary]) -> String {
     }
     let time = |ms: i64| crate::time::Timestamp::from_millis(ms.max(0) as u64).rfc3339();
     let mut out = String::from(
-        "call_id,started_utc,service,caller,dialled,length_seconds,end_reason,kept_until_utc,legal_hold\r\n",
+        "call_id,started_utc,service,caller,dialled,talk_seconds,ring_seconds,end_reason,kept_until_utc,legal_hold\r\n",
     );
     for c in calls {
         let row = [
@@ -470,7 +483,10 @@ pub fn csv(calls: &[CallSummary]) -> String {
             cell(c.service.as_deref().unwrap_or_default()),
             cell(&c.caller),
             cell(c.dialled.as_deref().unwrap_or_default()),
-            (c.duration_ms / 1000).to_string(),
+            (c.audio_ms / 1000).to_string(),
+            c.ring_ms
+                .map(|r| (r / 1000).to_string())
+                .unwrap_or_default(),
             cell(c.end_reason.as_deref().unwrap_or_default()),
             cell(&time(c.expires_ms)),
             (if c.legal_hold { "yes" } else { "no" }).to_owned(),
@@ -490,8 +506,9 @@ mod tests {
         let call = CallSummary {
             call_id: "c1".into(),
             started_ms: 0,
-            duration_ms: 61_500,
-            audio_ms: 0,
+            duration_ms: 70_000,
+            audio_ms: 61_500,
+            ring_ms: Some(8_200),
             caller: "+447700900403".into(),
             dialled: Some("=HYPERLINK(\"x\")".into()),
             service: Some("Parking, fines".into()),
@@ -504,7 +521,7 @@ mod tests {
         let row = text.lines().nth(1).unwrap();
         assert_eq!(
             row,
-            "c1,1970-01-01T00:00:00.000Z,\"Parking, fines\",'+447700900403,\"'=HYPERLINK(\"\"x\"\")\",61,,1970-01-01T00:00:00.000Z,yes"
+            "c1,1970-01-01T00:00:00.000Z,\"Parking, fines\",'+447700900403,\"'=HYPERLINK(\"\"x\"\")\",61,8,,1970-01-01T00:00:00.000Z,yes"
         );
     }
 }

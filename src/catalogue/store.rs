@@ -59,6 +59,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_approvals.sql"),
         include_str!("../../migrations/postgres/0007_approvals.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_agent_health.sql"),
+        include_str!("../../migrations/postgres/0008_agent_health.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -96,6 +101,10 @@ pub struct AgentRow {
     pub numbers: Vec<ScopeEntry>,
     /// Disabled: its token is refused.
     pub disabled: bool,
+    /// Its last health report and when it came (None: it has not reported).
+    pub health: Option<(crate::record::health::AgentHealth, i64)>,
+    /// Calls it recorded that started in the last hour.
+    pub calls_last_hour: i64,
 }
 
 /// What storing a call did.
@@ -296,14 +305,21 @@ impl Store {
     /// Agents: name, registration time, calls shipped, the number list it last reported.
     pub async fn list_agents(&self) -> Result<Vec<AgentRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT a.name AS name, a.created_at AS created_at, a.scope AS scope, CASE WHEN a.disabled THEN 1 ELSE 0 END AS disabled, (SELECT COUNT(*) FROM calls c WHERE c.agent = a.name) AS calls FROM agents a ORDER BY a.name",
+            "SELECT a.name AS name, a.created_at AS created_at, a.scope AS scope, CASE WHEN a.disabled THEN 1 ELSE 0 END AS disabled, (SELECT COUNT(*) FROM calls c WHERE c.agent = a.name) AS calls, (SELECT COUNT(*) FROM calls c WHERE c.agent = a.name AND c.started_ms >= $1) AS calls_last_hour, a.health AS health, a.health_ms AS health_ms FROM agents a ORDER BY a.name",
         )
+        .bind(now_ms() - 3_600_000)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
                 let scope: Option<String> = r.try_get("scope")?;
+                let health: Option<String> = r.try_get("health")?;
+                let health_ms: Option<i64> = r.try_get("health_ms")?;
                 Ok(AgentRow {
+                    calls_last_hour: r.try_get("calls_last_hour")?,
+                    health: health
+                        .and_then(|h| serde_json::from_str(&h).ok())
+                        .zip(health_ms),
                     name: r.try_get("name")?,
                     created_at: r.try_get("created_at")?,
                     calls: r.try_get("calls")?,
@@ -334,6 +350,22 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         let json = serde_json::to_string(numbers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         sqlx::query("UPDATE agents SET scope = $1, scope_ms = $2 WHERE name = $3")
+            .bind(json)
+            .bind(now_ms())
+            .bind(agent)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores an agent's health report, received now.
+    pub async fn set_agent_health(
+        &self,
+        agent: &str,
+        health: &crate::record::health::AgentHealth,
+    ) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(health).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query("UPDATE agents SET health = $1, health_ms = $2 WHERE name = $3")
             .bind(json)
             .bind(now_ms())
             .bind(agent)
@@ -483,8 +515,8 @@ impl Store {
             return Ok(Stored::Differs(differ));
         }
         sqlx::query(
-            "INSERT INTO calls (call_id, agent, started_ms, ended_ms, duration_ms, audio_ms, caller, dialled, service, end_reason, retention_days, expires_ms, legal_hold, restricted, document, received_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, FALSE, FALSE, $13, $14)",
+            "INSERT INTO calls (call_id, agent, started_ms, ended_ms, duration_ms, audio_ms, caller, dialled, service, end_reason, retention_days, expires_ms, legal_hold, restricted, document, received_ms, ring_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, FALSE, FALSE, $13, $14, $15)",
         )
         .bind(&record.call_id)
         .bind(&record.agent)
@@ -500,6 +532,13 @@ impl Store {
         .bind(started.saturating_add(days * 86_400_000))
         .bind(document)
         .bind(now_ms())
+        .bind(
+            record
+                .answered_at
+                .as_deref()
+                .and_then(rfc3339_ms)
+                .map(|a| (a - started).max(0)),
+        )
         .execute(&mut *tx)
         .await?;
         for p in parties {

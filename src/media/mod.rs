@@ -170,6 +170,13 @@ impl<S: SegmentStore> MediaStage<S> {
         let Some(newest) = judge_sequence(&mut track.stream, &rtp, counters) else {
             return;
         };
+        if track.stream.kind.is_some_and(|k| k.is_audio()) {
+            let rate = track.stream.clock_rate;
+            track
+                .stream
+                .jitter
+                .packet(p.time.as_nanos(), rtp.timestamp(), rate);
+        }
         let ext_ts = track.stream.extend_timestamp(rtp.timestamp());
         let print = PacketPrint::of(rtp.sequence_number().into(), rtp.timestamp(), rtp.payload());
         if cm.is_relay_copy(idx, print, ext_ts, p.time) {

@@ -297,6 +297,23 @@ impl<M: MediaPort> Pipeline<M> {
         self.core.slots.len()
     }
 
+    /// The calls being recorded now, as the catalogue's operations page lists them (no
+    /// numbers: which service, since when).
+    pub fn live_calls(&self) -> Vec<crate::record::health::LiveCall> {
+        self.core
+            .slots
+            .keys()
+            .filter_map(|&key| self.core.tracker.call(key))
+            .map(|call| crate::record::health::LiveCall {
+                call_id: call.call_id.to_string(),
+                service: call.decision.service.clone(),
+                started: call.started_at.rfc3339(),
+                legs: call.legs.len() as u32,
+                answered: call.answered_at().is_some(),
+            })
+            .collect()
+    }
+
     pub fn media(&self) -> &M {
         &self.core.media
     }

@@ -8,6 +8,7 @@
 
 mod from_calls;
 mod from_media;
+pub mod health;
 pub mod limits;
 
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,11 @@ pub struct StreamSummary {
     /// copy of a media relay's other hop, not heard twice.
     #[serde(default)]
     pub relay_copies: u64,
+    /// Interarrival jitter of its audio (RFC 3550), microseconds: at the end, and the most.
+    #[serde(default)]
+    pub jitter_us: u64,
+    #[serde(default)]
+    pub max_jitter_us: u64,
     pub first_seen: String,
     pub last_seen: String,
 }

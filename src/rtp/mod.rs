@@ -1,7 +1,7 @@
 //! RTP: recognising media packets and following each stream's sequence and timing.
 //!
 //! Owns the per-SSRC view of a stream: extended sequence numbers, duplicates, loss, the
-//! payload type's codec, the copies a media relay's other hop carries, and placement: the
+//! payload type's codec, interarrival jitter, the copies a media relay's other hop carries, and placement: the
 //! mapping of RTP timestamps to positions on the call's timeline (the anchor, set and reset
 //! against capture time). It receives packets that the stream table has already matched to a
 //! recorded call and answers where they go; it never decodes audio (the media stage holds
@@ -13,10 +13,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod jitter;
 pub mod relay;
 pub mod sequence;
 pub mod stream;
 
+pub use jitter::Jitter;
 pub use relay::{PacketPrint, RecentPackets};
 pub use sequence::{SeqVerdict, SequenceTracker};
 pub use stream::{Anchor, Placed, Stream, StreamStats, Window};

@@ -82,6 +82,8 @@ pub struct Stream {
     pub clock_rate: u32,
     /// The packets it carried last, to recognise another hop's copies of them.
     pub recent: RecentPackets,
+    /// Interarrival jitter of its audio packets (RFC 3550).
+    pub jitter: super::jitter::Jitter,
     ts_started: bool,
     ts_highest: u64,
     pub first_seen: Timestamp,
@@ -102,6 +104,7 @@ impl Stream {
             codec_name: String::new(),
             clock_rate: 8000,
             recent: RecentPackets::default(),
+            jitter: super::jitter::Jitter::default(),
             ts_started: false,
             ts_highest: 0,
             first_seen: now,
@@ -139,6 +142,7 @@ impl Stream {
     /// the next packet is anchored afresh.
     pub fn restart(&mut self) {
         self.anchor = None;
+        self.jitter.restart();
         self.stats.resyncs += 1;
     }
 

@@ -81,7 +81,7 @@ try {
     await context.close();
   }
   // each role sees its pages and nothing else
-  const nav = { pat: ['Search calls'], dora: ['Search calls', 'Data protection'], aud: ['Audit log'], adam: ['Users and agents', 'Signalling'], stef: ['Who listened to my calls'] };
+  const nav = { pat: ['Search calls'], dora: ['Search calls', 'Data protection'], aud: ['Audit log'], adam: ['Users and agents', 'Operations', 'Signalling'], stef: ['Who listened to my calls'] };
   for (const [user, links] of Object.entries(nav)) {
     const { context, page } = await signIn(user);
     const shown = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allTextContents();
@@ -134,6 +134,10 @@ try {
     check(page.url() === `${base}/calls/${callId}`, 'the call page is addressed by its id only');
     check(await page.locator('audio').count() === 0, 'no player before a purpose is given');
     check(await page.locator('svg.ladder').count() === 1, 'the call page shows the SIP ladder');
+    {
+      const rows = await page.locator('#quality tbody tr').allTextContents();
+      check(rows.length === 2 && rows.every((r) => /PCM[AU]|G722/.test(r) && /\d\.\d ms/.test(r) && /[1-4]\.\d$/.test(r.trim())), `the call page shows each direction's codec, loss, jitter and MOS (${rows.join(' | ')})`);
+    }
     await page.getByRole('button', { name: 'Listen' }).click();
     check(await page.locator('audio').count() === 0, 'the form does not submit without a purpose');
     await page.getByLabel('Purpose').selectOption('complaint');
@@ -330,6 +334,17 @@ try {
     check(!(await page.content()).includes(callerNumber), "but not the caller's number");
     await page.screenshot({ path: path.join(artifacts, 'signalling.png'), fullPage: true });
     await accessible(page, 'the signalling page');
+    // operations: each agent's health, the calls being recorded now (no numbers)
+    await page.goto(`${base}/admin/operations`);
+    const edge = await page.locator('#agents-health tbody tr', { hasText: 'edge-2' }).textContent();
+    check(/recording/.test(edge) && /s ago/.test(edge) && /3 waiting/.test(edge), `the admin sees an agent's health (${edge.replace(/\s+/g, ' ')})`);
+    const quiet = page.locator('#agents-health tbody tr.alarm', { hasText: 'site-2' });
+    check(await quiet.count() === 1 && /has not reported/.test(await quiet.textContent()), 'and an agent that never reported, flagged');
+    const live = await page.locator('#live-calls tbody tr').allTextContents();
+    check(live.length === 1 && /Parking/.test(live[0]) && /talking/.test(live[0]) && /1:\d\d/.test(live[0]), `and the call being recorded now (${live.join(' | ')})`);
+    check(!(await page.content()).includes(callerNumber), 'with no number on the page');
+    await page.screenshot({ path: path.join(artifacts, 'operations.png'), fullPage: true });
+    await accessible(page, 'the operations page');
     await context.close();
   }
   // the second person: the DPO approves the manager the admin added

@@ -2,7 +2,7 @@
 //! tokens, agents, and a call's SIP ladder. The changes are [`accounts`]'.
 
 use super::call::{CallView, call_view};
-use super::{UserView, opt, page, when};
+use super::{UserView, opt, page};
 use crate::catalogue::App;
 use crate::catalogue::accounts::{self, AccountError, Change, Outcome};
 use crate::catalogue::audit::Entry;
@@ -140,10 +140,15 @@ async fn admin_page_with(app: &App, who: &Caller, shown: Shown) -> Response {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let agents = match app.store.list_agents().await {
+    let mut agents = match app.store.list_agents().await {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    for a in &mut agents {
+        if let Some(ms) = crate::catalogue::store::rfc3339_ms(&a.created_at) {
+            a.created_at = app.zone.when(ms);
+        }
+    }
     let tokens = match accounts::list_tokens(&app.store, None).await {
         Ok(t) => t
             .into_iter()
@@ -151,8 +156,8 @@ async fn admin_page_with(app: &App, who: &Caller, shown: Shown) -> Response {
                 id: t.id,
                 username: t.username,
                 label: t.label,
-                created: when(t.created_ms),
-                expires: when(t.expires_ms),
+                created: app.zone.when(t.created_ms),
+                expires: app.zone.when(t.expires_ms),
             })
             .collect(),
         Err(e) => return fail(e),

@@ -1,7 +1,7 @@
 //! The audit page: the log for auditors, and for staff who retrieved the calls they took
 //! part in.
 
-use super::{UserView, day_ms, not_allowed, opt, page, when};
+use super::{UserView, day_ms, not_allowed, opt, page};
 use crate::catalogue::App;
 use crate::catalogue::audit::AuditQuery;
 use crate::catalogue::error::fail;
@@ -84,8 +84,8 @@ pub async fn audit(
         actor: opt(&f.actor),
         action: opt(&f.action),
         call_id: opt(&f.call_id),
-        from_ms: day_ms(&f.from).and_then(|v| v.parse().ok()),
-        to_ms: day_ms(&f.to).and_then(|v| v.parse().ok()),
+        from_ms: day_ms(&app.zone, &f.from),
+        to_ms: day_ms(&app.zone, &f.to),
         ..Default::default()
     };
     let verified = match who.role {
@@ -133,7 +133,7 @@ pub async fn audit(
             .into_iter()
             .map(|r| AuditRow {
                 seq: r.seq,
-                at: when(r.at_ms),
+                at: app.zone.when(r.at_ms),
                 actor: r.actor,
                 action: r.action.replace('_', " "),
                 call: r.call_id.unwrap_or_default(),

@@ -1,7 +1,7 @@
 //! The call page: metadata, legs, transfers, the waveform, and listening for a stated purpose
 //! (the audit record is committed before the grant that plays the audio).
 
-use super::{UserView, length, not_allowed, page, when};
+use super::{UserView, length, not_allowed, page};
 use crate::catalogue::App;
 use crate::catalogue::api::{may_see, open_access};
 use crate::catalogue::audit::Entry;
@@ -34,6 +34,8 @@ pub struct CallView {
     pub caller: String,
     pub dialled: String,
     pub length: String,
+    /// How long it rang before it was answered (None: never answered, or not known).
+    pub ringing: Option<String>,
     pub end_reason: String,
     pub reason: String,
     pub expires: String,
@@ -46,6 +48,8 @@ pub struct CallView {
     pub marks: String,
     /// The SIP ladder, as SVG.
     pub ladder: Option<String>,
+    /// Network quality per direction.
+    pub quality: crate::catalogue::quality::Quality,
 }
 
 pub struct GrantView {
@@ -114,11 +118,7 @@ pub(super) async fn call_view(app: &App, id: &str) -> Result<CallView, Response>
                 from: l.from.clone(),
                 to: l.to.clone(),
                 joined: joined_words(&l.joined_by).to_owned(),
-                span: format!(
-                    "{} – {}",
-                    when(a).get(11..).unwrap_or_default(),
-                    when(b).get(11..).unwrap_or_default()
-                ),
+                span: format!("{} – {}", app.zone.time_of_day(a), app.zone.time_of_day(b)),
                 left: ((a - start) as f64 / span * 100.0).clamp(0.0, 100.0),
                 width: ((b - a) as f64 / span * 100.0).clamp(0.5, 100.0),
             }
@@ -136,17 +136,18 @@ pub(super) async fn call_view(app: &App, id: &str) -> Result<CallView, Response>
     Ok(CallView {
         id: record.call_id.clone(),
         service: record.service.clone().unwrap_or_default(),
-        started: when(start),
+        started: app.zone.when(start),
         caller: record.caller.clone(),
         dialled: record.dialled.clone().unwrap_or_default(),
         length: length(record.audio_ms as i64),
+        ringing: ms(&record.answered_at).map(|a| length((a - start).max(0))),
         end_reason: record
             .end_reason
             .clone()
             .unwrap_or_default()
             .replace('_', " "),
         reason: record.decision.reason.clone(),
-        expires: when(expires).get(..10).unwrap_or_default().to_owned(),
+        expires: app.zone.day(expires),
         held: hold,
         restricted,
         legs,
@@ -171,6 +172,7 @@ pub(super) async fn call_view(app: &App, id: &str) -> Result<CallView, Response>
         audio_ms: record.audio_ms,
         marks,
         ladder: crate::catalogue::ladder::svg(&record.signalling),
+        quality: crate::catalogue::quality::of(&record.streams),
     })
 }
 

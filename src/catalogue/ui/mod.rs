@@ -15,12 +15,11 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use super::error::fail;
 use super::people::{Caller, Role};
 use super::signed_in::{Page, SignedIn};
-use super::store::rfc3339_ms;
-use crate::time::Timestamp;
 
 mod admin;
 mod audit;
 mod call;
+mod operations;
 mod rights;
 mod search;
 mod sign_in;
@@ -31,6 +30,7 @@ pub use admin::{
 };
 pub use audit::audit;
 pub use call::{call, listen, peaks};
+pub use operations::operations;
 pub use rights::{approve, consent, dpo, erase, hold, restrict, subject_access, training};
 pub use search::{search, search_export, search_form};
 pub use sign_in::{login, login_form, logout};
@@ -133,12 +133,6 @@ pub async fn home(SignedIn(c, _): SignedIn<Page>) -> Response {
     }
 }
 
-fn when(ms: i64) -> String {
-    let t = Timestamp::from_millis(ms.max(0) as u64).rfc3339();
-    // 2026-11-22T19:22:01.123Z -> 2026-11-22 19:22
-    t.get(..16).unwrap_or(&t).replace('T', " ")
-}
-
 fn length(ms: i64) -> String {
     let s = ms / 1000;
     format!("{}:{:02}", s / 60, s % 60)
@@ -149,10 +143,7 @@ fn opt(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-fn day_ms(d: &str) -> Option<String> {
-    let d = d.trim();
-    (!d.is_empty())
-        .then(|| rfc3339_ms(&format!("{d}T00:00:00Z")))
-        .flatten()
-        .map(|ms| ms.to_string())
+/// A day typed into a filter, as its first moment in the catalogue's zone.
+fn day_ms(zone: &super::zone::Zone, d: &str) -> Option<i64> {
+    zone.local_ms(d)
 }

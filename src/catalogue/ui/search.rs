@@ -1,7 +1,7 @@
 //! The search page: calls found by date, caller, service, party or Call-ID (POSTed, so no
 //! number goes into a URL).
 
-use super::{UserView, length, opt, page, when};
+use super::{UserView, length, opt, page};
 use crate::catalogue::App;
 use crate::catalogue::accounts;
 use crate::catalogue::error::fail;
@@ -40,6 +40,7 @@ pub struct Row {
     service: String,
     caller: String,
     length: String,
+    ringing: String,
     expires: String,
     held: bool,
 }
@@ -123,7 +124,7 @@ pub async fn search_export(
         Ok(k) => k,
         Err(e) => return fail(e),
     };
-    match q.read(&app.numbers, &known) {
+    match q.read(&app.numbers, &known, &app.zone) {
         Ok(filters) => crate::catalogue::api::csv_response(&app, &who, &q, &filters).await,
         // the search page says what to fix
         Err(_) => search(State(app), Allowed(who, std::marker::PhantomData), Form(f)).await,
@@ -144,7 +145,7 @@ pub async fn search(
         Ok(k) => k,
         Err(e) => return fail(e),
     };
-    let filters = match q.read(&app.numbers, &known) {
+    let filters = match q.read(&app.numbers, &known, &app.zone) {
         Ok(filters) => filters,
         Err(why) => {
             let mut r = page(&SearchPage {
@@ -170,11 +171,12 @@ pub async fn search(
         .iter()
         .map(|c| Row {
             id: c.call_id.clone(),
-            started: when(c.started_ms),
+            started: app.zone.when(c.started_ms),
             service: c.service.clone().unwrap_or_default(),
             caller: c.caller.clone(),
-            length: length(c.duration_ms),
-            expires: when(c.expires_ms).get(..10).unwrap_or_default().to_owned(),
+            length: length(c.audio_ms),
+            ringing: c.ring_ms.map(length).unwrap_or_else(|| "—".into()),
+            expires: app.zone.day(c.expires_ms),
             held: c.legal_hold,
         })
         .collect();
