@@ -15,7 +15,7 @@ seconds=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(net_frame net_stream sip_message hep rtp_sequence capture_file segment_open pipeline call_document agent_config id_token)
+  targets=(net_frame net_stream sip_message hep rtp_sequence capture_file segment_open pipeline call_document agent_config id_token agent_health)
 fi
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then

@@ -199,6 +199,17 @@ fn the_corpus_attended_transfer_is_followed_and_its_consultation_is_not_recorded
     // notes keep one per transfer
     assert_eq!(run.summary.calls.refers, 4);
     assert_eq!(transfers.len(), 1, "{transfers:?}");
+    // the hold before the consultation is on the timeline: the organisation's side held
+    let holds: Vec<_> = rec.legs.iter().flat_map(|l| &l.holds).collect();
+    assert!(!holds.is_empty(), "{:?}", rec.legs);
+    assert!(holds.iter().all(|h| h.by == "organisation"), "{holds:?}");
+    assert!(
+        holds.iter().all(|h| h
+            .ended_at
+            .as_deref()
+            .is_none_or(|e| e >= h.started_at.as_str())),
+        "{holds:?}"
+    );
 }
 
 /// The repository stands alone: no source, test, bench or build file reads anything beside

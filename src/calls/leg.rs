@@ -89,6 +89,21 @@ pub struct TransferNote {
     pub cseq: u32,
 }
 
+/// A pause in the conversation: one party put the other on hold (an SDP offer of
+/// `sendonly` or `inactive`, or the old `c=0.0.0.0`), until its next offer that sends again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldNote {
+    /// The side that put the other on hold.
+    pub by: Side,
+    pub started_at: Timestamp,
+    /// None: still on hold (until the leg ends).
+    pub ended_at: Option<Timestamp>,
+}
+
+/// Holds noted per leg (a call put on hold and taken off it dozens of times is rare; a
+/// flood of re-INVITEs cannot grow the leg).
+pub const MAX_HOLDS_PER_LEG: usize = 64;
+
 /// One hop of a dialog's signalling path: the two addresses a SIP message travelled between
 /// (in either direction). Behind a proxy or SBC one dialog crosses several hops, and each hop
 /// announces its own media addresses in its own copy of the SDP (the SBC rewrites them for
@@ -141,6 +156,8 @@ pub struct Leg {
     pub cancelled: bool,
     /// REFERs sent inside this leg.
     pub transfers: Vec<TransferNote>,
+    /// Holds, in order.
+    pub holds: Vec<HoldNote>,
     /// Names the organisation's party of this leg is known by (see `note_org_identity`).
     pub org_identities: Vec<String>,
     /// What the INVITE that started this leg as a call of its own carried: a REFER seen
@@ -179,6 +196,25 @@ impl Leg {
             && !self.org_identities.iter().any(|u| u == user)
         {
             self.org_identities.push(user.to_owned());
+        }
+    }
+
+    /// An answered leg's new SDP offer from `by`: whether it holds the other side. A hold
+    /// opens on the first such offer (the copies a proxy relays on its other hop are the same
+    /// hold) and closes on `by`'s next offer that sends again.
+    pub fn note_offer(&mut self, by: Side, holds: bool, at: Timestamp) {
+        let open = self
+            .holds
+            .iter()
+            .rposition(|h| h.by == by && h.ended_at.is_none());
+        match (open, holds) {
+            (None, true) if self.holds.len() < MAX_HOLDS_PER_LEG => self.holds.push(HoldNote {
+                by,
+                started_at: at,
+                ended_at: None,
+            }),
+            (Some(i), false) => self.holds[i].ended_at = Some(at),
+            _ => {}
         }
     }
 

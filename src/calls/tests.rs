@@ -530,3 +530,91 @@ fn a_call_that_goes_quiet_ends_on_the_rtp_timeout() {
     assert_eq!(ended(&events), Some((key, true)));
     assert_eq!(s.call(key).end_reason(), Some("rtp_timeout"));
 }
+
+/// An SDP offer receiving audio at `ip:port` with the direction attribute `direction`.
+fn offer(ip: &str, port: u16, direction: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 2 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n{direction}"
+    )
+}
+
+impl Script {
+    /// `head` with an SDP `body` of its own.
+    fn sip_sdp(
+        &mut self,
+        ms: u64,
+        (src, dst): (&str, &str),
+        head: &str,
+        body: &str,
+    ) -> Vec<CallEvent> {
+        let bytes = format!(
+            "{}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            head.trim_end(),
+            body.len()
+        )
+        .into_bytes();
+        let msg = crate::sip::parse(&bytes).expect("the script's SIP parses");
+        self.tracker.on_message(
+            at(ms),
+            &msg,
+            (src.parse().unwrap(), dst.parse().unwrap()),
+            false,
+            &|_| None,
+        );
+        self.tracker.drain_events().collect()
+    }
+}
+
+#[test]
+fn holds_are_noted_with_who_held_and_when_they_ended() {
+    let mut s = Script::new();
+    let key = s.answered_call();
+    // the agent holds (sendonly), the retransmission is the same hold, then takes the caller back
+    let hold = from_organisation("INVITE", 2, "");
+    s.sip_sdp(
+        5_000,
+        (PBX, CARRIER),
+        &hold,
+        &offer("10.20.1.5", 30000, "a=sendonly\r\n"),
+    );
+    s.sip_sdp(
+        5_100,
+        (PBX, CARRIER),
+        &hold,
+        &offer("10.20.1.5", 30000, "a=sendonly\r\n"),
+    );
+    s.sip_sdp(
+        9_000,
+        (PBX, CARRIER),
+        &from_organisation("INVITE", 3, ""),
+        &offer("10.20.1.5", 30000, "a=sendrecv\r\n"),
+    );
+    // the caller's phone holds the old way (c=0.0.0.0) and the call ends on hold
+    s.sip_sdp(
+        12_000,
+        (CARRIER, PBX),
+        &from_caller("INVITE", 2, "b1"),
+        &offer("0.0.0.0", 20000, ""),
+    );
+    let holds = &s.call(key).legs[0].holds;
+    assert_eq!(holds.len(), 2, "{holds:?}");
+    assert_eq!(holds[0].by, Side::Organisation);
+    assert_eq!(
+        (holds[0].started_at, holds[0].ended_at),
+        (at(5_000), Some(at(9_000)))
+    );
+    assert_eq!(
+        (holds[1].by, holds[1].started_at, holds[1].ended_at),
+        (Side::Caller, at(12_000), None)
+    );
+    // an offer before the answer is not a hold (early media set up sendonly)
+    let mut s = Script::new();
+    let events = s.sip_sdp(
+        0,
+        (CARRIER, PBX),
+        &invite("c1", "a1", LISTED, ""),
+        &offer("192.0.2.10", 20000, "a=sendonly\r\n"),
+    );
+    let key = recorded(&events).expect("the call");
+    assert!(s.call(key).legs[0].holds.is_empty());
+}

@@ -392,7 +392,7 @@ impl CallTracker {
             leg,
             time,
         );
-        self.media_from_message(msg, key, sip_id, src);
+        self.media_from_message(time, msg, key, sip_id, src);
     }
 
     /// Indexes a leg's From tag (and the call's caller, for its first leg).
@@ -474,7 +474,7 @@ impl CallTracker {
         let mut leg = new_leg(sip_id, msg, time, Side::Caller, JoinedBy::Initial);
         leg.invite = Some(Box::new(evidence));
         self.admit(key, decision, dialled, caller_raw, leg, time);
-        self.media_from_message(msg, key, sip_id, src);
+        self.media_from_message(time, msg, key, sip_id, src);
         self.watch_for_relay(key, time);
         Some(key)
     }
@@ -504,7 +504,7 @@ impl CallTracker {
             leg,
             time,
         );
-        self.media_from_message(msg, key, sip_id, src);
+        self.media_from_message(time, msg, key, sip_id, src);
         self.counters.deferred_decisions += 1;
         self.deferred.push(Deferred {
             call: key,
@@ -988,7 +988,7 @@ impl CallTracker {
             .entry(join.by.as_str().to_owned())
             .or_default() += 1;
         self.by_sip_id.insert(sip_id.to_owned(), join.call);
-        self.media_from_message(msg, join.call, sip_id, src);
+        self.media_from_message(time, msg, join.call, sip_id, src);
     }
 
     /// An in-dialog request of a dialog not known: from a feed out of wire order it may have
@@ -1053,7 +1053,7 @@ impl CallTracker {
             leg
         };
         self.admit(key, decision, String::new(), String::new(), leg, time);
-        self.media_from_message(msg, key, sip_id, src);
+        self.media_from_message(time, msg, key, sip_id, src);
         if !matches!(msg.method(), Some(Method::Invite)) {
             // a BYE ends it at once
             self.in_dialog(time, msg, key, sip_id);
@@ -1137,7 +1137,7 @@ impl CallTracker {
             DialogStep::Continues | DialogStep::Ended => {}
         }
         if !step.ended() {
-            self.media_from_message(msg, key, sip_id, SocketAddr::from(([0, 0, 0, 0], 0)));
+            self.media_from_message(time, msg, key, sip_id, SocketAddr::from(([0, 0, 0, 0], 0)));
         } else if self.reorderable {
             // from a feed out of wire order the transferor's BYE can come before its
             // REFER: the call ends when the reorder window has passed (at the BYE's time),
@@ -1277,6 +1277,7 @@ impl CallTracker {
     /// Emits endpoint events for the SDP a message carries, if any.
     fn media_from_message(
         &mut self,
+        time: Timestamp,
         msg: &Message<'_>,
         key: CallKey,
         sip_id: &str,
@@ -1299,6 +1300,10 @@ impl CallTracker {
         };
         let owner = leg.side_of(party);
         let peer = leg.side_of(party.other());
+        if msg.status().is_none() && leg.answered_at.is_some() {
+            // a new offer in an answered call: a hold, or the end of one
+            leg.note_offer(owner, offers_hold(&sdp), time);
+        }
         let announced = audio_endpoints(&sdp, src);
         let hop = self.hop;
         if !announced.is_empty() {
@@ -1419,6 +1424,24 @@ fn invite_evidence(msg: &Message<'_>) -> InviteEvidence {
 
 /// Where an SDP body says its sender receives audio, with its payload map. Hold addresses
 /// (0.0.0.0, ::) and disabled streams (port 0) yield nothing.
+/// An offer that stops the offerer's party hearing the other: every audio stream `sendonly`
+/// or `inactive` (RFC 3264 section 8.4), or on the hold address `0.0.0.0` (RFC 2543).
+fn offers_hold(sdp: &Sdp) -> bool {
+    let mut audio = sdp
+        .media
+        .iter()
+        .filter(|m| matches!(m.kind, crate::sip::MediaKind::Audio) && m.port != 0)
+        .peekable();
+    audio.peek().is_some()
+        && audio.all(|m| {
+            m.is_hold_address(sdp)
+                || matches!(
+                    m.effective_direction(sdp),
+                    crate::sip::Direction::SendOnly | crate::sip::Direction::Inactive
+                )
+        })
+}
+
 fn audio_endpoints(sdp: &Sdp, src: SocketAddr) -> Vec<(SocketAddr, PayloadMap)> {
     let mut out = Vec::new();
     for m in &sdp.media {
@@ -1484,6 +1507,7 @@ fn new_leg(
         endpoints: Vec::new(),
         cancelled: false,
         transfers: Vec::new(),
+        holds: Vec::new(),
         org_identities: Vec::new(),
         invite: None,
     }

@@ -2,7 +2,7 @@
 //! transfers and signalling become on the wire.
 
 use super::{
-    CallRecord, DecisionRecord, LegRecord, MediaSummary, SCHEMA_VERSION, SignalRecord,
+    CallRecord, DecisionRecord, HoldRecord, LegRecord, MediaSummary, SCHEMA_VERSION, SignalRecord,
     TransferRecord,
 };
 use crate::calls::call::SignalEvent;
@@ -68,6 +68,19 @@ impl From<&Leg> for LegRecord {
             end_reason: l.end_reason.clone(),
             joined_by: l.joined_by.as_str().to_owned(),
             transfers: l.transfers.iter().map(TransferRecord::from).collect(),
+            holds: l
+                .holds
+                .iter()
+                .map(|h| HoldRecord {
+                    by: match h.by {
+                        crate::session::Side::Caller => "caller",
+                        crate::session::Side::Organisation => "organisation",
+                    }
+                    .to_owned(),
+                    started_at: h.started_at.rfc3339(),
+                    ended_at: rfc3339(h.ended_at.or(l.ended_at)),
+                })
+                .collect(),
         }
     }
 }

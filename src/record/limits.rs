@@ -13,6 +13,8 @@ pub const MAX_LEGS: usize = 256;
 pub const MAX_TRANSFERS_PER_LEG: usize = 64;
 /// The ladder: the agent keeps the first [`crate::calls::call::MAX_SIGNALS`].
 pub const MAX_SIGNALS: usize = crate::calls::call::MAX_SIGNALS;
+/// Holds noted per leg.
+pub const MAX_HOLDS_PER_LEG: usize = crate::calls::leg::MAX_HOLDS_PER_LEG;
 /// RTP streams of one call.
 pub const MAX_STREAMS: usize = 256;
 /// Segments of one call (a day of audio in one-minute segments is 1,440).
@@ -61,6 +63,7 @@ impl CallRecord {
                 leg.transfers.len(),
                 MAX_TRANSFERS_PER_LEG,
             )?;
+            count("holds in a leg", leg.holds.len(), MAX_HOLDS_PER_LEG)?;
         }
         if let Some(long) = self.texts().find(|t| t.len() > MAX_TEXT) {
             let start: String = long.chars().take(40).collect();
@@ -169,6 +172,11 @@ impl CallRecord {
                         .iter()
                         .flat_map(|t| [t.at.as_str(), t.target.as_str()]),
                 )
+                .chain(l.holds.iter().flat_map(|h| {
+                    [h.by.as_str(), h.started_at.as_str()]
+                        .into_iter()
+                        .chain(h.ended_at.as_deref())
+                }))
             }))
             .chain(self.signalling.iter().flat_map(|s| {
                 [

@@ -67,6 +67,18 @@ pub struct LegRecord {
     /// REFERs sent inside this leg and how they went.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transfers: Vec<TransferRecord>,
+    /// The pauses: one side put the other on hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<HoldRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HoldRecord {
+    /// "caller" or "organisation": who put the other on hold.
+    pub by: String,
+    pub started_at: String,
+    /// When it was taken off hold (None: the leg ended on hold).
+    pub ended_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

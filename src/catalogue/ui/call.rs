@@ -25,6 +25,15 @@ pub struct LegView {
     pub span: String,
     pub left: f64,
     pub width: f64,
+    /// The pauses on this leg, on the same scale.
+    pub holds: Vec<HoldView>,
+}
+
+/// A hold on the timeline: who held, when, and where on the bar.
+pub struct HoldView {
+    pub text: String,
+    pub left: f64,
+    pub width: f64,
 }
 
 pub struct CallView {
@@ -121,6 +130,29 @@ pub(super) async fn call_view(app: &App, id: &str) -> Result<CallView, Response>
                 span: format!("{} – {}", app.zone.time_of_day(a), app.zone.time_of_day(b)),
                 left: ((a - start) as f64 / span * 100.0).clamp(0.0, 100.0),
                 width: ((b - a) as f64 / span * 100.0).clamp(0.5, 100.0),
+                holds: l
+                    .holds
+                    .iter()
+                    .map(|h| {
+                        let ha = rfc3339_ms(&h.started_at).unwrap_or(a);
+                        let hb = ms(&h.ended_at).unwrap_or(b);
+                        let who = if h.by == "caller" {
+                            "the caller"
+                        } else {
+                            "the organisation"
+                        };
+                        HoldView {
+                            text: format!(
+                                "on hold {} – {} ({}), put on hold by {who}",
+                                app.zone.time_of_day(ha),
+                                app.zone.time_of_day(hb),
+                                length((hb - ha).max(0)),
+                            ),
+                            left: ((ha - start) as f64 / span * 100.0).clamp(0.0, 100.0),
+                            width: ((hb - ha) as f64 / span * 100.0).clamp(0.3, 100.0),
+                        }
+                    })
+                    .collect(),
             }
         })
         .collect();
