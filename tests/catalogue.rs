@@ -1681,6 +1681,18 @@ fn account_lifecycle(db: impl FnOnce(&Path) -> Option<Db>) {
         added.to_string().contains("site-3") && added.to_string().contains("console:ops-jo"),
         "{added}"
     );
+    let (rt, store) = lab.db.store();
+    let all: Vec<String> = rt
+        .block_on(store.audit_list(&callvault::catalogue::audit::AuditQuery {
+            limit: 10_000,
+            ..Default::default()
+        }))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    rt.block_on(store.close());
+    assert_actions_listed(&all);
     drop(lab);
 }
 
@@ -3604,7 +3616,19 @@ fn rights_and_retention(db: impl FnOnce(&Path) -> Option<Db>) {
         );
     }
     assert_eq!(api.get(&aud, "/api/v1/audit/verify").json()["ok"], true);
+    assert_actions_listed(&actions);
     drop(cat);
+}
+
+/// Every action the suite's records carry is one the audit page names and filters by.
+fn assert_actions_listed(actions: &[String]) {
+    let listed = callvault::catalogue::audit::ACTIONS;
+    for a in actions {
+        assert!(
+            listed.iter().any(|(l, _)| l == a),
+            "audit action {a:?} is not in catalogue::audit::ACTIONS (the audit page's filter)"
+        );
+    }
 }
 
 #[test]

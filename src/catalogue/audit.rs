@@ -57,6 +57,100 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// Every action the catalogue audits, with the words the audit page shows for it (its
+/// filter offers each). A test holds the records the suites write to this list.
+pub const ACTIONS: &[(&str, &str)] = &[
+    ("login", "signed in"),
+    ("login_failed", "sign-in failed"),
+    ("login_refused", "sign-in refused (directory)"),
+    ("login_throttled", "sign-ins throttled"),
+    ("logout", "signed out"),
+    ("token_created", "API token made"),
+    ("token_refused", "API token refused"),
+    ("token_revoke", "API token revoked"),
+    ("csrf_refused", "forged request refused"),
+    ("search", "searched calls"),
+    ("search_export", "exported a search (CSV)"),
+    ("view", "opened a call"),
+    ("retrieve", "listened to or downloaded a call"),
+    ("view_signalling", "read a call's signalling"),
+    ("hold_on", "legal hold placed"),
+    ("hold_off", "legal hold lifted"),
+    ("restrict_on", "call restricted"),
+    ("restrict_off", "restriction lifted"),
+    ("erase", "call erased"),
+    ("purge", "retention purge"),
+    ("subject_access_search", "subject access: calls counted"),
+    ("subject_access_export", "subject access: bundle made"),
+    ("training_consent", "training agreement given"),
+    ("training_consent_withdrawn", "training agreement withdrawn"),
+    ("training_export", "anonymised training export"),
+    ("user_add", "user added"),
+    ("user_edit", "user changed"),
+    ("user_disable", "user disabled"),
+    ("user_enable", "user enabled"),
+    ("user_delete", "user deleted"),
+    ("user_password_reset", "password reset"),
+    ("user_second_factor_reset", "second factor cleared"),
+    ("user_approved", "account approved by a DPO"),
+    ("user_approval_failed", "approval failed"),
+    ("agent_add", "agent registered"),
+    ("agent_disable", "agent disabled"),
+    ("agent_enable", "agent enabled"),
+    ("agent_scope", "agent's number list changed"),
+    ("upload_refused", "agent upload refused"),
+    ("integrity_failure", "stored audio failed its check"),
+];
+
+/// The audit page's words for an action (the action itself when unlisted).
+pub fn action_label(action: &str) -> &str {
+    ACTIONS
+        .iter()
+        .find(|(a, _)| *a == action)
+        .map_or(action, |(_, label)| label)
+}
+
+/// A record's detail as a line people read: `key: value; …`, lists joined, nested objects
+/// flattened (`filters.caller: …`), nulls and empty lists left out.
+pub fn detail_text(detail: &str) -> String {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        use serde_json::Value;
+        match v {
+            Value::Null => {}
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.replace('_', " ")
+                    } else {
+                        format!("{prefix}.{}", k.replace('_', " "))
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            Value::Array(a) if a.is_empty() => {}
+            Value::Array(a) => {
+                let items: Vec<String> = a
+                    .iter()
+                    .map(|x| match x {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                out.push(format!("{prefix}: {}", items.join(", ")));
+            }
+            Value::String(s) if s.is_empty() => {}
+            Value::String(s) => out.push(format!("{prefix}: {s}")),
+            other => out.push(format!("{prefix}: {other}")),
+        }
+    }
+    let mut out = Vec::new();
+    match serde_json::from_str::<serde_json::Value>(detail) {
+        Ok(v) => walk("", &v, &mut out),
+        Err(_) => out.push(detail.to_owned()),
+    }
+    out.join("; ")
+}
+
 /// What a new record says.
 #[derive(Clone, Debug, Default)]
 pub struct Entry<'a> {
@@ -269,6 +363,18 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_read_as_a_line_and_actions_by_their_words() {
+        let d = r#"{"filters":{"caller":["+447700900403"],"service":null},"found":2,"added":["020 7371 5678 (Parking)"],"removed":[],"from":"10.0.0.9"}"#;
+        assert_eq!(
+            detail_text(d),
+            "added: 020 7371 5678 (Parking); filters.caller: +447700900403; found: 2; from: 10.0.0.9"
+        );
+        assert_eq!(detail_text("{}"), "");
+        assert_eq!(action_label("agent_scope"), "agent's number list changed");
+        assert_eq!(action_label("something_new"), "something_new");
+    }
 
     #[test]
     fn every_field_is_in_the_hash() {

@@ -212,7 +212,11 @@ try {
     await page.goto(`${base}/audit`);
     const row = page.locator('tbody tr', { hasText: 'C-2026-0042' });
     check(await row.count() === 1, 'the auditor sees the retrieval with its reference');
-    check((await row.textContent()).includes('pat') && (await row.textContent()).includes('complaint'), 'with who and why');
+    check((await row.textContent()).includes('pat') && (await row.textContent()).includes('Complaint or ombudsman investigation'), 'with who and why, the purpose by its name');
+    const searched = await page.locator('tbody tr', { hasText: 'searched calls' }).first().locator('td.detail').textContent();
+    check(/filters\./.test(searched) && /total: \d/.test(searched), `and what a search asked for (${searched})`);
+    const signIn1 = await page.locator('tbody tr', { hasText: 'signed in' }).first().locator('td.detail').textContent();
+    check(signIn1.includes('from: 127.0.0.1'), `and where a sign-in came from (${signIn1})`);
     check(await page.locator('#chain.ok').count() === 1, 'the audit page says the hash chain verifies');
     await page.screenshot({ path: path.join(artifacts, 'audit.png'), fullPage: true });
     await accessible(page, 'the audit page');

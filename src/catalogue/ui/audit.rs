@@ -20,6 +20,9 @@ pub struct AuditRow {
     call: String,
     purpose: String,
     reference: String,
+    /// What was done, as a line (filters searched, the user added, numbers added and removed,
+    /// the address a sign-in came from).
+    detail: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -36,39 +39,12 @@ pub struct AuditFilter {
     pub to: String,
 }
 
-/// The actions the audit log records, for the filter.
-const ACTIONS: &[&str] = &[
-    "login",
-    "login_failed",
-    "logout",
-    "search",
-    "view",
-    "retrieve",
-    "token_created",
-    "user_add",
-    "hold_on",
-    "hold_off",
-    "restrict_on",
-    "restrict_off",
-    "erase",
-    "purge",
-    "subject_access_export",
-    "training_consent",
-    "training_consent_withdrawn",
-    "training_export",
-    "view_signalling",
-    "agent_add",
-    "agent_scope",
-    "upload_refused",
-    "csrf_refused",
-];
-
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct AuditPage {
     user: Option<UserView>,
     f: AuditFilter,
-    actions: &'static [&'static str],
+    actions: &'static [(&'static str, &'static str)],
     staff: bool,
     verified: Option<(bool, String)>,
     records: Vec<AuditRow>,
@@ -126,7 +102,7 @@ pub async fn audit(
     page(&AuditPage {
         user: Some(UserView::of(&who)),
         f,
-        actions: ACTIONS,
+        actions: crate::catalogue::audit::ACTIONS,
         staff: who.role == Role::Staff,
         verified,
         records: records
@@ -135,10 +111,19 @@ pub async fn audit(
                 seq: r.seq,
                 at: app.zone.when(r.at_ms),
                 actor: r.actor,
-                action: r.action.replace('_', " "),
+                action: crate::catalogue::audit::action_label(&r.action).to_owned(),
                 call: r.call_id.unwrap_or_default(),
-                purpose: r.purpose.unwrap_or_default(),
+                purpose: r
+                    .purpose
+                    .map(|p| {
+                        crate::catalogue::listen::PURPOSES
+                            .iter()
+                            .find(|(k, _)| *k == p)
+                            .map_or(p.clone(), |(_, label)| (*label).to_owned())
+                    })
+                    .unwrap_or_default(),
                 reference: r.reference.unwrap_or_default(),
+                detail: crate::catalogue::audit::detail_text(&r.detail),
             })
             .collect(),
     })
