@@ -161,6 +161,15 @@ try {
       return a.currentTime;
     });
     check(seeked > 0, `seeking to the middle works (${seeked.toFixed(2)} s)`);
+    // the waveform: a time axis, zoom in and out
+    await audio.evaluate((a) => a.pause());
+    check(/^Whole call, \d+:\d\d$/.test(await page.locator('#wave-zoom').textContent()), 'the waveform shows the whole call at first');
+    await page.getByRole('button', { name: 'Zoom in' }).click();
+    await page.getByRole('button', { name: 'Zoom in' }).click();
+    const zoomed = await page.locator('#wave-zoom').textContent();
+    check(/^Showing \d+:\d\d(\.\d)? – \d+:\d\d(\.\d)? of \d+:\d\d$/.test(zoomed), `zooming in shows a part of the call (${zoomed})`);
+    await page.getByRole('button', { name: 'Whole call' }).click();
+    check((await page.locator('#wave-zoom').textContent()).startsWith('Whole call'), 'and back to the whole call');
     await page.waitForTimeout(500);
     await page.screenshot({ path: path.join(artifacts, 'call.png'), fullPage: true });
     await accessible(page, 'the call page');

@@ -338,7 +338,13 @@ pub async fn peaks(
         Ok(None) => return (StatusCode::NOT_FOUND, "no such call").into_response(),
         Err(e) => return fail(e),
     };
-    match listen::peaks(&app, &record, 900).await {
+    // 3,600 buckets: a 900-pixel waveform zoomed four times still has one per pixel
+    let buckets = q
+        .get("buckets")
+        .and_then(|b| b.parse::<usize>().ok())
+        .unwrap_or(900)
+        .clamp(100, 4000);
+    match listen::peaks(&app, &record, buckets).await {
         Ok(p) => axum::Json(p).into_response(),
         Err(e) => {
             listen::audit_failure(&app, &who.username, &id, &e).await;
