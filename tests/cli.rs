@@ -451,9 +451,48 @@ fn environment_overrides_the_segment_length() {
 #[test]
 fn demo_records_and_exports_the_sample_calls() {
     let dir = tempfile::tempdir().unwrap();
+    // port 8480 taken (by this test, or by whatever holds it already): the demo offers another
+    let _taken = std::net::TcpListener::bind("127.0.0.1:8480");
     let out = ok(callvault(dir.path()).args(["demo", "--dir", "D"]));
     let text = stdout(&out);
     assert!(text.contains("recorded"), "{text}");
+    assert!(
+        text.contains("127.0.0.1:8480 is taken on this machine"),
+        "{text}"
+    );
+    let served = std::fs::read_to_string(dir.path().join("D/catalogue.toml")).unwrap();
+    assert!(
+        served.contains("listen = \"127.0.0.1:") && !served.contains(":8480\""),
+        "{served}"
+    );
+    // a password for each role, and how to serve it with this binary
+    for role in ["manager", "auditor", "dpo", "admin"] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(role) && l.contains(" / ")),
+            "{role}: {text}"
+        );
+    }
+    assert!(
+        text.contains("callvault catalogue -c D/catalogue.toml"),
+        "{text}"
+    );
+    // one call was put on hold, one crossed a lossy network
+    let docs: Vec<callvault::record::CallRecord> =
+        files_with_extension(&dir.path().join("D/spool/calls"), "json")
+            .iter()
+            .map(|f| serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap())
+            .collect();
+    assert!(
+        docs.iter()
+            .any(|d| d.legs.iter().any(|l| l.holds.len() == 1)),
+        "a hold"
+    );
+    assert!(
+        docs.iter()
+            .any(|d| d.streams.iter().any(|s| s.lost > 0 && s.jitter_us > 0)),
+        "a lossy call"
+    );
     let d = dir.path().join("D");
     assert!(d.join("spool").is_dir());
     assert!(d.join("keys/catalogue.key").is_file());

@@ -154,6 +154,8 @@ pub fn router(app: App) -> axum::Router {
         .route("/audit", get(ui::audit))
         .route("/static/style.css", get(ui::style))
         .route("/static/wave.js", get(ui::wave_js))
+        .route("/static/favicon.svg", get(ui::favicon))
+        .route("/favicon.ico", get(ui::favicon))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))

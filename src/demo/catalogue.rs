@@ -18,8 +18,17 @@ use crate::catalogue::people::Role;
 use crate::catalogue::{self as catalogue, audit, ingest, search};
 use crate::config::{AgentConfig, CatalogueLink};
 
-/// Where `callvault catalogue -c <config>` serves the demo catalogue afterwards.
+/// Where `callvault catalogue -c <config>` serves the demo catalogue afterwards (another
+/// free port when this one is taken).
 pub const DEMO_LISTEN: &str = "127.0.0.1:8480";
+
+/// One person of the demo: role, user name, password, what they see.
+pub struct DemoUser {
+    pub role: Role,
+    pub name: String,
+    pub password: String,
+    pub sees: &'static str,
+}
 
 /// What the demo did in the catalogue.
 pub struct DemoCatalogue {
@@ -30,8 +39,22 @@ pub struct DemoCatalogue {
     /// The call retrieved, its audit record, and the WAV served.
     pub retrieved: (String, i64, Vec<u8>),
     pub manager: (String, String),
-    pub auditor: (String, String),
+    /// Everyone who may sign in, one per role.
+    pub people: Vec<DemoUser>,
+    /// Where it is served afterwards (`DEMO_LISTEN`, else a free port).
+    pub listen: String,
     pub audit_records: i64,
+}
+
+/// `DEMO_LISTEN` when it is free, else another free loopback port (said so).
+fn listen_address() -> String {
+    if std::net::TcpListener::bind(DEMO_LISTEN).is_ok() {
+        return DEMO_LISTEN.to_owned();
+    }
+    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.to_string(),
+        Err(_) => DEMO_LISTEN.to_owned(),
+    }
 }
 
 fn password() -> anyhow::Result<String> {
@@ -52,11 +75,12 @@ pub fn run(
     }
     let _ = std::fs::remove_dir_all(dir.join("blobs"));
     let config = dir.join("catalogue.toml");
+    let listen = listen_address();
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
     std::fs::write(
         &config,
         format!(
-            "# The demo's catalogue (made by `callvault demo`): SQLite and a directory, loopback only.\n[server]\nlisten = \"{DEMO_LISTEN}\"\n[storage]\ndatabase_url = \"sqlite://{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n# The demo signs in with passwords only; a real catalogue asks managers and DPOs for an\n# authenticator app's code too.\n[sign_in]\nsecond_factor = false\n",
+            "# The demo's catalogue (made by `callvault demo`): SQLite and a directory, loopback only.\n[server]\nlisten = \"{listen}\"\n[storage]\ndatabase_url = \"sqlite://{}\"\nblob_dir = {:?}\n[keys]\nprivate_keys = [{:?}]\n# The demo signs in with passwords only; a real catalogue asks managers and DPOs for an\n# authenticator app's code too.\n[sign_in]\nsecond_factor = false\n",
             absolute(&dir.join("catalogue.db")).display(),
             absolute(&dir.join("blobs")),
             absolute(private_key),
@@ -70,28 +94,59 @@ pub fn run(
         .build()?;
     rt.block_on(async {
         let app = catalogue::open(&cfg).await?;
-        let manager = ("manager".to_owned(), password()?);
-        let auditor = ("auditor".to_owned(), password()?);
         let services: Vec<String> = agent
             .scope
             .numbers
             .iter()
             .map(|n| n.service.clone())
             .collect();
-        app.store
-            .add_user(&manager.0, &manager.1, Role::Manager, &services, None, None)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        app.store
-            .add_user(&auditor.0, &auditor.1, Role::Auditor, &[], None, None)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
-        for (user, role) in [(&manager.0, Role::Manager), (&auditor.0, Role::Auditor)] {
+        let mut people = Vec::new();
+        for (role, name, sees) in [
+            (
+                Role::Manager,
+                "manager",
+                "search the calls of every service, listen for a stated purpose",
+            ),
+            (
+                Role::Auditor,
+                "auditor",
+                "the audit log, and whether its hash chain verifies",
+            ),
+            (
+                Role::Dpo,
+                "dpo",
+                "legal hold, restriction, erasure, subject access, training exports",
+            ),
+            (
+                Role::Admin,
+                "admin",
+                "users, agents, the operations page, a call's signalling",
+            ),
+        ] {
+            let password = password()?;
+            let theirs: &[String] = if role == Role::Manager {
+                &services
+            } else {
+                &[]
+            };
+            app.store
+                .add_user(name, &password, role, theirs, None, None)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            people.push(DemoUser {
+                role,
+                name: name.to_owned(),
+                password,
+                sees,
+            });
+        }
+        let manager = (people[0].name.clone(), people[0].password.clone());
+        for p in &people {
             app.store
                 .audit(audit::Entry {
                     actor: "demo",
                     action: "user_add",
-                    detail: serde_json::json!({ "username": user, "role": role.as_str() }),
+                    detail: serde_json::json!({ "username": p.name, "role": p.role.as_str() }),
                     ..Default::default()
                 })
                 .await?;
@@ -189,7 +244,8 @@ pub fn run(
                 wav,
             ),
             manager,
-            auditor,
+            people,
+            listen,
             audit_records: verification.records,
         })
     })

@@ -29,13 +29,26 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     }
     let capture = dir.join("contact-centre.pcap");
     let mut scenario = synth::Scenario::contact_centre_mix(8, 20_000, 2026);
+    for (k, call) in scenario.calls.iter_mut().enumerate() {
+        // syllable-like bursts with pauses, not noise: the waveform and the player read as a
+        // conversation
+        call.caller_signal = synth::Signal::Speechlike { seed: 2 * k as u64 };
+        call.agent_signal = synth::Signal::Speechlike {
+            seed: 2 * k as u64 + 1,
+        };
+    }
+    // the first call is put on hold for four seconds (re-INVITE sendonly, then sendrecv);
+    // the second crosses a poor network (loss and jitter show on its quality panel)
+    scenario.calls[0].hold = Some((6_000, 4_000));
+    scenario.calls[2].loss = 0.03;
+    scenario.calls[2].jitter_ms = 40;
     // calls of a few minutes ago: within retention when the demo catalogue is served after
     scenario.epoch =
         (crate::time::Timestamp::now() - std::time::Duration::from_secs(120)).since_epoch();
     let file = fs::File::create(&capture)?;
     let stats = synth::write_capture(&scenario, std::io::BufWriter::new(file))?;
     println!(
-        "1. generated {} ({} calls, {} frames): calls to listed council numbers, direct dials to staff extensions, internal calls",
+        "1. generated {} ({} calls, {} frames): calls to listed council numbers (one put on hold, one over a lossy network), direct dials to staff extensions, internal calls",
         capture.display(),
         scenario.calls.len(),
         stats.frames
@@ -111,19 +124,37 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         "   the audit chain verifies ({} records)",
         cat.audit_records
     );
+    // the binary that is running now, as the reader would type it (target/release/callvault)
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let cwd = std::env::current_dir().ok()?;
+            Some(exe.strip_prefix(&cwd).map(Path::to_path_buf).unwrap_or(exe))
+        })
+        .map_or("callvault".to_owned(), |p| p.display().to_string());
     println!(
-        "\nsee it yourself:  callvault catalogue -c {}",
+        "\nsee it yourself:  {binary} catalogue -c {}",
         cat.config.display()
     );
+    if cat.listen != catalogue::DEMO_LISTEN {
+        println!(
+            "({} is taken on this machine: the demo catalogue is set to serve on {} instead)",
+            catalogue::DEMO_LISTEN,
+            cat.listen
+        );
+    }
+    println!("then open http://{}/ and sign in as", cat.listen);
+    for p in &cat.people {
+        println!(
+            "   {:<8} {:<8} / {}  ({})",
+            p.role.as_str(),
+            p.name,
+            p.password,
+            p.sees
+        );
+    }
     println!(
-        "then open http://{}/ and sign in as {} / {} (search, listen)",
-        catalogue::DEMO_LISTEN,
-        cat.manager.0,
-        cat.manager.1
-    );
-    println!(
-        "             or as {} / {} (the audit log)",
-        cat.auditor.0, cat.auditor.1
+        "(the demo signs in with passwords only; a real catalogue asks managers and DPOs for an authenticator code too)"
     );
     anyhow::ensure!(
         *wav == exported,

@@ -112,6 +112,17 @@ pub async fn style() -> Response {
         .into_response()
 }
 
+pub async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!("../../../static/favicon.svg"),
+    )
+        .into_response()
+}
+
 pub async fn wave_js() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript")],
