@@ -40,7 +40,16 @@ pub struct SignalEvent {
     /// "INVITE + SDP", "180 (INVITE)", "REFER", "200 (BYE)".
     pub message: String,
     pub sip_call_id: String,
+    /// The message's full text (see [`MAX_SIGNAL_TEXT`], [`SIGNAL_TEXT_BUDGET`]): empty once
+    /// the call's budget is spent.
+    pub text: String,
 }
+
+/// The most of one message's text kept (a SIP message with SDP is 1 to 2 KB).
+pub const MAX_SIGNAL_TEXT: usize = 4096;
+/// The most SIP text kept per recorded call: a plain call's ladder whole, a long one's first
+/// messages (the rest keep their one-line summary). Bounds a call's memory in the agent.
+pub const SIGNAL_TEXT_BUDGET: usize = 16 * 1024;
 
 impl Call {
     pub fn record(&self) -> bool {

@@ -366,12 +366,20 @@ impl CallTracker {
             (None, Some(code), None) => format!("{code}{sdp}"),
             _ => return,
         };
+        let used: usize = call.signalling.iter().map(|s| s.text.len()).sum();
+        let left = super::call::SIGNAL_TEXT_BUDGET.saturating_sub(used);
+        let text = if left >= 256 {
+            msg.text(left.min(super::call::MAX_SIGNAL_TEXT))
+        } else {
+            String::new()
+        };
         call.signalling.push(super::call::SignalEvent {
             at: time,
             src,
             dst,
             message,
             sip_call_id: sip_id.to_owned(),
+            text,
         });
     }
 

@@ -20,6 +20,67 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// A SIP message's text with the numbers and names of the people on it masked, for a role
+/// that may see how a call was handled but not who was on it (the admin): the user part of
+/// every `sip:`, `sips:` and `tel:` URI, every quoted display name, and any other run of six
+/// or more digits (a number in a header of the PBX's own; addresses and ports have fewer).
+pub fn mask_numbers(text: &str) -> String {
+    const MASK: &str = "•••";
+    let stop = |c: char| matches!(c, '>' | ';' | ' ' | '\r' | '\n' | ',' | '"' | '?' | '\t');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let lower: String = rest
+            .chars()
+            .take(5)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let scheme = ["sips:", "sip:", "tel:"]
+            .into_iter()
+            .find(|p| lower.starts_with(p));
+        if let Some(p) = scheme {
+            out.push_str(&rest[..p.len()]);
+            rest = &rest[p.len()..];
+            let end = rest.find(stop).unwrap_or(rest.len());
+            let user_end = if p == "tel:" {
+                Some(end)
+            } else {
+                rest[..end].find('@')
+            };
+            if let Some(u) = user_end.filter(|u| *u > 0) {
+                out.push_str(MASK);
+                rest = &rest[u..];
+            }
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        if c == '"'
+            && let Some(close) = rest[1..].find('"')
+        {
+            out.push('"');
+            out.push_str(MASK);
+            out.push('"');
+            rest = &rest[close + 2..];
+            continue;
+        }
+        if c.is_ascii_digit() || (c == '+' && rest[1..].starts_with(|d: char| d.is_ascii_digit())) {
+            let run = rest[1..]
+                .find(|d: char| !d.is_ascii_digit())
+                .map_or(rest.len(), |n| n + 1);
+            if rest[..run].chars().filter(char::is_ascii_digit).count() >= 6 {
+                out.push_str(MASK);
+            } else {
+                out.push_str(&rest[..run]);
+            }
+            rest = &rest[run..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 const COLUMN: usize = 210;
 const ROW: usize = 30;
 const TOP: usize = 50;
@@ -40,7 +101,7 @@ pub fn svg(signals: &[SignalRecord]) -> Option<String> {
     let width = columns.len() * COLUMN + 80;
     let height = TOP + signals.len() * ROW + 20;
     let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"SIP ladder: {} messages between {} addresses\" class=\"ladder\">",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"group\" aria-label=\"SIP ladder: {} messages between {} addresses\" class=\"ladder\">",
         signals.len(),
         columns.len()
     );
@@ -62,9 +123,10 @@ pub fn svg(signals: &[SignalRecord]) -> Option<String> {
             y + 4,
             dt as f64 / 1000.0
         ));
+        let n = i + 1;
         if a == b {
             out.push_str(&format!(
-                "<text x=\"{a}\" y=\"{y}\" text-anchor=\"middle\" font-size=\"12\">{}</text>",
+                "<a href=\"#sip-{n}\"><text x=\"{a}\" y=\"{y}\" text-anchor=\"middle\" font-size=\"12\">{}</text></a>",
                 escape(&s.message)
             ));
             continue;
@@ -75,7 +137,7 @@ pub fn svg(signals: &[SignalRecord]) -> Option<String> {
             (a - 4, b + 4)
         };
         out.push_str(&format!(
-            "<line x1=\"{from}\" y1=\"{y}\" x2=\"{to}\" y2=\"{y}\" stroke=\"#0b3d5c\" stroke-width=\"1.5\" marker-end=\"url(#arrow)\"/><text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\">{}</text>",
+            "<line x1=\"{from}\" y1=\"{y}\" x2=\"{to}\" y2=\"{y}\" stroke=\"#0b3d5c\" stroke-width=\"1.5\" marker-end=\"url(#arrow)\"/><a href=\"#sip-{n}\"><text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" class=\"msg\">{}</text></a>",
             (a + b) / 2,
             y - 5,
             escape(&s.message)
@@ -89,6 +151,33 @@ pub fn svg(signals: &[SignalRecord]) -> Option<String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn masking_hides_numbers_and_names_but_not_the_signalling() {
+        let text = "INVITE sip:02087483020@10.20.0.5 SIP/2.0\r\nFrom: \"Jane Caller\" <sip:+447700900123@192.0.2.10>;tag=a1\r\nTo: <sip:02087483020@10.20.0.5>\r\nContact: <sip:4711@10.20.1.5:5060>\r\nP-Asserted-Identity: <tel:+447700900123>\r\nX-Caller: 07700900123\r\nCall-ID: c1@x\r\nCSeq: 1 INVITE\r\n\r\nc=IN IP4 192.0.2.10\r\nm=audio 20000 RTP/AVP 8\r\n";
+        let m = mask_numbers(text);
+        for gone in ["7700900123", "02087483020", "Jane", "4711"] {
+            assert!(!m.contains(gone), "{gone} in {m}");
+        }
+        for kept in [
+            "INVITE sip:•••@10.20.0.5 SIP/2.0",
+            "From: \"•••\" <sip:•••@192.0.2.10>;tag=a1",
+            "<tel:•••>",
+            "X-Caller: •••",
+            "Contact: <sip:•••@10.20.1.5:5060>",
+            "CSeq: 1 INVITE",
+            "c=IN IP4 192.0.2.10",
+            "m=audio 20000 RTP/AVP 8",
+        ] {
+            assert!(m.contains(kept), "{kept} not in {m}");
+        }
+        // a URI without a user part, and odd bytes, pass
+        assert_eq!(
+            mask_numbers("Route: <sip:10.0.0.1;lr>"),
+            "Route: <sip:10.0.0.1;lr>"
+        );
+        assert_eq!(mask_numbers("é\"unclosed"), "é\"unclosed");
+    }
+
     fn sig(at: &str, from: &str, to: &str, m: &str) -> SignalRecord {
         SignalRecord {
             at: at.into(),
@@ -96,6 +185,7 @@ mod tests {
             to: to.into(),
             message: m.into(),
             sip_call_id: "x".into(),
+            text: String::new(),
         }
     }
 

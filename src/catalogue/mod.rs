@@ -154,6 +154,7 @@ pub fn router(app: App) -> axum::Router {
         .route("/audit", get(ui::audit))
         .route("/static/style.css", get(ui::style))
         .route("/static/wave.js", get(ui::wave_js))
+        .route("/static/ladder.js", get(ui::ladder_js))
         .route("/static/favicon.svg", get(ui::favicon))
         .route("/favicon.ico", get(ui::favicon))
         .route("/api/v1/openapi.json", get(openapi))

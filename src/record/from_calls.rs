@@ -104,6 +104,7 @@ impl From<&SignalEvent> for SignalRecord {
             to: e.dst.to_string(),
             message: e.message.clone(),
             sip_call_id: e.sip_call_id.clone(),
+            text: e.text.clone(),
         }
     }
 }

@@ -13,6 +13,9 @@ pub const MAX_LEGS: usize = 256;
 pub const MAX_TRANSFERS_PER_LEG: usize = 64;
 /// The ladder: the agent keeps the first [`crate::calls::call::MAX_SIGNALS`].
 pub const MAX_SIGNALS: usize = crate::calls::call::MAX_SIGNALS;
+/// One SIP message's text kept, and a call's in all (see [`crate::calls::call`]).
+pub const MAX_SIGNAL_TEXT: usize = crate::calls::call::MAX_SIGNAL_TEXT;
+pub const SIGNAL_TEXT_BUDGET: usize = crate::calls::call::SIGNAL_TEXT_BUDGET;
 /// Holds noted per leg.
 pub const MAX_HOLDS_PER_LEG: usize = crate::calls::leg::MAX_HOLDS_PER_LEG;
 /// RTP streams of one call.
@@ -64,6 +67,23 @@ impl CallRecord {
                 MAX_TRANSFERS_PER_LEG,
             )?;
             count("holds in a leg", leg.holds.len(), MAX_HOLDS_PER_LEG)?;
+        }
+        // a message's full text has bounds of its own: one message's, and the call's
+        let note = 64;
+        if self
+            .signalling
+            .iter()
+            .any(|s| s.text.len() > MAX_SIGNAL_TEXT + note)
+        {
+            return bad(format!(
+                "a signalling entry's text is longer than {MAX_SIGNAL_TEXT} bytes"
+            ));
+        }
+        let all: usize = self.signalling.iter().map(|s| s.text.len()).sum();
+        if all > SIGNAL_TEXT_BUDGET + note * MAX_SIGNALS {
+            return bad(format!(
+                "{all} bytes of signalling text: at most {SIGNAL_TEXT_BUDGET}"
+            ));
         }
         if let Some(long) = self.texts().find(|t| t.len() > MAX_TEXT) {
             let start: String = long.chars().take(40).collect();

@@ -100,6 +100,11 @@ pub struct SignalRecord {
     /// "INVITE + SDP", "180 (INVITE)", "200 (BYE)".
     pub message: String,
     pub sip_call_id: String,
+    /// The message's full text as captured (at most 4 KiB; 16 KiB per call in all): what
+    /// the call page shows when the message is clicked, numbers masked for roles that may
+    /// not see them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
 }
 
 /// One stream as the call's metadata lists it.

@@ -581,6 +581,35 @@ impl<'a> Message<'a> {
         self.body
     }
 
+    /// The message as text, for the call page's ladder: start line, headers as sent (names
+    /// as written, values unfolded), the body (bytes that are not UTF-8 shown as U+FFFD); at
+    /// most `limit` bytes, cut at a character with a note of how long it was.
+    pub fn text(&self, limit: usize) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let _ = match &self.start {
+            StartLine::Request { method, uri } => {
+                write!(out, "{} {uri} SIP/2.0\r\n", method.as_str())
+            }
+            StartLine::Response { status, reason } => write!(out, "SIP/2.0 {status} {reason}\r\n"),
+        };
+        for h in &self.headers {
+            let _ = write!(out, "{}: {}\r\n", h.raw_name, h.value);
+        }
+        out.push_str("\r\n");
+        out.push_str(&String::from_utf8_lossy(self.body));
+        if out.len() > limit {
+            let whole = out.len();
+            let mut cut = limit;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            let _ = write!(out, "\r\n[… {} of {whole} bytes kept]", cut);
+        }
+        out
+    }
+
     /// Content-Length promised more bytes than the buffer held.
     pub fn body_truncated(&self) -> bool {
         self.body_truncated

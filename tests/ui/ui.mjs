@@ -134,6 +134,10 @@ try {
     check(page.url() === `${base}/calls/${callId}`, 'the call page is addressed by its id only');
     check(await page.locator('audio').count() === 0, 'no player before a purpose is given');
     check(await page.locator('svg.ladder').count() === 1, 'the call page shows the SIP ladder');
+    await page.locator('svg.ladder a text.msg').first().click();
+    const invite = page.locator('#sip-1');
+    check(await invite.evaluate((d) => d.open) && /^INVITE sip:/.test((await invite.locator('pre').textContent()).trim()), 'clicking a message of the ladder shows its full text');
+    check((await invite.locator('pre').textContent()).includes(callerNumber.slice(-6)), 'with the numbers, for a manager of the service');
     {
       const rows = await page.locator('#quality tbody tr').allTextContents();
       check(rows.length === 2 && rows.every((r) => /PCM[AU]|G722/.test(r) && /\d\.\d ms/.test(r) && /[1-4]\.\d$/.test(r.trim())), `the call page shows each direction's codec, loss, jitter and MOS (${rows.join(' | ')})`);
@@ -343,6 +347,9 @@ try {
     await page.waitForLoadState('networkidle');
     const arrows = await page.locator('svg.ladder line[marker-end]').count();
     check(arrows >= 4, `the admin sees the call's SIP ladder (${arrows} messages)`);
+    await page.locator('svg.ladder a text.msg').first().click();
+    const masked = await page.locator('#sip-1 pre').textContent();
+    check(await page.locator('#sip-1').evaluate((d) => d.open) && masked.includes('sip:•••@') && /CSeq: \S+ INVITE/.test(masked), `and each message in full, numbers masked (${masked.slice(0, 160)})`);
     check((await page.locator('#decision').textContent()).includes('Parking'), 'and why it was recorded');
     check(!(await page.content()).includes(callerNumber), "but not the caller's number");
     await page.screenshot({ path: path.join(artifacts, 'signalling.png'), fullPage: true });

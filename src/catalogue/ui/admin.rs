@@ -77,6 +77,9 @@ pub async fn signalling(
                 // the admin sees how the call was handled, not who called
                 Ok(mut c) => {
                     c.caller = String::new();
+                    for m in &mut c.messages {
+                        m.text = crate::catalogue::ladder::mask_numbers(&m.text);
+                    }
                     call = Some(c);
                 }
                 Err(r) => return r,

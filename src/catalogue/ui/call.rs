@@ -29,6 +29,39 @@ pub struct LegView {
     pub holds: Vec<HoldView>,
 }
 
+/// One SIP message of the ladder, its full text behind a click.
+pub struct MessageView {
+    pub n: usize,
+    /// "+0.002 s" from the first message.
+    pub at: String,
+    pub from: String,
+    pub to: String,
+    pub summary: String,
+    /// The text as captured (empty: not kept, the call's budget was spent).
+    pub text: String,
+}
+
+impl MessageView {
+    fn of(signals: &[crate::record::SignalRecord]) -> Vec<MessageView> {
+        let t0 = signals.first().and_then(|s| rfc3339_ms(&s.at)).unwrap_or(0);
+        signals
+            .iter()
+            .enumerate()
+            .map(|(i, s)| MessageView {
+                n: i + 1,
+                at: format!(
+                    "+{:.3} s",
+                    (rfc3339_ms(&s.at).unwrap_or(t0) - t0) as f64 / 1000.0
+                ),
+                from: s.from.clone(),
+                to: s.to.clone(),
+                summary: s.message.clone(),
+                text: s.text.clone(),
+            })
+            .collect()
+    }
+}
+
 /// A hold on the timeline: who held, when, and where on the bar.
 pub struct HoldView {
     pub text: String,
@@ -59,6 +92,8 @@ pub struct CallView {
     pub ladder: Option<String>,
     /// Network quality per direction.
     pub quality: crate::catalogue::quality::Quality,
+    /// The ladder's messages with their text.
+    pub messages: Vec<MessageView>,
 }
 
 pub struct GrantView {
@@ -205,6 +240,7 @@ pub(super) async fn call_view(app: &App, id: &str) -> Result<CallView, Response>
         marks,
         ladder: crate::catalogue::ladder::svg(&record.signalling),
         quality: crate::catalogue::quality::of(&record.streams),
+        messages: MessageView::of(&record.signalling),
     })
 }
 

@@ -123,6 +123,14 @@ pub async fn favicon() -> Response {
         .into_response()
 }
 
+pub async fn ladder_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript")],
+        include_str!("../../../static/ladder.js"),
+    )
+        .into_response()
+}
+
 pub async fn wave_js() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript")],
