@@ -131,12 +131,11 @@ impl Outbox {
                 self.scope_reported = version;
             }
             let shipped = self.round().await;
-            // how the recording server is, for the admin's operations page (after the round:
-            // its outbox figures are fresh)
-            if shipped.is_ok()
-                && reported.is_none_or(|t| t.elapsed() >= crate::record::health::REPORT_EVERY)
-                && self.report_health().await
-            {
+            // how the recording server is, for the admin's operations page: every half
+            // minute whether shipping went well or not (after the round: its outbox figures
+            // are fresh), an attempt that failed waiting like one that was answered
+            if reported.is_none_or(|t| t.elapsed() >= crate::record::health::REPORT_EVERY) {
+                self.report_health().await;
                 reported = Some(std::time::Instant::now());
             }
             match shipped {
@@ -180,9 +179,12 @@ impl Outbox {
 
     /// Tells the catalogue how this agent is (true once it has answered).
     async fn report_health(&self) -> bool {
+        // a round may have spent its time on a backlog: the report waits at most a few
+        // seconds, so it does not hold the next round up
         let req = self
             .client
             .put(format!("{}/api/v1/agent/health", self.base))
+            .timeout(Duration::from_secs(10))
             .bearer_auth(&self.token)
             .json(&self.status.report());
         answer(req.send().await).await.is_ok()

@@ -25,6 +25,100 @@ pub fn escape(s: &str) -> String {
 /// every `sip:`, `sips:` and `tel:` URI, every quoted display name, and any other run of six
 /// or more digits (a number in a header of the PBX's own; addresses and ports have fewer).
 pub fn mask_numbers(text: &str) -> String {
+    let named: String = text
+        .split_inclusive('\n')
+        .map(display_names_masked)
+        .collect();
+    mask_uris_and_digits(&named)
+}
+
+/// Headers whose values are name-addrs (RFC 3261 section 20), compact forms too: what
+/// comes before a `<` in them is a display name, quoted or not.
+const NAME_ADDR_HEADERS: &[&str] = &[
+    "from",
+    "f",
+    "to",
+    "t",
+    "contact",
+    "m",
+    "p-asserted-identity",
+    "p-preferred-identity",
+    "remote-party-id",
+    "diversion",
+    "referred-by",
+    "b",
+    "refer-to",
+    "r",
+    "reply-to",
+    "history-info",
+    "p-called-party-id",
+];
+
+/// One line with the display names of a name-addr header masked.
+fn display_names_masked(line: &str) -> String {
+    let Some(colon) = line.find(':') else {
+        return line.to_owned();
+    };
+    if !NAME_ADDR_HEADERS
+        .iter()
+        .any(|h| line[..colon].trim().eq_ignore_ascii_case(h))
+    {
+        return line.to_owned();
+    }
+    let mut out = String::from(&line[..=colon]);
+    // the part of a value before its `<`, while it may still be a display name
+    let mut pending = String::new();
+    let (mut quoted, mut escaped, mut angle, mut named) = (false, false, false, false);
+    for c in line[colon + 1..].chars() {
+        if !named && !angle {
+            if escaped {
+                escaped = false;
+            } else if quoted && c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = !quoted;
+            } else if !quoted && c == '<' {
+                let lead = pending.len() - pending.trim_start().len();
+                out.push_str(&pending[..lead]);
+                if !pending.trim().is_empty() {
+                    out.push_str("••• ");
+                }
+                pending.clear();
+                out.push('<');
+                angle = true;
+                continue;
+            } else if !quoted && c == ',' {
+                // a bare addr-spec: no display name
+                out.push_str(&pending);
+                pending.clear();
+                out.push(',');
+                continue;
+            }
+            pending.push(c);
+            continue;
+        }
+        out.push(c);
+        if angle && c == '>' {
+            angle = false;
+            named = true;
+        } else if named && c == ',' {
+            named = false;
+        }
+    }
+    // a quote never closed: what stands before the last `<` is the name
+    match pending.rfind('<').filter(|_| quoted) {
+        Some(k) => {
+            out.push_str(" ••• ");
+            out.push_str(&pending[k..]);
+        }
+        None => out.push_str(&pending),
+    }
+    out
+}
+
+/// URI user parts, quoted strings (to the end of their line, `\"` escapes honoured) and
+/// runs of six or more digits, masked.
+fn mask_uris_and_digits(text: &str) -> String {
     const MASK: &str = "•••";
     let stop = |c: char| matches!(c, '>' | ';' | ' ' | '\r' | '\n' | ',' | '"' | '?' | '\t');
     let mut out = String::with_capacity(text.len());
@@ -55,7 +149,7 @@ pub fn mask_numbers(text: &str) -> String {
         }
         let c = rest.chars().next().unwrap_or(' ');
         if c == '"'
-            && let Some(close) = rest[1..].find('"')
+            && let Some(close) = closing_quote(&rest[1..])
         {
             out.push('"');
             out.push_str(MASK);
@@ -79,6 +173,21 @@ pub fn mask_numbers(text: &str) -> String {
         rest = &rest[c.len_utf8()..];
     }
     out
+}
+
+/// Where the quoted string that `s` begins inside ends (its closing `"`), on the same line.
+fn closing_quote(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '\r' | '\n' => return None,
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 const COLUMN: usize = 210;
@@ -160,7 +269,7 @@ mod tests {
         }
         for kept in [
             "INVITE sip:•••@10.20.0.5 SIP/2.0",
-            "From: \"•••\" <sip:•••@192.0.2.10>;tag=a1",
+            "From: ••• <sip:•••@192.0.2.10>;tag=a1",
             "<tel:•••>",
             "X-Caller: •••",
             "Contact: <sip:•••@10.20.1.5:5060>",
@@ -170,6 +279,17 @@ mod tests {
         ] {
             assert!(m.contains(kept), "{kept} not in {m}");
         }
+        // display names unquoted, with escaped quotes, or with a quote left open
+        let odd = "From: Jane Caller <sip:1@x>;tag=1\r\nTo: \"Robert \\\"Bob\\\" Smith\" <sip:2@x>\r\nContact: \"O\\\"Neil <sip:3@x>\r\nP-Asserted-Identity: Alice <sip:4@x>, <tel:5>\r\nSubject: \"O\r\nX: Alice\" done\r\n";
+        let m = mask_numbers(odd);
+        for gone in ["Jane", "Bob", "Robert", "Neil", "Alice <"] {
+            assert!(!m.contains(gone), "{gone} in {m}");
+        }
+        assert!(m.contains("From: ••• <sip:•••@x>;tag=1"), "{m}");
+        assert!(
+            m.contains("X: Alice\" done"),
+            "a quote does not run across lines: {m}"
+        );
         // a URI without a user part, and odd bytes, pass
         assert_eq!(
             mask_numbers("Route: <sip:10.0.0.1;lr>"),

@@ -190,10 +190,11 @@ const MIN_MS: i64 = 100_000_000_000;
 /// without an offset, in the catalogue's zone.
 fn time_ms(s: &str, zone: &super::zone::Zone) -> Option<i64> {
     let s = s.trim();
+    // the zone's reading first: a time without an offset is the zone's, not UTC
     s.parse::<i64>()
         .ok()
-        .or_else(|| rfc3339_ms(s))
         .or_else(|| zone.local_ms(s))
+        .or_else(|| rfc3339_ms(s))
 }
 
 fn blank(s: &Option<String>) -> Option<String> {
@@ -500,6 +501,20 @@ pub fn csv(calls: &[CallSummary]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_times_without_an_offset_are_the_zones() {
+        let london = crate::catalogue::zone::Zone::default();
+        // 13:00 BST is 12:00 UTC, with or without seconds; with an offset or Z, as written
+        for t in [
+            "2026-07-15T13:00",
+            "2026-07-15T13:00:00",
+            "2026-07-15T12:00:00Z",
+        ] {
+            assert_eq!(time_ms(t, &london), Some(1_784_116_800_000), "{t}");
+        }
+        assert_eq!(time_ms("1784116800000", &london), Some(1_784_116_800_000));
+    }
 
     #[test]
     fn csv_cells_never_run_as_formulas_and_quote_what_needs_it() {

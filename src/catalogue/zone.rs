@@ -104,6 +104,11 @@ mod tests {
         // BST: midnight in London is 23:00 UTC the day before
         assert_eq!(z.local_ms("2026-07-15"), Some(1_784_070_000_000));
         assert_eq!(z.local_ms("2026-07-15T13:00"), Some(1_784_116_800_000));
+        assert_eq!(z.local_ms("2026-07-15T13:00:00"), Some(1_784_116_800_000));
+        assert_eq!(
+            z.local_ms("2026-07-15T14:00:00.000+02:00"),
+            Some(1_784_116_800_000)
+        );
         let utc = Zone::named("UTC").unwrap();
         assert_eq!(utc.local_ms("2026-07-15"), Some(1_784_073_600_000));
         assert_eq!(

@@ -26,7 +26,7 @@ impl StreamSummary {
             events: s.stats.events,
             resyncs: s.stats.resyncs,
             relay_copies: s.stats.relay_copies,
-            jitter_us: (s.jitter.ms(s.clock_rate) * 1000.0) as u64,
+            jitter_us: (s.jitter.mean_ms(s.clock_rate) * 1000.0) as u64,
             max_jitter_us: (s.jitter.max_ms(s.clock_rate) * 1000.0) as u64,
             first_seen: s.first_seen.rfc3339(),
             last_seen: s.last_seen.rfc3339(),

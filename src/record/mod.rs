@@ -13,6 +13,10 @@ pub mod limits;
 
 use serde::{Deserialize, Serialize};
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Version of this document's layout.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -125,10 +129,12 @@ pub struct StreamSummary {
     /// copy of a media relay's other hop, not heard twice.
     #[serde(default)]
     pub relay_copies: u64,
-    /// Interarrival jitter of its audio (RFC 3550), microseconds: at the end, and the most.
-    #[serde(default)]
+    /// Interarrival jitter of its audio (RFC 3550), microseconds: its mean over the stream,
+    /// and the most. Left out when zero, so a document without them reads (and compares)
+    /// the same.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub jitter_us: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub max_jitter_us: u64,
     pub first_seen: String,
     pub last_seen: String,

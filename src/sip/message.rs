@@ -582,8 +582,11 @@ impl<'a> Message<'a> {
     }
 
     /// The message as text, for the call page's ladder: start line, headers as sent (names
-    /// as written, values unfolded), the body (bytes that are not UTF-8 shown as U+FFFD); at
-    /// most `limit` bytes, cut at a character with a note of how long it was.
+    /// as written, values unfolded) and the body when it is SDP or a sipfrag (bytes that are
+    /// not UTF-8 shown as U+FFFD); at most `limit` bytes, cut at a character with a note of
+    /// how long it was. Any other body is named, not kept: a SIP INFO keypress
+    /// (`application/dtmf-relay`, `application/dtmf`) may be a card number, and must never be
+    /// stored. SDES and MIKEY key lines of an SDP keep their name only.
     pub fn text(&self, limit: usize) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
@@ -597,7 +600,31 @@ impl<'a> Message<'a> {
             let _ = write!(out, "{}: {}\r\n", h.raw_name, h.value);
         }
         out.push_str("\r\n");
-        out.push_str(&String::from_utf8_lossy(self.body));
+        let body = String::from_utf8_lossy(self.body);
+        if self.content_type_is("application/sdp") {
+            for line in body.split_inclusive('\n') {
+                let key = ["a=crypto:", "a=key-mgmt:", "k="].into_iter().find(|k| {
+                    line.as_bytes()
+                        .get(..k.len())
+                        .is_some_and(|head| head.eq_ignore_ascii_case(k.as_bytes()))
+                });
+                match key {
+                    Some(k) => {
+                        let _ = write!(out, "{k}[key not kept]\r\n");
+                    }
+                    None => out.push_str(line),
+                }
+            }
+        } else if self.content_type_is("message/sipfrag") {
+            out.push_str(&body);
+        } else if !self.body.is_empty() {
+            let _ = write!(
+                out,
+                "[{} bytes of {} not kept]",
+                self.body.len(),
+                self.content_type().unwrap_or("body")
+            );
+        }
         if out.len() > limit {
             let whole = out.len();
             let mut cut = limit;
@@ -747,6 +774,37 @@ fn part_with_type<'b>(part: &'b [u8], media_type: &str) -> Option<&'b [u8]> {
 mod tests {
     use super::super::sdp::Direction;
     use super::*;
+
+    #[test]
+    fn the_text_kept_of_a_message_never_holds_a_keypress_or_a_media_key() {
+        let info = b"INFO sip:4711@10.0.0.5 SIP/2.0\r\nCall-ID: c1\r\nCSeq: 5 INFO\r\nContent-Type: application/dtmf-relay\r\nContent-Length: 24\r\n\r\nSignal=4\r\nDuration=160\r\n";
+        let t = parse(info).unwrap().text(4096);
+        assert!(t.starts_with("INFO sip:4711@10.0.0.5 SIP/2.0\r\n"), "{t}");
+        assert!(!t.contains("Signal=4"), "{t}");
+        assert!(
+            t.contains("[24 bytes of application/dtmf-relay not kept]"),
+            "{t}"
+        );
+        let sdp = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
+        let invite = format!(
+            "INVITE sip:a@b SIP/2.0\r\nCall-ID: c2\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        let t = parse(invite.as_bytes()).unwrap().text(4096);
+        assert!(
+            t.contains("m=audio 4000 RTP/SAVP 0") && t.contains("a=crypto:[key not kept]"),
+            "{t}"
+        );
+        assert!(!t.contains("inline:"), "{t}");
+        // cut at a character, saying so
+        let t = parse(invite.as_bytes()).unwrap().text(40);
+        assert!(
+            t.starts_with("INVITE sip:a@b SIP/2.0")
+                && t.contains("of ")
+                && t.contains("bytes kept]"),
+            "{t}"
+        );
+    }
 
     fn crlf(s: &str) -> Vec<u8> {
         s.replace('\n', "\r\n").into_bytes()

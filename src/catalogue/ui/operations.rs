@@ -42,6 +42,8 @@ struct AgentHealthView {
 }
 
 struct LiveView {
+    /// When it started (ms), for the order.
+    started_ms: i64,
     agent: String,
     service: String,
     started: String,
@@ -120,6 +122,7 @@ pub async fn operations(State(app): State<App>, Allowed(who, _): Allowed<Admin, 
             live.extend(h.live.iter().map(|c| {
                 let started = rfc3339_ms(&c.started);
                 LiveView {
+                    started_ms: started.unwrap_or(0),
                     agent: a.name.clone(),
                     service: c.service.clone().unwrap_or_default(),
                     started: started.map(|s| app.zone.when(s)).unwrap_or_default(),
@@ -148,7 +151,7 @@ pub async fn operations(State(app): State<App>, Allowed(who, _): Allowed<Admin, 
             spool_free: bytes(h.spool_free_bytes),
         });
     }
-    live.sort_by(|a, b| a.started.cmp(&b.started));
+    live.sort_by_key(|c| c.started_ms);
     let more = live.len().saturating_sub(LIVE_SHOWN);
     live.truncate(LIVE_SHOWN);
     page(&OperationsPage {
