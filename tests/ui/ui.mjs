@@ -515,6 +515,35 @@ try {
     }
     evil.close();
   }
+  // every page fits a phone's width: wide tables scroll inside themselves, the page does not
+  {
+    const fits = async (page, what) => {
+      await page.setViewportSize({ width: 375, height: 800 });
+      const { scroll, inner, wide } = await page.evaluate(() => {
+        const inner = window.innerWidth;
+        // the outermost elements that stick out, to say what to fix
+        const wide = [...document.querySelectorAll('body *')]
+          .filter((e) => e.getBoundingClientRect().right > inner + 1 && !e.closest('.scroll, .ladder-wrap'))
+          .sort((a, b) => b.getBoundingClientRect().right - a.getBoundingClientRect().right)
+          .slice(0, 4)
+          .map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className && typeof e.className === 'string' ? '.' + e.className : ''}`);
+        return { scroll: document.documentElement.scrollWidth, inner, wide };
+      });
+      check(scroll <= inner, `${what} fits a phone's width (${scroll} px of ${inner}${wide.length ? ': ' + wide.join(', ') : ''})`);
+    };
+    for (const [user, pages] of [['pat', ['/search', `/calls/${callId}`]], ['aud', ['/audit']], ['adam', ['/admin', '/admin/operations']]]) {
+      const { context, page } = await signIn(user);
+      for (const p of pages) {
+        await page.goto(`${base}${p}`);
+        if (p === '/search') {
+          await page.getByRole('button', { name: 'Search' }).click();
+          await page.waitForLoadState('networkidle');
+        }
+        await fits(page, `${p} (${user})`);
+      }
+      await context.close();
+    }
+  }
   // the member of staff on the call sees that someone listened to it
   {
     const { context, page } = await signIn('stef', 'stef chose this one');
