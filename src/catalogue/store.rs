@@ -107,6 +107,13 @@ pub struct AgentRow {
     pub calls_last_hour: i64,
 }
 
+/// What an agent reports and the catalogue keeps, with when: its number list, its health.
+#[derive(Clone, Copy)]
+enum AgentReport {
+    Scope,
+    Health,
+}
+
 /// What storing a call did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stored {
@@ -348,14 +355,8 @@ impl Store {
         agent: &str,
         numbers: &[ScopeEntry],
     ) -> Result<(), sqlx::Error> {
-        let json = serde_json::to_string(numbers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        sqlx::query("UPDATE agents SET scope = $1, scope_ms = $2 WHERE name = $3")
-            .bind(json)
-            .bind(now_ms())
-            .bind(agent)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.set_agent_report(agent, AgentReport::Scope, numbers)
+            .await
     }
 
     /// Stores an agent's health report, received now.
@@ -364,8 +365,24 @@ impl Store {
         agent: &str,
         health: &crate::record::health::AgentHealth,
     ) -> Result<(), sqlx::Error> {
-        let json = serde_json::to_string(health).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        sqlx::query("UPDATE agents SET health = $1, health_ms = $2 WHERE name = $3")
+        self.set_agent_report(agent, AgentReport::Health, health)
+            .await
+    }
+
+    /// Stores what an agent reported (as JSON) and when it came.
+    async fn set_agent_report(
+        &self,
+        agent: &str,
+        report: AgentReport,
+        value: &(impl serde::Serialize + ?Sized),
+    ) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        // the statement is one of two fixed texts; every value is a bound argument
+        let sql = match report {
+            AgentReport::Scope => "UPDATE agents SET scope = $1, scope_ms = $2 WHERE name = $3",
+            AgentReport::Health => "UPDATE agents SET health = $1, health_ms = $2 WHERE name = $3",
+        };
+        sqlx::query(sql)
             .bind(json)
             .bind(now_ms())
             .bind(agent)
