@@ -252,6 +252,14 @@ pub fn run(cfg: CatalogueConfig) -> anyhow::Result<()> {
         if reread > 0 {
             tracing::info!(calls = reread, country = %cfg.numbers.country, "stored numbers re-read");
         }
+        let filled = app
+            .store
+            .backfill_ring_times()
+            .await
+            .context("filling in the ring times of calls stored before they were kept")?;
+        if filled > 0 {
+            tracing::info!(calls = filled, "ring times filled in from the stored documents");
+        }
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
             .await
             .with_context(|| format!("server.listen = {:?}: cannot listen", cfg.server.listen))?;

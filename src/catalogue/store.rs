@@ -369,6 +369,36 @@ impl Store {
             .await
     }
 
+    /// Fills in the ring time of calls stored before it was kept (migration 0008) from their
+    /// documents; returns how many it filled. A call never answered keeps none, and once
+    /// every answered call has one this finds nothing.
+    pub async fn backfill_ring_times(&self) -> Result<u64, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT call_id, started_ms, document FROM calls WHERE ring_ms IS NULL AND document LIKE '%\"answered_at\":\"%'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut filled = 0;
+        for r in rows {
+            let document: String = r.try_get("document")?;
+            let started: i64 = r.try_get("started_ms")?;
+            let Some(answered) = serde_json::from_str::<CallRecord>(&document)
+                .ok()
+                .and_then(|d| d.answered_at)
+                .and_then(|a| rfc3339_ms(&a))
+            else {
+                continue;
+            };
+            sqlx::query("UPDATE calls SET ring_ms = $1 WHERE call_id = $2 AND ring_ms IS NULL")
+                .bind((answered - started).max(0))
+                .bind(r.try_get::<String, _>("call_id")?)
+                .execute(&self.pool)
+                .await?;
+            filled += 1;
+        }
+        Ok(filled)
+    }
+
     /// Stores what an agent reported (as JSON) and when it came.
     async fn set_agent_report(
         &self,
@@ -640,5 +670,48 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_times_of_calls_stored_before_they_were_kept_are_filled_in() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // a file: each connection of the pool to ":memory:" would be a database of its own
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+                .await
+                .unwrap();
+            let record: CallRecord = serde_json::from_str(include_str!(
+                "../../fuzz/seeds/call_document/recorded-call.json"
+            ))
+            .unwrap();
+            store.add_agent(&record.agent, "token-hash").await.unwrap();
+            store.store_call(&record, 30, &[]).await.unwrap();
+            let ring = |store: Store| async move {
+                sqlx::query("SELECT ring_ms FROM calls")
+                    .fetch_one(&store.pool)
+                    .await
+                    .unwrap()
+                    .try_get::<Option<i64>, _>("ring_ms")
+                    .unwrap()
+            };
+            // 09:00:00.021 to 09:00:03.439
+            assert_eq!(ring(store.clone()).await, Some(3_418));
+            sqlx::query("UPDATE calls SET ring_ms = NULL")
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            assert_eq!(store.backfill_ring_times().await.unwrap(), 1);
+            assert_eq!(ring(store.clone()).await, Some(3_418));
+            assert_eq!(store.backfill_ring_times().await.unwrap(), 0);
+        });
     }
 }
